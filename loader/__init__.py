@@ -1,0 +1,3 @@
+"""portable-loader: runs eKuiper-compatible portable plugins as supervised processes."""
+
+__version__ = "0.1.0"

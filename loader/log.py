@@ -1,0 +1,53 @@
+"""Structured logging for the loader.
+
+Every decision the loader makes is one event with a stable name (see
+docs/logging.md) and stable keys (``plugin``, ``version``, ``pid``, ``symbol``,
+``rule``, ``reason``, ``error``).  Output is JSON lines when stdout is not a
+terminal (journald, pipes, tests) and a readable console format on a terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+LOG_FORMATS = ("json", "console", "auto")
+
+
+def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
+    """Configure structlog once for the whole process.
+
+    ``fmt`` is ``json``, ``console`` or ``auto`` (console on a terminal, JSON
+    otherwise).  The stream is resolved at call time so tests can capture it.
+    """
+    out = stream if stream is not None else sys.stdout
+    if fmt == "auto":
+        fmt = "console" if out.isatty() else "json"
+    renderer: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        raise ValueError(f"unknown log level {level!r}: use debug, info, warning or error")
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(**bound: Any) -> structlog.typing.FilteringBoundLogger:
+    """A logger with ``bound`` keys attached to every event it emits."""
+    return structlog.get_logger().bind(**bound)

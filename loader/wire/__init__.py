@@ -1,0 +1,1 @@
+"""Host side of the portable plugin wire protocol (see docs/protocol.md)."""

@@ -1,0 +1,204 @@
+"""Host end of a plugin's control channel.
+
+The plugin holds the REQ end and the host the REP end, so the roles are
+inverted: every message the plugin sends (the first ``handshake``, a
+keepalive ``handshake``, or the result of a command) is a *request*, and the
+host can only speak by *replying* to the latest one.  One reader task owns
+the receiving side and tracks whether the host currently holds such a reply
+slot; commands wait in a queue until it does.
+
+A ``handshake`` that arrives while a command is in flight means the plugin
+gave up waiting and the command was lost: it is sent again.  A ``handshake``
+that arrives while nothing is in flight is a keepalive, counted so the
+supervisor can tell plugins that send keepalives (eKuiper's Python SDK, ours)
+from those that never do (eKuiper's Go SDK).
+
+The socket stays open across plugin process restarts; ``expect_new_process``
+marks the boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pynng
+
+from loader.wire.addresses import url
+
+
+class ControlError(Exception):
+    """A command could not be completed; the message names plugin and command."""
+
+
+class CommandFailed(ControlError):
+    """The plugin answered a command with an error text."""
+
+
+class CommandTimeout(ControlError):
+    """The plugin did not answer a command in time."""
+
+
+class ProcessGone(ControlError):
+    """The plugin process went away while a command was pending."""
+
+
+def encode_command(cmd: str, control: dict) -> bytes:
+    """A control command: ``arg`` is the Control as a JSON *string*, as eKuiper sends it."""
+    return json.dumps({"cmd": cmd, "arg": json.dumps(control)}).encode()
+
+
+def is_handshake(message: bytes) -> bool:
+    """eKuiper's SDKs treat any request beginning with ``h`` as a handshake."""
+    return message[:1] == b"h"
+
+
+@dataclass
+class _Command:
+    name: str
+    payload: bytes
+    done: asyncio.Future[str] = field(repr=False)
+    sends: int = 0
+
+
+class ControlChannel:
+    """REP socket listening on ``plugin_<name>.ipc`` for the plugin's whole life."""
+
+    def __init__(self, path: Path, plugin: str) -> None:
+        self.path = path
+        self.plugin = plugin
+        self._socket: pynng.Rep0 | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._handshaken = asyncio.Event()
+        self._queue: list[_Command] = []
+        self._inflight: _Command | None = None
+        self._holds_slot = False
+        #: monotonic time of the last message from the plugin, any kind.
+        self.last_message_at: float = 0.0
+        #: keepalive handshakes seen from the current process.
+        self.keepalives: int = 0
+
+    async def open(self) -> None:
+        """Listen before the plugin process starts, so its first dial succeeds."""
+        self.path.unlink(missing_ok=True)
+        self._socket = pynng.Rep0()
+        self._socket.listen(url(self.path))
+        self._reader = asyncio.get_running_loop().create_task(
+            self._read_forever(), name=f"control-{self.plugin}"
+        )
+
+    def expect_new_process(self) -> None:
+        """Forget the old process: fail what it owed us and wait for a fresh handshake."""
+        self._handshaken.clear()
+        self._holds_slot = False
+        self.keepalives = 0
+        gone = ProcessGone(f"plugin {self.plugin}: process exited before answering")
+        if self._inflight is not None:
+            _fail(self._inflight, gone)
+            self._inflight = None
+
+    @property
+    def handshaken(self) -> bool:
+        return self._handshaken.is_set()
+
+    async def wait_handshake(self, timeout: float) -> None:
+        """Wait for the first handshake of the current process; asyncio.TimeoutError if none."""
+        await asyncio.wait_for(self._handshaken.wait(), timeout)
+
+    async def command(self, name: str, control: dict, timeout: float) -> None:
+        """Send ``start`` or ``stop`` and wait for ``ok``.
+
+        Raises CommandFailed with the plugin's own error text, CommandTimeout,
+        or ProcessGone.
+        """
+        loop = asyncio.get_running_loop()
+        cmd = _Command(name, encode_command(name, control), loop.create_future())
+        self._queue.append(cmd)
+        await self._send_next()
+        try:
+            reply = await asyncio.wait_for(asyncio.shield(cmd.done), timeout)
+        except asyncio.TimeoutError:
+            self._forget(cmd)
+            symbol = control.get("symbolName", "?")
+            raise CommandTimeout(
+                f"plugin {self.plugin}: no answer to {name} of {symbol} within {timeout:g}s"
+            ) from None
+        if reply != "ok":
+            raise CommandFailed(f"plugin {self.plugin}: {name} of {control.get('symbolName', '?')} failed: {reply}")
+
+    async def close(self) -> None:
+        """Stop reading, fail pending commands, close the socket and remove its file."""
+        if self._reader is not None:
+            self._reader.cancel()
+            try:
+                await self._reader
+            except (asyncio.CancelledError, pynng.exceptions.NNGException):
+                pass
+            self._reader = None
+        closed = ControlError(f"plugin {self.plugin}: control channel closed")
+        for cmd in self._queue:
+            _fail(cmd, closed)
+        self._queue.clear()
+        if self._inflight is not None:
+            _fail(self._inflight, closed)
+            self._inflight = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        self.path.unlink(missing_ok=True)
+
+    async def _read_forever(self) -> None:
+        assert self._socket is not None
+        while True:
+            try:
+                message = await self._socket.arecv()
+            except pynng.exceptions.Closed:
+                return
+            self.last_message_at = time.monotonic()
+            await self._on_message(message)
+
+    async def _on_message(self, message: bytes) -> None:
+        if is_handshake(message):
+            if self._inflight is not None:
+                # The plugin stopped waiting: the command we sent is lost, resend it.
+                await self._send(self._inflight)
+                return
+            if self._handshaken.is_set():
+                self.keepalives += 1
+            self._handshaken.set()
+        elif self._inflight is not None:
+            cmd, self._inflight = self._inflight, None
+            if not cmd.done.done():
+                cmd.done.set_result(message.decode(errors="replace"))
+        self._holds_slot = True
+        await self._send_next()
+
+    async def _send_next(self) -> None:
+        if not self._holds_slot or self._inflight is not None or not self._queue:
+            return
+        if not self._handshaken.is_set():
+            return
+        cmd = self._queue.pop(0)
+        self._inflight = cmd
+        await self._send(cmd)
+
+    async def _send(self, cmd: _Command) -> None:
+        assert self._socket is not None
+        self._holds_slot = False
+        cmd.sends += 1
+        await self._socket.asend(cmd.payload)
+
+    def _forget(self, cmd: _Command) -> None:
+        if cmd in self._queue:
+            self._queue.remove(cmd)
+        if self._inflight is cmd:
+            # Its answer may still come; it will be treated as a stray result.
+            self._inflight = None
+
+
+def _fail(cmd: _Command, error: Exception) -> None:
+    if not cmd.done.done():
+        cmd.done.set_exception(error)

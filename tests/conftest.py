@@ -1,0 +1,76 @@
+"""Shared fixtures: per-test IPC directories and processes cleaned up by pid.
+
+Unix socket paths are limited to about 107 bytes, so IPC directories are short
+directories under /tmp rather than pytest's long tmp_path.  Every process a
+test starts is registered here and killed by its own pid (and process group)
+at teardown, even when the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def ipc_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="pl-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class ProcessTracker:
+    """Starts processes for a test and guarantees they are gone afterwards."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+
+    def popen(self, args: list[str], **kwargs) -> subprocess.Popen:
+        kwargs.setdefault("start_new_session", True)
+        proc = subprocess.Popen(args, **kwargs)
+        self.procs.append(proc)
+        return proc
+
+    def track(self, proc: subprocess.Popen) -> subprocess.Popen:
+        self.procs.append(proc)
+        return proc
+
+    def cleanup(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                _kill_group(proc.pid)
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+            for stream in (proc.stdout, proc.stderr, proc.stdin):
+                if stream is not None:
+                    stream.close()
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture
+def processes() -> Iterator[ProcessTracker]:
+    tracker = ProcessTracker()
+    try:
+        yield tracker
+    finally:
+        tracker.cleanup()
