@@ -6,6 +6,8 @@ its configurable IPC directory, which defaults to /tmp for that reason.
 
 from __future__ import annotations
 
+import socket
+import stat
 from pathlib import Path
 
 
@@ -28,3 +30,43 @@ def ack_path(ipc_dir: Path, rule_id: str, op_id: str, instance: int) -> Path:
 def url(path: Path) -> str:
     """nng address of an IPC socket file."""
     return f"ipc://{path}"
+
+
+def is_live_socket(path: Path) -> bool:
+    """True when some process is listening on the unix socket at ``path``."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def claim(path: Path) -> None:
+    """Make ``path`` free to listen on: remove a stale socket file, refuse a live one.
+
+    A live socket means another process (a second loader, or eKuiper itself
+    sharing /tmp) serves that name; taking it over would break that process.
+    """
+    if not path.exists():
+        return
+    if is_live_socket(path):
+        raise OSError(f"{path} is in use by another process (another loader, or eKuiper, sharing the IPC directory?); "
+                      "stop it or give this loader its own ipc_dir")
+    path.unlink(missing_ok=True)
+
+
+def remove_stale_sockets(ipc_dir: Path) -> list[Path]:
+    """Remove ``*.ipc`` socket files in ``ipc_dir`` that nobody listens on (left by a killed run)."""
+    removed = []
+    for path in ipc_dir.glob("*.ipc"):
+        try:
+            if not stat.S_ISSOCK(path.lstat().st_mode) or is_live_socket(path):
+                continue
+            path.unlink()
+            removed.append(path)
+        except OSError:
+            continue
+    return removed

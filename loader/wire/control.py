@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pynng
 
-from loader.wire.addresses import url
+from loader.wire.addresses import claim, url
 
 
 class ControlError(Exception):
@@ -83,7 +83,7 @@ class ControlChannel:
 
     async def open(self) -> None:
         """Listen before the plugin process starts, so its first dial succeeds."""
-        self.path.unlink(missing_ok=True)
+        claim(self.path)
         self._socket = pynng.Rep0()
         self._socket.listen(url(self.path))
         self._reader = asyncio.get_running_loop().create_task(

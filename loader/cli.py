@@ -1,0 +1,110 @@
+"""The ``portable-loader`` command.
+
+``serve`` runs the service; ``validate`` runs exactly the checks the loader
+applies to a dropped folder and prints them for a person; ``package`` zips a
+plugin folder the way the REST install expects it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import zipfile
+from pathlib import Path
+
+from loader.config import ConfigError, load_config
+from loader.log import LOG_FORMATS, configure_logging
+from loader.manifest import SYMBOL_KINDS, ManifestError, load_plugin
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="portable-loader", description="Run and manage eKuiper-compatible portable plugins.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the loader service")
+    serve.add_argument("--config", type=Path, help="YAML configuration file (etc/loader.yaml)")
+    serve.add_argument("--plugins-dir", help="folder of plugin folders")
+    serve.add_argument("--etc-dir", help="folder of per-symbol configuration")
+    serve.add_argument("--data-dir", help="folder for streams, rules and other state")
+    serve.add_argument("--ipc-dir", help="folder of the nng ipc sockets (default /tmp, as eKuiper's SDKs expect)")
+    serve.add_argument("--rest", help="HOST:PORT of the REST API, or off")
+    serve.add_argument("--log-format", choices=LOG_FORMATS)
+    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+
+    validate = commands.add_parser("validate", help="check a plugin folder as the loader would")
+    validate.add_argument("folder", type=Path)
+
+    package = commands.add_parser("package", help="zip a plugin folder for installation")
+    package.add_argument("folder", type=Path)
+    package.add_argument("-o", "--output", type=Path, help="zip file to write (default <name>.zip)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"serve": _serve, "validate": _validate, "package": _package}
+    return handlers[args.command](args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    overrides = {
+        "plugins_dir": args.plugins_dir,
+        "etc_dir": args.etc_dir,
+        "data_dir": args.data_dir,
+        "ipc_dir": args.ipc_dir,
+        "rest": args.rest,
+        "log_format": args.log_format,
+        "log_level": args.log_level,
+    }
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as exc:
+        print(f"portable-loader: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_format, config.log_level)
+    from loader.service import LoaderService
+
+    asyncio.run(LoaderService(config).run())
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    folder = args.folder.absolute()
+    try:
+        spec = load_plugin(folder)
+    except ManifestError as exc:
+        print(f"INVALID {folder.name}")
+        print(f"  file:    {exc.file}")
+        if exc.pointer:
+            print(f"  field:   {exc.pointer}")
+        print(f"  problem: {exc.message}")
+        print(f"  fix:     {exc.fix}")
+        return 1
+    print(f"OK {spec.name} {spec.version} ({spec.language}, {spec.executable.relative_to(folder.resolve())})")
+    for kind in SYMBOL_KINDS:
+        if spec.symbols(kind):
+            print(f"  {kind}: {', '.join(spec.symbols(kind))}")
+    for warning in spec.warnings:
+        print(f"  warning: {warning}")
+    print(f"  digest:  {spec.digest[:16]}")
+    return 0
+
+
+def _package(args: argparse.Namespace) -> int:
+    """Validate, then zip the folder's content (what the digest covers) with paths relative to it."""
+    from loader.digest import content_files
+
+    folder = args.folder.absolute()
+    if _validate(argparse.Namespace(folder=folder)) != 0:
+        return 1
+    output = args.output or Path(f"{folder.name}.zip")
+    with zipfile.ZipFile(output, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in content_files(folder):
+            archive.write(path, str(path.relative_to(folder)))
+    print(f"wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

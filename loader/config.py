@@ -1,0 +1,100 @@
+"""Loader configuration: defaults, ``etc/loader.yaml``, then command-line flags.
+
+The file is validated against ``schema/loader-config.schema.json`` so a typo
+in a key is an error naming the key, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from loader.manifest import load_schema
+
+
+class ConfigError(Exception):
+    """The configuration file cannot be used; the message names file, key and fix."""
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    settle_ms: int = 300
+    rescan_s: float = 5.0
+    incomplete_grace_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class SupervisorSettings:
+    handshake_timeout_s: float = 10.0
+    command_timeout_s: float = 5.0
+    stop_grace_s: float = 3.0
+    keepalive_ms: int = 5000
+    hung_after_s: float = 15.0
+    restart_backoff_initial_s: float = 0.1
+    restart_backoff_max_s: float = 30.0
+    stable_after_s: float = 10.0
+    crashloop_restarts: int = 5
+    crashloop_window_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    plugins_dir: Path = Path("plugins/portable")
+    etc_dir: Path = Path("etc")
+    data_dir: Path = Path("data")
+    ipc_dir: Path = Path("/tmp")
+    rest: str = "127.0.0.1:9081"
+    log_format: str = "auto"
+    log_level: str = "info"
+    watch: WatchSettings = field(default_factory=WatchSettings)
+    supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
+
+    def resolved(self) -> "LoaderConfig":
+        """Absolute paths, so later chdir or symlinks do not change their meaning."""
+        return replace(
+            self,
+            plugins_dir=self.plugins_dir.absolute(),
+            etc_dir=self.etc_dir.absolute(),
+            data_dir=self.data_dir.absolute(),
+            ipc_dir=self.ipc_dir.absolute(),
+        )
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> LoaderConfig:
+    """Defaults, then the file at ``path`` (if any), then non-None ``overrides``."""
+    raw: dict[str, Any] = _read_file(path) if path is not None else {}
+    config = LoaderConfig(
+        plugins_dir=Path(raw.get("plugins_dir", LoaderConfig.plugins_dir)),
+        etc_dir=Path(raw.get("etc_dir", LoaderConfig.etc_dir)),
+        data_dir=Path(raw.get("data_dir", LoaderConfig.data_dir)),
+        ipc_dir=Path(raw.get("ipc_dir", LoaderConfig.ipc_dir)),
+        rest=raw.get("rest", LoaderConfig.rest),
+        log_format=raw.get("log", {}).get("format", LoaderConfig.log_format),
+        log_level=raw.get("log", {}).get("level", LoaderConfig.log_level),
+        watch=WatchSettings(**raw.get("watch", {})),
+        supervisor=SupervisorSettings(**raw.get("supervisor", {})),
+    )
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            config = replace(config, **{key: Path(value) if key.endswith("_dir") else value})
+    return config.resolved()
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found; pass an existing file to --config") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the configuration must be a mapping of keys to values")
+    validator = jsonschema.Draft202012Validator(load_schema("loader-config.schema.json"))
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ConfigError(f"{path}: {where}: {error.message}; see schema/loader-config.schema.json")
+    return data

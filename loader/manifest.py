@@ -1,0 +1,206 @@
+"""Reading a plugin folder into a validated, fingerprinted PluginSpec.
+
+A plugin folder is the desired state of one plugin.  This module turns it into
+a ``PluginSpec`` (manifest, content digest, resolved executable) or a
+``ManifestError`` that names the file, the JSON pointer of the fault and what
+to do about it.  It never touches running processes: the reconciler decides
+what to do with the result.
+
+Checks, in order: the folder name; the manifest file exists and is JSON; the
+manifest matches ``schema/plugin.schema.json``; then the semantic checks the
+schema cannot express (name equals the folder, at least one symbol, the
+executable exists inside the folder and is executable).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from loader.digest import folder_digest
+from loader.names import is_valid_name
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
+SYMBOL_KINDS = ("sources", "sinks", "functions")
+
+
+@dataclass(frozen=True)
+class ManifestError(Exception):
+    """A plugin folder that cannot be loaded, said precisely enough to fix it.
+
+    ``incomplete`` marks faults that a folder still being copied would show
+    (no manifest yet, no executable yet), so the reconciler can wait a while
+    before calling them errors.
+    """
+
+    file: str
+    pointer: str
+    message: str
+    fix: str
+    incomplete: bool = False
+
+    def __str__(self) -> str:
+        where = f"{self.file} at {self.pointer}" if self.pointer else self.file
+        return f"{where}: {self.message}; {self.fix}"
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    """A validated plugin folder: what the loader should be running for this name."""
+
+    name: str
+    folder: Path
+    manifest: dict[str, Any]
+    digest: str
+    executable: Path
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def language(self) -> str:
+        return str(self.manifest["language"])
+
+    def symbols(self, kind: str) -> list[str]:
+        """Symbol names of one kind: ``sources``, ``sinks`` or ``functions``."""
+        return list(self.manifest.get(kind) or [])
+
+
+@lru_cache(maxsize=None)
+def load_schema(name: str) -> dict[str, Any]:
+    """A JSON Schema shipped in ``schema/``, parsed once."""
+    return json.loads((SCHEMA_DIR / name).read_text())
+
+
+def manifest_path(folder: Path) -> Path:
+    return folder / f"{folder.name}.json"
+
+
+def load_plugin(folder: Path) -> PluginSpec:
+    """Read and validate one plugin folder; raise ManifestError on any fault."""
+    name = folder.name
+    if not is_valid_name(name):
+        raise ManifestError(
+            str(folder), "", f"folder name {name!r} is not a valid plugin name",
+            "rename it to 1-64 letters, digits, '_' or '-', starting with a letter or digit",
+        )
+    path = manifest_path(folder)
+    manifest = _read_json(path)
+    warnings = _check_schema(path, manifest)
+    _check_semantics(path, folder, manifest)
+    executable = _check_executable(path, folder, manifest)
+    return PluginSpec(
+        name=name,
+        folder=folder,
+        manifest=manifest,
+        digest=folder_digest(folder),
+        executable=executable,
+        warnings=tuple(warnings),
+    )
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(
+            str(path), "", "manifest file is missing",
+            f"add {path.name} (the folder name plus .json) to the plugin folder", incomplete=True,
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(str(path), "", f"cannot read manifest: {exc}", "make it a readable UTF-8 file") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(
+            str(path), "", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            "fix the JSON syntax",
+        ) from None
+    if not isinstance(data, dict):
+        raise ManifestError(str(path), "", "the manifest must be a JSON object", "wrap the keys in { }")
+    return data
+
+
+def _check_schema(path: Path, manifest: dict[str, Any]) -> list[str]:
+    schema = load_schema("plugin.schema.json")
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        pointer = _pointer(first.absolute_path)
+        raise ManifestError(str(path), pointer, first.message, _fix_for(first))
+    known = set(schema["properties"])
+    return [
+        f"{path}: unknown key {key!r} is ignored (known keys: {', '.join(sorted(known))})"
+        for key in manifest
+        if key not in known
+    ]
+
+
+def _pointer(parts: Any) -> str:
+    """RFC 6901 JSON pointer of a schema error's location."""
+    escaped = [str(p).replace("~", "~0").replace("/", "~1") for p in parts]
+    return "/" + "/".join(escaped) if escaped else "/"
+
+
+def _fix_for(error: jsonschema.ValidationError) -> str:
+    """A short instruction matching the kind of schema fault."""
+    hints = {
+        "required": "add the missing key",
+        "type": f"use a value of type {error.validator_value}",
+        "pattern": "use 1-64 letters, digits, '_' or '-', starting with a letter or digit",
+        "enum": f"use one of {error.validator_value}",
+        "minLength": "give a non-empty value",
+        "uniqueItems": "remove the duplicate entry",
+        "dependentRequired": "add the key it depends on",
+    }
+    return hints.get(str(error.validator), "see schema/plugin.schema.json")
+
+
+def _check_semantics(path: Path, folder: Path, manifest: dict[str, Any]) -> None:
+    declared = manifest.get("name")
+    if declared is not None and declared != folder.name:
+        raise ManifestError(
+            str(path), "/name", f"name {declared!r} differs from the folder name {folder.name!r}",
+            f"rename the folder to {declared!r} or set name to {folder.name!r}",
+        )
+    if not any(manifest.get(kind) for kind in SYMBOL_KINDS):
+        raise ManifestError(
+            str(path), "/", "the plugin declares no symbol",
+            "list at least one name under sources, sinks or functions",
+        )
+
+
+def _check_executable(path: Path, folder: Path, manifest: dict[str, Any]) -> Path:
+    relative = manifest["executable"]
+    if os.path.isabs(relative):
+        raise ManifestError(
+            str(path), "/executable", f"executable {relative!r} is an absolute path",
+            "give a path relative to the plugin folder",
+        )
+    candidate = folder / relative
+    resolved = candidate.resolve()
+    if not resolved.is_relative_to(folder.resolve()):
+        raise ManifestError(
+            str(path), "/executable", f"executable {relative!r} resolves to {resolved}, outside the plugin folder",
+            "keep the program (and any symlink target) inside the plugin folder",
+        )
+    if not resolved.is_file():
+        raise ManifestError(
+            str(path), "/executable", f"executable {relative!r} does not exist in {folder}",
+            f"copy {relative} into the plugin folder or fix the executable key", incomplete=True,
+        )
+    if manifest["language"] != "python" and not os.access(resolved, os.X_OK):
+        raise ManifestError(
+            str(path), "/executable", f"executable {relative!r} is not executable",
+            f"run chmod +x on {relative}",
+        )
+    return resolved

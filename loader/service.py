@@ -1,0 +1,76 @@
+"""The running service: wiring watcher, reconciler and supervisors to one event loop.
+
+Start-up order matters: stale socket files from a previous (killed) run are
+removed first, then every folder is reconciled once, then the watcher and
+the periodic rescan take over.  SIGTERM and SIGINT stop every plugin and
+remove the sockets before the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+from loader.config import LoaderConfig
+from loader.log import get_logger
+from loader.reconciler import Reconciler
+from loader.registry import SymbolRegistry
+from loader.status import StatusBoard
+from loader.wire.addresses import remove_stale_sockets
+from loader.watcher import Debouncer, PluginWatcher
+
+
+class LoaderService:
+    def __init__(self, config: LoaderConfig) -> None:
+        self.config = config
+        self.board = StatusBoard()
+        self.registry = SymbolRegistry()
+        self.reconciler = Reconciler(config, self.board, self.registry)
+        self.debouncer = Debouncer(config.watch.settle_ms / 1000, self.reconciler.reconcile)
+        self.watcher = PluginWatcher(config.plugins_dir, self.debouncer)
+        self.log = get_logger()
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Serve until SIGTERM/SIGINT (or ``request_stop``), then stop everything."""
+        self._install_signal_handlers()
+        self._prepare_directories()
+        removed = remove_stale_sockets(self.config.ipc_dir)
+        self.log.info("loader.starting", plugins_dir=str(self.config.plugins_dir), ipc_dir=str(self.config.ipc_dir),
+                      stale_sockets_removed=len(removed))
+        self.watcher.start()
+        await self.reconciler.reconcile_all()
+        self.log.info("loader.ready", plugins=len(self.reconciler.supervisors))
+        rescan = asyncio.create_task(self._rescan_forever(), name="rescan")
+        await self._stopping.wait()
+        rescan.cancel()
+        await self.shutdown()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def shutdown(self) -> None:
+        self.log.info("loader.stopping")
+        self.watcher.stop()
+        await self.reconciler.shutdown()
+        self.log.info("loader.stopped")
+
+    async def _rescan_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.watch.rescan_s)
+            self.watcher.refresh_links()
+            await self.reconciler.reconcile_all()
+
+    def _prepare_directories(self) -> None:
+        for path in (self.config.plugins_dir, self.config.data_dir, self.config.ipc_dir):
+            Path(path).mkdir(parents=True, exist_ok=True)
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        self.log.info("loader.signal", signal=signal.Signals(sig).name)
+        self.request_stop()

@@ -1,0 +1,132 @@
+"""Turning file events into reconcile calls.
+
+File events are only hints: each one names a plugin (the first path component
+under the plugins folder) and restarts that plugin's settle timer; when the
+folder has been quiet for the settle time, the reconciler looks at it.  A
+folder copied file by file therefore produces one reconcile, not dozens.  A
+periodic full rescan catches whatever the events missed (events lost under
+load, changes inside symlinked folders on file systems that do not report
+them).
+
+watchdog calls back on its own thread; the only thing done there is handing
+the name to the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import ObservedWatch
+
+from loader.log import get_logger
+
+
+class Debouncer:
+    """Calls ``action(name)`` once ``name`` has had no poke for ``settle_s`` seconds."""
+
+    def __init__(self, settle_s: float, action: Callable[[str], Awaitable[None]]) -> None:
+        self.settle_s = settle_s
+        self._action = action
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def poke(self, name: str) -> None:
+        loop = asyncio.get_running_loop()
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+        self._timers[name] = loop.call_later(self.settle_s, self._fire, name)
+
+    def _fire(self, name: str) -> None:
+        self._timers.pop(name, None)
+        task = asyncio.get_running_loop().create_task(self._action(name))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def cancel(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, root: Path, notify: Callable[[str], None]) -> None:
+        self._root = root
+        self._notify = notify
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
+            name = _plugin_name(self._root, raw)
+            if name:
+                self._notify(name)
+
+
+def _plugin_name(root: Path, raw: str | bytes) -> str | None:
+    """The plugin a path belongs to: its first component below ``root``."""
+    if not raw:
+        return None
+    path = Path(raw.decode() if isinstance(raw, bytes) else raw)
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        return None
+    return parts[0] if parts else None
+
+
+class PluginWatcher:
+    """Watches the plugins folder (and the targets of symlinked plugin folders)."""
+
+    def __init__(self, plugins_dir: Path, debouncer: Debouncer) -> None:
+        self.plugins_dir = plugins_dir
+        self.debouncer = debouncer
+        self._observer = Observer()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._link_watches: dict[Path, ObservedWatch] = {}
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.plugins_dir.mkdir(parents=True, exist_ok=True)
+        self._observer.schedule(_Handler(self.plugins_dir, self._from_thread), str(self.plugins_dir), recursive=True)
+        self._observer.start()
+        self.refresh_links()
+
+    def stop(self) -> None:
+        self.debouncer.cancel()
+        self._observer.stop()
+        self._observer.join(timeout=5)
+
+    def refresh_links(self) -> None:
+        """Watch the target of every symlinked plugin folder, mapping its events back to the link's name."""
+        links = {
+            entry: entry.resolve()
+            for entry in self.plugins_dir.iterdir()
+            if entry.is_symlink() and entry.is_dir()
+        }
+        for link in list(self._link_watches):
+            if link not in links:
+                self._observer.unschedule(self._link_watches.pop(link))
+        for link, target in links.items():
+            if link in self._link_watches:
+                continue
+            handler = _LinkHandler(link.name, self._from_thread)
+            try:
+                self._link_watches[link] = self._observer.schedule(handler, str(target), recursive=True)
+            except OSError as exc:
+                get_logger(plugin=link.name).warning("plugin.watch_failed", error=str(exc))
+
+    def _from_thread(self, name: str) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self.debouncer.poke, name)
+
+
+class _LinkHandler(FileSystemEventHandler):
+    def __init__(self, name: str, notify: Callable[[str], None]) -> None:
+        self._name = name
+        self._notify = notify
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        self._notify(self._name)
