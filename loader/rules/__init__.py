@@ -1,0 +1,1 @@
+"""Streams, rules and the data plane that moves records through plugin symbols."""

@@ -1,0 +1,379 @@
+"""The rule SQL subset: parse with sqlglot, check the subset, compile to closures.
+
+Supported: ``SELECT`` with ``*``, columns, nested fields (``a.b.c``),
+aliases, literals, arithmetic, comparisons, ``AND``/``OR``/``NOT``,
+``IS [NOT] NULL``, ``IN``, ``BETWEEN``, ``CASE`` and function calls;
+``FROM`` one stream; ``WHERE``.  Anything else is rejected when the rule is
+created, naming the construct and its line and column.
+
+Expressions are compiled once into nested Python closures over a record
+(``dict``), so evaluating a rule per record does no tree walking.  SQL's
+three-valued logic is kept where it matters: arithmetic on NULL is NULL and a
+comparison with NULL is not true, so such records are filtered out.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import sqlglot
+from sqlglot import exp
+
+Row = dict
+Evaluator = Callable[[Row], Any]
+#: Given a function name (lower case) and the call's index in the rule, return
+#: a callable taking the evaluated argument list, or None if unknown.
+FunctionResolver = Callable[[str, int], Callable[[list], Any] | None]
+
+SUPPORTED = "SELECT columns, *, nested a.b, aliases, literals, arithmetic, comparisons, AND/OR/NOT, CASE, " \
+            "IS NULL, IN, BETWEEN and function calls, FROM one stream, WHERE"
+
+
+class SqlError(Exception):
+    """A rule's SQL is outside the subset or malformed; says where and what."""
+
+
+@dataclass
+class Projection:
+    name: str
+    node: exp.Expression
+
+
+@dataclass
+class SelectPlan:
+    """A parsed, subset-checked SELECT, before functions are bound."""
+
+    sql: str
+    stream: str
+    star: bool
+    projections: list[Projection]
+    where: exp.Expression | None
+    functions: list[tuple[str, list[exp.Expression]]] = field(default_factory=list)
+
+
+@dataclass
+class CompiledQuery:
+    stream: str
+    star: bool
+    columns: list[tuple[str, Evaluator]]
+    where: Evaluator | None
+
+    def apply(self, row: Row) -> Row | None:
+        """The output record for ``row``, or None when WHERE filters it out."""
+        if self.where is not None and self.where(row) is not True:
+            return None
+        out: Row = dict(row) if self.star else {}
+        for name, evaluate in self.columns:
+            out[name] = evaluate(row)
+        return out
+
+
+_CLAUSES = {
+    "joins": "JOIN", "group": "GROUP BY", "having": "HAVING", "order": "ORDER BY", "limit": "LIMIT",
+    "offset": "OFFSET", "distinct": "DISTINCT", "windows": "WINDOW", "with_": "WITH", "qualify": "QUALIFY",
+    "laterals": "LATERAL", "pivots": "PIVOT", "into": "INTO", "kind": "SELECT modifiers",
+}
+
+
+def position(node: exp.Expression, sql: str) -> str:
+    """``line L, column C`` of the first token of ``node`` that sqlglot located."""
+    for sub in node.walk():
+        meta = getattr(sub, "meta", None) or {}
+        if "line" in meta:
+            return f"line {meta['line']}, column {meta['col']}"
+    text = node.sql()
+    index = sql.find(text)
+    if index < 0:
+        return "somewhere in the statement"
+    line = sql.count("\n", 0, index) + 1
+    column = index - (sql.rfind("\n", 0, index) + 1) + 1
+    return f"line {line}, column {column}"
+
+
+def unsupported(node: exp.Expression, sql: str, construct: str) -> SqlError:
+    return SqlError(f"{position(node, sql)}: {construct} is not supported in rules (supported: {SUPPORTED})")
+
+
+def parse_select(sql: str) -> SelectPlan:
+    """Parse ``sql`` and check it is inside the subset."""
+    try:
+        statements = sqlglot.parse(sql)
+    except sqlglot.errors.ParseError as exc:
+        detail = exc.errors[0] if exc.errors else {}
+        where = f"line {detail.get('line', '?')}, column {detail.get('col', '?')}"
+        raise SqlError(f"{where}: {detail.get('description', str(exc))}") from None
+    statements = [s for s in statements if s is not None]
+    if len(statements) != 1:
+        raise SqlError(f"a rule has exactly one SELECT statement, found {len(statements)}")
+    tree = statements[0]
+    if not isinstance(tree, exp.Select):
+        raise unsupported(tree, sql, f"{tree.key.upper()} statement")
+    for key, construct in _CLAUSES.items():
+        if tree.args.get(key):
+            raise unsupported(tree.args[key] if isinstance(tree.args[key], exp.Expression) else tree, sql, construct)
+    stream = _stream_of(tree, sql)
+    plan = SelectPlan(sql=sql, stream=stream, star=False, projections=[], where=None)
+    for item in tree.expressions:
+        if isinstance(item, exp.Star):
+            plan.star = True
+            continue
+        _check_expression(item, sql)
+        plan.projections.append(Projection(_output_name(item), item.this if isinstance(item, exp.Alias) else item))
+    where = tree.args.get("where")
+    if where is not None:
+        _check_expression(where.this, sql)
+        plan.where = where.this
+    plan.functions = [(name, args) for node in _all_nodes(plan) for name, args in [_function_call(node)] if name]
+    return plan
+
+
+def _stream_of(tree: exp.Select, sql: str) -> str:
+    source = tree.args.get("from_") or tree.args.get("from")
+    if source is None:
+        raise SqlError("the rule has no FROM clause: name the stream, e.g. SELECT * FROM demo")
+    table = source.this
+    if not isinstance(table, exp.Table) or table.args.get("db") or table.args.get("catalog"):
+        raise unsupported(table, sql, "FROM anything but one stream name")
+    return table.name
+
+
+def _output_name(item: exp.Expression) -> str:
+    if isinstance(item, exp.Alias):
+        return item.alias
+    if isinstance(item, exp.Column):
+        return item.name
+    name, _ = _function_call(item)
+    return name or item.sql()
+
+
+_ALLOWED = (
+    exp.Alias, exp.Column, exp.Identifier, exp.Literal, exp.Null, exp.Boolean, exp.Paren, exp.Neg, exp.Not,
+    exp.And, exp.Or, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT,
+    exp.LTE, exp.Is, exp.In, exp.Between, exp.Case, exp.If, exp.Func, exp.Dot, exp.Tuple,
+)
+
+
+def _check_expression(node: exp.Expression, sql: str) -> None:
+    for sub in node.walk():
+        if isinstance(sub, (exp.Select, exp.Subquery)):
+            raise unsupported(sub, sql, "a subquery")
+        if isinstance(sub, exp.AggFunc) and not isinstance(sub, exp.Anonymous):
+            raise unsupported(sub, sql, f"aggregate function {sub.sql_name()} (windows are not supported yet)")
+        if isinstance(sub, exp.Star) and not isinstance(sub.parent, exp.Func):
+            raise unsupported(sub, sql, "* inside an expression")
+        if not isinstance(sub, _ALLOWED) and not isinstance(sub, exp.Star):
+            raise unsupported(sub, sql, sub.key.upper())
+
+
+def _all_nodes(plan: SelectPlan):
+    for projection in plan.projections:
+        yield from projection.node.walk()
+    if plan.where is not None:
+        yield from plan.where.walk()
+
+
+def _function_call(node: exp.Expression) -> tuple[str | None, list[exp.Expression]]:
+    """(lower-case name, argument nodes) when ``node`` is a function call."""
+    if isinstance(node, exp.Anonymous):
+        return str(node.this).lower(), list(node.expressions)
+    if isinstance(node, exp.Func) and not isinstance(node, (exp.Case, exp.If)):
+        args: list[exp.Expression] = []
+        for key in node.arg_types:
+            value = node.args.get(key)
+            if isinstance(value, exp.Expression):
+                args.append(value)
+            elif isinstance(value, list):
+                args.extend(v for v in value if isinstance(v, exp.Expression))
+        return node.sql_name().lower(), args
+    return None, []
+
+
+# --------------------------------------------------------------------- compile
+
+_ARITHMETIC = {exp.Add: operator.add, exp.Sub: operator.sub, exp.Mul: operator.mul, exp.Mod: operator.mod}
+_COMPARISON = {exp.EQ: operator.eq, exp.NEQ: operator.ne, exp.GT: operator.gt, exp.GTE: operator.ge,
+               exp.LT: operator.lt, exp.LTE: operator.le}
+
+
+class _Compiler:
+    def __init__(self, plan: SelectPlan, resolve: FunctionResolver) -> None:
+        self.plan = plan
+        self.resolve = resolve
+        self.function_index = 0
+
+    def compile(self, node: exp.Expression) -> Evaluator:
+        if isinstance(node, exp.Paren):
+            return self.compile(node.this)
+        if isinstance(node, (exp.Column, exp.Dot)):
+            return self._column(node)
+        if isinstance(node, exp.Literal):
+            value = node.this if node.is_string else _number(node.this)
+            return lambda row: value
+        if isinstance(node, exp.Null):
+            return lambda row: None
+        if isinstance(node, exp.Boolean):
+            truth = bool(node.this)
+            return lambda row: truth
+        if type(node) in _ARITHMETIC:
+            return _null_safe(_ARITHMETIC[type(node)], self.compile(node.this), self.compile(node.expression))
+        if isinstance(node, exp.Div):
+            return _null_safe(_divide, self.compile(node.this), self.compile(node.expression))
+        if type(node) in _COMPARISON:
+            return _compare(_COMPARISON[type(node)], self.compile(node.this), self.compile(node.expression))
+        if isinstance(node, exp.Neg):
+            inner = self.compile(node.this)
+            return lambda row: None if (v := inner(row)) is None else -v
+        if isinstance(node, (exp.And, exp.Or, exp.Not)):
+            return self._logic(node)
+        if isinstance(node, exp.Is):
+            inner = self.compile(node.this)
+            return lambda row: inner(row) is None
+        if isinstance(node, exp.In):
+            return self._in(node)
+        if isinstance(node, exp.Between):
+            value, low, high = self.compile(node.this), self.compile(node.args["low"]), self.compile(node.args["high"])
+            return _between(value, low, high)
+        if isinstance(node, exp.Case):
+            return self._case(node)
+        name, args = _function_call(node)
+        if name:
+            return self._call(node, name, args)
+        raise unsupported(node, self.plan.sql, node.key.upper())
+
+    def _column(self, node: exp.Expression) -> Evaluator:
+        parts = [p.name for p in reversed(list(_column_parts(node)))]
+        if len(parts) > 1 and parts[0] == self.plan.stream:
+            parts = parts[1:]
+        if len(parts) == 1:
+            key = parts[0]
+            return lambda row: row.get(key)
+        return lambda row: _nested(row, parts)
+
+    def _logic(self, node: exp.Expression) -> Evaluator:
+        if isinstance(node, exp.Not):
+            inner = self.compile(node.this)
+            return lambda row: None if (v := inner(row)) is None else not v
+        left, right = self.compile(node.this), self.compile(node.expression)
+        if isinstance(node, exp.And):
+            return lambda row: bool(left(row)) and bool(right(row))
+        return lambda row: bool(left(row)) or bool(right(row))
+
+    def _in(self, node: exp.In) -> Evaluator:
+        value = self.compile(node.this)
+        options = [self.compile(e) for e in node.expressions]
+        return lambda row: (v := value(row)) is not None and any(v == o(row) for o in options)
+
+    def _case(self, node: exp.Case) -> Evaluator:
+        subject = self.compile(node.this) if node.this is not None else None
+        branches = [(self.compile(i.this), self.compile(i.args["true"])) for i in node.args.get("ifs", [])]
+        default = self.compile(node.args["default"]) if node.args.get("default") is not None else (lambda row: None)
+
+        def evaluate(row: Row) -> Any:
+            base = subject(row) if subject is not None else None
+            for condition, result in branches:
+                test = condition(row)
+                if (subject is not None and test == base) or (subject is None and test is True):
+                    return result(row)
+            return default(row)
+
+        return evaluate
+
+    def _call(self, node: exp.Expression, name: str, args: list[exp.Expression]) -> Evaluator:
+        index = self.function_index
+        self.function_index += 1
+        function = self.resolve(name, index)
+        if function is None:
+            raise SqlError(f"{position(node, self.plan.sql)}: unknown function {name!r}: no loaded plugin provides it "
+                           "and it is not a built-in (see docs/rules.md)")
+        evaluators = [self.compile(a) for a in args if not isinstance(a, exp.Star)]
+        return lambda row: function([e(row) for e in evaluators])
+
+
+def compile_query(plan: SelectPlan, resolve: FunctionResolver) -> CompiledQuery:
+    compiler = _Compiler(plan, resolve)
+    columns = [(p.name, compiler.compile(p.node)) for p in plan.projections]
+    where = compiler.compile(plan.where) if plan.where is not None else None
+    return CompiledQuery(stream=plan.stream, star=plan.star, columns=columns, where=where)
+
+
+def literal_arguments(args: list[exp.Expression]) -> list[Any]:
+    """What a portable function's Validate receives: literal values, else the argument's SQL text."""
+    values: list[Any] = []
+    for arg in args:
+        if isinstance(arg, exp.Literal):
+            values.append(arg.this if arg.is_string else _number(arg.this))
+        else:
+            values.append(arg.sql())
+    return values
+
+
+def _column_parts(node: exp.Expression):
+    """Identifiers of a (possibly nested) column, innermost last."""
+    if isinstance(node, exp.Dot):
+        yield node.expression
+        yield from _column_parts(node.this)
+        return
+    for key in ("this", "table", "db", "catalog"):
+        part = node.args.get(key)
+        if isinstance(part, exp.Identifier):
+            yield part
+        elif isinstance(part, exp.Expression):
+            yield from _column_parts(part)
+
+
+def _nested(row: Row, parts: list[str]) -> Any:
+    value: Any = row
+    for part in parts:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _divide(a: Any, b: Any) -> Any:
+    if isinstance(a, int) and isinstance(b, int):
+        return a // b if a % b == 0 else a / b
+    return a / b
+
+
+def _null_safe(op: Callable[[Any, Any], Any], left: Evaluator, right: Evaluator) -> Evaluator:
+    def evaluate(row: Row) -> Any:
+        a = left(row)
+        if a is None:
+            return None
+        b = right(row)
+        return None if b is None else op(a, b)
+
+    return evaluate
+
+
+def _compare(op: Callable[[Any, Any], bool], left: Evaluator, right: Evaluator) -> Evaluator:
+    def evaluate(row: Row) -> bool | None:
+        a, b = left(row), right(row)
+        if a is None or b is None:
+            return None
+        try:
+            return op(a, b)
+        except TypeError:
+            return None
+
+    return evaluate
+
+
+def _between(value: Evaluator, low: Evaluator, high: Evaluator) -> Evaluator:
+    def evaluate(row: Row) -> bool | None:
+        v, lo, hi = value(row), low(row), high(row)
+        if v is None or lo is None or hi is None:
+            return None
+        return lo <= v <= hi
+
+    return evaluate
