@@ -18,7 +18,8 @@ from loader.log import get_logger
 
 TAIL_LINES = 20
 _LEVELS = {"debug", "info", "warning", "error", "critical"}
-_SDK_CONTEXT = ("symbol", "rule", "op", "instance", "logger")
+#: Keys of an sdk line that the loader's own event already has, or sets itself.
+_RESERVED = {"src", "level", "event", "timestamp", "plugin", "pid", "message"}
 
 
 class OutputTail:
@@ -57,7 +58,7 @@ def emit_line(plugin: str, pid: int, stream: str, line: str) -> None:
         log.info("plugin.output", stream=stream, line=line)
         return
     level = str(record.get("level", "info")).lower()
-    context = {k: record[k] for k in _SDK_CONTEXT if k in record}
+    context = {k: v for k, v in record.items() if k not in _RESERVED}
     method = getattr(log, level if level in _LEVELS else "info")
     method("plugin.log", message=record.get("event", ""), **context)
 

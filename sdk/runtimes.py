@@ -1,0 +1,360 @@
+"""Running instances of sources, sinks and functions.
+
+Each runtime owns its sockets and one thread.  ``start`` runs in the control
+thread and does everything that can fail (build, configure, connect) so the
+start command's reply tells the host whether the instance really runs;
+``stop`` closes the user's symbol and then its sockets.
+
+Errors raised by plugin code never kill the process: a source reports them
+to the host with ``emit_error``, a sink with an error ack, a function with a
+``state: false`` reply.  Only the first one of an instance is logged with its
+traceback, so a symbol failing on every record cannot flood the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pynng
+
+from sdk import channels
+from sdk.api import Context, Factory
+from sdk.args import RuntimeArgs
+from sdk.commands import Control
+from sdk.log import context_logger
+
+_log = logging.getLogger("sdk.runtime")
+
+
+class StartError(Exception):
+    """A start command failed; the text is the reply sent to the host."""
+
+
+def error_text(err: BaseException) -> str:
+    """``Type: message`` -- readable without a traceback, still says what kind of failure."""
+    message = str(err)
+    return f"{type(err).__name__}: {message}" if message else type(err).__name__
+
+
+def _build(control: Control, factory: Factory) -> Any:
+    try:
+        return factory()
+    except Exception as err:
+        raise StartError(f"{control.describe()}: cannot create the symbol: {error_text(err)}") from err
+
+
+def _instance_logger(control: Control) -> logging.Logger:
+    return context_logger(control.symbol, control.rule_id, control.op_id, control.instance_id)
+
+
+_LATER_ERRORS = "later errors of this instance are counted, not logged"
+
+
+class _ErrorLog:
+    """Logs the first error of an instance with its traceback and counts the rest."""
+
+    def __init__(self, control: Control, what: str) -> None:
+        self._context = control.log_context()
+        self._what = what
+        self.count = 0
+
+    def record(self, err: BaseException, during: str | None = None) -> None:
+        if self.count == 0:
+            details = {"during": during or self._what, "error": error_text(err), "note": _LATER_ERRORS}
+            _log.error("symbol raised", exc_info=err, extra={"sdk": {**self._context, **details}})
+        self.count += 1
+
+
+class SourceRuntime:
+    """A source instance: ``open`` runs in a thread and emits into a PUSH socket."""
+
+    def __init__(self, control: Control, factory: Factory, args: RuntimeArgs) -> None:
+        self.control = control
+        self._args = args
+        self._source = _build(control, factory)
+        self._stopping = False
+        self._socket: pynng.Push0 | None = None
+        self._ctx: Context | None = None
+        self._thread: threading.Thread | None = None
+        self.errors = _ErrorLog(control, "source open")
+
+    def start(self) -> None:
+        control = self.control
+        try:
+            self._source.configure(control.datasource, control.config)
+        except Exception as err:
+            raise StartError(f"{control.describe()}: configure failed: {error_text(err)}") from err
+        url = channels.address(self._args.ipc_dir, f"{control.channel_name}.ipc")
+        try:
+            self._socket = channels.push_dialer(url, self._args.send_timeout_ms)
+        except ConnectionError as err:
+            raise StartError(f"{control.describe()}: {err}") from err
+        logger = _instance_logger(control)
+        self._ctx = Context(control.rule_id, control.op_id, control.instance_id, logger, emit=self._socket.send)
+        self._thread = threading.Thread(target=self._run, name=f"source-{control.key}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._source.open(self._ctx)
+        except Exception as err:
+            if not self._stopping:
+                self._report(err)
+            return
+        if not self._stopping:
+            # A finite source: keep the socket open so queued records still reach the host.
+            note = "open returned; the instance stays until stopped"
+            _log.info("source finished", extra={"sdk": {**self.control.log_context(), "note": note}})
+
+    def _report(self, err: Exception) -> None:
+        self.errors.record(err)
+        try:
+            self._ctx.emit_error(error_text(err))
+        except Exception as send_err:
+            _log.warning(
+                "error report failed",
+                extra={"sdk": {**self.control.log_context(), "error": error_text(send_err)}},
+            )
+
+    def stop(self, timeout: float) -> None:
+        self._stopping = True
+        if self._ctx is not None:
+            _close_symbol(self.control, lambda: self._source.close(self._ctx))
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._socket is not None:
+            self._socket.close()
+
+
+class AckGate:
+    """Lets exactly one ack per message through, and only when the host asked for acks.
+
+    The plugin may ack from ``collect`` (or, while it runs, from another
+    thread); whatever it did not ack the runtime acks when ``collect``
+    returns or raises, so a host waiting for the ack never hangs.
+    """
+
+    def __init__(self, send: Callable[[bytes], object] | None) -> None:
+        self._send = send
+        self._lock = threading.Lock()
+        self._pending = False
+
+    def begin(self) -> None:
+        with self._lock:
+            self._pending = True
+
+    def send(self, payload: bytes) -> None:
+        """Send the message's ack unless it was sent already.
+
+        Called by the plugin (ctx.ack_ok / ack_error) and then by the runtime
+        once collect is over, so the runtime's ack only goes out when the
+        plugin did not ack.
+        """
+        if self._send is None:
+            return
+        with self._lock:
+            pending, self._pending = self._pending, False
+        if pending:
+            self._send(payload)
+
+
+def _error_ack(text: str) -> bytes:
+    return json.dumps({"error": text}).encode()
+
+
+def requires_ack(config: dict) -> bool:
+    return config.get("requireAck") in (True, "true")
+
+
+class SinkRuntime:
+    """A sink instance: PULL listener for data, PUSH dialer for acks, collect in a thread."""
+
+    def __init__(self, control: Control, factory: Factory, args: RuntimeArgs) -> None:
+        self.control = control
+        self._args = args
+        self._sink = _build(control, factory)
+        self._stopping = False
+        self._data: pynng.Pull0 | None = None
+        self._ack: pynng.Push0 | None = None
+        self._gate = AckGate(None)
+        self._ctx: Context | None = None
+        self._thread: threading.Thread | None = None
+        self.errors = _ErrorLog(control, "sink collect")
+
+    def start(self) -> None:
+        control = self.control
+        try:
+            self._sink.configure(control.config)
+        except Exception as err:
+            raise StartError(f"{control.describe()}: configure failed: {error_text(err)}") from err
+        self._connect()
+        logger = _instance_logger(control)
+        self._ctx = Context(control.rule_id, control.op_id, control.instance_id, logger, ack=self._gate.send)
+        self._thread = threading.Thread(target=self._run, name=f"sink-{control.key}", daemon=True)
+        self._thread.start()
+
+    def _connect(self) -> None:
+        control = self.control
+        stem = channels.address(self._args.ipc_dir, control.channel_name)
+        try:
+            self._data = channels.pull_listener(f"{stem}.ipc")
+            if requires_ack(control.config):
+                self._ack = channels.push_dialer(f"{stem}_ack.ipc", self._args.send_timeout_ms)
+                self._gate = AckGate(self._ack.send)
+        except ConnectionError as err:
+            if self._data is not None:
+                self._data.close()
+            raise StartError(f"{control.describe()}: {err}") from err
+
+    def _run(self) -> None:
+        open_error = self._open()
+        while True:
+            try:
+                data = self._data.recv()
+            except pynng.NNGException as err:
+                if self._stopping:
+                    return  # stop closed the socket
+                self.errors.record(err)
+                time.sleep(channels.RETRY_PAUSE_S)
+                continue
+            self._gate.begin()
+            if open_error is not None:
+                self._finish(_error_ack(open_error))
+                continue
+            try:
+                self._sink.collect(self._ctx, data)
+            except Exception as err:
+                self.errors.record(err)
+                self._finish(_error_ack(error_text(err)))
+            else:
+                self._finish(b"{}")
+
+    def _open(self) -> str | None:
+        """Open the sink; on failure every message is answered with this error instead of collected."""
+        try:
+            self._sink.open(self._ctx)
+            return None
+        except Exception as err:
+            self.errors.record(err, "sink open")
+            return f"sink open failed: {error_text(err)}"
+
+    def _finish(self, payload: bytes) -> None:
+        """The runtime's ack once collect is over: a no-op if the plugin acked; send failures are counted."""
+        try:
+            self._gate.send(payload)
+        except pynng.NNGException as err:
+            if not self._stopping:
+                self.errors.record(err)
+
+    def stop(self, timeout: float) -> None:
+        self._stopping = True
+        if self._data is not None:
+            self._data.close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._ctx is not None:
+            _close_symbol(self.control, lambda: self._sink.close(self._ctx))
+        if self._ack is not None:
+            self._ack.close()
+
+
+def _reply(state: bool, result: Any) -> bytes:
+    try:
+        return json.dumps({"state": state, "result": result}).encode()
+    except (TypeError, ValueError) as err:
+        return json.dumps({"state": False, "result": f"result is not JSON: {error_text(err)}"}).encode()
+
+
+class FunctionRuntime:
+    """A function symbol: one inverted REQ channel shared by every rule calling it.
+
+    ``users`` counts start commands not yet matched by a stop; the channel
+    closes when the last user stops.
+    """
+
+    def __init__(self, control: Control, factory: Factory, args: RuntimeArgs) -> None:
+        self.control = control
+        self._args = args
+        self._function = _build(control, factory)
+        self._socket: pynng.Req0 | None = None
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._contexts: dict[str, Context] = {}
+        self.errors = _ErrorLog(control, "function")
+        self.users = 1
+
+    def start(self) -> None:
+        url = channels.address(self._args.ipc_dir, f"func_{self.control.symbol}.ipc")
+        try:
+            self._socket = channels.req_dialer(url, self._args.keepalive_ms)
+        except ConnectionError as err:
+            raise StartError(f"{self.control.describe()}: {err}") from err
+        self._thread = threading.Thread(
+            target=channels.serve_inverted,
+            args=(self._socket, self.handle, self._closing),
+            name=f"func-{self.control.symbol}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def handle(self, payload: bytes) -> bytes:
+        """Answer one call; never raises (a failure becomes ``state: false``)."""
+        try:
+            call = json.loads(payload)
+            name, arg = call["func"], call.get("arg")
+            if name == "Validate":
+                problem = self._function.validate(arg)
+                return _reply(True, "") if not problem else _reply(False, str(problem))
+            if name == "Exec":
+                values, ctx = self._split_exec_arg(arg)
+                return _reply(True, self._function.exec(values, ctx))
+            if name == "IsAggregate":
+                return _reply(True, bool(self._function.is_aggregate()))
+            return _reply(False, f"unknown function call {name!r}: expected Validate, Exec or IsAggregate")
+        except Exception as err:
+            self.errors.record(err)
+            return _reply(False, f"{self.control.symbol}: {error_text(err)}")
+
+    def _split_exec_arg(self, arg: Any) -> tuple[list[Any], Context]:
+        """Exec's arg is the values followed by the JSON of {ruleId, opId, instanceId, funcId}."""
+        if not isinstance(arg, list) or not arg or not isinstance(arg[-1], str):
+            raise ValueError("Exec arg must be a list ending with the function meta JSON")
+        key = arg[-1]
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            ctx = self._context_for(json.loads(key))
+            self._contexts[key] = ctx
+        return arg[:-1], ctx
+
+    def _context_for(self, meta: Any) -> Context:
+        if not isinstance(meta, dict):
+            raise ValueError("Exec function meta must be a JSON object")
+        rule, op, instance = str(meta.get("ruleId", "")), str(meta.get("opId", "")), meta.get("instanceId", 0)
+        logger = context_logger(self.control.symbol, rule, op, instance)
+        return Context(rule, op, instance, logger)
+
+    def stop(self, timeout: float) -> None:
+        self._closing.set()
+        if self._socket is not None:
+            self._socket.close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+def _close_symbol(control: Control, close: Callable[[], object]) -> None:
+    try:
+        close()
+    except Exception as err:
+        _log.error(
+            "close raised",
+            exc_info=err,
+            extra={"sdk": {**control.log_context(), "error": error_text(err)}},
+        )
+
+
+RUNTIMES = {"source": SourceRuntime, "sink": SinkRuntime, "func": FunctionRuntime}
