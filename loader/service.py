@@ -18,7 +18,7 @@ from loader.reconciler import Reconciler
 from loader.registry import SymbolRegistry
 from loader.status import StatusBoard
 from loader.wire.addresses import remove_stale_sockets
-from loader.watcher import Debouncer, PluginWatcher
+from loader.watcher import Debouncer, FolderWatcher
 
 
 class LoaderService:
@@ -28,7 +28,7 @@ class LoaderService:
         self.registry = SymbolRegistry()
         self.reconciler = Reconciler(config, self.board, self.registry)
         self.debouncer = Debouncer(config.watch.settle_ms / 1000, self.reconciler.reconcile)
-        self.watcher = PluginWatcher(config.plugins_dir, self.debouncer)
+        self.watcher = FolderWatcher(config.plugins_dir, self.debouncer, follow_links=True)
         self.log = get_logger()
         self._stopping = asyncio.Event()
 

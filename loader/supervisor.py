@@ -96,14 +96,22 @@ class PluginSupervisor:
         """Called when the plugin fails to answer (e.g. a command timed out): restart it."""
         self._unhealthy = reason
 
+    @property
+    def running(self) -> bool:
+        return self.board.ensure(self.name).state == RUNNING
+
     async def start_symbol(self, key: str, control: dict) -> None:
-        """Start a symbol now and replay it on every new process until stop_symbol."""
+        """Start a symbol and replay it on every new process until stop_symbol.
+
+        When no process is running now, the symbol starts with the next one.
+        """
         self._symbols[key] = control
-        await self._command("start", control)
+        if self.running:
+            await self._command("start", control)
 
     async def stop_symbol(self, key: str) -> None:
         control = self._symbols.pop(key, None)
-        if control is not None and self.board.ensure(self.name).state == RUNNING:
+        if control is not None and self.running:
             await self._command("stop", control)
 
     # --------------------------------------------------------------- run loop

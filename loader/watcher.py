@@ -1,8 +1,9 @@
 """Turning file events into reconcile calls.
 
 File events are only hints: each one names a plugin (the first path component
-under the plugins folder) and restarts that plugin's settle timer; when the
-folder has been quiet for the settle time, the reconciler looks at it.  A
+under the plugins folder), a stream or a rule (``<name>.json``) and restarts
+that name's settle timer; when it has been quiet for the settle time, the
+reconciler looks at it.  A
 folder copied file by file therefore produces one reconcile, not dozens.  A
 periodic full rescan catches whatever the events missed (events lost under
 load, changes inside symlinked folders on file systems that do not report
@@ -53,44 +54,68 @@ class Debouncer:
         self._timers.clear()
 
 
+NameOf = Callable[[Path], "str | None"]
+
+
 class _Handler(FileSystemEventHandler):
-    def __init__(self, root: Path, notify: Callable[[str], None]) -> None:
+    def __init__(self, root: Path, name_of: NameOf, notify: Callable[[str], None]) -> None:
         self._root = root
+        self._name_of = name_of
         self._notify = notify
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         for raw in (event.src_path, getattr(event, "dest_path", "")):
-            name = _plugin_name(self._root, raw)
+            relative = _relative(self._root, raw)
+            name = self._name_of(relative) if relative is not None else None
             if name:
                 self._notify(name)
 
 
-def _plugin_name(root: Path, raw: str | bytes) -> str | None:
-    """The plugin a path belongs to: its first component below ``root``."""
+def _relative(root: Path, raw: str | bytes) -> Path | None:
     if not raw:
         return None
     path = Path(raw.decode() if isinstance(raw, bytes) else raw)
     try:
-        parts = path.relative_to(root).parts
+        relative = path.relative_to(root)
     except ValueError:
         return None
-    return parts[0] if parts else None
+    return relative if relative.parts else None
 
 
-class PluginWatcher:
-    """Watches the plugins folder (and the targets of symlinked plugin folders)."""
+def plugin_name_of(relative: Path) -> str | None:
+    """A plugin folder's events all belong to the folder: its first path component."""
+    return relative.parts[0]
 
-    def __init__(self, plugins_dir: Path, debouncer: Debouncer) -> None:
-        self.plugins_dir = plugins_dir
+
+def json_file_name_of(relative: Path) -> str | None:
+    """Streams and rules are ``<name>.json`` files directly in their folder."""
+    if len(relative.parts) != 1 or relative.name.startswith(".") or relative.suffix != ".json":
+        return None
+    return relative.stem
+
+
+class FolderWatcher:
+    """Watches one folder and pokes the debouncer with the name each event belongs to.
+
+    With ``follow_links``, the targets of symlinked entries are watched too
+    and their events mapped back to the link's name (plugin folders may be
+    symlinks).
+    """
+
+    def __init__(self, root: Path, debouncer: Debouncer, name_of: NameOf = plugin_name_of,
+                 follow_links: bool = False) -> None:
+        self.root = root
         self.debouncer = debouncer
+        self._name_of = name_of
+        self._follow_links = follow_links
         self._observer = Observer()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._link_watches: dict[Path, ObservedWatch] = {}
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.plugins_dir.mkdir(parents=True, exist_ok=True)
-        self._observer.schedule(_Handler(self.plugins_dir, self._from_thread), str(self.plugins_dir), recursive=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._observer.schedule(_Handler(self.root, self._name_of, self._from_thread), str(self.root), recursive=True)
         self._observer.start()
         self.refresh_links()
 
@@ -100,12 +125,10 @@ class PluginWatcher:
         self._observer.join(timeout=5)
 
     def refresh_links(self) -> None:
-        """Watch the target of every symlinked plugin folder, mapping its events back to the link's name."""
-        links = {
-            entry: entry.resolve()
-            for entry in self.plugins_dir.iterdir()
-            if entry.is_symlink() and entry.is_dir()
-        }
+        """Watch the target of every symlinked entry, mapping its events back to the link's name."""
+        if not self._follow_links:
+            return
+        links = {entry: entry.resolve() for entry in self.root.iterdir() if entry.is_symlink() and entry.is_dir()}
         for link in list(self._link_watches):
             if link not in links:
                 self._observer.unschedule(self._link_watches.pop(link))
