@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pynng
 
+from loader.log import get_logger
 from loader.wire.addresses import claim, url
 
 
@@ -155,10 +156,15 @@ class ControlChannel:
         while True:
             try:
                 message = await self._socket.arecv()
+                self.last_message_at = time.monotonic()
+                await self._on_message(message)
             except pynng.exceptions.Closed:
                 return
-            self.last_message_at = time.monotonic()
-            await self._on_message(message)
+            except pynng.exceptions.NNGException as exc:
+                # A failed send or receive must not end the reader: every later
+                # command would time out with no trace of why.
+                get_logger(plugin=self.plugin).warning("plugin.control_error", error=str(exc))
+                self._holds_slot = False
 
     async def _on_message(self, message: bytes) -> None:
         if is_handshake(message):

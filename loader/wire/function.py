@@ -1,0 +1,252 @@
+"""Host end of a function channel: calls into one function symbol of a plugin.
+
+The host REP socket *listens* on ``func_{symbol}.ipc`` and the plugin's REQ
+dials it, so, as on the control channel, the roles are inverted: the plugin
+sends ``handshake`` as a request, every call is the host's *reply* to the
+plugin's latest request, and every answer is the plugin's *next request*.
+The host can therefore only call while it holds a reply slot, and every
+answer hands it the slot for the next call.
+
+What makes this tricky is the plugin's keepalive: a plugin waiting for a call
+gives up after a while (5 s in eKuiper's Python SDK) and sends ``handshake``
+again, which cancels its previous request.  So:
+
+- A held slot can go stale while the host is idle; a call sent on it is
+  silently dropped.  So
+- a ``handshake`` received while a call is in flight means the plugin never
+  saw the call (it gave up waiting, or a new process replaced it): the call is
+  sent again on the handshake's slot.  It cannot have run, so nothing runs twice.
+  A stale slot is always followed by such a handshake (that is what made it
+  stale), so this alone keeps calls correct.
+- Before calling on a slot older than ``STALE_SLOT_AFTER`` we also take the
+  keepalives already queued, so they do not pile up and most calls after an
+  idle period go out on a live slot.  It cannot catch them all: nng reads the
+  next queued request from the pipe only after the previous one was taken, so
+  one may still be on its way, and the resend covers it (cheaply: it is
+  already there).
+
+Calls are synchronous and serialised by a lock: one REQ socket carries one
+request at a time anyway.  Everything is blocking pynng calls from the
+caller's thread (they release the GIL); no event loop round trips per call.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pynng
+
+from loader.wire.addresses import function_path, url
+from loader.wire.codec import (
+    DataChannelClosed,
+    DataChannelError,
+    DataChannelTimeout,
+    decode_reply,
+    encode_call,
+    encode_exec,
+    timeout_ms,
+)
+
+#: A slot older than this may have been replaced by a keepalive: drain before using it.
+#: Far below any keepalive interval in use (eKuiper: 5 s), and far above a call's duration.
+STALE_SLOT_AFTER = 0.05
+
+
+class FunctionError(DataChannelError):
+    """The plugin answered ``state: false``; ``error`` is its own text."""
+
+    def __init__(self, message: str, error: Any) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+class FunctionTimeout(DataChannelTimeout):
+    """The plugin did not take or answer a call in time."""
+
+
+class FunctionChannel:
+    """REP socket for one function symbol, shared by every rule that calls it."""
+
+    def __init__(self, path: Path, plugin: str, symbol: str, timeout: float = 5.0) -> None:
+        self.path = path
+        self.plugin = plugin
+        self.symbol = symbol
+        self.timeout = timeout
+        self._socket: pynng.Rep0 | None = None
+        self._lock = threading.Lock()
+        self._holds_slot = False
+        self._slot_at = 0.0
+        self._timeout_ms = timeout_ms(timeout)
+        #: monotonic time of the last message from the plugin, any kind.
+        self.last_message_at = 0.0
+        #: handshakes that arrived while no call was in flight (first one included).
+        self.handshakes = 0
+        #: calls sent again because the plugin had not seen them.
+        self.resends = 0
+
+    @classmethod
+    def for_symbol(cls, ipc_dir: Path, plugin: str, symbol: str, timeout: float = 5.0) -> FunctionChannel:
+        return cls(function_path(ipc_dir, symbol), plugin, symbol, timeout)
+
+    def open(self) -> None:
+        """Listen; call before sending ``start`` (eKuiper's SDK exits if it cannot dial)."""
+        if self._socket is not None:
+            return
+        self.path.unlink(missing_ok=True)
+        sock = pynng.Rep0(recv_max_size=0, recv_timeout=self._timeout_ms, send_timeout=self._timeout_ms)
+        try:
+            sock.listen(url(self.path))
+        except pynng.NNGException as exc:
+            sock.close()
+            raise DataChannelError(f"{self._who()}: cannot listen on {self.path}: {exc}") from exc
+        self._socket = sock
+
+    # --- the three calls of the protocol ----------------------------------
+
+    def validate(self, args: list) -> None:
+        """Ask the plugin whether ``args`` suit the function; FunctionError with its reason if not."""
+        self.call("Validate", args)
+
+    def exec(self, args: list, meta: str, timeout: float | None = None) -> Any:
+        """Run the function on ``args``; ``meta`` is ``codec.exec_meta(...)`` of the call site."""
+        return self.call_raw(encode_exec(args, meta), "Exec", timeout)
+
+    def is_aggregate(self) -> bool:
+        return bool(self.call("IsAggregate", None))
+
+    def call(self, func: str, arg: Any, timeout: float | None = None) -> Any:
+        """Send ``{"func", "arg"}`` and return the plugin's ``result``.
+
+        Raises FunctionError when the plugin answers ``state: false``,
+        FunctionTimeout when it does not answer within ``timeout`` seconds
+        (default: the channel's), DataChannelClosed when the channel closes.
+        """
+        return self.call_raw(encode_call(func, arg), func, timeout)
+
+    def call_raw(self, payload: bytes, func: str, timeout: float | None = None) -> Any:
+        """``call`` with an already encoded payload; ``func`` only names it in errors."""
+        state, result = self._round_trip(payload, func, self.timeout if timeout is None else timeout)
+        if not state:
+            raise FunctionError(f"{self._who()}: {func} failed: {result}", result)
+        return result
+
+    def drain(self) -> int:
+        """Take keepalives queued while idle, if no call is running; returns how many.
+
+        Calls do this themselves when needed; a caller may also run it now and
+        then so a long-idle plugin's keepalives do not pile up unread.
+        """
+        if not self._lock.acquire(blocking=False):
+            return 0
+        try:
+            return self._drain(self._require_socket())
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        """Close the socket (waking a blocked call) and remove its file."""
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        self._holds_slot = False
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> FunctionChannel:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the inverted request/reply dance ---------------------------------
+
+    def _round_trip(self, payload: bytes, func: str, timeout: float) -> tuple[bool, Any]:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            sock = self._require_socket()
+            self._set_timeout(sock, timeout)
+            self._take_slot(sock, func, deadline)
+            while True:
+                self._send(sock, payload, func)
+                message = self._recv(sock, func, deadline)
+                if message[:1] != b"h":
+                    return decode_reply(message)
+                # The plugin never saw the call: it gave up waiting, or it is a new process.
+                self.resends += 1
+
+    def _take_slot(self, sock: pynng.Rep0, func: str, deadline: float) -> None:
+        """Make sure we hold a live reply slot before sending a call."""
+        if not self._holds_slot:
+            # Whatever comes first gives us a slot: the first handshake, a keepalive,
+            # or the late answer of a call that timed out earlier (discarded).
+            self._note(self._recv(sock, func, deadline))
+        elif time.monotonic() - self._slot_at > STALE_SLOT_AFTER:
+            self._drain(sock)
+
+    def _drain(self, sock: pynng.Rep0) -> int:
+        count = 0
+        while True:
+            try:
+                message = sock.recv(block=False)
+            except pynng.TryAgain:
+                return count
+            except pynng.Closed:
+                raise DataChannelClosed(f"{self._who()}: function channel closed") from None
+            self._slot_now()
+            self._note(message)
+            count += 1
+
+    def _send(self, sock: pynng.Rep0, payload: bytes, func: str) -> None:
+        self._holds_slot = False
+        try:
+            sock.send(payload)
+        except pynng.Timeout:
+            raise self._timeout(func) from None
+        except pynng.Closed:
+            raise DataChannelClosed(f"{self._who()}: function channel closed") from None
+
+    def _recv(self, sock: pynng.Rep0, func: str, deadline: float) -> bytes:
+        """The plugin's next request; a handshake past the deadline counts as a timeout."""
+        try:
+            message = sock.recv()
+        except pynng.Timeout:
+            raise self._timeout(func) from None
+        except pynng.Closed:
+            raise DataChannelClosed(f"{self._who()}: function channel closed") from None
+        self._slot_now()
+        if message[:1] == b"h" and time.monotonic() > deadline:
+            raise self._timeout(func)
+        return message
+
+    def _timeout(self, func: str) -> FunctionTimeout:
+        return FunctionTimeout(
+            f"{self._who()}: no answer to {func} within {self._timeout_ms / 1000:g}s "
+            "(is the plugin running and has the function been started?)"
+        )
+
+    def _slot_now(self) -> None:
+        self._holds_slot = True
+        self._slot_at = self.last_message_at = time.monotonic()
+
+    def _note(self, message: bytes) -> None:
+        """Count handshakes received outside a call (keepalives, new processes)."""
+        if message[:1] == b"h":
+            self.handshakes += 1
+
+    def _set_timeout(self, sock: pynng.Rep0, timeout: float) -> None:
+        ms = timeout_ms(timeout)
+        if ms != self._timeout_ms:
+            sock.recv_timeout = ms
+            sock.send_timeout = ms
+            self._timeout_ms = ms
+
+    def _require_socket(self) -> pynng.Rep0:
+        if self._socket is None:
+            raise DataChannelClosed(f"{self._who()}: function channel is not open")
+        return self._socket
+
+    def _who(self) -> str:
+        return f"plugin {self.plugin}: function {self.symbol}"

@@ -1,0 +1,209 @@
+"""Host end of a sink data channel and its acknowledgement channel.
+
+Two sockets per running sink instance:
+
+- ack: host PULL *listens* on ``{ruleId}_{opId}_{instanceId}_ack.ipc``. It must
+  exist before ``start`` is sent: eKuiper's SDK dials it synchronously while
+  handling ``start`` (whether or not acks are required) and fails the command
+  if nobody listens.
+- data: the plugin PULL listens on ``{ruleId}_{opId}_{instanceId}.ipc`` once
+  ``start`` succeeded; the host PUSH dials it then.
+
+Both survive the plugin process being replaced: the ack listener is ours, and
+nng redials the data address by itself.  While no process listens, a send
+blocks until one does or the send timeout passes; the timeout surfaces as
+``SinkTimeout`` so the caller can re-send the same record to the new process.
+With ``requireAck`` a record counts as delivered only when its ack arrived,
+which is what makes a hot swap lose nothing: unacknowledged records are sent
+again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pynng
+
+from loader.wire.addresses import ack_path, data_path, url
+from loader.wire.codec import (
+    DataChannelClosed,
+    DataChannelError,
+    DataChannelTimeout,
+    decode_ack,
+    encode_sink,
+    timeout_ms,
+)
+
+#: How often a wait for an ack checks whether the caller wants to give up on it.
+_ACK_POLL_S = 0.05
+#: Without requireAck, acks a plugin sends anyway are discarded every this many sends,
+#: so the plugin's ack socket never fills up and blocks it.
+_DRAIN_EVERY = 64
+
+
+class SinkAckError(DataChannelError):
+    """The plugin acknowledged a record with an error; ``error`` is its own text."""
+
+    def __init__(self, message: str, error: str) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+class SinkTimeout(DataChannelTimeout):
+    """A record was not taken, or not acknowledged, in time; it is safe to send it again."""
+
+
+class SinkChannel:
+    """Sends a rule's output to one sink instance of a plugin, waiting for acks if asked."""
+
+    def __init__(
+        self,
+        data: Path,
+        ack: Path,
+        plugin: str,
+        symbol: str,
+        *,
+        require_ack: bool = False,
+        send_timeout: float = 5.0,
+        ack_timeout: float = 5.0,
+    ) -> None:
+        self.data_path = data
+        self.ack_path = ack
+        self.plugin = plugin
+        self.symbol = symbol
+        self.require_ack = require_ack
+        self.send_timeout = send_timeout
+        self.ack_timeout = ack_timeout
+        self._push: pynng.Push0 | None = None
+        self._acks: pynng.Pull0 | None = None
+        self._lock = threading.Lock()
+        self._maybe_stale_ack = False
+        self._sends = 0
+
+    @classmethod
+    def for_instance(
+        cls, ipc_dir: Path, plugin: str, symbol: str, rule_id: str, op_id: str, instance_id: int,
+        **options: Any,
+    ) -> SinkChannel:
+        """The channel at the addresses the protocol assigns to a rule's sink instance."""
+        return cls(
+            data_path(ipc_dir, rule_id, op_id, instance_id),
+            ack_path(ipc_dir, rule_id, op_id, instance_id),
+            plugin, symbol, **options,
+        )
+
+    def open(self) -> None:
+        """Listen for acks; call before sending ``start``."""
+        if self._acks is not None:
+            return
+        self.ack_path.unlink(missing_ok=True)
+        acks = pynng.Pull0(recv_max_size=0, recv_timeout=timeout_ms(min(self.ack_timeout, _ACK_POLL_S)))
+        try:
+            acks.listen(url(self.ack_path))
+        except pynng.NNGException as exc:
+            acks.close()
+            raise DataChannelError(f"{self._who()}: cannot listen on {self.ack_path}: {exc}") from exc
+        self._acks = acks
+
+    def connect(self) -> None:
+        """Dial the plugin's data socket; call after ``start`` succeeded.
+
+        A failed first dial is not an error: nng keeps redialling in the
+        background, and sends wait (up to the send timeout) for it to succeed.
+        Calling it again (say, after replaying ``start`` to a new process) is a
+        no-op: the existing dialer already reconnects.
+        """
+        if self._push is not None:
+            return
+        push = pynng.Push0(
+            send_timeout=timeout_ms(self.send_timeout),
+            reconnect_time_min=10,
+            reconnect_time_max=200,
+        )
+        try:
+            push.dial(url(self.data_path), block=True)
+        except pynng.NNGException:
+            push.dial(url(self.data_path), block=False)
+        self._push = push
+
+    def send(self, data: Any) -> None:
+        """Encode ``data`` (an object, or a list of objects) and send it; see ``send_raw``."""
+        self.send_raw(encode_sink(data))
+
+    def send_raw(self, payload: bytes, abandon: Callable[[], bool] | None = None) -> None:
+        """Send one encoded message; with requireAck, return only once the plugin acked it.
+
+        Raises SinkTimeout (send or ack not done in time: re-send the record),
+        SinkAckError (the plugin refused it) or DataChannelClosed.
+        """
+        with self._lock:
+            push, acks = self._push, self._acks
+            if push is None or acks is None:
+                raise DataChannelClosed(f"{self._who()}: sink channel is not open and connected")
+            if self._maybe_stale_ack or (not self.require_ack and self._sends % _DRAIN_EVERY == 0):
+                self._drain_acks(acks)
+            self._sends += 1
+            self._send(push, payload)
+            if self.require_ack:
+                self._wait_ack(acks, abandon)
+
+    def close(self) -> None:
+        """Close both sockets (waking a blocked send) and remove the ack socket file.
+
+        The data socket file belongs to the plugin's listener, so it is left alone.
+        """
+        for sock in (self._push, self._acks):
+            if sock is not None:
+                sock.close()
+        self._push = self._acks = None
+        self.ack_path.unlink(missing_ok=True)
+
+    def _send(self, push: pynng.Push0, payload: bytes) -> None:
+        try:
+            push.send(payload)
+        except pynng.Timeout:
+            raise SinkTimeout(
+                f"{self._who()}: no plugin process took the record within {self.send_timeout:g}s "
+                "(is it running?); the record was not delivered"
+            ) from None
+        except pynng.Closed:
+            raise DataChannelClosed(f"{self._who()}: sink channel closed") from None
+
+    def _wait_ack(self, acks: pynng.Pull0, abandon: Callable[[], bool] | None) -> None:
+        """Wait for the ack in short slices, so a caller that learns the plugin
+        process was replaced (``abandon()`` turns true) can re-send at once
+        instead of sitting out the whole ack timeout."""
+        deadline = time.monotonic() + self.ack_timeout
+        while True:
+            try:
+                reply = acks.recv()
+                break
+            except pynng.Timeout:
+                gave_up = abandon is not None and abandon()
+                if gave_up or time.monotonic() >= deadline:
+                    # Its ack may still come and must not be taken for the next record's.
+                    self._maybe_stale_ack = True
+                    why = "the plugin process was replaced" if gave_up else f"no ack within {self.ack_timeout:g}s"
+                    raise SinkTimeout(
+                        f"{self._who()}: {why}; the record may not have been processed"
+                    ) from None
+            except pynng.Closed:
+                raise DataChannelClosed(f"{self._who()}: sink channel closed") from None
+        error = decode_ack(reply)
+        if error is not None:
+            raise SinkAckError(f"{self._who()}: the plugin rejected a record: {error}", error)
+
+    def _drain_acks(self, acks: pynng.Pull0) -> None:
+        """Discard acks already queued: late ones after a timeout, or unrequested ones."""
+        self._maybe_stale_ack = False
+        while True:
+            try:
+                acks.recv(block=False)
+            except (pynng.TryAgain, pynng.Closed):
+                return
+
+    def _who(self) -> str:
+        return f"plugin {self.plugin}: sink {self.symbol}"

@@ -1,0 +1,139 @@
+"""Host end of a source data channel: the records one running source instance emits.
+
+The host PULL socket *listens* on ``{ruleId}_{opId}_{instanceId}.ipc`` and the
+plugin's PUSH dials it.  Listening on the host side is what lets the channel
+outlive the plugin process: when a plugin is restarted, its new process dials
+the same address and records keep arriving on the same socket, so the rule
+reading it never notices more than a gap.  It must be listening before the
+``start`` command is sent, because eKuiper's SDK dials synchronously while
+handling ``start`` and fails the command if nobody listens.
+
+The data plane reads with blocking pynng calls from a thread (they release
+the GIL); one ``recv`` is one nng receive plus one ``json.loads``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pynng
+
+from loader.wire.addresses import data_path, url
+from loader.wire.codec import (
+    DataChannelClosed,
+    DataChannelError,
+    DataChannelTimeout,
+    SourceItem,
+    decode_source,
+    timeout_ms,
+)
+
+
+class SourceTimeout(DataChannelTimeout):
+    """No record arrived within the timeout."""
+
+
+class SourceChannel:
+    """PULL socket for one source instance; stays open across plugin restarts."""
+
+    def __init__(self, path: Path, plugin: str, symbol: str) -> None:
+        self.path = path
+        self.plugin = plugin
+        self.symbol = symbol
+        self._socket: pynng.Pull0 | None = None
+        self._timeout_ms = -1
+
+    @classmethod
+    def for_instance(
+        cls, ipc_dir: Path, plugin: str, symbol: str, rule_id: str, op_id: str, instance_id: int
+    ) -> SourceChannel:
+        """The channel at the address the protocol assigns to a rule's source instance."""
+        return cls(data_path(ipc_dir, rule_id, op_id, instance_id), plugin, symbol)
+
+    def open(self) -> None:
+        """Listen; call before sending ``start`` so the plugin's first dial succeeds."""
+        if self._socket is not None:
+            return
+        self.path.unlink(missing_ok=True)
+        sock = pynng.Pull0(recv_max_size=0)
+        try:
+            sock.listen(url(self.path))
+        except pynng.NNGException as exc:
+            sock.close()
+            raise DataChannelError(f"{self._who()}: cannot listen on {self.path}: {exc}") from exc
+        self._socket = sock
+
+    def recv(self, timeout: float | None = None) -> SourceItem:
+        """Block until the next message; a record, or an error the source reported.
+
+        Raises SourceTimeout after ``timeout`` seconds (None waits forever) and
+        DataChannelClosed when the channel is closed meanwhile.
+        """
+        return decode_source(self.recv_raw(timeout))
+
+    def recv_raw(self, timeout: float | None = None) -> bytes:
+        """The next message undecoded, for callers that forward bytes as they are."""
+        sock = self._require_socket()
+        self._set_timeout(sock, timeout)
+        try:
+            return sock.recv()
+        except pynng.Timeout:
+            raise SourceTimeout(f"{self._who()}: no record within {timeout:g}s") from None
+        except pynng.Closed:
+            raise DataChannelClosed(f"{self._who()}: source channel closed") from None
+
+    def recv_batch(self, max_items: int, timeout: float | None = None) -> list[SourceItem]:
+        """Wait for one message, then take whatever else is already queued, up to ``max_items``.
+
+        Lets a consumer amortise its per-wakeup costs (locks, queue puts) over
+        everything that arrived while it was busy, without waiting any longer.
+        """
+        items = [self.recv(timeout)]
+        sock = self._socket
+        while sock is not None and len(items) < max_items:
+            try:
+                data = sock.recv(block=False)
+            except pynng.TryAgain:
+                break
+            except pynng.Closed:
+                break
+            items.append(decode_source(data))
+        return items
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        """Every message until the channel is closed."""
+        while True:
+            try:
+                yield self.recv()
+            except DataChannelClosed:
+                return
+
+    def close(self) -> None:
+        """Close the socket (waking any blocked ``recv``) and remove its file."""
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> SourceChannel:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _require_socket(self) -> pynng.Pull0:
+        if self._socket is None:
+            raise DataChannelClosed(f"{self._who()}: source channel is not open")
+        return self._socket
+
+    def _set_timeout(self, sock: pynng.Socket, timeout: float | None) -> None:
+        """Only touch the socket option when the timeout changes: it is per call."""
+        ms = timeout_ms(timeout)
+        if ms != self._timeout_ms:
+            sock.recv_timeout = ms
+            self._timeout_ms = ms
+
+    def _who(self) -> str:
+        return f"plugin {self.plugin}: source {self.symbol}"
