@@ -17,6 +17,26 @@ import structlog
 LOG_FORMATS = ("json", "console", "auto")
 
 
+class _SafeStream:
+    """A log stream that never raises: a closed stdout (a reader that went
+    away, journald restarting) must not stop the service or its threads."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> None:
+        try:
+            self._stream.write(text)
+        except (OSError, ValueError):
+            pass
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Configure structlog once for the whole process.
 
@@ -43,7 +63,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        logger_factory=structlog.PrintLoggerFactory(file=_SafeStream(out)),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
 

@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
 
 from loader.config import LoaderConfig
 from loader.digest import content_files
@@ -43,6 +43,8 @@ class Reconciler:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._reported: dict[str, str] = {}
         self._closing = False
+        #: Called after any plugin was loaded, swapped or unloaded (the rules follow).
+        self.listeners: list[Callable[[], Awaitable[None]]] = []
 
     def folder_names(self) -> set[str]:
         root = self.config.plugins_dir
@@ -83,6 +85,7 @@ class Reconciler:
         if not folder.is_dir():
             if name in self.supervisors:
                 await self._unload(name, reason="folder removed")
+                await self._notify()
             self.board.remove(name)
             self._reported.pop(name, None)
             return
@@ -103,6 +106,13 @@ class Reconciler:
             await self._load(spec)
         elif current.spec.digest != spec.digest:
             await self._swap(current, spec)
+        else:
+            return
+        await self._notify()
+
+    async def _notify(self) -> None:
+        for listener in self.listeners:
+            await listener()
 
     def _not_loadable(self, name: str, folder: Path, error: str, incomplete: bool) -> None:
         """Report a folder that cannot be loaded now, keeping any running version."""

@@ -60,6 +60,9 @@ class PluginSupervisor:
         self._first_launch: asyncio.Future[bool] | None = None
         self._task: asyncio.Task[None] | None = None
         self._pumps: list[asyncio.Task[None]] = []
+        #: Bumped for every process launched: data channels compare it to tell
+        #: that the process they sent a record to is gone.
+        self.generation = 0
 
     @property
     def name(self) -> str:
@@ -193,6 +196,7 @@ class PluginSupervisor:
         self.board.set_state(self.name, LOADING, version=spec.version, digest=spec.digest,
                              symbols={k: spec.symbols(k) for k in ("sources", "sinks", "functions")})
         self.channel.expect_new_process()
+        self.generation += 1
         self._unhealthy = None
         self.tail.clear()
         argument = plugin_argument(spec, self.config.ipc_dir, self.settings.keepalive_ms)

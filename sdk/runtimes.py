@@ -95,9 +95,31 @@ class SourceRuntime:
         except ConnectionError as err:
             raise StartError(f"{control.describe()}: {err}") from err
         logger = _instance_logger(control)
-        self._ctx = Context(control.rule_id, control.op_id, control.instance_id, logger, emit=self._socket.send)
+        emit = self._socket.send if self._args.protocol < 1 else self._waiting_send(self._socket)
+        self._ctx = Context(control.rule_id, control.op_id, control.instance_id, logger, emit=emit)
         self._thread = threading.Thread(target=self._run, name=f"source-{control.key}", daemon=True)
         self._thread.start()
+
+    def _waiting_send(self, sock: pynng.Push0) -> Callable[[bytes], None]:
+        """Under our loader, a full host means "wait", not "drop the record".
+
+        eKuiper's SDK gives up on a record after ``sendTimeout`` and the source
+        dies; our host buffers per rule and applies backpressure while, for
+        example, a sink plugin restarts, so a source keeps trying until it is
+        stopped.  Plain eKuiper hosts keep the eKuiper behaviour.
+        """
+        send = sock.send
+
+        def emit(payload: bytes) -> None:
+            while True:
+                try:
+                    send(payload)
+                    return
+                except pynng.Timeout:
+                    if self._stopping:
+                        raise
+
+        return emit
 
     def _run(self) -> None:
         try:

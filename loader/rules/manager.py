@@ -1,0 +1,379 @@
+"""Make the running rules match the stream and rule files.
+
+Like plugins, streams and rules are files (``<data>/streams/<name>.json``,
+``<data>/rules/<id>.json``); this manager is their reconciler.  A rule is in
+one of four states:
+
+- ``running``;
+- ``stopped``: its file says ``"triggered": false``;
+- ``waiting``: something it needs is missing (its stream, or a plugin
+  providing one of its symbols); it starts by itself when that appears;
+- ``error``: its definition is wrong (bad JSON, SQL outside the subset, a
+  symbol that refused its configuration); it is retried when its file, its
+  stream or the plugins change.
+
+Plugin changes reach the manager through ``on_plugins_changed``: a rule whose
+plugin was unloaded goes back to waiting; a plugin swapped for a new version
+keeps its supervisor, which replays the rule's symbols on the new process, so
+the rule is not touched.  All changes go through one lock: they are rare,
+and a single order of events is easy to reason about.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from loader.config import LoaderConfig
+from loader.log import get_logger
+from loader.registry import SymbolRegistry
+from loader.rules.buffer import DEFAULT_CAPACITY
+from loader.rules.builtins import BUILTINS
+from loader.rules.definitions import DefinitionError, RuleDef, StreamDef, rule_from_json, stream_from_json
+from loader.rules.pipeline import RulePipeline, Sink
+from loader.rules.sql import SqlError, compile_query, literal_arguments, parse_select
+from loader.rules.symbol_config import SymbolConfigError, object_config, source_config
+from loader.runtime.function import FunctionHandle, FunctionPool
+from loader.runtime.sink import LogSink, NopSink, PortableSink
+from loader.runtime.source import SourceInstance
+from loader.supervisor import PluginSupervisor
+from loader.wire.codec import DataChannelError
+from loader.wire.control import ControlError
+
+RUNNING, STOPPED, WAITING, ERROR = "running", "stopped", "waiting", "error"
+
+SupervisorLookup = Callable[[str], "PluginSupervisor | None"]
+
+
+class _Waiting(Exception):
+    """Something the rule needs is not there yet; it starts when it appears."""
+
+
+@dataclass
+class RuleEntry:
+    id: str
+    raw: Any = None
+    definition: RuleDef | None = None
+    state: str = WAITING
+    error: str | None = None
+    pipeline: RulePipeline | None = None
+    stream: str | None = None
+    plugins: dict[str, PluginSupervisor] = field(default_factory=dict)
+    symbols: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, symbol, plugin)
+    stop_actions: list[Callable[[], Any]] = field(default_factory=list)
+    last_stop: int = 0
+
+
+class RuleManager:
+    def __init__(self, config: LoaderConfig, registry: SymbolRegistry, supervisors: SupervisorLookup) -> None:
+        self.config = config
+        self.registry = registry
+        self.supervisor_of = supervisors
+        self.streams_dir = config.data_dir / "streams"
+        self.rules_dir = config.data_dir / "rules"
+        self.streams: dict[str, StreamDef] = {}
+        self.stream_errors: dict[str, str] = {}
+        self.rules: dict[str, RuleEntry] = {}
+        self.functions = FunctionPool(config.ipc_dir)
+        self._shared: dict[str, tuple[SourceInstance, set[str]]] = {}
+        self._lock = asyncio.Lock()
+        self._closing = False
+
+    # ------------------------------------------------------------ reconcile
+
+    async def reconcile_all(self) -> None:
+        async with self._lock:
+            for name in self._names(self.streams_dir) | set(self.streams) | set(self.stream_errors):
+                await self._reconcile_stream(name)
+            for rule_id in self._names(self.rules_dir) | set(self.rules):
+                await self._reconcile_rule(rule_id)
+
+    async def reconcile_stream(self, name: str) -> None:
+        async with self._lock:
+            await self._reconcile_stream(name)
+
+    async def reconcile_rule(self, rule_id: str) -> None:
+        async with self._lock:
+            await self._reconcile_rule(rule_id)
+
+    async def on_plugins_changed(self) -> None:
+        """Stop rules whose plugins went away or changed hands; retry rules that could not start."""
+        async with self._lock:
+            for entry in list(self.rules.values()):
+                if entry.state == RUNNING and not self._still_provided(entry):
+                    await self._stop(entry, reason="a plugin it uses was unloaded or no longer provides its symbol")
+                    entry.state = WAITING
+                if entry.state in (WAITING, ERROR) and entry.definition is not None and entry.definition.triggered:
+                    await self._start(entry)
+
+    async def shutdown(self) -> None:
+        async with self._lock:
+            self._closing = True
+            for entry in self.rules.values():
+                if entry.state == RUNNING:
+                    await self._stop(entry, reason="loader stopping")
+
+    def ref_count(self, plugin: str) -> int:
+        """Running rules that use a symbol of ``plugin`` (eKuiper's plugin ``refCount``)."""
+        return sum(1 for e in self.rules.values() if e.state == RUNNING and plugin in e.plugins)
+
+    def status(self, rule_id: str) -> dict[str, Any] | None:
+        entry = self.rules.get(rule_id)
+        if entry is None:
+            return None
+        status: dict[str, Any] = {"status": entry.state}
+        if entry.error:
+            status["message"] = entry.error
+        if entry.pipeline is not None:
+            status.update(entry.pipeline.metrics())
+        status["lastStopTimestamp"] = entry.last_stop
+        return status
+
+    # -------------------------------------------------------------- streams
+
+    async def _reconcile_stream(self, name: str) -> None:
+        path = self.streams_dir / f"{name}.json"
+        old = self.streams.get(name)
+        new: StreamDef | None = None
+        error: str | None = None
+        if path.is_file():
+            try:
+                new = stream_from_json(_read_json(path), str(path))
+                if new.name != name:
+                    raise DefinitionError(f"{path} at /sql: the stream is named {new.name!r} but the file is "
+                                          f"{path.name}; name the file {new.name}.json")
+            except DefinitionError as exc:
+                error = str(exc)
+        log = get_logger(stream=name)
+        if error is not None:
+            if self.stream_errors.get(name) != error:
+                log.error("stream.invalid", error=error)
+            self.stream_errors[name] = error
+            new = old  # an invalid change keeps the last good definition
+        else:
+            self.stream_errors.pop(name, None)
+        if new == old:
+            return
+        if new is None:
+            self.streams.pop(name, None)
+            log.info("stream.removed")
+        else:
+            self.streams[name] = new
+            log.info("stream.defined" if old is None else "stream.updated", type=new.type, shared=new.shared)
+        for entry in list(self.rules.values()):
+            if entry.stream == name or (entry.state == WAITING and entry.definition is not None):
+                await self._restart(entry, reason=f"stream {name} changed")
+
+    # ---------------------------------------------------------------- rules
+
+    async def _reconcile_rule(self, rule_id: str) -> None:
+        path = self.rules_dir / f"{rule_id}.json"
+        entry = self.rules.get(rule_id)
+        if not path.is_file():
+            if entry is not None:
+                await self._stop(entry, reason="rule file removed")
+                del self.rules[rule_id]
+                get_logger(rule=rule_id).info("rule.deleted")
+            return
+        try:
+            raw = _read_json(path)
+        except DefinitionError as exc:
+            raw = {"unreadable": str(exc)}
+        if entry is not None and entry.raw == raw:
+            return
+        if entry is None:
+            entry = self.rules[rule_id] = RuleEntry(id=rule_id)
+        else:
+            await self._stop(entry, reason="rule file changed")
+        entry.raw = raw
+        try:
+            if "unreadable" in raw and len(raw) == 1:
+                raise DefinitionError(raw["unreadable"])
+            entry.definition = rule_from_json(raw, str(path))
+            if entry.definition.id != rule_id:
+                raise DefinitionError(f"{path} at /id: the rule id is {entry.definition.id!r} but the file is "
+                                      f"{path.name}; name the file {entry.definition.id}.json")
+        except DefinitionError as exc:
+            entry.definition = None
+            self._set_error(entry, str(exc))
+            return
+        if not entry.definition.triggered:
+            entry.state, entry.error = STOPPED, None
+            get_logger(rule=rule_id).info("rule.stopped", reason="triggered is false in its file")
+            return
+        await self._start(entry)
+
+    async def _restart(self, entry: RuleEntry, reason: str) -> None:
+        await self._stop(entry, reason=reason)
+        if entry.definition is not None and entry.definition.triggered:
+            await self._start(entry)
+
+    async def _start(self, entry: RuleEntry) -> None:
+        if self._closing or entry.definition is None:
+            return
+        log = get_logger(rule=entry.id)
+        try:
+            await self._build(entry, entry.definition)
+        except _Waiting as exc:
+            await self._unwind(entry)
+            if entry.state != WAITING or entry.error != str(exc):
+                log.warning("rule.waiting", reason=str(exc))
+            entry.state, entry.error = WAITING, str(exc)
+            return
+        except (SqlError, DefinitionError, SymbolConfigError, ControlError, DataChannelError) as exc:
+            await self._unwind(entry)
+            self._set_error(entry, str(exc))
+            return
+        entry.state, entry.error = RUNNING, None
+        log.info("rule.started", stream=entry.stream, sinks=[a.sink for a in entry.definition.actions],
+                 plugins=sorted(entry.plugins))
+
+    def _set_error(self, entry: RuleEntry, error: str) -> None:
+        if entry.state != ERROR or entry.error != error:
+            get_logger(rule=entry.id).error("rule.error", error=error)
+        entry.state, entry.error = ERROR, error
+
+    async def _stop(self, entry: RuleEntry, reason: str) -> None:
+        if entry.state != RUNNING and not entry.stop_actions:
+            return
+        was_running = entry.state == RUNNING
+        await self._unwind(entry)
+        entry.last_stop = int(time.time() * 1000)
+        entry.state = STOPPED
+        if was_running:
+            get_logger(rule=entry.id).info("rule.stopped", reason=reason)
+
+    async def _unwind(self, entry: RuleEntry) -> None:
+        """Undo what starting the rule did, last first."""
+        actions, entry.stop_actions = entry.stop_actions, []
+        for action in reversed(actions):
+            try:
+                await action()
+            except Exception as exc:  # keep unwinding: every socket must close
+                get_logger(rule=entry.id).warning("rule.stop_step_failed", error=str(exc))
+        entry.plugins, entry.symbols, entry.pipeline = {}, [], None
+
+    # ---------------------------------------------------------------- build
+
+    async def _build(self, entry: RuleEntry, rule: RuleDef) -> None:
+        plan = parse_select(rule.sql)
+        entry.stream = plan.stream
+        stream = self.streams.get(plan.stream)
+        if stream is None:
+            raise _Waiting(f"stream {plan.stream!r} is not defined: create {self.streams_dir / (plan.stream + '.json')}")
+        source_sup = self._provider(entry, "sources", stream.type)
+        sinks = [self._sink(entry, rule.id, index, action.sink, action.props)
+                 for index, action in enumerate(rule.actions)]
+        resolved = await self._functions(entry, plan)
+        query = compile_query(plan, lambda name, index: _bind(resolved.get(name), rule.id, index))
+        buffer_length = int((rule.options or {}).get("bufferLength", DEFAULT_CAPACITY))
+        pipeline = RulePipeline(rule.id, stream.name, query, sinks, buffer_length)
+        await pipeline.start()
+        entry.stop_actions.append(pipeline.stop)
+        await self._attach_source(entry, stream, source_sup, pipeline)
+        entry.pipeline = pipeline
+
+    def _provider(self, entry: RuleEntry, kind: str, symbol: str) -> PluginSupervisor:
+        owner = self.registry.owner(kind, symbol)
+        supervisor = self.supervisor_of(owner) if owner else None
+        if supervisor is None:
+            raise _Waiting(f"no loaded plugin provides the {kind[:-1]} {symbol!r}; install one that does")
+        entry.plugins[supervisor.name] = supervisor
+        entry.symbols.append((kind, symbol, supervisor.name))
+        return supervisor
+
+    def _sink(self, entry: RuleEntry, rule_id: str, index: int, symbol: str, props: dict) -> Sink:
+        if self.registry.owner("sinks", symbol) is None and symbol == "log":
+            return LogSink(rule_id, index)
+        if self.registry.owner("sinks", symbol) is None and symbol == "nop":
+            return NopSink(rule_id, index)
+        supervisor = self._provider(entry, "sinks", symbol)
+        config = object_config("sinks", symbol, supervisor.spec.folder, self.config.etc_dir, props)
+        return PortableSink(supervisor, symbol, rule_id, index, config, self.config.ipc_dir)
+
+    async def _functions(self, entry: RuleEntry, plan) -> dict[str, Any]:
+        """Bind every function the rule calls: portable symbols first, then built-ins."""
+        resolved: dict[str, Any] = {}
+        for name, args in plan.functions:
+            if name in resolved:
+                continue
+            if self.registry.owner("functions", name) is None:
+                if name in BUILTINS:
+                    resolved[name] = BUILTINS[name]
+                    continue
+                raise _Waiting(f"no loaded plugin provides the function {name!r} and it is not a built-in")
+            supervisor = self._provider(entry, "functions", name)
+            config = object_config("functions", name, supervisor.spec.folder, self.config.etc_dir)
+            handle = await self.functions.acquire(supervisor, name, config)
+            entry.stop_actions.append(lambda h=handle: self.functions.release(h))
+            await _check_function(handle, name, literal_arguments(args))
+            resolved[name] = handle
+        return resolved
+
+    async def _attach_source(self, entry: RuleEntry, stream: StreamDef, supervisor: PluginSupervisor,
+                             pipeline: RulePipeline) -> None:
+        config = source_config(stream.type, stream.conf_key, supervisor.spec.folder, self.config.etc_dir)
+        if not stream.shared:
+            source = SourceInstance(supervisor, stream.type, entry.id, f"src-{stream.name}", stream.datasource,
+                                    config, self.config.ipc_dir)
+            source.subscribe(entry.id, pipeline.offer, pipeline.on_source_error)
+            await source.start()
+            entry.stop_actions.append(source.stop)
+            return
+        shared = self._shared.get(stream.name)
+        if shared is None or shared[0].supervisor is not supervisor:
+            source = SourceInstance(supervisor, stream.type, f"shared.{stream.name}", f"src-{stream.name}",
+                                    stream.datasource, config, self.config.ipc_dir)
+            await source.start()
+            shared = self._shared[stream.name] = (source, set())
+        source, users = shared
+        users.add(entry.id)
+        source.subscribe(entry.id, pipeline.offer, pipeline.on_source_error)
+        entry.stop_actions.append(lambda: self._detach_shared(stream.name, source, entry.id))
+
+    async def _detach_shared(self, stream: str, source: SourceInstance, rule_id: str) -> None:
+        if source.unsubscribe(rule_id):
+            if self._shared.get(stream, (None,))[0] is source:
+                del self._shared[stream]
+            await source.stop()
+
+    def _still_provided(self, entry: RuleEntry) -> bool:
+        for kind, symbol, plugin in entry.symbols:
+            if self.registry.owner(kind, symbol) != plugin or self.supervisor_of(plugin) is not entry.plugins[plugin]:
+                return False
+        return True
+
+    @staticmethod
+    def _names(folder: Path) -> set[str]:
+        if not folder.is_dir():
+            return set()
+        return {p.stem for p in folder.glob("*.json") if not p.name.startswith(".")}
+
+
+async def _check_function(handle: FunctionHandle, name: str, args: list) -> None:
+    """Validate the call's arguments with the plugin and refuse aggregates (no windows yet)."""
+    try:
+        await handle.validate(args)
+        aggregate = await handle.is_aggregate()
+    except DataChannelError as exc:
+        raise DefinitionError(f"function {name!r}: {exc}") from None
+    if aggregate:
+        raise DefinitionError(f"function {name!r} is an aggregate function; aggregates need a window, "
+                              "which rules do not support yet")
+
+
+def _bind(target: Any, rule_id: str, index: int) -> Callable[[list], Any] | None:
+    if isinstance(target, FunctionHandle):
+        return target.caller(rule_id, index)
+    return target
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DefinitionError(f"{path}: not valid JSON: {exc}; fix the file") from None

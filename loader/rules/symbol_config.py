@@ -1,0 +1,63 @@
+"""Configuration handed to a symbol when it starts.
+
+Sources read eKuiper-style YAML with named keys (``default`` first): the
+stream's ``CONF_KEY`` picks a key, merged over ``default``.  A plugin may ship
+its own file in its folder (``sources/<symbol>.yaml``); the file in
+``etc/sources/`` overrides it key by key.  Sinks and functions read one JSON
+object each (``sinks/<symbol>.json``, ``functions/<symbol>.json``), the rule's
+action properties overriding both for sinks.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class SymbolConfigError(Exception):
+    """A symbol configuration file is unreadable or lacks the requested key."""
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise SymbolConfigError(f"{path}: cannot read it: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SymbolConfigError(f"{path}: must be a mapping of keys to values")
+    return data
+
+
+def _source_files(symbol: str, folder: Path) -> list[Path]:
+    return [folder / "sources" / f"{symbol}{suffix}" for suffix in (".yaml", ".yml", ".json")]
+
+
+def source_config(symbol: str, conf_key: str, plugin_folder: Path | None, etc_dir: Path) -> dict[str, Any]:
+    layers = [_read(p) for p in (_source_files(symbol, plugin_folder) if plugin_folder else [])]
+    layers += [_read(p) for p in _source_files(symbol, etc_dir)]
+    merged: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        for key, values in layer.items():
+            if values is not None and not isinstance(values, dict):
+                raise SymbolConfigError(f"configuration key {key!r} of source {symbol!r} must be a mapping")
+            merged.setdefault(key, {}).update(values or {})
+    if conf_key != "default" and conf_key not in merged:
+        raise SymbolConfigError(
+            f"CONF_KEY {conf_key!r} is not defined for source {symbol!r}: add it to "
+            f"{etc_dir / 'sources' / (symbol + '.yaml')} or use one of {sorted(merged) or ['default']}")
+    return {**merged.get("default", {}), **merged.get(conf_key, {})}
+
+
+def object_config(kind: str, symbol: str, plugin_folder: Path | None, etc_dir: Path,
+                  overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Sink (``kind="sinks"``) or function (``kind="functions"``) configuration."""
+    shipped = _read(plugin_folder / kind / f"{symbol}.json") if plugin_folder else {}
+    return {**shipped, **_read(etc_dir / kind / f"{symbol}.json"), **(overrides or {})}

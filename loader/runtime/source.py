@@ -1,0 +1,106 @@
+"""A running source symbol instance, feeding one rule or, when shared, several.
+
+The host's PULL socket listens before the start command goes out and stays
+open across plugin restarts; the supervisor replays the start command on every
+new process.  One thread per instance receives records, a batch at a time
+(whatever has queued up), and offers each batch to every subscribing rule's
+buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from loader.log import get_logger
+from loader.supervisor import PluginSupervisor
+from loader.wire.codec import DataChannelClosed
+from loader.wire.source import SourceChannel, SourceTimeout
+
+Consumer = Callable[[list[Any]], None]
+ErrorConsumer = Callable[[str], None]
+
+RECV_POLL_S = 0.5
+RECV_BATCH = 256
+
+
+class SourceInstance:
+    def __init__(self, supervisor: PluginSupervisor, symbol: str, rule_id: str, op_id: str,
+                 datasource: str, config: dict, ipc_dir: Path) -> None:
+        self.supervisor = supervisor
+        self.symbol = symbol
+        self.rule_id = rule_id
+        self.op_id = op_id
+        self.key = f"{rule_id}_{op_id}_0_{symbol}"
+        self.control = {
+            "symbolName": symbol,
+            "meta": {"ruleId": rule_id, "opId": op_id, "instanceId": 0},
+            "pluginType": "source",
+            "dataSource": datasource,
+            "datasource": datasource,
+            "config": config,
+        }
+        self.channel = SourceChannel.for_instance(ipc_dir, supervisor.name, symbol, rule_id, op_id, 0)
+        self._consumers: dict[str, tuple[Consumer, ErrorConsumer]] = {}
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.log = get_logger(plugin=supervisor.name, symbol=symbol, rule=rule_id)
+
+    def subscribe(self, name: str, on_record: Consumer, on_error: ErrorConsumer) -> None:
+        # Copy-on-write: the receiving thread iterates a snapshot without locking.
+        self._consumers = {**self._consumers, name: (on_record, on_error)}
+
+    def unsubscribe(self, name: str) -> bool:
+        """Remove a subscriber; True when none is left."""
+        self._consumers = {k: v for k, v in self._consumers.items() if k != name}
+        return not self._consumers
+
+    async def start(self) -> None:
+        self.channel.open()
+        try:
+            await self.supervisor.start_symbol(self.key, self.control)
+        except Exception:
+            self.channel.close()
+            raise
+        self._thread = threading.Thread(target=self._receive, name=f"source-{self.key}", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        try:
+            await self.supervisor.stop_symbol(self.key)
+        except Exception as exc:  # the plugin may be gone already; the socket still must close
+            self.log.warning("source.stop_failed", error=str(exc))
+        self.channel.close()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 5)
+
+    def _receive(self) -> None:
+        channel = self.channel
+        while not self._stopping:
+            try:
+                items = channel.recv_batch(RECV_BATCH, RECV_POLL_S)
+            except SourceTimeout:
+                continue
+            except DataChannelClosed:
+                return
+            except Exception as exc:  # never let the receiving thread die silently
+                self.log.error("source.receive_failed", error=f"{type(exc).__name__}: {exc}")
+                time.sleep(RECV_POLL_S)
+                continue
+            records: list[Any] = []
+            consumers = self._consumers.values()
+            for item in items:
+                if item.error is not None:
+                    for _, on_error in consumers:
+                        on_error(item.error)
+                elif isinstance(item.message, list):
+                    records.extend(item.message)
+                else:
+                    records.append(item.message)
+            if records:
+                for on_records, _ in consumers:
+                    on_records(records)
