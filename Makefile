@@ -13,8 +13,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# The demo stream and rule are copied into data/ once; after that data/ is the
+# loader's own state (edit, delete or add files there while it runs).
+run: $(STAMP) data/streams/demo.json data/rules/demo.json
 	$(PY) -m loader serve --config etc/loader.yaml
+
+data/%.json: etc/demo/%.json
+	mkdir -p $(dir $@)
+	[ -e $@ ] || cp $< $@
 
 test: $(STAMP)
 	$(PY) -m pytest -q

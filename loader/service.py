@@ -52,11 +52,25 @@ class LoaderService:
             watcher.start()
         await self.reconciler.reconcile_all()
         await self.rules.reconcile_all()
+        api = await self._start_api()
         self.log.info("loader.ready", plugins=len(self.reconciler.supervisors), rules=len(self.rules.rules))
         rescan = asyncio.create_task(self._rescan_forever(), name="rescan")
         await self._stopping.wait()
         rescan.cancel()
+        if api is not None:
+            await api.stop()
         await self.shutdown()
+
+    async def _start_api(self):
+        """The REST API (loader/api), unless ``rest`` is ``off``."""
+        if self.config.rest == "off":
+            return None
+        from loader.api.server import ApiServer
+
+        host, _, port = self.config.rest.rpartition(":")
+        server = ApiServer(self, host, int(port))
+        await server.start()
+        return server
 
     def request_stop(self) -> None:
         self._stopping.set()

@@ -1,0 +1,1 @@
+"""The REST management API (eKuiper-compatible paths)."""
