@@ -5,7 +5,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test bench clean system-deps
+
+# Programs the tests use beyond Python: jq (log recipes), systemd-analyze
+# (unit file check), setpriv (parent-death signal for plugins). Installed
+# with apt-get when missing and running as root.
+SYSTEM_TOOLS := jq systemd-analyze setpriv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +27,16 @@ data/%.json: etc/demo/%.json
 	mkdir -p $(dir $@)
 	[ -e $@ ] || cp $< $@
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(PY) -m pytest -q
+
+system-deps:
+	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq systemd util-linux; \
+	  else echo "missing:$$missing; install the Debian packages jq, systemd and util-linux" >&2; exit 1; fi; \
+	fi
 
 bench: $(STAMP)
 	$(PY) -m bench

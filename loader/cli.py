@@ -65,7 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(config.log_format, config.log_level)
     from loader.service import LoaderService
 
-    asyncio.run(LoaderService(config).run())
+    asyncio.run(LoaderService(config, reload_config=lambda: load_config(args.config, overrides)).run())
     return 0
 
 

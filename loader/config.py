@@ -6,6 +6,7 @@ in a key is an error naming the key, not a silently ignored setting.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,11 @@ import jsonschema
 import yaml
 
 from loader.manifest import load_schema
+from loader.venvs import VenvSettings
+
+
+#: Environment variable that sets (and overrides) ``rest_token``.
+TOKEN_ENV = "PORTABLE_LOADER_TOKEN"
 
 
 class ConfigError(Exception):
@@ -48,10 +54,14 @@ class LoaderConfig:
     data_dir: Path = Path("data")
     ipc_dir: Path = Path("/tmp")
     rest: str = "127.0.0.1:9081"
+    #: Bearer token the REST API requires on every route but /ping (None: no token).
+    rest_token: str | None = field(default=None, repr=False)
+    rest_max_upload_mb: float = 50.0
     log_format: str = "auto"
     log_level: str = "info"
     watch: WatchSettings = field(default_factory=WatchSettings)
     supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
+    venv: VenvSettings = field(default_factory=VenvSettings)
 
     def resolved(self) -> "LoaderConfig":
         """Absolute paths, so later chdir or symlinks do not change their meaning."""
@@ -73,15 +83,22 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> L
         data_dir=Path(raw.get("data_dir", LoaderConfig.data_dir)),
         ipc_dir=Path(raw.get("ipc_dir", LoaderConfig.ipc_dir)),
         rest=raw.get("rest", LoaderConfig.rest),
+        rest_token=os.environ.get(TOKEN_ENV) or raw.get("rest_token") or None,
+        rest_max_upload_mb=raw.get("rest_max_upload_mb", LoaderConfig.rest_max_upload_mb),
         log_format=raw.get("log", {}).get("format", LoaderConfig.log_format),
         log_level=raw.get("log", {}).get("level", LoaderConfig.log_level),
         watch=WatchSettings(**raw.get("watch", {})),
         supervisor=SupervisorSettings(**raw.get("supervisor", {})),
+        venv=_venv_settings(raw.get("venv", {})),
     )
     for key, value in (overrides or {}).items():
         if value is not None:
             config = replace(config, **{key: Path(value) if key.endswith("_dir") else value})
     return config.resolved()
+
+
+def _venv_settings(raw: dict[str, Any]) -> VenvSettings:
+    return VenvSettings(**{**raw, "find_links": tuple(raw.get("find_links", ()))})
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -16,6 +16,18 @@ import structlog
 
 LOG_FORMATS = ("json", "console", "auto")
 
+#: The minimum level, read by a processor at each event (not frozen into
+#: loggers bound earlier), so a SIGHUP reload changes it for every logger.
+_min_level = logging.INFO
+_LEVEL_NUMBERS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+                  "error": logging.ERROR, "critical": logging.CRITICAL, "exception": logging.ERROR}
+
+
+def _drop_below_level(logger: Any, method: str, event: dict) -> dict:
+    if _LEVEL_NUMBERS.get(method, logging.INFO) < _min_level:
+        raise structlog.DropEvent
+    return event
+
 
 class _SafeStream:
     """A log stream that never raises: a closed stdout (a reader that went
@@ -51,18 +63,21 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         renderer = structlog.processors.JSONRenderer()
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+    global _min_level
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}: use debug, info, warning or error")
+    _min_level = numeric
     structlog.configure(
         processors=[
+            _drop_below_level,
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         logger_factory=structlog.PrintLoggerFactory(file=_SafeStream(out)),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )

@@ -60,6 +60,8 @@ class PluginSpec:
     digest: str
     executable: Path
     warnings: tuple[str, ...] = field(default=())
+    #: The interpreter of the plugin's own venv, once built (loader/venvs.py).
+    python: Path | None = None
 
     @property
     def version(self) -> str:

@@ -50,10 +50,13 @@ def plugin_argument(spec: PluginSpec, ipc_dir: Path, keepalive_ms: int) -> str:
 def interpreter(spec: PluginSpec) -> list[str]:
     """The command that runs a Python plugin's program.
 
-    The loader's own interpreter unless the manifest names another: eKuiper's
-    ``virtualEnvType: conda`` with ``env`` the environment name, or our
-    ``virtualEnvType: venv`` with ``env`` a venv path (relative to the folder).
+    The plugin's own venv when it has a requirements.txt (loader/venvs.py);
+    else the loader's own interpreter unless the manifest names another:
+    eKuiper's ``virtualEnvType: conda`` with ``env`` the environment name, or
+    our ``virtualEnvType: venv`` with ``env`` a venv path (relative to the folder).
     """
+    if spec.python is not None:
+        return [str(spec.python)]
     kind = spec.manifest.get("virtualEnvType")
     env = spec.manifest.get("env")
     if kind == "conda":

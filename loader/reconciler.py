@@ -11,6 +11,7 @@ Calls for the same name are serialised; different names proceed in parallel.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -21,8 +22,9 @@ from loader.digest import content_files
 from loader.log import get_logger
 from loader.manifest import ManifestError, PluginSpec, load_plugin
 from loader.registry import SymbolConflict, SymbolRegistry
-from loader.status import INVALID, WAITING, StatusBoard
+from loader.status import BUILDING, INVALID, WAITING, StatusBoard
 from loader.supervisor import PluginSupervisor
+from loader.venvs import VenvBuilder, VenvError, wants_venv
 
 SupervisorFactory = Callable[[PluginSpec], PluginSupervisor]
 
@@ -36,10 +38,11 @@ class Reconciler:
     def __init__(self, config: LoaderConfig, board: StatusBoard, registry: SymbolRegistry,
                  factory: SupervisorFactory | None = None) -> None:
         self.config = config
+        self.venvs = VenvBuilder(config.data_dir / "venvs", config.venv)
         self.board = board
         self.registry = registry
         self.supervisors: dict[str, PluginSupervisor] = {}
-        self._factory = factory or (lambda spec: PluginSupervisor(spec, config, board))
+        self._factory = factory or (lambda spec: PluginSupervisor(spec, self.config, board))
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._reported: dict[str, str] = {}
         self._closing = False
@@ -102,6 +105,13 @@ class Reconciler:
         for warning in spec.warnings:
             get_logger(plugin=name).warning("plugin.manifest_warning", reason=warning)
         current = self.supervisors.get(name)
+        if current is not None and current.spec.digest == spec.digest:
+            return
+        try:
+            spec = await self._with_venv(spec, running=current is not None)
+        except VenvError as exc:
+            self._not_loadable(name, folder, f"{folder / 'requirements.txt'}: {exc}", False)
+            return
         if current is None:
             await self._load(spec)
         elif current.spec.digest != spec.digest:
@@ -109,6 +119,19 @@ class Reconciler:
         else:
             return
         await self._notify()
+
+    async def _with_venv(self, spec: PluginSpec, running: bool) -> PluginSpec:
+        """The spec with its own interpreter when the plugin has a requirements.txt (built if needed)."""
+        if not wants_venv(spec.folder, spec.manifest):
+            return spec
+        log = get_logger(plugin=spec.name)
+        if not self.venvs.is_built(spec.folder):
+            if not running:
+                self.board.set_state(spec.name, BUILDING, version=spec.version, last_error=None)
+            log.info("plugin.venv_building", version=spec.version, reason="requirements.txt present")
+            python = await self.venvs.ensure(spec.folder)
+            log.info("plugin.venv_ready", version=spec.version, python=str(python))
+        return dataclasses.replace(spec, python=self.venvs.python_for(spec.folder))
 
     async def _notify(self) -> None:
         for listener in self.listeners:

@@ -13,6 +13,7 @@ from typing import Any
 
 # The states a plugin can be in, in the order a healthy plugin meets them.
 WAITING = "waiting"  # folder incomplete (still being copied?), not an error yet
+BUILDING = "building"  # its Python venv is being built from requirements.txt
 LOADING = "loading"  # process starting, handshake pending
 RUNNING = "running"
 RESTARTING = "restarting"  # process exited or hung; a restart is scheduled
@@ -20,7 +21,7 @@ CRASHLOOP = "crashloop"  # restarted too often in a short window; still retried,
 INVALID = "invalid"  # the folder cannot be loaded; last_error says why
 STOPPED = "stopped"  # unloaded, or stopping
 
-STATES = (WAITING, LOADING, RUNNING, RESTARTING, CRASHLOOP, INVALID, STOPPED)
+STATES = (WAITING, BUILDING, LOADING, RUNNING, RESTARTING, CRASHLOOP, INVALID, STOPPED)
 
 
 @dataclass

@@ -125,7 +125,7 @@ class PluginSupervisor:
         return await done
 
     async def _run(self) -> None:
-        backoff = self.settings.restart_backoff_initial_s
+        consecutive = 0  # restarts since the last stable run: the backoff is derived from it
         crashes: deque[float] = deque()
         pending: _Request | None = None
         while True:
@@ -146,8 +146,10 @@ class PluginSupervisor:
                 continue
             # The process died, hung or never came up: restart with backoff.
             if time.monotonic() - started >= self.settings.stable_after_s:
-                backoff = self.settings.restart_backoff_initial_s
+                consecutive = 0
                 crashes.clear()
+            backoff = self._backoff(consecutive)
+            consecutive += 1
             now = time.monotonic()
             crashes.append(now)
             while crashes and now - crashes[0] > self.settings.crashloop_window_s:
@@ -159,15 +161,19 @@ class PluginSupervisor:
             self.log.warning(event, version=self.spec.version, delay_s=round(backoff, 3),
                              restarts=status.restarts, reason=status.last_error)
             request = await self._sleep_or_request(backoff)
-            backoff = min(backoff * 2, self.settings.restart_backoff_max_s)
             if request is not None and request.kind == "stop":
                 request.done.set_result(True)
                 return
             if request is not None and request.kind == "swap":
                 self._adopt(request)
                 pending = request
-                backoff = self.settings.restart_backoff_initial_s
+                consecutive = 0
                 crashes.clear()
+
+    def _backoff(self, consecutive: int) -> float:
+        """Delay before the next restart: doubling from the initial value, capped (current settings)."""
+        settings = self.settings
+        return min(settings.restart_backoff_initial_s * (2 ** min(consecutive, 32)), settings.restart_backoff_max_s)
 
     def _adopt(self, request: _Request) -> None:
         assert request.spec is not None

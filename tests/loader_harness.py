@@ -86,7 +86,8 @@ class LoaderProcess:
 
 
 def start_loader(processes, plugins_dir: Path, ipc_dir: Path, data_dir: Path,
-                 extra_config: str = "", settle_ms: int = 100) -> LoaderProcess:
+                 extra_config: str = "", settle_ms: int = 100, env_extra: dict[str, str] | None = None,
+                 wait_ready: bool = True) -> LoaderProcess:
     """Start the loader with a per-test config; returns once it logged loader.ready."""
     config = data_dir / "loader.yaml"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -95,12 +96,13 @@ def start_loader(processes, plugins_dir: Path, ipc_dir: Path, data_dir: Path,
         f"log: {{format: json, level: info}}\n"
         f"watch: {{settle_ms: {settle_ms}, rescan_s: 1, incomplete_grace_s: 3}}\n" + extra_config
     )
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
     proc = processes.popen([sys.executable, "-m", "loader", "serve", "--config", str(config)],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env)
     loader = LoaderProcess(proc)
     threading.Thread(target=loader._read, daemon=True).start()
-    loader.wait_for("loader.ready", timeout=20)
+    if wait_ready:
+        loader.wait_for("loader.ready", timeout=20)
     return loader
 
 

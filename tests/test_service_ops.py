@@ -1,0 +1,298 @@
+"""Running as an edge service: systemd unit and notifications, signals, plugin venvs, log recipes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from loader.systemd import Notifier, keep_notifying
+from tests.loader_harness import REPO, make_plugin, pid_alive, start_loader
+from tests.test_rules_e2e import install_collector, install_seqsrc, rule, seq_config, stream, wait_collected
+
+UNIT = REPO / "etc" / "systemd" / "portable-loader.service"
+
+
+@pytest.fixture
+def dirs(tmp_path: Path, ipc_dir: Path) -> dict[str, Path]:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    return {"plugins": plugins, "ipc": ipc_dir, "data": tmp_path / "data", "tmp": tmp_path}
+
+
+def test_unit_file_verifies_and_has_what_the_service_needs(tmp_path):
+    text = UNIT.read_text()
+    for directive in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "TimeoutStopSec=", "KillMode=mixed",
+                      "PrivateTmp=yes", "NoNewPrivileges=yes", "ProtectSystem=strict", "User=portable-loader",
+                      "StateDirectory=portable-loader", "RuntimeDirectory=portable-loader", "ExecReload="):
+        assert directive in text, directive
+    # Verify the unit as installed by docs/operations.md, with this checkout's venv as /opt/portable-loader/venv.
+    installed = tmp_path / "portable-loader.service"
+    installed.write_text(text.replace("/opt/portable-loader/venv", str(Path(sys.executable).parent.parent)))
+    result = subprocess.run(["systemd-analyze", "verify", str(installed)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr
+
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET, recording what arrives."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, str]] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._closed:
+            try:
+                data = self.sock.recv(4096)
+            except (socket.timeout, OSError):
+                continue
+            self.messages.append((time.monotonic(), data.decode()))
+
+    def lines(self) -> list[str]:
+        return [line for _, message in self.messages for line in message.split("\n")]
+
+    def close(self) -> None:
+        self._closed = True
+        self._thread.join(1)
+        self.sock.close()
+
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_ready_status_watchdog_and_stopping_reach_systemd_in_order(processes, dirs):
+    notify = NotifySocket(dirs["ipc"] / "notify.sock")
+    try:
+        make_plugin(dirs["plugins"], "car")
+        loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"], env_extra={
+            "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000"})
+        assert wait_until(lambda: sum(line == "WATCHDOG=1" for line in notify.lines()) >= 3)
+        assert loader.terminate() == 0
+        assert wait_until(lambda: "STOPPING=1" in notify.lines())
+        lines = notify.lines()
+        ready = lines.index("READY=1")
+        assert ready < lines.index("WATCHDOG=1") < lines.index("STOPPING=1")
+        statuses = [line for line in lines if line.startswith("STATUS=")]
+        assert "STATUS=plugins: 1 running, 0 failed; rules: 0 running" in statuses
+        assert lines[ready + 1].startswith("STATUS=plugins:")
+        pings = [t for t, m in notify.messages if m == "WATCHDOG=1"]
+        gaps = [b - a for a, b in zip(pings, pings[1:])]
+        assert max(gaps) < 0.5, gaps  # every half WatchdogSec (0.2 s here), with slack
+    finally:
+        notify.close()
+
+
+def test_watchdog_pings_stop_while_the_loop_is_blocked(ipc_dir):
+    notify = NotifySocket(ipc_dir / "notify.sock")
+
+    async def scenario() -> None:
+        task = asyncio.create_task(keep_notifying(Notifier(str(notify.path)), lambda: "ok", 0.05))
+        await asyncio.sleep(0.5)
+        time.sleep(1.0)  # a stuck control plane: nothing on the loop runs
+        await asyncio.sleep(0.5)
+        task.cancel()
+
+    try:
+        asyncio.run(scenario())
+        time.sleep(0.2)
+        pings = [t for t, m in notify.messages if m == "WATCHDOG=1"]
+        gaps = [b - a for a, b in zip(pings, pings[1:])]
+        assert len(pings) >= 10
+        assert max(gaps) >= 0.9, "pings went on while the loop was blocked"
+        assert sorted(gaps)[len(gaps) // 2] < 0.2
+    finally:
+        notify.close()
+
+
+def test_sigterm_with_rules_running_exits_zero_and_leaves_nothing(processes, dirs, tmp_path):
+    install_seqsrc(dirs["plugins"])
+    install_collector(dirs["plugins"])
+    etc = tmp_path / "etc"
+    seq_config(etc, default={"count": 100000, "interval_ms": 5})
+    stream(dirs["data"])
+    out = tmp_path / "out.jsonl"
+    rule(dirs["data"], "r1", "SELECT n FROM demo", out)
+    loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"], extra_config=f"etc_dir: {etc}\n")
+    pids = [loader.wait_for("plugin.running", plugin=name)["pid"] for name in ("seqsrc", "collector")]
+    wait_collected(out, 5)
+    assert any(dirs["ipc"].glob("r1_*"))
+    started = time.monotonic()
+    assert loader.terminate(timeout=20) == 0
+    assert time.monotonic() - started < 10
+    assert not any(pid_alive(pid) for pid in pids)
+    assert list(dirs["ipc"].iterdir()) == []
+
+
+def test_sighup_rereads_config_and_applies_it_to_running_plugins(processes, dirs):
+    make_plugin(dirs["plugins"], "car")
+    loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"])
+    running = loader.wait_for("plugin.running", plugin="car")
+    config = dirs["data"] / "loader.yaml"
+    text = config.read_text().replace("level: info", "level: warning").replace(f"ipc_dir: {dirs['ipc']}",
+                                                                            "ipc_dir: /tmp/elsewhere")
+    text += "supervisor: {restart_backoff_initial_s: 0.3}\n"
+    config.write_text(text)
+    loader.proc.send_signal(signal.SIGHUP)
+    reloaded = loader.wait_for("loader.reloaded")
+    assert {"log_level", "supervisor"} <= set(reloaded["changed"])
+    assert reloaded["restart_needed"] == ["ipc_dir"]
+    os.kill(running["pid"], signal.SIGKILL)
+    restarting = loader.wait_for("plugin.restarting", plugin="car")  # a warning: still logged
+    assert restarting["delay_s"] == 0.3  # the new backoff, on the plugin already running
+    loader.wait_for("plugin.exited", plugin="car")
+    time.sleep(1.0)
+    # info events are gone for every logger, including the plugin's long-lived one
+    assert loader.find("plugin.running", plugin="car") == [running]
+    assert (dirs["ipc"] / "plugin_car.ipc").exists()
+
+
+def build_wheel(folder: Path, name: str, version: str, value: str) -> Path:
+    """A minimal pure-Python wheel, written by hand (no build backend, no network)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dist = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": f"VALUE = {value!r}\n",
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    files[f"{dist}/RECORD"] = "\n".join(record + [f"{dist}/RECORD,,"]) + "\n"
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+    return wheel
+
+
+PROBE = '''
+import importlib, json, sys
+from sdk import PluginConfig, Source, start
+found = {}
+for module in ("plmarker", "yaml"):
+    try:
+        found[module] = getattr(importlib.import_module(module), "VALUE", "present")
+    except ImportError:
+        found[module] = None
+print("PROBE " + json.dumps({"python": sys.executable, **found}), flush=True)
+
+class S(Source):
+    def configure(self, datasource, conf): pass
+    def open(self, ctx): pass
+    def close(self, ctx): pass
+
+start(PluginConfig("NAME", sources={"NAME_src": S}, sinks={}, functions={}))
+'''
+
+
+def probe_plugin(plugins: Path, name: str, requirements: str | None) -> Path:
+    folder = plugins / name
+    folder.mkdir(parents=True)
+    (folder / "main.py").write_text(PROBE.replace("NAME", name))
+    if requirements is not None:
+        (folder / "requirements.txt").write_text(requirements)
+    (folder / f"{name}.json").write_text(json.dumps(
+        {"version": "v1", "language": "python", "executable": "main.py", "sources": [f"{name}_src"]}))
+    return folder
+
+
+def probe_of(loader, name: str) -> dict:
+    event = loader.wait_for("plugin.output", plugin=name, timeout=60)
+    return json.loads(event["line"].removeprefix("PROBE "))
+
+
+@pytest.mark.slow
+def test_plugin_with_requirements_runs_in_its_own_venv(processes, dirs):
+    wheels = dirs["tmp"] / "wheels"
+    build_wheel(wheels, "plmarker", "1.0", "from-wheel")
+    probe_plugin(dirs["plugins"], "withreq", "plmarker==1.0\n")
+    probe_plugin(dirs["plugins"], "plain", None)
+    loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"],
+                          extra_config=f"venv: {{offline: true, find_links: [{wheels}]}}\n", wait_ready=False)
+    loader.wait_for("plugin.venv_building", plugin="withreq", timeout=30)
+    loader.wait_for("plugin.running", plugin="withreq", timeout=120)
+    own = probe_of(loader, "withreq")
+    assert own["plmarker"] == "from-wheel"
+    assert own["yaml"] is None, "the loader's packages leak into the plugin venv"
+    assert own["python"].startswith(str(dirs["data"] / "venvs"))
+    other = probe_of(loader, "plain")
+    assert other["plmarker"] is None, "a second plugin sees the first one's package"
+
+
+@pytest.mark.slow
+def test_failed_venv_build_marks_plugin_invalid_with_pip_output(processes, dirs):
+    wheels = dirs["tmp"] / "wheels"
+    wheels.mkdir()
+    probe_plugin(dirs["plugins"], "broken", "no-such-package-anywhere==9.9\n")
+    loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"],
+                          extra_config=f"venv: {{offline: true, find_links: [{wheels}]}}\n", wait_ready=False)
+    invalid = loader.wait_for("plugin.invalid", plugin="broken", timeout=120)
+    assert "requirements.txt" in invalid["error"] and "pip install failed" in invalid["error"]
+    assert "no-such-package-anywhere" in invalid["error"]
+    assert not any((dirs["data"] / "venvs").glob("[!_]*")), "a half-built venv was left in place"
+
+
+def recipes() -> list[tuple[str, str]]:
+    """(question, shell command) of every journalctl recipe in docs/operations.md."""
+    text = (REPO / "docs" / "operations.md").read_text()
+    found = re.findall(r"^# (.+\?)\njournalctl[^|]*\| (jq .+)$", text, flags=re.MULTILINE)
+    return found
+
+
+def test_operations_log_recipes_answer_their_questions(processes, dirs, tmp_path):
+    make_plugin(dirs["plugins"], "car", behaviour={"crash_after_s": 0.3, "crash_code": 3,
+                                                   "print_lines": ["car: sensor offline"]})
+    make_plugin(dirs["plugins"], "bus", version="v2.1.0")
+    (dirs["data"] / "rules").mkdir(parents=True)
+    (dirs["data"] / "rules" / "r1.json").write_text(json.dumps(
+        {"id": "r1", "sql": "SELECT a FROM s GROUP BY a", "actions": [{"log": {}}]}))
+    (dirs["data"] / "streams").mkdir(parents=True)
+    (dirs["data"] / "streams" / "s.json").write_text(json.dumps(
+        {"sql": 'CREATE STREAM s () WITH (TYPE="bus_src")'}))
+    loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"])
+    loader.wait_for("plugin.exited", plugin="car", count=2, timeout=15)
+    loader.wait_for("rule.error", rule="r1")
+    loader.terminate()
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text("".join(loader.raw))
+    answers = {}
+    for question, jq in recipes():
+        result = subprocess.run(f"cat {journal} | {jq}", shell=True, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, f"{question}: {result.stderr}"
+        answers[question] = result.stdout
+    assert len(answers) == 5, list(answers)
+    assert '"event":"plugin.exited"' in answers["Why did plugin car stop?"]
+    assert "car: sensor offline" in answers["What did car print just before it crashed?"]
+    versions = answers["Which version of each plugin runs?"]
+    assert "bus v2.1.0 pid" in versions and "car v1.0.0 pid" in versions
+    assert '"plugin":"car"' in answers["What restarted in the last hour?"]
+    assert "GROUP BY" in answers["Which rules have errors, and why?"]
