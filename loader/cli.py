@@ -2,7 +2,9 @@
 
 ``serve`` runs the service; ``validate`` runs exactly the checks the loader
 applies to a dropped folder and prints them for a person; ``package`` zips a
-plugin folder the way the REST install expects it.
+plugin folder the way the REST install expects it.  ``plugins``, ``streams``,
+``rules``, ``symbols`` and ``status`` are a client of the REST API
+(loader/client.py).
 """
 
 from __future__ import annotations
@@ -38,12 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
     package = commands.add_parser("package", help="zip a plugin folder for installation")
     package.add_argument("folder", type=Path)
     package.add_argument("-o", "--output", type=Path, help="zip file to write (default <name>.zip)")
+
+    from loader.client import add_client_commands
+
+    add_client_commands(commands)  # plugins, streams, rules, symbols, status: a client of the REST API
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"serve": _serve, "validate": _validate, "package": _package}
+    if args.command not in handlers:
+        from loader.client import run_client
+
+        return run_client(args)
     return handlers[args.command](args)
 
 

@@ -1,8 +1,78 @@
-"""Placeholder: the REST API server is built in loader/api (see issue on REST)."""
+"""Serving the REST API from the loader's own event loop with uvicorn.
+
+uvicorn is used as a library: no worker processes, no reloader, no logging
+configuration of its own (its few messages are forwarded as log events),
+and no signal handlers — the loader owns SIGTERM/SIGINT and stops the server
+itself.  The listening socket is bound here, so a port already in use is a
+clear log event rather than uvicorn exiting the process.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+
+from loader.api.app import build_app
 from loader.log import get_logger
+
+STARTUP_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """The loader handles signals; uvicorn must not replace its handlers."""
+        yield
+
+
+class _ToEvents(logging.Handler):
+    """uvicorn's warnings and errors as ``api.server_log`` events."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:
+            message = str(record.msg)
+        log = get_logger()
+        if record.levelno >= logging.ERROR:
+            log.error("api.server_log", message=message, exc_info=record.exc_info or None)
+        else:
+            log.warning("api.server_log", message=message)
+
+
+def _route_uvicorn_logs() -> None:
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers = [_ToEvents(level=logging.WARNING)] if name == "uvicorn" else []
+        logger.propagate = name != "uvicorn"
+        logger.setLevel(logging.WARNING)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (IPv4 or IPv6 literal or name)."""
+    host = host.strip("[]")  # [::1]:9081 names an IPv6 address
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    last: OSError | None = None
+    for family, kind, proto, _name, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(128)
+            sock.setblocking(False)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last = exc
+    raise last or OSError(f"cannot resolve {host!r}")
 
 
 class ApiServer:
@@ -10,9 +80,60 @@ class ApiServer:
         self.service = service
         self.host = host
         self.port = port
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        get_logger().warning("api.unavailable", reason="the REST API is not built yet", rest=f"{self.host}:{self.port}")
+        """Listen and serve in the background; on failure log ``api.unavailable`` and keep the loader running."""
+        log = get_logger()
+        try:
+            sock = bind(self.host, self.port)
+        except OSError as exc:
+            log.error("api.unavailable", rest=f"{self.host}:{self.port}", error=str(exc),
+                      reason="the loader runs without its REST API; free the port or change rest in the config")
+            return
+        self.port = sock.getsockname()[1]
+        _route_uvicorn_logs()
+        config = uvicorn.Config(
+            build_app(self.service), lifespan="off", log_config=None, access_log=False, http="h11", ws="none",
+            interface="asgi3", server_header=False, proxy_headers=False, timeout_graceful_shutdown=5,
+            log_level=logging.WARNING,
+        )
+        self._server = _Server(config)
+        self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[sock]), name="rest-api")
+        deadline = asyncio.get_running_loop().time() + STARTUP_TIMEOUT_S
+        while not self._server.started and not self._task.done():
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        if not self._server.started:
+            error = _task_error(self._task)
+            log.error("api.unavailable", rest=f"{self.host}:{self.port}", error=error,
+                      reason="the loader runs without its REST API")
+            await self.stop()
+            return
+        log.info("api.listening", host=self.host, port=self.port, token=bool(self.service.config.rest_token),
+                 openapi=f"http://{self.host}:{self.port}/openapi.json")
 
     async def stop(self) -> None:
-        pass
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), STOP_TIMEOUT_S)
+        except (asyncio.TimeoutError, Exception):
+            self._server.force_exit = True
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        self._server = None
+        get_logger().info("api.stopped")
+
+
+def _task_error(task: asyncio.Task) -> str:
+    if not task.done():
+        return f"not serving after {STARTUP_TIMEOUT_S:g}s"
+    if task.cancelled():
+        return "cancelled"
+    exc = task.exception()
+    return str(exc) if exc is not None else "the server stopped at start-up"

@@ -353,6 +353,15 @@ class RuleManager:
             return set()
         return {p.stem for p in folder.glob("*.json") if not p.name.startswith(".")}
 
+    async def restart_rule(self, rule_id: str) -> bool:
+        """Stop and start a rule again (REST restart, or retrying a waiting/failed one); False if unknown."""
+        async with self._lock:
+            entry = self.rules.get(rule_id)
+            if entry is None:
+                return False
+            await self._restart(entry, reason="restart requested")
+            return True
+
 
 async def _check_function(handle: FunctionHandle, name: str, args: list) -> None:
     """Validate the call's arguments with the plugin and refuse aggregates (no windows yet)."""

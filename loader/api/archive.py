@@ -1,0 +1,293 @@
+"""Fetching a plugin zip and unpacking it without trusting it.
+
+A zip names its own paths, modes and link targets, so each entry is checked
+before anything is written: no absolute paths, no ``..``, no entry below a
+link, no link that leaves the folder or points at a directory (a directory
+link can make the folder infinite to walk), and a size limit on the archive
+and on what it unpacks to, counted on the bytes really written (a header can
+lie).  Every refusal is an ``ArchiveError`` naming the entry.
+
+All of it is blocking file and network I/O: callers run it in a thread.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+CHUNK = 64 * 1024
+MAX_ENTRIES = 10_000
+MAX_LINK_TARGET = 1024
+DOWNLOAD_TIMEOUT_S = 60.0
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class ArchiveError(Exception):
+    """The archive cannot be installed; ``code`` is the REST error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _megabytes(limit: int) -> str:
+    return f"{limit / (1024 * 1024):g} MiB"
+
+
+# ------------------------------------------------------------------ fetch
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to http(s): a server must not redirect the loader to ftp or a file."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 - urllib's signature
+        if urlsplit(newurl).scheme not in ("http", "https"):
+            raise urllib.error.HTTPError(newurl, code, f"redirect to {newurl!r} refused (http and https only)",
+                                         headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def fetch(url: str, dest: Path, limit: int) -> None:
+    """Copy the zip at ``url`` (``file://``, ``http://``, ``https://``) to ``dest``, at most ``limit`` bytes."""
+    try:
+        _fetch(url, dest, limit)
+    except ValueError as exc:  # odd characters in a path or host name (NUL, bad IDNA, ...)
+        raise ArchiveError("bad_url", f"file {url!r} cannot be used: {exc}") from None
+
+
+def _fetch(url: str, dest: Path, limit: int) -> None:
+    if not isinstance(url, str) or not url:
+        raise ArchiveError("bad_url", "file must be a URL: file:///path/plugin.zip or http(s)://host/plugin.zip")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ArchiveError("bad_url", f"file {url!r} is not a valid URL: {exc}") from None
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ArchiveError("bad_url", f"file URL {url!r} names host {parts.netloc!r}; use file:///absolute/path.zip")
+        path = Path(unquote(parts.path))
+        if not path.is_absolute():
+            raise ArchiveError("bad_url", f"file URL {url!r} needs an absolute path: file:///absolute/path.zip")
+        try:
+            if not path.is_file():
+                raise ArchiveError("download_failed", f"{path} does not exist on the loader's host (or is not a file)")
+            if path.stat().st_size > limit:
+                raise ArchiveError("archive_too_large", f"{path} is {path.stat().st_size} bytes, over the limit of "
+                                   f"{_megabytes(limit)} (rest_max_upload_mb)")
+            with open(path, "rb") as source:
+                _copy_limited(source, dest, limit, url)
+        except OSError as exc:
+            raise ArchiveError("download_failed", f"cannot read {path}: {exc.strerror or exc}") from None
+        return
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ArchiveError("bad_url", f"unsupported URL {url!r}: use file:///path/plugin.zip or http(s)://host/plugin.zip")
+    opener = urllib.request.build_opener(_HttpOnlyRedirects)
+    request = urllib.request.Request(url, headers={"User-Agent": "portable-loader"})
+    try:
+        with opener.open(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            length = response.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > limit:
+                raise ArchiveError("archive_too_large", f"{url} is {length} bytes, over the limit of "
+                                   f"{_megabytes(limit)} (rest_max_upload_mb)")
+            _copy_limited(response, dest, limit, url)
+    except urllib.error.HTTPError as exc:
+        raise ArchiveError("download_failed", f"downloading {url} failed: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise ArchiveError("download_failed", f"downloading {url} failed: {reason}") from None
+
+
+def _copy_limited(source, dest: Path, limit: int, url: str) -> None:
+    written = 0
+    with open(dest, "wb") as out:
+        while True:
+            chunk = source.read(CHUNK)
+            if not chunk:
+                return
+            written += len(chunk)
+            if written > limit:
+                raise ArchiveError("archive_too_large", f"{url} is over the limit of {_megabytes(limit)} "
+                                   "(rest_max_upload_mb)")
+            out.write(chunk)
+
+
+# ---------------------------------------------------------------- extract
+
+
+def extract(archive: Path, dest: Path, name: str, limit: int) -> None:
+    """Unpack ``archive`` into the existing, empty folder ``dest`` after checking every entry.
+
+    Files sit at the root of the zip (what ``portable-loader package`` writes)
+    or, tolerated, all under one top folder named like the plugin.
+    """
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise ArchiveError("bad_archive", f"the file is not a readable zip archive: {exc}") from None
+    with zf:
+        entries = _plan(zf.infolist(), name, limit)
+        links: list[tuple[zipfile.ZipInfo, list[str], str]] = []
+        written = 0
+        for info, parts, kind in entries:
+            target = dest.joinpath(*parts)
+            if kind == "dir":
+                _mkdir(target, info.filename)
+            elif kind == "file":
+                _mkdir(target.parent, info.filename)
+                written = _write_file(zf, info, target, written, limit)
+            else:
+                links.append((info, parts, _link_target(zf, info)))
+        for info, parts, link_target in links:
+            target = dest.joinpath(*parts)
+            _mkdir(target.parent, info.filename)
+            try:
+                os.symlink(link_target, target)
+            except OSError as exc:
+                raise ArchiveError("bad_archive", f"entry {info.filename!r}: cannot create the link: {exc}") from None
+        for info, parts, link_target in links:
+            _check_link(dest, dest.joinpath(*parts), info.filename, link_target)
+
+
+def _plan(infos: list[zipfile.ZipInfo], name: str, limit: int) -> list[tuple[zipfile.ZipInfo, list[str], str]]:
+    """Check every entry's name, kind and declared size; return (info, path parts, kind) in order."""
+    if len(infos) > MAX_ENTRIES:
+        raise ArchiveError("archive_too_large", f"the archive has {len(infos)} entries, more than {MAX_ENTRIES}")
+    names = [i.filename for i in infos]
+    top = f"{name}/"
+    prefix = top if f"{name}.json" not in names and names and all(n.startswith(top) for n in names) else ""
+    plan: list[tuple[zipfile.ZipInfo, list[str], str]] = []
+    seen: dict[str, str] = {}
+    declared = 0
+    for info in infos:
+        raw = info.filename
+        _check_entry_name(raw)
+        relative = raw[len(prefix):]
+        if not relative.strip("/"):
+            continue
+        parts = relative.rstrip("/").split("/")
+        if any(part == ".." for part in parts):
+            raise ArchiveError("path_traversal", f"entry {raw!r} climbs out of the plugin folder with '..'")
+        if any(part in ("", ".") for part in parts):
+            raise ArchiveError("bad_entry_name", f"entry {raw!r} has an empty or '.' path component")
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            kind = "link"
+        elif info.is_dir() or stat.S_ISDIR(mode):
+            kind = "dir"
+        elif mode and not stat.S_ISREG(mode):
+            raise ArchiveError("bad_entry_type", f"entry {raw!r} is neither a file, a folder nor a link")
+        else:
+            kind = "file"
+        key = "/".join(parts)
+        if key in seen:
+            raise ArchiveError("bad_archive", f"entry {raw!r} appears twice in the archive")
+        seen[key] = kind
+        declared += info.file_size
+        if declared > limit:
+            raise ArchiveError("archive_too_large", f"the archive unpacks to more than {_megabytes(limit)} "
+                               f"(reached at entry {raw!r}; rest_max_upload_mb)")
+        plan.append((info, parts, kind))
+    if not plan:
+        raise ArchiveError("bad_archive", "the archive is empty")
+    for info, parts, _kind in plan:  # in any order: a link entry may come after what lies below it
+        for depth in range(1, len(parts)):
+            above = "/".join(parts[:depth])
+            if seen.get(above) in ("link", "file"):
+                code = "link_out" if seen[above] == "link" else "bad_archive"
+                raise ArchiveError(code, f"entry {info.filename!r} lies below {above!r}, which is a "
+                                   f"{seen[above]}, not a folder")
+    return plan
+
+
+def _check_entry_name(raw: str) -> None:
+    if any(ord(c) < 32 or c == "\x7f" for c in raw):
+        raise ArchiveError("bad_entry_name", f"entry {raw!r} has a control character in its name")
+    if "\\" in raw:
+        raise ArchiveError("bad_entry_name", f"entry {raw!r} uses '\\' in its path; zip paths use '/'")
+    if raw.startswith("/") or _DRIVE.match(raw):
+        raise ArchiveError("absolute_path", f"entry {raw!r} is an absolute path; paths must be relative to the "
+                           "plugin folder")
+
+
+def _mkdir(path: Path, entry: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArchiveError("bad_archive", f"entry {entry!r}: cannot create folder {path.name!r}: "
+                           f"{exc.strerror or exc}") from None
+
+
+def _write_file(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, written: int, limit: int) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(target, flags, 0o600)
+    except OSError as exc:
+        raise ArchiveError("bad_archive", f"entry {info.filename!r}: cannot create it: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as out, zf.open(info) as source:
+            while True:
+                chunk = source.read(CHUNK)
+                if not chunk:
+                    break
+                written += len(chunk)
+                if written > limit:
+                    raise ArchiveError("archive_too_large", f"the archive unpacks to more than {_megabytes(limit)} "
+                                       f"(reached at entry {info.filename!r}; rest_max_upload_mb)")
+                out.write(chunk)
+    except ArchiveError:
+        raise
+    except Exception as exc:  # bad CRC, encryption, unsupported compression, truncated data
+        raise ArchiveError("bad_archive", f"entry {info.filename!r} cannot be read: {exc}") from None
+    mode = (info.external_attr >> 16) & 0o777
+    # Keep the owner's bits (an executable stays executable); nobody else may write; no setuid/setgid.
+    os.chmod(target, ((mode or 0o644) | 0o600) & 0o755)
+    return written
+
+
+def _link_target(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> str:
+    raw = info.filename
+    if info.file_size > MAX_LINK_TARGET:
+        raise ArchiveError("bad_archive", f"entry {raw!r} is a link with a target over {MAX_LINK_TARGET} bytes")
+    try:
+        target = zf.read(info).decode("utf-8")
+    except Exception as exc:
+        raise ArchiveError("bad_archive", f"entry {raw!r} is a link whose target cannot be read: {exc}") from None
+    if not target or "\x00" in target:
+        raise ArchiveError("bad_archive", f"entry {raw!r} is a link with an empty or invalid target")
+    if os.path.isabs(target):
+        raise ArchiveError("link_out", f"entry {raw!r} is a link to the absolute path {target!r}; links must stay "
+                           "inside the plugin folder")
+    parent = os.path.dirname(raw.rstrip("/"))
+    if os.path.normpath(os.path.join(parent, target)).split(os.sep)[0] == "..":
+        raise ArchiveError("link_out", f"entry {raw!r} is a link to {target!r}, outside the plugin folder")
+    return target
+
+
+def _check_link(root: Path, link: Path, entry: str, target: str) -> None:
+    """The link, as the file system resolves it, must name a file inside ``root``."""
+    resolved = Path(os.path.realpath(link))
+    if not resolved.is_relative_to(Path(os.path.realpath(root))):
+        raise ArchiveError("link_out", f"entry {entry!r} is a link to {target!r}, which resolves outside the "
+                           "plugin folder")
+    if resolved.is_dir():
+        raise ArchiveError("link_to_directory", f"entry {entry!r} is a link to the folder {target!r}; only links "
+                           "to files are accepted (folder links can loop)")
+    if not resolved.is_file():
+        raise ArchiveError("link_out", f"entry {entry!r} is a link to {target!r}, which is not in the archive")
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder we own (or just the link, if ``path`` is a symlink to a folder we do not)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,390 @@
+"""Portable plugins over REST: views of what runs, and install/update/delete through the folder.
+
+REST never loads a plugin itself.  Install and update unpack the zip into a
+hidden staging folder inside ``plugins_dir`` (same file system, ignored by
+the reconciler), validate it with exactly the checks a dropped folder gets
+(``load_plugin``, under its final name), copy its shipped configuration to
+``etc/``, then rename it into place and ask the reconciler to apply the
+change now.  The answer is what the status board says afterwards: running,
+or failed with the reason, in which case the change is rolled back (an
+install is removed again, an update swaps the previous folder back in, so
+the old version keeps serving).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from loader.api.archive import ArchiveError, extract, fetch, remove_tree
+from loader.api.errors import ApiError, bad_request, conflict, not_found
+from loader.log import get_logger
+from loader.manifest import SYMBOL_KINDS, ManifestError, PluginSpec, load_plugin
+from loader.names import is_valid_name
+from loader.registry import SymbolConflict
+from loader.status import RUNNING
+
+#: Our states as eKuiper's plugin status words (``running``, ``initializing``, ``error``, ``stop``).
+EKUIPER_STATUS = {
+    "waiting": "initializing",
+    "building": "initializing",
+    "loading": "initializing",
+    "running": "running",
+    "restarting": "error",
+    "crashloop": "error",
+    "invalid": "error",
+    "stopped": "stop",
+}
+CONFIG_SUFFIXES = {"sources": (".yaml", ".yml", ".json"), "sinks": (".json",), "functions": (".json",)}
+
+
+def iso_time(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def plugin_info(spec: PluginSpec) -> dict[str, Any]:
+    """The manifest as eKuiper lists a portable plugin: name, version, language, executable, symbols."""
+    info: dict[str, Any] = {"name": spec.name}
+    info.update(spec.manifest)
+    info["name"] = spec.name
+    for kind in SYMBOL_KINDS:
+        info[kind] = spec.symbols(kind)
+    return info
+
+
+def ref_counts(service, plugin: str) -> dict[str, int]:
+    """eKuiper's ``refCount``: running rule id -> symbols of ``plugin`` it uses."""
+    counts: dict[str, int] = {}
+    for rule_id, entry in sorted(service.rules.rules.items()):
+        if entry.state == "running" and plugin in entry.plugins:
+            counts[rule_id] = sum(1 for _kind, _symbol, owner in entry.symbols if owner == plugin)
+    return counts
+
+
+def plugin_status(service, name: str) -> dict[str, Any] | None:
+    status = service.board.get(name)
+    supervisor = service.reconciler.supervisors.get(name)
+    if status is None and supervisor is None:
+        return None
+    state = status.state if status is not None else "loading"
+    version = status.version if status is not None and status.version else (
+        supervisor.spec.version if supervisor is not None else None)
+    return {
+        "name": name,
+        "refCount": ref_counts(service, name),
+        "status": EKUIPER_STATUS.get(state, "error"),
+        "errMsg": (status.last_error if status is not None else None) or "",
+        "pid": status.pid if status is not None else None,
+        "state": state,
+        "version": version,
+        "previousVersion": status.previous_version if status is not None else None,
+        "restarts": status.restarts if status is not None else 0,
+        "since": iso_time(status.since if status is not None else None),
+    }
+
+
+def check_plugin_name(name: Any) -> str:
+    if not is_valid_name(name):
+        raise bad_request("bad_name", f"plugin name {name!r} is not allowed: use 1 to 64 letters, digits, '_' or '-', "
+                                      "starting with a letter or digit")
+    return name
+
+
+@dataclass
+class _Staged:
+    """An unpacked, validated plugin folder waiting in a hidden staging folder."""
+
+    root: Path
+    folder: Path
+    spec: PluginSpec
+    configs: list[tuple[str, Path]]
+    etc_backup: dict[Path, bytes | None] = field(default_factory=dict)
+
+
+class PluginInstaller:
+    def __init__(self, service) -> None:
+        self.service = service
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def config(self):
+        return self.service.config
+
+    # ------------------------------------------------------------ public
+
+    async def install(self, name: str, url: Any) -> dict[str, Any]:
+        return await self._shielded(self._install, name, url)
+
+    async def update(self, name: str, url: Any) -> dict[str, Any]:
+        return await self._shielded(self._update, name, url)
+
+    async def delete(self, name: str) -> dict[str, Any]:
+        return await self._shielded(self._delete, name)
+
+    async def _shielded(self, action: Callable[..., Awaitable[dict[str, Any]]], *args: Any) -> dict[str, Any]:
+        """Run ``action`` to its end even if the client goes away: a half-done swap is worse than a late one."""
+        task = asyncio.get_running_loop().create_task(action(*args))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return await asyncio.shield(task)
+
+    # ----------------------------------------------------------- install
+
+    async def _install(self, name: str, url: Any) -> dict[str, Any]:
+        check_plugin_name(name)
+        log = get_logger(plugin=name)
+        async with self._locks[name]:
+            target = self.config.plugins_dir / name
+            if _exists(target) or name in self.service.reconciler.supervisors:
+                raise conflict("exists", f"plugin {name!r} is already installed; update it with PUT "
+                                         f"/plugins/portables/{name} or delete it first")
+            staged = await asyncio.to_thread(self._stage, name, url)
+            try:
+                self._check_symbols(staged.spec)
+                await asyncio.to_thread(self._install_configs, staged)
+                try:
+                    os.rename(staged.folder, target)
+                except OSError as exc:
+                    raise conflict("exists", f"plugin {name!r} appeared while installing: {exc.strerror}") from None
+            except BaseException:
+                await asyncio.to_thread(self._discard, staged, restore_configs=True)
+                raise
+            log.info("api.plugin_installing", version=staged.spec.version, url=_redacted(url))
+            await self.service.reconciler.reconcile(name)
+            status = self.service.board.get(name)
+            if status is None or status.state != RUNNING:
+                reason = (status.last_error if status is not None else None) or "it did not start"
+                await asyncio.to_thread(remove_tree, _aside(target))
+                await self.service.reconciler.reconcile(name)
+                await asyncio.to_thread(self._discard, staged, restore_configs=True)
+                log.error("api.plugin_install_failed", version=staged.spec.version, error=reason)
+                raise ApiError(400, "plugin_failed", f"plugin {name!r} {staged.spec.version} did not start: {reason}; "
+                                                     "it was removed again")
+            await asyncio.to_thread(self._discard, staged, restore_configs=False)
+        result = plugin_status(self.service, name) or {}
+        result["warnings"] = list(staged.spec.warnings)
+        return result
+
+    # ------------------------------------------------------------ update
+
+    async def _update(self, name: str, url: Any) -> dict[str, Any]:
+        check_plugin_name(name)
+        log = get_logger(plugin=name)
+        async with self._locks[name]:
+            target = self.config.plugins_dir / name
+            if not _exists(target):
+                raise not_found("plugin", name, "install it with POST /plugins/portables")
+            running = self.service.reconciler.supervisors.get(name)
+            old_version = running.spec.version if running is not None else None
+            staged = await asyncio.to_thread(self._stage, name, url)
+            try:
+                self._check_symbols(staged.spec)
+                await asyncio.to_thread(self._install_configs, staged)
+                # staged.folder holds the previous version afterwards
+                await _swap_folders(self.service.reconciler, name, staged.folder, target)
+            except BaseException:
+                await asyncio.to_thread(self._discard, staged, restore_configs=True)
+                raise
+            log.info("api.plugin_updating", version=staged.spec.version, previous_version=old_version,
+                     url=_redacted(url))
+            await self.service.reconciler.reconcile(name)
+            status = self.service.board.get(name)
+            now = self.service.reconciler.supervisors.get(name)
+            if status is None or status.state != RUNNING or now is None or now.spec.digest != staged.spec.digest:
+                reason = (status.last_error if status is not None else None) or "it did not start"
+                await _swap_folders(self.service.reconciler, name, staged.folder, target)
+                await self.service.reconciler.reconcile(name)
+                await asyncio.to_thread(self._discard, staged, restore_configs=True)
+                log.error("api.plugin_update_failed", version=staged.spec.version, error=reason,
+                          previous_version=old_version)
+                restored = f"the previous version {old_version} was restored" if old_version else \
+                    "the previous folder was restored"
+                raise ApiError(400, "plugin_failed",
+                               f"plugin {name!r} {staged.spec.version} did not start: {reason}; {restored}")
+            await asyncio.to_thread(self._discard, staged, restore_configs=False)
+        result = plugin_status(self.service, name) or {}
+        result["warnings"] = list(staged.spec.warnings)
+        return result
+
+    # ------------------------------------------------------------ delete
+
+    async def _delete(self, name: str) -> dict[str, Any]:
+        async with self._locks[name]:
+            target = self.config.plugins_dir / name
+            known = name in self.service.reconciler.supervisors or self.service.board.get(name) is not None
+            if not is_valid_name(name) or not (_exists(target) or known):
+                raise not_found("plugin", name)
+            version = self.service.reconciler.supervisors[name].spec.version \
+                if name in self.service.reconciler.supervisors else None
+            aside = None
+            shipped: list[tuple[str, Path]] = []
+            if _exists(target):
+                aside = _aside(target)
+                try:
+                    shipped = _shipped_configs(aside)
+                except ApiError:
+                    shipped = []
+            await self.service.reconciler.reconcile(name)
+            if aside is not None:
+                await asyncio.to_thread(self._remove_configs, shipped)
+                await asyncio.to_thread(remove_tree, aside)
+            get_logger(plugin=name).info("api.plugin_deleted", version=version)
+        return {"message": f"portable plugin {name} is deleted"}
+
+    # ----------------------------------------------------------- helpers
+
+    def _stage(self, name: str, url: Any) -> _Staged:
+        """Fetch and unpack into ``plugins_dir/.install-<name>-*/<name>`` and validate it there (blocking)."""
+        limit = int(float(self.config.rest_max_upload_mb) * 1024 * 1024)
+        plugins_dir = self.config.plugins_dir
+        plugins_dir.mkdir(parents=True, exist_ok=True)
+        root = Path(tempfile.mkdtemp(prefix=f".install-{name}-", dir=plugins_dir))
+        try:
+            archive = root / "plugin.zip"
+            fetch(url, archive, limit)
+            folder = root / name
+            folder.mkdir()
+            extract(archive, folder, name, limit)
+            archive.unlink()
+            configs = _shipped_configs(folder)
+            try:
+                spec = load_plugin(folder)
+            except ManifestError as exc:
+                raise bad_request("invalid_plugin", _manifest_message(exc, root)) from None
+            return _Staged(root=root, folder=folder, spec=spec, configs=configs)
+        except ArchiveError as exc:
+            remove_tree(root)
+            raise bad_request(exc.code, exc.message) from None
+        except BaseException:
+            remove_tree(root)
+            raise
+
+    def _check_symbols(self, spec: PluginSpec) -> None:
+        try:
+            self.service.registry.check(spec)
+        except SymbolConflict as exc:
+            raise conflict("symbol_conflict", str(exc)) from None
+
+    def _install_configs(self, staged: _Staged) -> None:
+        """Copy ``sources/``, ``sinks/``, ``functions/`` files shipped in the zip to ``etc/``, keeping backups."""
+        for kind, path in staged.configs:
+            destination = self.config.etc_dir / kind / path.name
+            if destination not in staged.etc_backup:
+                staged.etc_backup[destination] = destination.read_bytes() if destination.is_file() else None
+            _write_atomic(destination, path.read_bytes())
+
+    def _discard(self, staged: _Staged, restore_configs: bool) -> None:
+        if restore_configs:
+            for destination, previous in staged.etc_backup.items():
+                try:
+                    if previous is None:
+                        destination.unlink(missing_ok=True)
+                    else:
+                        _write_atomic(destination, previous)
+                except OSError as exc:
+                    get_logger(plugin=staged.spec.name).warning("api.config_restore_failed", file=str(destination),
+                                                                error=str(exc))
+        remove_tree(staged.root)
+
+    def _remove_configs(self, shipped: list[tuple[str, Path]]) -> None:
+        """Remove the ``etc/`` copies of a deleted plugin's shipped configs, unless someone edited them."""
+        for kind, path in shipped:
+            destination = self.config.etc_dir / kind / path.name
+            try:
+                if destination.is_file() and destination.read_bytes() == path.read_bytes():
+                    destination.unlink()
+            except OSError:
+                continue
+
+
+def _redacted(url: Any) -> str:
+    """The URL for the log, without any user:password@ it carries."""
+    text = str(url)
+    scheme, sep, rest = text.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return text
+
+
+def _exists(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
+def _aside(target: Path) -> Path:
+    """Rename ``target`` to a hidden name next to it (the folder disappears at once for the reconciler)."""
+    aside = target.with_name(f".delete-{target.name}-{secrets.token_hex(4)}")
+    os.rename(target, aside)
+    return aside
+
+
+def _manifest_message(exc: ManifestError, root: Path) -> str:
+    try:
+        file = str(Path(exc.file).relative_to(root))
+    except ValueError:
+        file = Path(exc.file).name
+    where = f"{file} at {exc.pointer}" if exc.pointer else file
+    return f"{where}: {exc.message}; {exc.fix}"
+
+
+def _shipped_configs(folder: Path) -> list[tuple[str, Path]]:
+    """Config files a plugin ships for ``etc/``; a file name that cannot be a symbol is refused."""
+    found: list[tuple[str, Path]] = []
+    for kind, suffixes in CONFIG_SUFFIXES.items():
+        directory = folder / kind
+        if not directory.is_dir() or directory.is_symlink():
+            continue
+        for path in sorted(directory.iterdir()):
+            if path.name.startswith(".") or path.is_dir():
+                continue
+            if path.suffix not in suffixes or not is_valid_name(path.stem):
+                raise bad_request("bad_name", f"entry '{kind}/{path.name}': configuration files under {kind}/ are "
+                                              f"named <symbol>{'|'.join(suffixes)}, with a symbol name of 1 to 64 "
+                                              "letters, digits, '_' or '-'")
+            found.append((kind, path))
+    return found
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+async def _swap_folders(reconciler, name: str, a: Path, b: Path) -> None:
+    """Swap the folders ``a`` and ``b`` (one of them ``plugins_dir/<name>``) with plain renames.
+
+    The renames happen while holding the reconciler's lock for ``name``, so no
+    reconcile (file event or rescan) can see the instant where the plugin
+    folder is missing.  Plain renames, not renameat2(RENAME_EXCHANGE): watchdog's
+    inotify thread does not survive an exchanged directory.
+    """
+    locks = getattr(reconciler, "_locks", None)
+    guard = locks[name] if locks is not None else contextlib.nullcontext()
+    spare = a.with_name(a.name + ".swap")
+    async with guard:
+        os.rename(b, spare)
+        try:
+            os.rename(a, b)
+        except OSError:
+            os.rename(spare, b)
+            raise
+        os.rename(spare, a)

@@ -1,0 +1,113 @@
+"""Helpers for the REST API tests: a real loader with REST on a free port, plugin zips, HTTP calls."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import stat
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.loader_harness import LoaderProcess, start_loader
+
+REPO = Path(__file__).resolve().parent.parent.parent
+RULES_FIXTURES = REPO / "tests" / "rules_fixtures"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Api:
+    """A loader process with its REST address."""
+
+    loader: LoaderProcess
+    url: str
+    token: str | None = None
+
+    def call(self, method: str, path: str, body: Any = None, token: str | None = "default",
+             timeout: float = 60.0) -> tuple[int, Any]:
+        """(status, parsed JSON or None); never raises on HTTP errors."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        token = self.token if token == "default" else token
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        return status, (json.loads(raw) if raw.strip() else None)
+
+    def ok(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
+        status, data = self.call(method, path, body)
+        assert status == expect, f"{method} {path}: {status} {data}"
+        return data
+
+
+def start_api(processes, plugins: Path, ipc: Path, data: Path, extra: str = "", token: str | None = None) -> Api:
+    """Start the loader with REST on a free loopback port; returns once it listens."""
+    port = free_port()
+    config = f"rest: 127.0.0.1:{port}\n" + (f"rest_token: {token}\n" if token else "") + extra
+    loader = start_loader(processes, plugins, ipc, data, extra_config=config)
+    loader.wait_for("api.listening", timeout=10)
+    return Api(loader, f"http://127.0.0.1:{port}", token)
+
+
+def zip_bytes(files: dict[str, bytes | str], links: dict[str, str] | None = None,
+              modes: dict[str, int] | None = None) -> bytes:
+    """A zip in memory: regular files (with optional modes) and symlink entries (name -> target)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, content in files.items():
+            info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (stat.S_IFREG | (modes or {}).get(name, 0o644)) << 16
+            archive.writestr(info, content)
+        for name, target in (links or {}).items():
+            info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(info, target)
+    return buffer.getvalue()
+
+
+def fixture_plugin_files(name: str, version: str = "v1.0.0", **symbols: list[str]) -> dict[str, bytes | str]:
+    """The files of a plugin built from tests/rules_fixtures/<name>.py."""
+    manifest = {"version": version, "language": "python", "executable": f"{name}.py", **symbols}
+    return {f"{name}.json": json.dumps(manifest), f"{name}.py": (RULES_FIXTURES / f"{name}.py").read_bytes()}
+
+
+def seqsrc_files(version: str = "v1.0.0") -> dict[str, bytes | str]:
+    return fixture_plugin_files("seqsrc", version, sources=["seq"])
+
+
+def collector_files(version: str = "v1.0.0") -> dict[str, bytes | str]:
+    return fixture_plugin_files("collector", version, sinks=["collect"], functions=["revert"])
+
+
+def write_zip(path: Path, files: dict[str, bytes | str], **kw: Any) -> str:
+    """Write the zip and return its file:// URL."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(zip_bytes(files, **kw))
+    return path.as_uri()
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)

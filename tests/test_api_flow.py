@@ -1,0 +1,162 @@
+"""eKuiper's functional test for portable plugins, replayed over REST against a real loader.
+
+Real loader process, real plugin processes installed from zips by REST, real
+sockets: stream before its source exists, rule refused until the plugin is
+installed, rule counting through a requireAck sink, refCount, update by PUT
+with the rule still counting on the new process, delete.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.api_fixtures import collector_files, seqsrc_files, start_api, wait_until, write_zip
+from tests.loader_harness import pid_alive
+
+STREAM_SQL = ('CREATE STREAM demo () WITH (TYPE="seq", DATASOURCE="t1", CONF_KEY="default", FORMAT="json", '
+              'SHARED="false")')
+
+
+@pytest.fixture
+def env(tmp_path: Path, ipc_dir: Path) -> dict[str, Path]:
+    dirs = {"plugins": tmp_path / "plugins", "data": tmp_path / "data", "etc": tmp_path / "etc", "ipc": ipc_dir,
+            "zips": tmp_path / "zips", "out": tmp_path / "out"}
+    for key in ("plugins", "etc", "zips", "out"):
+        dirs[key].mkdir()
+    return dirs
+
+
+def sink_out(status: dict, sink: str) -> int:
+    keys = [k for k in status if k.startswith(f"sink_{sink}_") and k.endswith("_records_out_total")]
+    return sum(int(status[k]) for k in keys)
+
+
+def test_ekuiper_portable_flow_over_rest(processes, env):
+    api = start_api(processes, env["plugins"], env["ipc"], env["data"], extra=f"etc_dir: {env['etc']}\n")
+    out = env["out"] / "collected.jsonl"
+
+    # A stream on a source nobody provides yet is accepted (eKuiper does the same).
+    assert api.ok("POST", "/streams", {"sql": STREAM_SQL}, expect=201) == {"message": "Stream demo is created."}
+    assert api.ok("GET", "/streams") == ["demo"]
+    assert api.ok("GET", "/streamdetails")[0]["type"] == "seq"
+
+    rule = {"id": "r1", "sql": "SELECT n, revert(name) AS r FROM demo",
+            "actions": [{"collect": {"path": str(out), "requireAck": True}}]}
+    status, error = api.call("POST", "/rules", rule)
+    assert status == 400 and error["error"] == "unavailable" and "'seq'" in error["message"]
+    assert api.ok("GET", "/rules") == []
+
+    # The source plugin ships its config under sources/: it lands in etc/.
+    seqsrc = dict(seqsrc_files(), **{"sources/seq.yaml": "default:\n  count: 1000000\n  interval_ms: 5\n"})
+    installed = api.ok("POST", "/plugins/portables",
+                       {"name": "seqsrc", "file": write_zip(env["zips"] / "seqsrc.zip", seqsrc)}, expect=201)
+    assert installed["state"] == "running" and installed["version"] == "v1.0.0" and pid_alive(installed["pid"])
+    assert (env["etc"] / "sources" / "seq.yaml").read_text() == seqsrc["sources/seq.yaml"]
+    api.ok("POST", "/plugins/portables",
+           {"name": "collector", "file": write_zip(env["zips"] / "collector.zip", collector_files())}, expect=201)
+
+    listed = api.ok("GET", "/plugins/portables")
+    assert [p["name"] for p in listed] == ["collector", "seqsrc"]
+    assert listed[0] == {"name": "collector", "version": "v1.0.0", "language": "python",
+                         "executable": "collector.py", "sources": [], "sinks": ["collect"], "functions": ["revert"]}
+    assert api.ok("GET", "/plugins/portables/seqsrc")["sources"] == ["seq"]
+    assert api.ok("GET", "/plugins/udfs") == ["revert"]
+    assert api.ok("GET", "/plugins/udfs/revert") == {"name": "revert", "plugin": "collector"}
+    sinks = {s["name"]: s for s in api.ok("GET", "/sinks")}
+    assert sinks["collect"] == {"name": "collect", "type": "plugin-portable", "plugin": "collector",
+                                "version": "v1.0.0"}
+    assert sinks["log"]["type"] == "builtin" and sinks["log"]["plugin"] is None
+    assert {s["name"]: s["type"] for s in api.ok("GET", "/sources")} == {"seq": "plugin-portable"}
+    functions = {s["name"]: s["type"] for s in api.ok("GET", "/functions")}
+    assert functions["revert"] == "plugin-portable" and functions["lower"] == "builtin"
+
+    created = api.ok("POST", "/rules", rule, expect=201)
+    assert created["state"] == "running"
+    assert api.ok("GET", "/rules") == [{"id": "r1", "status": "Running", "state": "running"}]
+    assert api.ok("GET", "/rules/r1") == rule
+    assert json.loads((env["data"] / "rules" / "r1.json").read_text()) == rule
+    assert wait_until(lambda: sink_out(api.ok("GET", "/rules/r1/status"), "collect") > 5)
+
+    before = api.ok("GET", "/plugins/portables/collector/status")
+    assert before["refCount"] == {"r1": 2}  # the sink and the function
+    assert before["status"] == "running" and before["errMsg"] == "" and pid_alive(before["pid"])
+    assert api.ok("GET", "/plugins/portables/seqsrc/status")["refCount"] == {"r1": 1}
+
+    # Update by PUT: a new process; the rule keeps running and counting on it.
+    url = write_zip(env["zips"] / "collector2.zip", collector_files("v2.0.0"))
+    updated = api.ok("PUT", "/plugins/portables/collector", {"file": url})
+    assert updated["version"] == "v2.0.0" and updated["previousVersion"] == "v1.0.0"
+    assert updated["state"] == "running" and updated["pid"] != before["pid"]
+    assert not pid_alive(before["pid"])
+    counted = sink_out(api.ok("GET", "/rules/r1/status"), "collect")
+    assert wait_until(lambda: sink_out(api.ok("GET", "/rules/r1/status"), "collect") > counted + 5)
+    after = api.ok("GET", "/plugins/portables/collector/status")
+    assert after["pid"] == updated["pid"] and after["refCount"] == {"r1": 2}
+    assert api.ok("GET", "/rules/r1/status")["status"] == "running"
+    assert api.loader.find("rule.stopped", rule="r1") == []
+    written = len(out.read_text().splitlines())
+    assert wait_until(lambda: len(out.read_text().splitlines()) > written + 5), "the new process writes nothing"
+
+    # Delete: the process goes, the rule waits for a new provider.
+    assert api.ok("DELETE", "/plugins/portables/collector") == {"message": "portable plugin collector is deleted"}
+    assert not pid_alive(updated["pid"])
+    assert not (env["plugins"] / "collector").exists()
+    assert [p["name"] for p in api.ok("GET", "/plugins/portables")] == ["seqsrc"]
+    assert api.call("GET", "/plugins/portables/collector/status")[0] == 404
+    assert api.ok("GET", "/rules")[0]["state"] == "waiting"
+    assert [p.name for p in env["plugins"].iterdir()] == ["seqsrc"], "a staging folder was left behind"
+
+
+def test_rule_and_stream_lifecycle_over_rest(processes, env):
+    (env["etc"] / "sources").mkdir()
+    (env["etc"] / "sources" / "seq.yaml").write_text("default:\n  count: 1000000\n  interval_ms: 5\n")
+    api = start_api(processes, env["plugins"], env["ipc"], env["data"], extra=f"etc_dir: {env['etc']}\n")
+    api.ok("POST", "/plugins/portables",
+           {"name": "seqsrc", "file": write_zip(env["zips"] / "s.zip", seqsrc_files())}, expect=201)
+    api.ok("POST", "/streams", {"sql": STREAM_SQL}, expect=201)
+    assert api.call("POST", "/streams", {"sql": STREAM_SQL})[0] == 409
+    described = api.ok("GET", "/streams/demo")
+    assert described["Name"] == "demo" and described["Options"]["TYPE"] == "seq"
+
+    rule = {"id": "r2", "sql": "SELECT n FROM demo WHERE n % 2 = 0", "actions": [{"nop": {}}]}
+    api.ok("POST", "/rules", rule, expect=201)
+    assert api.call("POST", "/rules", rule)[0] == 409
+    assert wait_until(lambda: api.ok("GET", "/rules/r2/status").get("sink_nop_0_0_records_in_total", 0) > 3)
+
+    stopped = api.ok("POST", "/rules/r2/stop")
+    assert stopped["state"] == "stopped"
+    assert json.loads((env["data"] / "rules" / "r2.json").read_text())["triggered"] is False
+    assert api.ok("GET", "/rules/r2/status")["status"] == "stopped"
+    assert api.ok("POST", "/rules/r2/start")["state"] == "running"
+    first_start = api.ok("GET", "/rules/r2/status")["lastStartTimestamp"]
+    assert api.ok("POST", "/rules/r2/restart")["state"] == "running"
+    assert api.ok("GET", "/rules/r2/status")["lastStartTimestamp"] > first_start
+
+    status, error = api.call("PUT", "/rules/r2", {**rule, "sql": "SELECT n FROM demo GROUP BY n"})
+    assert status == 400 and error["error"] == "invalid_sql" and "GROUP BY" in error["message"]
+    assert api.ok("GET", "/rules/r2")["sql"] == rule["sql"], "a refused update changed the rule"
+    updated = api.ok("PUT", "/rules/r2", {"sql": "SELECT n, 1 AS one FROM demo", "actions": [{"nop": {}}]})
+    assert updated["state"] == "running" and api.ok("GET", "/rules/r2")["id"] == "r2"
+
+    status, error = api.call("POST", "/rules", {"id": "r3", "sql": "SELECT nosuch(n) FROM demo",
+                                                "actions": [{"log": {}}]})
+    assert status == 400 and "nosuch" in error["message"]
+    status, error = api.call("POST", "/rules", {"id": "r3", "sql": "SELECT n FROM demo", "actions": [{"mqtt": {}}]})
+    assert status == 400 and "'mqtt'" in error["message"]
+    assert not (env["data"] / "rules" / "r3.json").exists()
+
+    new_sql = STREAM_SQL.replace('"t1"', '"t2"')
+    assert api.ok("PUT", "/streams/demo", {"sql": new_sql})["message"] == "Stream demo is updated."
+    assert api.ok("GET", "/streamdetails")[0]["datasource"] == "t2"
+    assert api.call("PUT", "/streams/demo", {"sql": new_sql.replace("demo", "other", 1)})[0] == 400
+
+    assert api.ok("DELETE", "/rules/r2") == {"message": "Rule r2 is dropped."}
+    assert api.call("GET", "/rules/r2")[0] == 404
+    assert not (env["data"] / "rules" / "r2.json").exists()
+    assert api.ok("DELETE", "/streams/demo") == {"message": "Stream demo is dropped."}
+    assert api.ok("GET", "/streams") == []
+    overview = api.ok("GET", "/status")
+    assert [p["name"] for p in overview["plugins"]] == ["seqsrc"] and overview["streams"] == 0

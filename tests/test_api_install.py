@@ -1,0 +1,174 @@
+"""REST install and update: hostile zips, bad names, broken plugins, conflicts; a real loader each time.
+
+Every refusal must be a 400 (or 409) naming the entry, must leave nothing in
+the plugins folder (no staging left-overs) and nothing outside it.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.api_fixtures import collector_files, seqsrc_files, start_api, write_zip, zip_bytes
+from tests.loader_harness import pid_alive
+
+
+@pytest.fixture
+def env(tmp_path: Path, ipc_dir: Path) -> dict[str, Path]:
+    dirs = {"plugins": tmp_path / "plugins", "data": tmp_path / "data", "etc": tmp_path / "etc", "ipc": ipc_dir,
+            "zips": tmp_path / "zips"}
+    for key in ("plugins", "etc", "zips"):
+        dirs[key].mkdir()
+    return dirs
+
+
+@pytest.fixture
+def api(processes, env):
+    # 0.25 MiB: small enough to test the limit cheaply.
+    return start_api(processes, env["plugins"], env["ipc"], env["data"],
+                     extra=f"etc_dir: {env['etc']}\nrest_max_upload_mb: 0.25\n")
+
+
+def refused(api, env, name: str, files: dict, status: int = 400, **kw) -> dict:
+    url = write_zip(env["zips"] / f"{name}-{len(os.listdir(env['zips']))}.zip", files, **kw)
+    code, body = api.call("POST", "/plugins/portables", {"name": name, "file": url})
+    assert code == status, body
+    assert set(body) == {"error", "message"}
+    assert list(env["plugins"].iterdir()) == [], "something was left in the plugins folder"
+    return body
+
+
+def test_hostile_archives_are_refused_naming_the_entry(api, env, tmp_path):
+    good = seqsrc_files()
+
+    body = refused(api, env, "seqsrc", {**good, "../escaped.py": "x"})
+    assert body["error"] == "path_traversal" and "'../escaped.py'" in body["message"]
+    body = refused(api, env, "seqsrc", {**good, "lib/../../escaped.py": "x"})
+    assert body["error"] == "path_traversal" and "lib/../../escaped.py" in body["message"]
+    assert not (tmp_path / "escaped.py").exists() and not (env["plugins"] / "escaped.py").exists()
+
+    outside = tmp_path / "absolute-target"
+    body = refused(api, env, "seqsrc", {**good, str(outside): "x"})
+    assert body["error"] == "absolute_path" and str(outside) in body["message"]
+    assert not outside.exists()
+
+    body = refused(api, env, "seqsrc", good, links={"secret": "/etc/passwd"})
+    assert body["error"] == "link_out" and "'secret'" in body["message"]
+    body = refused(api, env, "seqsrc", good, links={"sub/up": "../../../outside"})
+    assert body["error"] == "link_out" and "'sub/up'" in body["message"]
+    # A link that stays inside lexically but escapes through another link.
+    body = refused(api, env, "seqsrc", good, links={"here": "seqsrc.py", "a/self": "..", "a/b": "self/../x"})
+    assert body["error"] in ("link_out", "link_to_directory")
+    body = refused(api, env, "seqsrc", good, links={"loop": "."})
+    assert body["error"] == "link_to_directory" and "'loop'" in body["message"]
+    body = refused(api, env, "seqsrc", {**good, "lnk/x.py": "x"}, links={"lnk": "seqsrc.py"})
+    assert "'lnk/x.py'" in body["message"]
+
+    big = os.urandom(300 * 1024)  # incompressible: the archive itself is over 0.25 MiB
+    body = refused(api, env, "seqsrc", {**good, "blob.bin": big})
+    assert body["error"] == "archive_too_large" and "rest_max_upload_mb" in body["message"]
+    bomb = b"\0" * (2 * 1024 * 1024)  # a few KiB zipped, 2 MiB unpacked
+    body = refused(api, env, "seqsrc", {**good, "bomb.bin": bomb})
+    assert body["error"] == "archive_too_large" and "bomb.bin" in body["message"]
+
+    body = refused(api, env, "bad name!", good)
+    assert body["error"] == "bad_name" and "'bad name!'" in body["message"]
+    body = refused(api, env, "seqsrc", {**good, "sources/bad name.yaml": "default: {}"})
+    assert body["error"] == "bad_name" and "sources/bad name.yaml" in body["message"]
+    body = refused(api, env, "seqsrc", {**good, "sub\\evil.py": "x"})
+    assert body["error"] == "bad_entry_name"
+
+    # The loader's own folder checks, with the file and field named.
+    manifest = '{"version": "v1", "language": "python", "executable": "seqsrc.py", "sources": ["seq"], "name": "x"}'
+    body = refused(api, env, "seqsrc", {**good, "seqsrc.json": manifest})
+    assert body["error"] == "invalid_plugin" and "seqsrc/seqsrc.json at /name" in body["message"]
+    body = refused(api, env, "seqsrc", {"seqsrc.py": good["seqsrc.py"]})
+    assert body["error"] == "invalid_plugin" and "manifest file is missing" in body["message"]
+    body = refused(api, env, "other", good)  # the manifest file must be named after the plugin
+    assert body["error"] == "invalid_plugin"
+
+    (env["zips"] / "junk.zip").write_bytes(b"not a zip at all")
+    status, body = api.call("POST", "/plugins/portables", {"name": "seqsrc", "file": (env["zips"] / "junk.zip").as_uri()})
+    assert status == 400 and body["error"] == "bad_archive"
+    for url in ("ftp://example.invalid/x.zip", "relative/x.zip", (env["zips"] / "missing.zip").as_uri()):
+        status, body = api.call("POST", "/plugins/portables", {"name": "seqsrc", "file": url})
+        assert status == 400 and body["error"] in ("bad_url", "download_failed"), (url, body)
+    for payload in ({"name": "seqsrc"}, {"file": "file:///x.zip"}, ["seqsrc"], {"name": 5, "file": "file:///x"}):
+        assert api.call("POST", "/plugins/portables", payload)[0] == 400, payload
+
+    assert not (env["etc"] / "sources").exists(), "a refused install wrote configuration"
+    assert api.ok("GET", "/plugins/portables") == []
+
+
+def test_http_download_top_folder_and_modes(api, env):
+    files = {f"seqsrc/{k}": v for k, v in seqsrc_files().items()}
+    files["seqsrc/tool.sh"] = "#!/bin/sh\n"
+    (env["zips"] / "served.zip").write_bytes(zip_bytes(files, modes={"seqsrc/tool.sh": 0o4755}))
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: Quiet(*a, directory=str(env["zips"])))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        status, body = api.call("POST", "/plugins/portables", {"name": "seqsrc", "file": f"{base}/nothing.zip"})
+        assert status == 400 and body["error"] == "download_failed" and "404" in body["message"]
+        installed = api.ok("POST", "/plugins/portables", {"name": "seqsrc", "file": f"{base}/served.zip"}, expect=201)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert installed["state"] == "running"
+    mode = (env["plugins"] / "seqsrc" / "tool.sh").stat().st_mode
+    assert mode & 0o777 == 0o755, "executable bit kept, setuid dropped"
+
+
+def test_failed_start_is_rolled_back_and_failed_update_keeps_the_old_version(api, env):
+    crash = {"seqsrc.json": seqsrc_files()["seqsrc.json"], "seqsrc.py": "import sys\nsys.exit(3)\n"}
+    status, body = api.call("POST", "/plugins/portables",
+                            {"name": "seqsrc", "file": write_zip(env["zips"] / "crash.zip", crash)})
+    assert status == 400 and body["error"] == "plugin_failed"
+    assert "exited before the handshake" in body["message"] and "removed again" in body["message"]
+    assert list(env["plugins"].iterdir()) == []
+    assert api.call("GET", "/plugins/portables/seqsrc/status")[0] == 404
+
+    api.ok("POST", "/plugins/portables",
+           {"name": "seqsrc", "file": write_zip(env["zips"] / "good.zip", seqsrc_files())}, expect=201)
+    running = api.ok("GET", "/plugins/portables/seqsrc/status")
+    assert running["state"] == "running" and running["version"] == "v1.0.0"
+    status, body = api.call("POST", "/plugins/portables",
+                            {"name": "seqsrc", "file": write_zip(env["zips"] / "again.zip", seqsrc_files())})
+    assert status == 409 and body["error"] == "exists"
+
+    crash2 = {"seqsrc.json": seqsrc_files("v2.0.0")["seqsrc.json"], "seqsrc.py": "import sys\nsys.exit(3)\n"}
+    status, body = api.call("PUT", "/plugins/portables/seqsrc",
+                            {"file": write_zip(env["zips"] / "crash2.zip", crash2)})
+    assert status == 400 and body["error"] == "plugin_failed" and "previous version v1.0.0" in body["message"]
+    restored = api.ok("GET", "/plugins/portables/seqsrc/status")
+    assert restored["state"] == "running" and restored["version"] == "v1.0.0" and pid_alive(restored["pid"])
+    assert restored["pid"] != running["pid"], "the old version was restarted after the failed swap"
+    assert (env["plugins"] / "seqsrc" / "seqsrc.py").read_text() == seqsrc_files()["seqsrc.py"].decode()
+
+    invalid = {"seqsrc.json": '{"version": 1}', "seqsrc.py": "x"}
+    status, body = api.call("PUT", "/plugins/portables/seqsrc",
+                            {"file": write_zip(env["zips"] / "invalid.zip", invalid)})
+    assert status == 400 and body["error"] == "invalid_plugin"
+    assert api.ok("GET", "/plugins/portables/seqsrc/status")["pid"] == restored["pid"], "the old version was touched"
+
+    # The collector's function name is free, but a second plugin cannot claim seqsrc's source.
+    thief = dict(collector_files())
+    thief["collector.json"] = thief["collector.json"].replace('"sinks"', '"sources": ["seq"], "sinks"')
+    status, body = api.call("POST", "/plugins/portables",
+                            {"name": "collector", "file": write_zip(env["zips"] / "thief.zip", thief)})
+    assert status == 409 and body["error"] == "symbol_conflict" and "seqsrc" in body["message"]
+
+    assert api.call("PUT", "/plugins/portables/nosuch", {"file": (env["zips"] / "good.zip").as_uri()})[0] == 404
+    assert api.call("PUT", "/plugins/portables/seqsrc", {"name": "other", "file": "file:///x.zip"})[0] == 400
+    assert api.call("DELETE", "/plugins/portables/nosuch")[0] == 404
+    assert sorted(p.name for p in env["plugins"].iterdir()) == ["seqsrc"]
