@@ -70,6 +70,14 @@ class Reconciler:
                 get_logger(plugin=name).exception("plugin.reconcile_failed", error=str(exc))
                 self.board.set_state(name, INVALID, last_error=str(exc))
 
+    def hold(self, name: str) -> asyncio.Lock:
+        """The lock that serialises reconciling ``name``.
+
+        Hold it to change a plugin's folder in several steps (REST update swaps
+        two folders) without a reconcile seeing the moment in between.
+        """
+        return self._locks[name]
+
     async def shutdown(self) -> None:
         """Stop every plugin (used on loader exit); later reconcile calls do nothing."""
         self._closing = True

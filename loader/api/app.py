@@ -234,6 +234,13 @@ class Api:
             return self.resources.symbols(kind)
         return handle
 
+    async def metrics(self, request: Request) -> Any:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        from loader.api.metrics import metrics_text
+
+        return Response(metrics_text(self.service), media_type=CONTENT_TYPE_LATEST)
+
     # ----------------------------------------------------------- routing
 
     def routes(self) -> list[Route]:
@@ -241,6 +248,7 @@ class Api:
             "/ping": {"GET": self.ping},
             "/openapi.json": {"GET": self.openapi},
             "/status": {"GET": self.status},
+            "/metrics": {"GET": self.metrics},
             "/plugins/portables": {"GET": self.list_plugins, "POST": self.install_plugin},
             "/plugins/portables/{name}": {"GET": self.describe_plugin, "PUT": self.update_plugin,
                                           "DELETE": self.delete_plugin},

@@ -248,6 +248,10 @@ def build_openapi(token_required: bool, version: str) -> dict[str, Any]:
                                      tag="loader")},
         "/status": {"get": _op("Loader overview: every plugin's status, rule counts",
                                {"200": _json(_ref("Overview"), "overview")}, tag="loader")},
+        "/metrics": {"get": _op("Prometheus metrics: plugin states and restarts, rule states and record counters",
+                                {"200": {"description": "Prometheus text format",
+                                         "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                                tag="loader")},
         "/plugins/portables": {
             "get": _op("List loaded portable plugins (their manifests)",
                        {"200": _json({"type": "array", "items": _ref("PluginInfo")}, "manifests")}, tag="plugins"),

@@ -14,7 +14,6 @@ the old version keeps serving).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import tempfile
@@ -377,10 +376,8 @@ async def _swap_folders(reconciler, name: str, a: Path, b: Path) -> None:
     folder is missing.  Plain renames, not renameat2(RENAME_EXCHANGE): watchdog's
     inotify thread does not survive an exchanged directory.
     """
-    locks = getattr(reconciler, "_locks", None)
-    guard = locks[name] if locks is not None else contextlib.nullcontext()
     spare = a.with_name(a.name + ".swap")
-    async with guard:
+    async with reconciler.hold(name):
         os.rename(b, spare)
         try:
             os.rename(a, b)
