@@ -1,0 +1,1 @@
+"""Benchmarks of portable-loader: ``python -m bench`` (see docs/benchmarks.md)."""
