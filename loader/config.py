@@ -48,6 +48,17 @@ class SupervisorSettings:
 
 
 @dataclass(frozen=True)
+class BatchSettings:
+    """The batching extension offered to sdk plugins (docs/protocol.md, Extensions)."""
+
+    enabled: bool = True
+    #: Most records (or function rows) in one message.
+    max_records: int = 256
+    #: Longest a record waits in a plugin's source batch before it is sent.
+    linger_ms: float = 2.0
+
+
+@dataclass(frozen=True)
 class LoaderConfig:
     plugins_dir: Path = Path("plugins/portable")
     etc_dir: Path = Path("etc")
@@ -62,6 +73,7 @@ class LoaderConfig:
     watch: WatchSettings = field(default_factory=WatchSettings)
     supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
     venv: VenvSettings = field(default_factory=VenvSettings)
+    batch: BatchSettings = field(default_factory=BatchSettings)
 
     def resolved(self) -> "LoaderConfig":
         """Absolute paths, so later chdir or symlinks do not change their meaning."""
@@ -90,6 +102,7 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> L
         watch=WatchSettings(**raw.get("watch", {})),
         supervisor=SupervisorSettings(**raw.get("supervisor", {})),
         venv=_venv_settings(raw.get("venv", {})),
+        batch=BatchSettings(**raw.get("batch", {})),
     )
     for key, value in (overrides or {}).items():
         if value is not None:

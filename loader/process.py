@@ -22,6 +22,7 @@ import signal
 import sys
 from pathlib import Path
 
+from loader.config import BatchSettings
 from loader.manifest import PluginSpec
 
 #: Version of our protocol extensions offered in argJSON (docs/protocol.md).
@@ -32,19 +33,21 @@ LINE_LIMIT = 1 << 20
 _SETPRIV = shutil.which("setpriv")
 
 
-def plugin_argument(spec: PluginSpec, ipc_dir: Path, keepalive_ms: int) -> str:
-    """argJSON: eKuiper's PortableConfig plus our extensions under one key eKuiper ignores."""
-    return json.dumps(
-        {
-            "sendTimeout": 1000,
-            "portableLoader": {
-                "protocol": PROTOCOL_VERSION,
-                "pluginName": spec.name,
-                "ipcDir": str(ipc_dir),
-                "keepaliveMs": keepalive_ms,
-            },
-        }
-    )
+def plugin_argument(spec: PluginSpec, ipc_dir: Path, keepalive_ms: int, batch: BatchSettings | None = None) -> str:
+    """argJSON: eKuiper's PortableConfig plus our extensions under one key eKuiper ignores.
+
+    ``batch`` (when enabled) offers the batching extension; the plugin uses
+    it only if it understands it, and says so in its handshake.
+    """
+    extension: dict[str, object] = {
+        "protocol": PROTOCOL_VERSION,
+        "pluginName": spec.name,
+        "ipcDir": str(ipc_dir),
+        "keepaliveMs": keepalive_ms,
+    }
+    if batch is not None and batch.enabled:
+        extension["batch"] = {"maxRecords": batch.max_records, "lingerMs": batch.linger_ms}
+    return json.dumps({"sendTimeout": 1000, "portableLoader": extension})
 
 
 def interpreter(spec: PluginSpec) -> list[str]:

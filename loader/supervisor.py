@@ -29,6 +29,7 @@ from loader.output import OutputTail, pump
 from loader.process import describe_exit, plugin_argument, spawn, terminate
 from loader.status import CRASHLOOP, LOADING, RESTARTING, RUNNING, STOPPED, StatusBoard
 from loader.wire.addresses import control_path
+from loader.wire.codec import declares_batch
 from loader.wire.control import CommandFailed, CommandTimeout, ControlChannel, ControlError
 
 HEALTH_CHECK_INTERVAL_S = 0.1
@@ -98,6 +99,21 @@ class PluginSupervisor:
     def mark_unhealthy(self, reason: str) -> None:
         """Called when the plugin fails to answer (e.g. a command timed out): restart it."""
         self._unhealthy = reason
+
+    @property
+    def capabilities(self) -> dict:
+        """What the current process declared in its handshake (``{}`` for eKuiper SDK plugins)."""
+        return self.channel.capabilities
+
+    @property
+    def batch_max_records(self) -> int:
+        """Most records a batch message to the current process may hold; 0: send no batches.
+
+        Non-zero only when batching is enabled and the process declared it
+        understands batches; read per send, since a restart may change it.
+        """
+        batch = self.config.batch
+        return batch.max_records if batch.enabled and declares_batch(self.channel.capabilities) else 0
 
     @property
     def running(self) -> bool:
@@ -205,7 +221,7 @@ class PluginSupervisor:
         self.generation += 1
         self._unhealthy = None
         self.tail.clear()
-        argument = plugin_argument(spec, self.config.ipc_dir, self.settings.keepalive_ms)
+        argument = plugin_argument(spec, self.config.ipc_dir, self.settings.keepalive_ms, self.config.batch)
         try:
             self.process = await spawn(spec, argument)
         except OSError as exc:
@@ -222,7 +238,7 @@ class PluginSupervisor:
         if not await self._replay_symbols():
             return False
         self.board.set_state(self.name, RUNNING, pid=pid, last_error=None)
-        self.log.info("plugin.running", version=spec.version, pid=pid)
+        self.log.info("plugin.running", version=spec.version, pid=pid, capabilities=self.channel.capabilities)
         return True
 
     async def _await_handshake(self) -> str | None:

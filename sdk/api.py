@@ -34,7 +34,8 @@ class Context:
 
     ``emit`` is the hot path of a source: one ``json.dumps`` and one send,
     with the sender bound once at construction so no lookup or lock is paid
-    per record.
+    per record.  Under the batching extension a ``batcher`` (with ``record``
+    and ``error``, see sdk/batching.py) takes the records instead.
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class Context:
         logger: logging.Logger,
         emit: Sender | None = None,
         ack: Sender | None = None,
+        batcher: Any = None,
     ) -> None:
         self._rule_id = rule_id
         self._op_id = op_id
@@ -52,6 +54,8 @@ class Context:
         self._logger = logger
         self._emit = emit or _unavailable("emit", "sources")
         self._ack = ack or _unavailable("ack", "sinks")
+        self._record = batcher.record if batcher is not None else self._send_record
+        self._error = batcher.error if batcher is not None else self._send_error
 
     def get_rule_id(self) -> str:
         return self._rule_id
@@ -68,11 +72,17 @@ class Context:
 
     def emit(self, message: Any, meta: Any) -> None:
         """Send one record (a dict, or a list of dicts) with its metadata (a dict or None)."""
-        self._emit(json.dumps({"message": message, "meta": meta}).encode())
+        self._record(message, meta)
 
     def emit_error(self, error: str) -> None:
         """Tell the host this source hit an error; the rule decides what to do with it."""
-        self._emit(json.dumps({"error": str(error)}).encode())
+        self._error(str(error))
+
+    def _send_record(self, message: Any, meta: Any) -> None:
+        self._emit(json.dumps({"message": message, "meta": meta}).encode())
+
+    def _send_error(self, error: str) -> None:
+        self._emit(json.dumps({"error": error}).encode())
 
     def ack_ok(self) -> None:
         """Acknowledge the message being collected (sinks configured with requireAck)."""

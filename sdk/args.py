@@ -28,6 +28,16 @@ _log = logging.getLogger("sdk.args")
 
 
 @dataclass(frozen=True)
+class BatchOffer:
+    """The host's offer of the batching extension (``portableLoader.batch``)."""
+
+    #: Most records in one source batch message.
+    max_records: int
+    #: Longest the first record of a source batch waits before the batch is sent.
+    linger_ms: float
+
+
+@dataclass(frozen=True)
 class RuntimeArgs:
     """Everything the runtime needs from the host, already defaulted."""
 
@@ -38,6 +48,13 @@ class RuntimeArgs:
     plugin_name: str | None = None
     #: Extension protocol the host offered (0: none, plain eKuiper host).
     protocol: int = 0
+    #: Batching, when the host offered it (None: one record per message, as eKuiper).
+    batch: BatchOffer | None = None
+
+    @property
+    def capabilities(self) -> dict:
+        """What this plugin declares in its handshakes: the extensions it accepted."""
+        return {"batch": 1} if self.batch is not None else {}
 
     def name_for(self, declared: str) -> str:
         """The name used in ``plugin_<name>.ipc``: the host's, when it told us."""
@@ -75,7 +92,23 @@ def parse_object(raw: dict) -> RuntimeArgs:
         keepalive_ms=_positive_int(ext.get("keepaliveMs"), DEFAULT_KEEPALIVE_MS, "keepaliveMs"),
         plugin_name=_name(ext.get("pluginName")),
         protocol=protocol,
+        batch=_batch(ext.get("batch")),
     )
+
+
+def _batch(value: object) -> BatchOffer | None:
+    """``{"maxRecords": int >= 1, "lingerMs": number >= 0}``; anything else declines the offer."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        records, linger = value.get("maxRecords"), value.get("lingerMs")
+        records_ok = isinstance(records, int) and not isinstance(records, bool) and records >= 1
+        linger_ok = isinstance(linger, (int, float)) and not isinstance(linger, bool) and 0 <= linger <= 60000
+        if records_ok and linger_ok:
+            return BatchOffer(max_records=records, linger_ms=float(linger))
+    details = {"key": "batch", "value": repr(value), "error": "ignored, no batching"}
+    _log.warning("bad process argument", extra={"sdk": details})
+    return None
 
 
 def _positive_int(value: object, default: int, key: str) -> int:

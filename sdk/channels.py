@@ -9,6 +9,7 @@ error that names the address.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -81,7 +82,20 @@ def req_dialer(url: str, keepalive_ms: int) -> pynng.Req0:
     return sock
 
 
-def serve_inverted(sock: pynng.Req0, handle: Callable[[bytes], bytes], closing: threading.Event) -> None:
+def handshake_message(capabilities: dict) -> bytes:
+    """``handshake``, followed by the capabilities as JSON when there are any.
+
+    ``handshake {"batch":1}`` still begins with ``h``, so any host (eKuiper
+    included) takes it for a handshake; our host also reads the capabilities.
+    """
+    if not capabilities:
+        return HANDSHAKE
+    return HANDSHAKE + b" " + json.dumps(capabilities, separators=(",", ":")).encode()
+
+
+def serve_inverted(
+    sock: pynng.Req0, handle: Callable[[bytes], bytes], closing: threading.Event, handshake: bytes = HANDSHAKE
+) -> None:
     """Run the plugin end of an inverted REQ/REP channel until ``closing`` is set and the socket closed.
 
     The host answers our request with a command; we send the result as the
@@ -91,21 +105,22 @@ def serve_inverted(sock: pynng.Req0, handle: Callable[[bytes], bytes], closing: 
 
     Closing a socket under a blocked call surfaces as various nng errors
     (pynng 0.9 reports ConnectionReset), so the owner sets ``closing`` first
-    and any error then means "stop"; other errors are retried.
+    and any error then means "stop"; other errors are retried.  ``handshake``
+    is what is sent as the handshake (``handshake_message``).
     """
-    request = HANDSHAKE
+    request = handshake
     while not closing.is_set():
         try:
             sock.send(request)
             command = sock.recv()
         except (pynng.Timeout, pynng.BadState):
-            request = HANDSHAKE
+            request = handshake
             continue
         except pynng.NNGException as err:
             if closing.is_set():
                 return
             _log.warning("channel error, handshaking again", extra={"sdk": {"error": str(err)}})
             closing.wait(RETRY_PAUSE_S)
-            request = HANDSHAKE
+            request = handshake
             continue
         request = handle(command)

@@ -108,7 +108,8 @@ class PluginProcess:
             return
         _log.info("control channel connected", extra={"sdk": {"plugin": self.name, "url": url}})
         try:
-            channels.serve_inverted(self._control_socket, self.controller.handle, self._closing)
+            handshake = channels.handshake_message(self.args.capabilities)
+            channels.serve_inverted(self._control_socket, self.controller.handle, self._closing, handshake)
         except Exception as err:
             _log.error("control channel failed", exc_info=err, extra={"sdk": {"plugin": self.name}})
             self.shutdown.request(1)
@@ -144,7 +145,13 @@ def start(config: PluginConfig) -> None:
     _log.info(
         "plugin starting",
         extra={
-            "sdk": {"plugin": process.name, "declared": config.name, "ipcDir": args.ipc_dir, "protocol": args.protocol}
+            "sdk": {
+                "plugin": process.name,
+                "declared": config.name,
+                "ipcDir": args.ipc_dir,
+                "protocol": args.protocol,
+                "batch": args.batch is not None,
+            }
         },
     )
     code = process.run()

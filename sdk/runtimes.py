@@ -7,7 +7,11 @@ start command's reply tells the host whether the instance really runs;
 
 Errors raised by plugin code never kill the process: a source reports them
 to the host with ``emit_error``, a sink with an error ack, a function with a
-``state: false`` reply.  Only the first one of an instance is logged with its
+``state: false`` reply (per row, inside an ``ExecBatch`` reply).
+
+When the host offered batching (``args.batch``), a source sends batch
+messages, a sink accepts them, and a function answers ``ExecBatch``; plugin
+code sees no difference (sdk/batching.py).  Only the first one of an instance is logged with its
 traceback, so a symbol failing on every record cannot flood the log.
 """
 
@@ -24,6 +28,7 @@ import pynng
 
 from sdk import channels
 from sdk.api import Context, Factory
+from sdk.batching import SourceBatcher, compact, split_sink_batch
 from sdk.args import RuntimeArgs
 from sdk.commands import Control
 from sdk.log import context_logger
@@ -79,6 +84,7 @@ class SourceRuntime:
         self._source = _build(control, factory)
         self._stopping = False
         self._socket: pynng.Push0 | None = None
+        self._batcher: SourceBatcher | None = None
         self._ctx: Context | None = None
         self._thread: threading.Thread | None = None
         self.errors = _ErrorLog(control, "source open")
@@ -96,7 +102,14 @@ class SourceRuntime:
             raise StartError(f"{control.describe()}: {err}") from err
         logger = _instance_logger(control)
         emit = self._socket.send if self._args.protocol < 1 else self._waiting_send(self._socket)
-        self._ctx = Context(control.rule_id, control.op_id, control.instance_id, logger, emit=emit)
+        batch = self._args.batch
+        if batch is not None:
+            self._batcher = SourceBatcher(
+                emit, batch.max_records, batch.linger_ms / 1000, self._batch_failed, name=f"batch-{control.key}"
+            )
+        self._ctx = Context(
+            control.rule_id, control.op_id, control.instance_id, logger, emit=emit, batcher=self._batcher
+        )
         self._thread = threading.Thread(target=self._run, name=f"source-{control.key}", daemon=True)
         self._thread.start()
 
@@ -121,6 +134,11 @@ class SourceRuntime:
 
         return emit
 
+    def _batch_failed(self, err: BaseException) -> None:
+        """A batch the flusher could not send (its records are lost, as a failed emit's)."""
+        if not self._stopping:
+            self.errors.record(err, "sending a batch")
+
     def _run(self) -> None:
         try:
             self._source.open(self._ctx)
@@ -128,6 +146,11 @@ class SourceRuntime:
             if not self._stopping:
                 self._report(err)
             return
+        if self._batcher is not None and not self._stopping:
+            try:
+                self._batcher.flush()
+            except Exception as err:
+                self._batch_failed(err)
         if not self._stopping:
             # A finite source: keep the socket open so queued records still reach the host.
             note = "open returned; the instance stays until stopped"
@@ -149,6 +172,8 @@ class SourceRuntime:
             _close_symbol(self.control, lambda: self._source.close(self._ctx))
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._batcher is not None:
+            self._batcher.close()  # records emitted before the stop still go out
         if self._socket is not None:
             self._socket.close()
 
@@ -165,10 +190,31 @@ class AckGate:
         self._send = send
         self._lock = threading.Lock()
         self._pending = False
+        #: While collecting a record of a batch, the plugin's ack is kept here instead of sent.
+        self._capturing = False
+        self._captured: bytes | None = None
+
+    @property
+    def active(self) -> bool:
+        """The host asked for acks (``requireAck``)."""
+        return self._send is not None
 
     def begin(self) -> None:
         with self._lock:
             self._pending = True
+
+    def begin_record(self) -> None:
+        """A record of a batch is about to be collected: keep its first ack, do not send it."""
+        with self._lock:
+            self._pending = self._capturing = True
+            self._captured = None
+
+    def end_record(self) -> bytes | None:
+        """The record's collect is over: the ack the plugin made for it (None: it made none)."""
+        with self._lock:
+            captured, self._captured = self._captured, None
+            self._pending = self._capturing = False
+            return captured
 
     def send(self, payload: bytes) -> None:
         """Send the message's ack unless it was sent already.
@@ -181,12 +227,42 @@ class AckGate:
             return
         with self._lock:
             pending, self._pending = self._pending, False
+            if pending and self._capturing:
+                self._captured = payload
+                return
         if pending:
             self._send(payload)
 
 
 def _error_ack(text: str) -> bytes:
     return json.dumps({"error": text}).encode()
+
+
+def _batch_error_ack(failed: int, total: int, first: str) -> bytes:
+    """The one ack of a batch in which ``failed`` records failed; ``first`` describes the first failure."""
+    text = f"{failed} of {total} records failed; first: {first}"
+    return json.dumps({"error": text, "failed": failed}).encode()
+
+
+def _batch_ack(failed: int, done: int, total: int, first: str) -> bytes:
+    """The ack of a batch: ``{}``, the error ack, plus ``"done"`` when only the first ``done`` were handled."""
+    if done == total:
+        return b"{}" if not failed else _batch_error_ack(failed, total, first)
+    ack: dict[str, Any] = {"done": done}
+    if failed:
+        ack.update(error=f"{failed} of {done} records failed; first: {first}", failed=failed)
+    return json.dumps(ack).encode()
+
+
+def _ack_error_text(payload: bytes) -> str | None:
+    """None for a positive ack the plugin made, else its error text."""
+    if payload == b"{}":
+        return None
+    try:
+        error = json.loads(payload).get("error")
+    except (ValueError, AttributeError):
+        return f"invalid ack {payload[:100]!r}"
+    return None if error is None else str(error)
 
 
 def requires_ack(config: dict) -> bool:
@@ -235,6 +311,7 @@ class SinkRuntime:
 
     def _run(self) -> None:
         open_error = self._open()
+        batching = self._args.batch is not None
         while True:
             try:
                 data = self._data.recv()
@@ -243,6 +320,9 @@ class SinkRuntime:
                     return  # stop closed the socket
                 self.errors.record(err)
                 time.sleep(channels.RETRY_PAUSE_S)
+                continue
+            if batching and data[:1] == b"#":
+                self._collect_batch(data, open_error)
                 continue
             self._gate.begin()
             if open_error is not None:
@@ -255,6 +335,57 @@ class SinkRuntime:
                 self._finish(_error_ack(error_text(err)))
             else:
                 self._finish(b"{}")
+
+    def _collect_batch(self, data: bytes, open_error: str | None) -> None:
+        """A batch message: ``collect`` once per record, in order, then ONE ack for the whole batch.
+
+        The ack is ``{}`` when every record was collected without error (and
+        not acked with an error), else ``{"error": "<k> of <n> records failed;
+        first: record <i>: <text>", "failed": <k>}``.  A sink stopped in the
+        middle of a batch collects no further record and adds ``"done": <d>``,
+        the records handled: the host sends the others to the next process.
+        """
+        gate = self._gate
+        try:
+            records = split_sink_batch(data)
+        except ValueError as err:
+            self.errors.record(err, "sink batch")
+            gate.begin()
+            self._finish(_error_ack(f"bad batch message: {err}"))
+            return
+        if open_error is not None:
+            gate.begin()
+            self._finish(_batch_error_ack(len(records), len(records), open_error))
+            return
+        collect, ctx = self._sink.collect, self._ctx
+        if not gate.active:  # no acks wanted: the fast path
+            for record in records:
+                try:
+                    collect(ctx, record)
+                except Exception as err:
+                    self.errors.record(err)
+            return
+        failed, first, done = 0, "", len(records)
+        for index, record in enumerate(records):
+            if self._stopping:
+                done = index  # the host sends the rest again, to the next process
+                break
+            gate.begin_record()
+            try:
+                collect(ctx, record)
+            except Exception as err:
+                gate.end_record()
+                self.errors.record(err)
+                error: str | None = error_text(err)
+            else:
+                acked = gate.end_record()
+                error = None if acked is None else _ack_error_text(acked)
+            if error is not None:
+                failed += 1
+                if failed == 1:
+                    first = f"record {index}: {error}"
+        gate.begin()
+        self._finish(_batch_ack(failed, done, len(records), first))
 
     def _open(self) -> str | None:
         """Open the sink; on failure every message is answered with this error instead of collected."""
@@ -316,9 +447,10 @@ class FunctionRuntime:
             self._socket = channels.req_dialer(url, self._args.keepalive_ms)
         except ConnectionError as err:
             raise StartError(f"{self.control.describe()}: {err}") from err
+        handshake = channels.handshake_message(self._args.capabilities)
         self._thread = threading.Thread(
             target=channels.serve_inverted,
-            args=(self._socket, self.handle, self._closing),
+            args=(self._socket, self.handle, self._closing, handshake),
             name=f"func-{self.control.symbol}",
             daemon=True,
         )
@@ -335,12 +467,49 @@ class FunctionRuntime:
             if name == "Exec":
                 values, ctx = self._split_exec_arg(arg)
                 return _reply(True, self._function.exec(values, ctx))
+            if name == "ExecBatch" and self._args.batch is not None:
+                rows, ctx = self._split_exec_arg(arg)
+                return self._exec_batch(rows, ctx)
             if name == "IsAggregate":
                 return _reply(True, bool(self._function.is_aggregate()))
             return _reply(False, f"unknown function call {name!r}: expected Validate, Exec or IsAggregate")
         except Exception as err:
             self.errors.record(err)
             return _reply(False, f"{self.control.symbol}: {error_text(err)}")
+
+    def _exec_batch(self, rows: list[Any], ctx: Context) -> bytes:
+        """``ExecBatch``: ``exec`` once per row, in order; a failing row does not fail the others.
+
+        Reply: ``{"state": true, "result": {"values": [...], "errors": [[row, "text"], ...]}}``;
+        a failed row's value is null and its error text is as ``Exec`` would report it.
+        """
+        execute = self._function.exec
+        values: list[Any] = []
+        errors: list[list[Any]] = []
+        for index, row in enumerate(rows):
+            try:
+                if not isinstance(row, list):
+                    raise TypeError(f"ExecBatch row {index} is not a list of arguments")
+                values.append(execute(row, ctx))
+            except Exception as err:
+                self.errors.record(err)
+                values.append(None)
+                errors.append([index, f"{self.control.symbol}: {error_text(err)}"])
+        try:
+            return compact({"state": True, "result": {"values": values, "errors": errors}})
+        except (TypeError, ValueError, RecursionError):
+            return self._exec_batch_reply_slowly(values, errors)
+
+    def _exec_batch_reply_slowly(self, values: list[Any], errors: list[list[Any]]) -> bytes:
+        """Some value is not JSON: make those rows errors, keep the others."""
+        for index, value in enumerate(values):
+            try:
+                compact(value)
+            except (TypeError, ValueError, RecursionError) as err:
+                values[index] = None
+                errors.append([index, f"{self.control.symbol}: result is not JSON: {error_text(err)}"])
+        errors.sort(key=lambda entry: entry[0])
+        return compact({"state": True, "result": {"values": values, "errors": errors}})
 
     def _split_exec_arg(self, arg: Any) -> tuple[list[Any], Context]:
         """Exec's arg is the values followed by the JSON of {ruleId, opId, instanceId, funcId}."""

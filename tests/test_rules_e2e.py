@@ -137,7 +137,8 @@ def test_sink_plugin_killed_mid_stream_loses_nothing(processes, env):
     stream(env["data"])
     out = env["out"] / "r.jsonl"
     rule(env["data"], "r1", "SELECT n FROM demo", out, delay_ms=5)
-    loader = loader_for(processes, env)
+    # One record per message, so at most one is in flight (tests/test_batching.py has the batched case).
+    loader = loader_for(processes, env, extra="batch: {enabled: false}\n")
     first = loader.wait_for("plugin.running", plugin="collector")
     wait_collected(out, 100)
     os.kill(first["pid"], signal.SIGKILL)

@@ -78,7 +78,7 @@ class RuleManager:
         self.streams: dict[str, StreamDef] = {}
         self.stream_errors: dict[str, str] = {}
         self.rules: dict[str, RuleEntry] = {}
-        self.functions = FunctionPool(config.ipc_dir)
+        self.functions = FunctionPool(config.ipc_dir, config.batch)
         self._shared: dict[str, tuple[SourceInstance, set[str]]] = {}
         self._lock = asyncio.Lock()
         self._closing = False

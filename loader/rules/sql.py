@@ -10,6 +10,17 @@ Expressions are compiled once into nested Python closures over a record
 (``dict``), so evaluating a rule per record does no tree walking.  SQL's
 three-valued logic is kept where it matters: arithmetic on NULL is NULL and a
 comparison with NULL is not true, so such records are filtered out.
+
+Batched function calls: a resolved function may also offer ``many(rows)``
+(one result per argument list, a failed row's result being an exception) and
+a ``batching`` flag.  ``CompiledQuery.apply_many`` then evaluates a batch of
+records in passes: each pass evaluates every unfinished record exactly as
+``apply`` would, except that a batchable call site without a result for that
+record notes its arguments and abandons the record for this pass; then each
+call site with noted rows is called once, with all of them, and the next
+pass reads those results.  So a call happens only for records whose
+per-record evaluation reaches it (WHERE first, CASE branches, short-circuits
+all respected), with the same arguments, inner calls before outer ones.
 """
 
 from __future__ import annotations
@@ -53,21 +64,107 @@ class SelectPlan:
     functions: list[tuple[str, list[exp.Expression]]] = field(default_factory=list)
 
 
+class _Deferred(Exception):
+    """A batchable call site has no result yet for the record being evaluated."""
+
+
+class _Batch:
+    """State of one ``apply_many``, read by the call-site closures: which record, which results."""
+
+    __slots__ = ("row", "results", "pending")
+
+    def __init__(self) -> None:
+        self.row = 0
+        #: call site index -> {record index: value or exception}
+        self.results: dict[int, dict[int, Any]] = {}
+        #: call site index -> (function, record indexes, argument lists)
+        self.pending: dict[int, tuple[Any, list[int], list[list]]] = {}
+
+    def defer(self, index: int, function: Any, args: list) -> None:
+        entry = self.pending.get(index)
+        if entry is None:
+            entry = self.pending[index] = (function, [], [])
+        entry[1].append(self.row)
+        entry[2].append(args)
+
+    def call_pending(self) -> None:
+        """One batched call per call site that has rows waiting."""
+        pending, self.pending = self.pending, {}
+        for index, (function, rows, args) in pending.items():
+            try:
+                values = list(function.many(args))
+                if len(values) != len(rows):
+                    raise RuntimeError(f"a batched call returned {len(values)} results for {len(rows)} rows")
+            except Exception as exc:  # the whole call failed: so did each of its rows
+                values = [exc] * len(rows)
+            results = self.results.setdefault(index, {})
+            for row, value in zip(rows, values):
+                results[row] = value
+
+
+class _Scope:
+    """Shared by a query's call-site closures: the batch being evaluated, if any."""
+
+    __slots__ = ("batch",)
+
+    def __init__(self) -> None:
+        self.batch: _Batch | None = None
+
+
 @dataclass
 class CompiledQuery:
     stream: str
     star: bool
     columns: list[tuple[str, Evaluator]]
     where: Evaluator | None
+    #: functions of the call sites that can take batches (they have ``many``).
+    batch_functions: list[Any] = field(default_factory=list)
+    scope: _Scope = field(default_factory=_Scope, repr=False)
 
     def apply(self, row: Row) -> Row | None:
         """The output record for ``row``, or None when WHERE filters it out."""
         if self.where is not None and self.where(row) is not True:
             return None
+        if not self.columns:
+            return row if self.star else {}
         out: Row = dict(row) if self.star else {}
         for name, evaluate in self.columns:
             out[name] = evaluate(row)
         return out
+
+    @property
+    def batching(self) -> bool:
+        """True when a function of the query can take batches right now: use ``apply_many``."""
+        return any(getattr(f, "batching", True) for f in self.batch_functions)
+
+    def apply_many(self, rows: list[Row]) -> list[Any]:
+        """Per record, in order: its output record, None (filtered out) or the exception that failed it."""
+        outcomes: list[Any] = [None] * len(rows)
+        todo = range(len(rows))
+        batch = self.scope.batch = _Batch()
+        apply = self.apply
+        try:
+            # Each pass either finishes a record or leaves it waiting on a call site that
+            # gets its result before the next pass; a record reaches each site once.
+            for _ in range(len(self.batch_functions) + 2):
+                waiting: list[int] = []
+                for index in todo:
+                    batch.row = index
+                    try:
+                        outcomes[index] = apply(rows[index])
+                    except _Deferred:
+                        waiting.append(index)
+                    except Exception as exc:
+                        outcomes[index] = exc
+                if not waiting:
+                    return outcomes
+                batch.call_pending()
+                todo = waiting
+            for index in todo:  # unreachable unless a closure misbehaves
+                outcomes[index] = RuntimeError("function results did not settle for this record")
+            return outcomes
+        finally:
+            self.scope.batch = None
 
 
 _CLAUSES = {
@@ -202,6 +299,8 @@ class _Compiler:
         self.plan = plan
         self.resolve = resolve
         self.function_index = 0
+        self.scope = _Scope()
+        self.batch_functions: list[Any] = []
 
     def compile(self, node: exp.Expression) -> Evaluator:
         if isinstance(node, exp.Paren):
@@ -288,14 +387,34 @@ class _Compiler:
             raise SqlError(f"{position(node, self.plan.sql)}: unknown function {name!r}: no loaded plugin provides it "
                            "and it is not a built-in (see docs/rules.md)")
         evaluators = [self.compile(a) for a in args if not isinstance(a, exp.Star)]
-        return lambda row: function([e(row) for e in evaluators])
+        if getattr(function, "many", None) is None:
+            return lambda row: function([e(row) for e in evaluators])
+        self.batch_functions.append(function)
+        scope = self.scope
+
+        def evaluate(row: Row) -> Any:
+            args = [e(row) for e in evaluators]
+            batch = scope.batch
+            if batch is None:
+                return function(args)
+            results = batch.results.get(index)
+            if results is not None and batch.row in results:
+                value = results[batch.row]
+                if isinstance(value, Exception):
+                    raise value.with_traceback(None)
+                return value
+            batch.defer(index, function, args)
+            raise _Deferred
+
+        return evaluate
 
 
 def compile_query(plan: SelectPlan, resolve: FunctionResolver) -> CompiledQuery:
     compiler = _Compiler(plan, resolve)
     columns = [(p.name, compiler.compile(p.node)) for p in plan.projections]
     where = compiler.compile(plan.where) if plan.where is not None else None
-    return CompiledQuery(stream=plan.stream, star=plan.star, columns=columns, where=where)
+    return CompiledQuery(stream=plan.stream, star=plan.star, columns=columns, where=where,
+                         batch_functions=compiler.batch_functions, scope=compiler.scope)
 
 
 def literal_arguments(args: list[exp.Expression]) -> list[Any]:

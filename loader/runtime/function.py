@@ -7,24 +7,68 @@ counted: the first rule opens and starts it, the last one stops it.
 
 A call in flight while the plugin process is replaced is not lost: the new
 process handshakes on the same channel and the channel sends the call again.
+
+Each call site of a rule gets a ``CallSite``: called with one argument list
+it makes one ``Exec``; its ``many`` runs a batch of rows, one ``ExecBatch``
+per ``batch.max_records`` rows when the plugin declared batches (see
+``FunctionChannel.exec_batch``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from loader.config import BatchSettings
 from loader.supervisor import PluginSupervisor
 from loader.wire.codec import exec_meta
-from loader.wire.function import FunctionChannel
+from loader.wire.function import FunctionChannel, FunctionError
 
+#: Timeout of one call; an ExecBatch gets it once per row it carries, what the rows would have had one by one.
 CALL_TIMEOUT_S = 10.0
 
 
+class CallSite:
+    """One call site of one rule: ``site(args)`` runs one row, ``site.many(rows)`` a batch."""
+
+    __slots__ = ("channel", "meta", "enabled", "max_rows")
+
+    def __init__(self, channel: FunctionChannel, meta: str, batch: BatchSettings) -> None:
+        self.channel = channel
+        self.meta = meta
+        self.enabled = batch.enabled
+        self.max_rows = max(1, batch.max_records)
+
+    def __call__(self, args: list) -> Any:
+        return self.channel.exec(args, self.meta)
+
+    @property
+    def batching(self) -> bool:
+        """Worth evaluating rows in batches: enabled and the plugin's process declared batches."""
+        return self.enabled and self.channel.batch_capable
+
+    def many(self, rows: list[list]) -> list[Any]:
+        """One result per row, in order; a failed row's result is its FunctionError."""
+        results: list[Any] = []
+        step = self.max_rows if self.enabled else 1
+        for start in range(0, len(rows), step):
+            chunk = rows[start:start + step]
+            if len(chunk) > 1:
+                results.extend(self.channel.exec_batch(chunk, self.meta, timeout=CALL_TIMEOUT_S * len(chunk)))
+                continue
+            try:
+                results.append(self.channel.exec(chunk[0], self.meta))
+            except FunctionError as exc:
+                results.append(exc)
+        return results
+
+
 class FunctionHandle:
-    def __init__(self, supervisor: PluginSupervisor, symbol: str, config: dict[str, Any], ipc_dir: Path) -> None:
+    def __init__(self, supervisor: PluginSupervisor, symbol: str, config: dict[str, Any], ipc_dir: Path,
+                 batch: BatchSettings | None = None) -> None:
         self.supervisor = supervisor
+        self.batch = batch or BatchSettings()
         self.symbol = symbol
         self.key = f"func_{symbol}"
         self.control = {
@@ -60,18 +104,17 @@ class FunctionHandle:
             self._aggregate = (digest, await asyncio.to_thread(self.channel.is_aggregate))
         return self._aggregate[1]
 
-    def caller(self, rule_id: str, func_id: int) -> Callable[[list], Any]:
-        """A callable for one call site of one rule: evaluated arguments in, result out."""
-        meta = exec_meta(rule_id, "project", 0, func_id)
-        execute = self.channel.exec
-        return lambda args: execute(args, meta)
+    def caller(self, rule_id: str, func_id: int) -> CallSite:
+        """A callable for one call site of one rule: evaluated arguments in, result out (``many`` for a batch)."""
+        return CallSite(self.channel, exec_meta(rule_id, "project", 0, func_id), self.batch)
 
 
 class FunctionPool:
     """Function handles by symbol, started on first use and stopped after the last."""
 
-    def __init__(self, ipc_dir: Path) -> None:
+    def __init__(self, ipc_dir: Path, batch: BatchSettings | None = None) -> None:
         self.ipc_dir = ipc_dir
+        self.batch = batch or BatchSettings()
         self._handles: dict[str, FunctionHandle] = {}
         self._lock = asyncio.Lock()
 
@@ -79,7 +122,7 @@ class FunctionPool:
         async with self._lock:
             handle = self._handles.get(symbol)
             if handle is None or handle.supervisor is not supervisor:
-                handle = FunctionHandle(supervisor, symbol, config, self.ipc_dir)
+                handle = FunctionHandle(supervisor, symbol, config, self.ipc_dir, self.batch)
                 await handle.start()
                 self._handles[symbol] = handle
             handle.users += 1

@@ -1,7 +1,17 @@
 """Where a rule's results go: portable sink instances and the built-in sinks.
 
 Every sink has the same small surface: ``await start()``, ``deliver(record)``
-called on the rule's data-plane thread, ``await stop()``, and ``metrics``.
+and ``deliver_many(records)`` called on the rule's data-plane thread,
+``await stop()``, and ``metrics``.
+
+Batching: when the sink's plugin process declared it understands batches
+(and batching is enabled), ``deliver_many`` sends up to ``batch.max_records``
+results in one message and waits for one ack per message.  There is no
+linger on this side: the rule hands over what accumulated while the previous
+message was sent, so batches grow with the load and a lone record goes out at
+once (as a plain message).  The capability is read again before each
+message, so a process replaced by one that does not declare it gets plain
+messages from then on.
 
 A portable sink with ``requireAck`` delivers at least once: a record counts as
 delivered only when its ack arrived; when the plugin process is replaced
@@ -14,16 +24,18 @@ buffers when it dies is lost.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from loader.log import get_logger
 from loader.runtime.metrics import NodeMetrics
 from loader.supervisor import PluginSupervisor
-from loader.wire.codec import DataChannelClosed, encode_sink
+from loader.wire.codec import DataChannelClosed, encode_sink, encode_sink_batch
 from loader.wire.sink import SinkAckError, SinkChannel, SinkTimeout
 
 BUILTIN_SINKS = ("log", "nop")
+_NEXT_PROCESS_POLL_S = 0.02
 
 
 class PortableSink:
@@ -65,26 +77,66 @@ class PortableSink:
             self.log.warning("sink.stop_failed", error=str(exc))
 
     def deliver(self, record: Any) -> None:
-        self.metrics.records_in += 1
-        payload = encode_sink(record)
+        self.deliver_many([record])
+
+    def deliver_many(self, records: list[Any]) -> None:
+        """Send every record, in order; returns once each was delivered, refused, or the sink stopped."""
+        self.metrics.records_in += len(records)
         supervisor = self.supervisor
-        while not self._stopping:
-            generation = supervisor.generation
-            try:
-                self.channel.send_raw(payload, abandon=lambda: supervisor.generation != generation)
-            except SinkTimeout as exc:
-                self._note_retry(str(exc))
-                continue
-            except SinkAckError as exc:
-                self.metrics.error(exc.error)
+        done, total = 0, len(records)
+        while done < total and not self._stopping:
+            limit = supervisor.batch_max_records
+            if limit > 1 and total - done > 1:
+                chunk = records[done:done + limit]
+                payload, count = encode_sink_batch(chunk), len(chunk)
+            else:
+                payload, count = encode_sink(records[done]), 1
+            handled = self._send(payload, count)
+            if handled is None:
                 return
-            except DataChannelClosed:
-                return
-            self.metrics.records_out += 1
-            if self._retrying:
-                self._retrying = False
-                self.log.info("sink.resumed", pid=supervisor.process.pid if supervisor.process else None)
-            return
+            done += handled
+
+    def _send(self, payload: bytes, count: int) -> int | None:
+        """One message of ``count`` records; how many of them are done with (0: send again), None when closed.
+
+        A batch ack may say the plugin stopped after its first ``done``
+        records: those count, the rest are sent again (to the next process).
+        """
+        supervisor = self.supervisor
+        generation = supervisor.generation
+        try:
+            partial = self.channel.send_raw(payload, abandon=lambda: supervisor.generation != generation)
+        except SinkTimeout as exc:
+            self._note_retry(str(exc))
+            return 0
+        except SinkAckError as exc:
+            self.metrics.error(exc.error)
+            handled = count if exc.done is None else min(exc.done, count)
+            self.metrics.records_out += handled - (handled if exc.failed is None else min(exc.failed, handled))
+        except DataChannelClosed:
+            return None
+        else:
+            handled = count if partial is None else min(partial, count)
+            self.metrics.records_out += handled
+        if handled < count:
+            self._await_next_process(generation)
+        elif self._retrying:
+            self._retrying = False
+            self.log.info("sink.resumed", pid=supervisor.process.pid if supervisor.process else None)
+        return handled
+
+    def _await_next_process(self, generation: int) -> None:
+        """The plugin stopped in the middle of a batch: it is going away, so the rest waits for the next process.
+
+        Sent at once, the rest could land in the stopping process's socket,
+        or wait in ours and reach the next process while we give up on its
+        ack because the process changed, and then be sent twice.  Waits at
+        most the send timeout (a sink instance restarted in the same process).
+        """
+        supervisor = self.supervisor
+        deadline = time.monotonic() + self.channel.send_timeout
+        while not self._stopping and supervisor.generation == generation and time.monotonic() < deadline:
+            time.sleep(_NEXT_PROCESS_POLL_S)
 
     def _note_retry(self, error: str) -> None:
         if not self._retrying:
@@ -110,6 +162,10 @@ class LogSink:
         self.log.info("sink.log", record=record)
         self.metrics.records_out += 1
 
+    def deliver_many(self, records: list[Any]) -> None:
+        for record in records:
+            self.deliver(record)
+
 
 class NopSink:
     """Built-in ``nop``: counts results and drops them (for tests and benchmarks)."""
@@ -126,3 +182,7 @@ class NopSink:
     def deliver(self, record: Any) -> None:
         self.metrics.records_in += 1
         self.metrics.records_out += 1
+
+    def deliver_many(self, records: list[Any]) -> None:
+        self.metrics.records_in += len(records)
+        self.metrics.records_out += len(records)

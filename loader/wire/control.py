@@ -13,6 +13,11 @@ that arrives while nothing is in flight is a keepalive, counted so the
 supervisor can tell plugins that send keepalives (eKuiper's Python SDK, ours)
 from those that never do (eKuiper's Go SDK).
 
+A handshake may declare capabilities: our sdk sends ``handshake {"batch": 1}``
+when the host offered batching (docs/protocol.md, Extensions).  It still
+begins with ``h``, so any host takes it for a handshake; ``capabilities``
+holds what the current process declared (``{}`` for eKuiper's SDKs).
+
 The socket stays open across plugin process restarts; ``expect_new_process``
 marks the boundary.
 """
@@ -29,6 +34,7 @@ import pynng
 
 from loader.log import get_logger
 from loader.wire.addresses import claim, url
+from loader.wire.codec import decode_capabilities
 
 
 class ControlError(Exception):
@@ -81,6 +87,8 @@ class ControlChannel:
         self.last_message_at: float = 0.0
         #: keepalive handshakes seen from the current process.
         self.keepalives: int = 0
+        #: what the current process declared in its handshake, e.g. ``{"batch": 1}``.
+        self.capabilities: dict = {}
 
     async def open(self) -> None:
         """Listen before the plugin process starts, so its first dial succeeds."""
@@ -96,6 +104,7 @@ class ControlChannel:
         self._handshaken.clear()
         self._holds_slot = False
         self.keepalives = 0
+        self.capabilities = {}
         gone = ProcessGone(f"plugin {self.plugin}: process exited before answering")
         if self._inflight is not None:
             _fail(self._inflight, gone)
@@ -168,6 +177,7 @@ class ControlChannel:
 
     async def _on_message(self, message: bytes) -> None:
         if is_handshake(message):
+            self.capabilities = decode_capabilities(message)
             if self._inflight is not None:
                 # The plugin stopped waiting: the command we sent is lost, resend it.
                 await self._send(self._inflight)

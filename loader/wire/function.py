@@ -25,6 +25,13 @@ again, which cancels its previous request.  So:
   one may still be on its way, and the resend covers it (cheaply: it is
   already there).
 
+Batching extension: a plugin whose handshake declares ``{"batch": 1}``
+(our sdk, when the host offered batching) also answers ``ExecBatch``, one
+call carrying many rows.  ``exec_batch`` uses it when the plugin declared it
+and otherwise makes one ``Exec`` per row; if the plugin process is replaced
+by one that does not declare it while an ``ExecBatch`` is in flight, the
+rows are sent again one by one.
+
 Calls are synchronous and serialised by a lock: one REQ socket carries one
 request at a time anyway.  Everything is blocking pynng calls from the
 caller's thread (they release the GIL); no event loop round trips per call.
@@ -44,9 +51,13 @@ from loader.wire.codec import (
     DataChannelClosed,
     DataChannelError,
     DataChannelTimeout,
+    decode_capabilities,
+    decode_exec_batch_result,
     decode_reply,
+    declares_batch,
     encode_call,
     encode_exec,
+    encode_exec_batch,
     timeout_ms,
 )
 
@@ -65,6 +76,10 @@ class FunctionError(DataChannelError):
 
 class FunctionTimeout(DataChannelTimeout):
     """The plugin did not take or answer a call in time."""
+
+
+class _BatchRefused(Exception):
+    """The process now answering does not declare batches: the batch call was not sent to it."""
 
 
 class FunctionChannel:
@@ -86,6 +101,8 @@ class FunctionChannel:
         self.handshakes = 0
         #: calls sent again because the plugin had not seen them.
         self.resends = 0
+        #: what the plugin's latest handshake declared (``{}`` for eKuiper's SDKs).
+        self.capabilities: dict[str, Any] = {}
 
     @classmethod
     def for_symbol(cls, ipc_dir: Path, plugin: str, symbol: str, timeout: float = 5.0) -> FunctionChannel:
@@ -117,6 +134,43 @@ class FunctionChannel:
     def is_aggregate(self) -> bool:
         return bool(self.call("IsAggregate", None))
 
+    @property
+    def batch_capable(self) -> bool:
+        """The plugin's latest handshake declared that it answers ``ExecBatch``."""
+        return declares_batch(self.capabilities)
+
+    def exec_batch(self, rows: list[list], meta: str, timeout: float | None = None) -> list[Any]:
+        """Run the function once per row of arguments; one result per row, in order.
+
+        A row the function failed on holds a ``FunctionError`` instead of a
+        value, so one bad row does not fail the others.  One ``ExecBatch`` call
+        when the plugin declared batches, else one ``Exec`` per row.  The whole
+        call raises only when the channel fails (FunctionTimeout,
+        DataChannelClosed) or the plugin refuses the batch as a whole
+        (FunctionError).  ``timeout`` is for the whole ``ExecBatch``; per-row
+        calls each get the channel's timeout.
+        """
+        if self.batch_capable:
+            try:
+                result = self.call_raw(encode_exec_batch(rows, meta), "ExecBatch", timeout, batch=True)
+            except _BatchRefused:
+                pass
+            else:
+                try:
+                    values, errors = decode_exec_batch_result(result, len(rows))
+                except ValueError as exc:
+                    raise FunctionError(f"{self._who()}: ExecBatch failed: {exc}", str(exc)) from None
+                for index, error in errors.items():
+                    values[index] = FunctionError(f"{self._who()}: Exec failed: {error}", error)
+                return values
+        results: list[Any] = []
+        for args in rows:
+            try:
+                results.append(self.exec(args, meta))
+            except FunctionError as exc:
+                results.append(exc)
+        return results
+
     def call(self, func: str, arg: Any, timeout: float | None = None) -> Any:
         """Send ``{"func", "arg"}`` and return the plugin's ``result``.
 
@@ -126,9 +180,13 @@ class FunctionChannel:
         """
         return self.call_raw(encode_call(func, arg), func, timeout)
 
-    def call_raw(self, payload: bytes, func: str, timeout: float | None = None) -> Any:
-        """``call`` with an already encoded payload; ``func`` only names it in errors."""
-        state, result = self._round_trip(payload, func, self.timeout if timeout is None else timeout)
+    def call_raw(self, payload: bytes, func: str, timeout: float | None = None, batch: bool = False) -> Any:
+        """``call`` with an already encoded payload; ``func`` only names it in errors.
+
+        ``batch``: the payload is a batching-extension call, only for a process
+        that declared batches (raises _BatchRefused otherwise).
+        """
+        state, result = self._round_trip(payload, func, self.timeout if timeout is None else timeout, batch)
         if not state:
             raise FunctionError(f"{self._who()}: {func} failed: {result}", result)
         return result
@@ -163,18 +221,21 @@ class FunctionChannel:
 
     # --- the inverted request/reply dance ---------------------------------
 
-    def _round_trip(self, payload: bytes, func: str, timeout: float) -> tuple[bool, Any]:
+    def _round_trip(self, payload: bytes, func: str, timeout: float, batch: bool = False) -> tuple[bool, Any]:
         deadline = time.monotonic() + timeout
         with self._lock:
             sock = self._require_socket()
             self._set_timeout(sock, timeout)
             self._take_slot(sock, func, deadline)
             while True:
+                if batch and not self.batch_capable:
+                    raise _BatchRefused()
                 self._send(sock, payload, func)
                 message = self._recv(sock, func, deadline)
                 if message[:1] != b"h":
                     return decode_reply(message)
                 # The plugin never saw the call: it gave up waiting, or it is a new process.
+                self.capabilities = decode_capabilities(message)
                 self.resends += 1
 
     def _take_slot(self, sock: pynng.Rep0, func: str, deadline: float) -> None:
@@ -232,9 +293,10 @@ class FunctionChannel:
         self._slot_at = self.last_message_at = time.monotonic()
 
     def _note(self, message: bytes) -> None:
-        """Count handshakes received outside a call (keepalives, new processes)."""
+        """Count handshakes received outside a call (keepalives, new processes) and note what they declare."""
         if message[:1] == b"h":
             self.handshakes += 1
+            self.capabilities = decode_capabilities(message)
 
     def _set_timeout(self, sock: pynng.Rep0, timeout: float) -> None:
         ms = timeout_ms(timeout)

@@ -16,6 +16,10 @@ blocks until one does or the send timeout passes; the timeout surfaces as
 With ``requireAck`` a record counts as delivered only when its ack arrived,
 which is what makes a hot swap lose nothing: unacknowledged records are sent
 again.
+
+A message may be a batch of records (batching extension, only towards a
+plugin that declared it understands batches); the channel does not care: one
+message, one ack, one ``send_raw``.
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ import pynng
 
 from loader.wire.addresses import ack_path, data_path, url
 from loader.wire.codec import (
+    ACK_OK,
     DataChannelClosed,
     DataChannelError,
     DataChannelTimeout,
+    ack_counts,
     decode_ack,
     encode_sink,
     timeout_ms,
@@ -45,11 +51,18 @@ _DRAIN_EVERY = 64
 
 
 class SinkAckError(DataChannelError):
-    """The plugin acknowledged a record with an error; ``error`` is its own text."""
+    """The plugin acknowledged a message with an error; ``error`` is its own text.
 
-    def __init__(self, message: str, error: str) -> None:
+    ``failed`` is how many records of a batch message failed, when the ack says
+    so (sdk batch acks do); None for a plain message or when it does not say.
+    ``done`` is as ``send_raw``'s return value.
+    """
+
+    def __init__(self, message: str, error: str, failed: int | None = None, done: int | None = None) -> None:
         super().__init__(message)
         self.error = error
+        self.failed = failed
+        self.done = done
 
 
 class SinkTimeout(DataChannelTimeout):
@@ -133,11 +146,13 @@ class SinkChannel:
         """Encode ``data`` (an object, or a list of objects) and send it; see ``send_raw``."""
         self.send_raw(encode_sink(data))
 
-    def send_raw(self, payload: bytes, abandon: Callable[[], bool] | None = None) -> None:
+    def send_raw(self, payload: bytes, abandon: Callable[[], bool] | None = None) -> int | None:
         """Send one encoded message; with requireAck, return only once the plugin acked it.
 
         Raises SinkTimeout (send or ack not done in time: re-send the record),
-        SinkAckError (the plugin refused it) or DataChannelClosed.
+        SinkAckError (the plugin refused it) or DataChannelClosed.  Returns
+        None, or for a batch the plugin stopped in the middle of, how many of
+        its records (from the first) were handled: send the rest again.
         """
         with self._lock:
             push, acks = self._push, self._acks
@@ -148,7 +163,8 @@ class SinkChannel:
             self._sends += 1
             self._send(push, payload)
             if self.require_ack:
-                self._wait_ack(acks, abandon)
+                return self._wait_ack(acks, abandon)
+            return None
 
     def close(self) -> None:
         """Close both sockets (waking a blocked send) and remove the ack socket file.
@@ -172,7 +188,7 @@ class SinkChannel:
         except pynng.Closed:
             raise DataChannelClosed(f"{self._who()}: sink channel closed") from None
 
-    def _wait_ack(self, acks: pynng.Pull0, abandon: Callable[[], bool] | None) -> None:
+    def _wait_ack(self, acks: pynng.Pull0, abandon: Callable[[], bool] | None) -> int | None:
         """Wait for the ack in short slices, so a caller that learns the plugin
         process was replaced (``abandon()`` turns true) can re-send at once
         instead of sitting out the whole ack timeout."""
@@ -192,9 +208,13 @@ class SinkChannel:
                     ) from None
             except pynng.Closed:
                 raise DataChannelClosed(f"{self._who()}: sink channel closed") from None
+        if reply == ACK_OK:
+            return None
         error = decode_ack(reply)
+        failed, done = ack_counts(reply)
         if error is not None:
-            raise SinkAckError(f"{self._who()}: the plugin rejected a record: {error}", error)
+            raise SinkAckError(f"{self._who()}: the plugin rejected a record: {error}", error, failed, done)
+        return done
 
     def _drain_acks(self, acks: pynng.Pull0) -> None:
         """Discard acks already queued: late ones after a timeout, or unrequested ones."""

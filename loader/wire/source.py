@@ -9,11 +9,15 @@ reading it never notices more than a gap.  It must be listening before the
 handling ``start`` and fails the command if nobody listens.
 
 The data plane reads with blocking pynng calls from a thread (they release
-the GIL); one ``recv`` is one nng receive plus one ``json.loads``.
+the GIL); one ``recv`` is one nng receive plus one ``json.loads``.  A batch
+message (batching extension, sent only by sdk plugins that were offered it)
+decodes into several items, in order; items not yet returned wait in a small
+queue, so ``recv`` and ``recv_batch`` hand out records, never messages.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +29,7 @@ from loader.wire.codec import (
     DataChannelError,
     DataChannelTimeout,
     SourceItem,
-    decode_source,
+    decode_source_items,
     timeout_ms,
 )
 
@@ -43,6 +47,8 @@ class SourceChannel:
         self.symbol = symbol
         self._socket: pynng.Pull0 | None = None
         self._timeout_ms = -1
+        #: Items of a batch message not handed out yet.
+        self._pending: deque[SourceItem] = deque()
 
     @classmethod
     def for_instance(
@@ -70,10 +76,17 @@ class SourceChannel:
         Raises SourceTimeout after ``timeout`` seconds (None waits forever) and
         DataChannelClosed when the channel is closed meanwhile.
         """
-        return decode_source(self.recv_raw(timeout))
+        if self._pending:
+            return self._pending.popleft()
+        items = decode_source_items(self.recv_raw(timeout))
+        self._pending.extend(items[1:])
+        return items[0]
 
     def recv_raw(self, timeout: float | None = None) -> bytes:
-        """The next message undecoded, for callers that forward bytes as they are."""
+        """The next message undecoded, for callers that forward bytes as they are.
+
+        A batch message comes out whole; items already queued by ``recv`` are skipped.
+        """
         sock = self._require_socket()
         self._set_timeout(sock, timeout)
         try:
@@ -84,12 +97,17 @@ class SourceChannel:
             raise DataChannelClosed(f"{self._who()}: source channel closed") from None
 
     def recv_batch(self, max_items: int, timeout: float | None = None) -> list[SourceItem]:
-        """Wait for one message, then take whatever else is already queued, up to ``max_items``.
+        """Wait for one item, then take whatever else is already queued, up to ``max_items``.
 
         Lets a consumer amortise its per-wakeup costs (locks, queue puts) over
         everything that arrived while it was busy, without waiting any longer.
+        Items of a batch message beyond ``max_items`` stay queued for the next call.
         """
-        items = [self.recv(timeout)]
+        pending = self._pending
+        if pending:
+            items = [pending.popleft() for _ in range(min(max_items, len(pending)))]
+        else:
+            items = decode_source_items(self.recv_raw(timeout))
         sock = self._socket
         while sock is not None and len(items) < max_items:
             try:
@@ -98,7 +116,10 @@ class SourceChannel:
                 break
             except pynng.Closed:
                 break
-            items.append(decode_source(data))
+            items.extend(decode_source_items(data))
+        if len(items) > max_items:
+            pending.extend(items[max_items:])
+            del items[max_items:]
         return items
 
     def __iter__(self) -> Iterator[SourceItem]:
@@ -114,6 +135,7 @@ class SourceChannel:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+        self._pending.clear()
         self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> SourceChannel:
