@@ -176,9 +176,11 @@ class Run:
 # ----------------------------------------------------------------- plugins
 
 
-def plugin_argument(ipc_dir: Path, name: str, keepalive_ms: int = 5000) -> str:
-    """argJSON as the loader sends it (eKuiper's key plus our extension)."""
-    ext = {"protocol": 1, "pluginName": name, "ipcDir": str(ipc_dir), "keepaliveMs": keepalive_ms}
+def plugin_argument(ipc_dir: Path, name: str, keepalive_ms: int = 5000, batch: dict | None = None) -> str:
+    """argJSON as the loader sends it (eKuiper's key plus our extension, batching offered if ``batch``)."""
+    ext: dict[str, Any] = {"protocol": 1, "pluginName": name, "ipcDir": str(ipc_dir), "keepaliveMs": keepalive_ms}
+    if batch is not None:
+        ext["batch"] = batch
     return json.dumps({"sendTimeout": 1000, "portableLoader": ext})
 
 
