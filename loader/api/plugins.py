@@ -25,6 +25,7 @@ from typing import Any, Awaitable, Callable
 
 from loader.api.archive import ArchiveError, extract, fetch, remove_tree
 from loader.api.errors import ApiError, bad_request, conflict, not_found
+from loader.files import write_bytes_atomic
 from loader.log import get_logger
 from loader.manifest import SYMBOL_KINDS, ManifestError, PluginSpec, load_plugin
 from loader.names import is_valid_name
@@ -281,7 +282,7 @@ class PluginInstaller:
             destination = self.config.etc_dir / kind / path.name
             if destination not in staged.etc_backup:
                 staged.etc_backup[destination] = destination.read_bytes() if destination.is_file() else None
-            _write_atomic(destination, path.read_bytes())
+            write_bytes_atomic(destination, path.read_bytes())
 
     def _discard(self, staged: _Staged, restore_configs: bool) -> None:
         if restore_configs:
@@ -290,7 +291,7 @@ class PluginInstaller:
                     if previous is None:
                         destination.unlink(missing_ok=True)
                     else:
-                        _write_atomic(destination, previous)
+                        write_bytes_atomic(destination, previous)
                 except OSError as exc:
                     get_logger(plugin=staged.spec.name).warning("api.config_restore_failed", file=str(destination),
                                                                 error=str(exc))
@@ -352,20 +353,6 @@ def _shipped_configs(folder: Path) -> list[tuple[str, Path]]:
                                               "letters, digits, '_' or '-'")
             found.append((kind, path))
     return found
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 async def _swap_folders(reconciler, name: str, a: Path, b: Path) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from loader.config import BatchSettings
+from loader.runtime import open_and_start
 from loader.supervisor import PluginSupervisor
 from loader.wire.codec import exec_meta
 from loader.wire.function import FunctionChannel, FunctionError
@@ -82,12 +83,7 @@ class FunctionHandle:
         self._aggregate: tuple[str, bool] | None = None
 
     async def start(self) -> None:
-        self.channel.open()
-        try:
-            await self.supervisor.start_symbol(self.key, self.control)
-        except Exception:
-            self.channel.close()
-            raise
+        await open_and_start(self.channel, self.supervisor, self.key, self.control)
 
     async def stop(self) -> None:
         try:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from loader.log import get_logger
+from loader.runtime import open_and_start
 from loader.runtime.metrics import NodeMetrics
 from loader.supervisor import PluginSupervisor
 from loader.wire.codec import DataChannelClosed, encode_sink, encode_sink_batch
@@ -60,12 +61,7 @@ class PortableSink:
         self.log = get_logger(plugin=supervisor.name, symbol=symbol, rule=rule_id)
 
     async def start(self) -> None:
-        self.channel.open()
-        try:
-            await self.supervisor.start_symbol(self.key, self.control)
-        except Exception:
-            self.channel.close()
-            raise
+        await open_and_start(self.channel, self.supervisor, self.key, self.control)
         self.channel.connect()
 
     async def stop(self) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from loader.log import get_logger
+from loader.runtime import open_and_start
 from loader.supervisor import PluginSupervisor
 from loader.wire.codec import DataChannelClosed
 from loader.wire.source import SourceChannel, SourceTimeout
@@ -59,12 +60,7 @@ class SourceInstance:
         return not self._consumers
 
     async def start(self) -> None:
-        self.channel.open()
-        try:
-            await self.supervisor.start_symbol(self.key, self.control)
-        except Exception:
-            self.channel.close()
-            raise
+        await open_and_start(self.channel, self.supervisor, self.key, self.control)
         self._thread = threading.Thread(target=self._receive, name=f"source-{self.key}", daemon=True)
         self._thread.start()
 

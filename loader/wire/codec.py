@@ -28,6 +28,8 @@ import json
 from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple
 
+from sdk.batching import SINK_BATCH_PREFIX, split_sink_batch
+
 try:
     from json.encoder import c_make_encoder
 except ImportError:  # pragma: no cover - CPython always has the C accelerator
@@ -54,8 +56,6 @@ else:  # pragma: no cover
 
 ACK_OK = b"{}"
 HANDSHAKE = b"handshake"
-#: First bytes of a batched sink message; no JSON text can start with ``#``.
-SINK_BATCH_PREFIX = b"#batch "
 
 
 class DataChannelError(Exception):
@@ -175,22 +175,12 @@ def encode_sink_batch(records: list) -> bytes:
     never contains a raw newline (strings escape it), so lines cannot be confused.
     """
     parts = [_dumps(record) for record in records]
-    return (f"#batch {len(parts)}\n" + "\n".join(parts)).encode()
+    return SINK_BATCH_PREFIX + (f"{len(parts)}\n" + "\n".join(parts)).encode()
 
 
-def decode_sink_batch(data: bytes) -> list[bytes] | None:
-    """The records of a batched sink message, or None for a plain message; ValueError if malformed."""
-    if not data.startswith(SINK_BATCH_PREFIX):
-        return None
-    header, _, body = data.partition(b"\n")
-    try:
-        count = int(header[len(SINK_BATCH_PREFIX):])
-    except ValueError:
-        raise ValueError(f"bad batch header {header[:40]!r}") from None
-    records = body.split(b"\n") if count else []
-    if len(records) != count:
-        raise ValueError(f"the batch header announces {count} records, the message holds {len(records)}")
-    return records
+#: The parser of a batched sink message lives with the plugin side that needs
+#: it (sdk has no dependency on the loader); the host uses the same one.
+decode_sink_batch = split_sink_batch
 
 
 def ack_counts(data: bytes) -> tuple[int | None, int | None]:
