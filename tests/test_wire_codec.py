@@ -58,3 +58,17 @@ def test_timeout_ms():
     assert codec.timeout_ms(None) == -1
     assert codec.timeout_ms(0.25) == 250
     assert codec.timeout_ms(-1) == 0
+
+
+def test_decoding_accepts_what_python_json_writes_beyond_strict_json():
+    """NaN, Infinity and integers beyond 64 bits come from Python plugins' json.dumps; they stay records."""
+    import math
+
+    from loader.wire.codec import decode_source_items
+
+    data = json.dumps({"message": {"v": float("nan"), "inf": float("inf"), "big": 2**80}, "meta": None}).encode()
+    [item] = decode_source_items(data)
+    assert item.error is None
+    assert math.isnan(item.message["v"]) and item.message["inf"] == math.inf and item.message["big"] == 2**80
+    [bad] = decode_source_items(b"{not json")
+    assert bad.error is not None and "invalid JSON" in bad.error

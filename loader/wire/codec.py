@@ -35,7 +35,24 @@ try:
 except ImportError:  # pragma: no cover - CPython always has the C accelerator
     c_make_encoder = None
 
-_loads = json.loads
+try:
+    import orjson
+except ImportError:  # pragma: no cover - a dependency; plain json still works
+    _loads = json.loads
+else:
+    _orjson_loads = orjson.loads
+
+    def _loads(data: bytes | str) -> Any:
+        """orjson where it can (about 8x faster on a record), Python's json for what only it accepts.
+
+        Python's json reads NaN, Infinity and integers beyond 64 bits, which a
+        Python plugin's json.dumps can write; orjson refuses them, so those
+        rare messages take the slow path instead of becoming errors.
+        """
+        try:
+            return _orjson_loads(data)
+        except orjson.JSONDecodeError:
+            return json.loads(data)
 
 
 def _not_json(obj: Any) -> Any:
