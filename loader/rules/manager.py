@@ -38,7 +38,7 @@ from loader.rules.pipeline import RulePipeline, Sink
 from loader.rules.sql import SqlError, compile_query, literal_arguments, parse_select
 from loader.rules.symbol_config import SymbolConfigError, object_config, source_config
 from loader.runtime.function import FunctionHandle, FunctionPool
-from loader.runtime.sink import LogSink, NopSink, PortableSink
+from loader.runtime.sink import BUILTIN_SINKS, PortableSink
 from loader.runtime.source import SourceInstance
 from loader.supervisor import PluginSupervisor
 from loader.wire.codec import DataChannelError
@@ -287,10 +287,9 @@ class RuleManager:
         return supervisor
 
     def _sink(self, entry: RuleEntry, rule_id: str, index: int, symbol: str, props: dict) -> Sink:
-        if self.registry.owner("sinks", symbol) is None and symbol == "log":
-            return LogSink(rule_id, index)
-        if self.registry.owner("sinks", symbol) is None and symbol == "nop":
-            return NopSink(rule_id, index)
+        builtin = BUILTIN_SINKS.get(symbol)
+        if builtin is not None and self.registry.owner("sinks", symbol) is None:
+            return builtin(rule_id, index)
         supervisor = self._provider(entry, "sinks", symbol)
         config = object_config("sinks", symbol, supervisor.spec.folder, self.config.etc_dir, props)
         return PortableSink(supervisor, symbol, rule_id, index, config, self.config.ipc_dir)

@@ -35,7 +35,6 @@ from loader.supervisor import PluginSupervisor
 from loader.wire.codec import DataChannelClosed, encode_sink, encode_sink_batch
 from loader.wire.sink import SinkAckError, SinkChannel, SinkTimeout
 
-BUILTIN_SINKS = ("log", "nop")
 _NEXT_PROCESS_POLL_S = 0.02
 
 
@@ -140,18 +139,25 @@ class PortableSink:
             self.log.warning("sink.retrying", error=error, reason="sending the same record again")
 
 
-class LogSink:
-    """Built-in ``log``: each result becomes a ``sink.log`` event on the loader's log."""
+class _BuiltinSink:
+    """A sink inside the loader: nothing to start or stop, only counters."""
 
-    def __init__(self, rule_id: str, index: int) -> None:
-        self.metrics = NodeMetrics(f"sink_log_{index}_0")
-        self.log = get_logger(rule=rule_id, symbol="log")
+    def __init__(self, symbol: str, index: int) -> None:
+        self.metrics = NodeMetrics(f"sink_{symbol}_{index}_0")
 
     async def start(self) -> None:
         pass
 
     async def stop(self) -> None:
         pass
+
+
+class LogSink(_BuiltinSink):
+    """Built-in ``log``: each result becomes a ``sink.log`` event on the loader's log."""
+
+    def __init__(self, rule_id: str, index: int) -> None:
+        super().__init__("log", index)
+        self.log = get_logger(rule=rule_id, symbol="log")
 
     def deliver(self, record: Any) -> None:
         self.metrics.records_in += 1
@@ -163,17 +169,11 @@ class LogSink:
             self.deliver(record)
 
 
-class NopSink:
+class NopSink(_BuiltinSink):
     """Built-in ``nop``: counts results and drops them (for tests and benchmarks)."""
 
     def __init__(self, rule_id: str, index: int) -> None:
-        self.metrics = NodeMetrics(f"sink_nop_{index}_0")
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
+        super().__init__("nop", index)
 
     def deliver(self, record: Any) -> None:
         self.metrics.records_in += 1
@@ -182,3 +182,7 @@ class NopSink:
     def deliver_many(self, records: list[Any]) -> None:
         self.metrics.records_in += len(records)
         self.metrics.records_out += len(records)
+
+
+#: Sink types the loader provides itself, used when no loaded plugin provides a sink of that name.
+BUILTIN_SINKS: dict[str, type[LogSink] | type[NopSink]] = {"log": LogSink, "nop": NopSink}
