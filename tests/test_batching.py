@@ -552,7 +552,12 @@ def test_call_site_chunks_batches_by_max_records():
 
 
 def install_batchfix(plugins: Path, **kw) -> Path:
-    return install(plugins, "batchfix", sources=["stamp"], sinks=["probe"], functions=["double"], **kw)
+    """The batchfix plugin; returns the directory of its observation files (see its docstring)."""
+    folder = install(plugins, "batchfix", sources=["stamp"], sinks=["probe"], functions=["double"], **kw)
+    observed = plugins.parent / "observed"
+    observed.mkdir(exist_ok=True)
+    (folder / "observe.json").write_text(json.dumps({"dir": str(observed)}))
+    return observed
 
 
 def stamp_stream(data: Path, name: str = "st") -> None:
@@ -588,8 +593,8 @@ def wait_until(condition, timeout: float = 20.0, what: str = "condition", detail
         time.sleep(0.05)
 
 
-def noted(folder: Path, filename: str) -> list[int]:
-    path = folder / filename
+def noted(observed: Path, filename: str) -> list[int]:
+    path = observed / filename
     return [int(line) for line in path.read_text().split()] if path.exists() else []
 
 
@@ -682,9 +687,10 @@ def test_sink_upgraded_mid_batch_delivers_every_record_exactly_once(processes, e
     wait_until(lambda: len(probed(out)) >= 60, what="60 records")
     install_batchfix(env["plugins"], version="v2.0.0")  # SIGTERM to the old process mid-batch
     loader.wait_for("plugin.updated", plugin="batchfix", timeout=15)
-    wait_until(lambda: len(probed(out)) >= total, timeout=30, what="every record")
+    wait_until(lambda: len(probed(out)) >= total, timeout=30, what="every record",
+               detail=lambda: f"{len(probed(out))} arrived; loader output:\n{''.join(loader.raw[-60:])}")
     time.sleep(0.3)
-    assert [r["n"] for r, _ in probed(out)] == list(range(1, total + 1))
+    assert [r["n"] for r, _ in probed(out)] == list(range(1, total + 1)), "".join(loader.raw[-80:])
 
 
 def test_batching_disabled_gives_the_plain_protocol(processes, env):

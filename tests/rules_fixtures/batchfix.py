@@ -11,11 +11,15 @@
   one, returns a non-JSON value for 13.
 
 Observation points the sdk hides from plugin code, written to files in the
-plugin's folder (its working directory): ``batches.txt`` gets the size of
+directory named by ``observe.json`` in the plugin's folder (never into the
+folder itself: a plugin that writes there changes its own content, and the
+loader swaps it for the "new version"): ``batches.txt`` gets the size of
 every sink batch message, ``execbatch.txt`` the row count of every
 ``ExecBatch`` call.  They wrap sdk internals, which is fine for a fixture.
 """
 
+import json
+import os
 import threading
 import time
 from typing import Any
@@ -27,8 +31,12 @@ _split = sdk.runtimes.split_sink_batch
 _exec_batch = sdk.runtimes.FunctionRuntime._exec_batch
 
 
+with open("observe.json") as _f:
+    _OBSERVED = json.load(_f)["dir"]
+
+
 def _note(filename: str, count: int) -> None:
-    with open(filename, "a") as f:
+    with open(os.path.join(_OBSERVED, filename), "a") as f:
         f.write(f"{count}\n")
 
 
