@@ -11,6 +11,8 @@ import json
 import math
 import platform
 import statistics
+import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -60,6 +62,8 @@ def guarded(key: str, func: Callable[[], float], errors: dict[str, str]) -> Call
             return func()
         except Exception as exc:
             errors.setdefault(key, f"{type(exc).__name__}: {exc}")
+            # The row carries one line; the whole traceback goes where a failed run is diagnosed from.
+            print(f"bench: subject {key} failed:\n{''.join(traceback.format_exception(exc))}", file=sys.stderr)
             return math.nan
 
     return run
