@@ -73,7 +73,10 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"portable-loader: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_format, config.log_level)
+    from loader.diagnostics import install_exception_hooks
     from loader.service import LoaderService
+
+    install_exception_hooks()
 
     asyncio.run(LoaderService(config, reload_config=lambda: load_config(args.config, overrides)).run())
     return 0

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import faulthandler
 import signal
 from pathlib import Path
 from typing import Callable
 
 from loader.config import ConfigError, LoaderConfig
+from loader.diagnostics import install_loop_handler, install_stack_dump
 from loader.log import configure_logging, get_logger
 from loader.reconciler import Reconciler
 from loader.registry import SymbolRegistry
@@ -57,6 +57,7 @@ class LoaderService:
 
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT (or ``request_stop``), then stop everything."""
+        install_loop_handler(asyncio.get_running_loop())
         self._install_signal_handlers()
         self._prepare_directories()
         removed = remove_stale_sockets(self.config.ipc_dir)
@@ -154,8 +155,8 @@ class LoaderService:
             Path(path).mkdir(parents=True, exist_ok=True)
 
     def _install_signal_handlers(self) -> None:
-        # SIGUSR1 dumps every thread's stack to stderr: how to see where a stuck data plane waits.
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        # SIGUSR1 logs every thread's stack as one event: where a stuck data plane waits.
+        install_stack_dump()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
