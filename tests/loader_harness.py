@@ -88,7 +88,11 @@ class LoaderProcess:
 def start_loader(processes, plugins_dir: Path, ipc_dir: Path, data_dir: Path,
                  extra_config: str = "", settle_ms: int = 100, env_extra: dict[str, str] | None = None,
                  wait_ready: bool = True) -> LoaderProcess:
-    """Start the loader with a per-test config; returns once it logged loader.ready."""
+    """Start the loader with a per-test config; returns once its first scan is done (``loader.scan_complete``).
+
+    ``loader.ready`` comes earlier, as soon as the loader serves; tests mostly
+    want the plugins already in the folder to have been looked at.
+    """
     config = data_dir / "loader.yaml"
     data_dir.mkdir(parents=True, exist_ok=True)
     config.write_text(
@@ -102,7 +106,7 @@ def start_loader(processes, plugins_dir: Path, ipc_dir: Path, data_dir: Path,
     loader = LoaderProcess(proc)
     threading.Thread(target=loader._read, daemon=True).start()
     if wait_ready:
-        loader.wait_for("loader.ready", timeout=20)
+        loader.wait_for("loader.scan_complete", timeout=20)
     return loader
 
 

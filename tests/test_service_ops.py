@@ -109,6 +109,51 @@ def test_ready_status_watchdog_and_stopping_reach_systemd_in_order(processes, di
         notify.close()
 
 
+def test_ready_does_not_wait_for_a_slow_plugin_and_status_shows_it_starting(processes, dirs):
+    notify = NotifySocket(dirs["ipc"] / "notify.sock")
+    try:
+        make_plugin(dirs["plugins"], "slow", behaviour={"start_delay_s": 6})
+        loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"], wait_ready=False,
+                              extra_config="supervisor: {handshake_timeout_s: 30}\n",
+                              env_extra={"NOTIFY_SOCKET": str(notify.path)})
+        ready = loader.wait_for("loader.ready")
+        assert wait_until(lambda: "READY=1" in notify.lines())
+        assert loader.find("plugin.running") == [], "READY waited for the plugin's start"
+        assert "stop with: kill -TERM" in ready["message"] and str(dirs["plugins"]) in ready["message"]
+        assert wait_until(lambda: "STATUS=plugins: 0 running, 1 starting, 0 failed; rules: 0 running; "
+                                  "first scan in progress" in notify.lines())
+        loader.wait_for("plugin.running", plugin="slow", timeout=30)
+        loader.wait_for("loader.scan_complete")
+        assert wait_until(lambda: "STATUS=plugins: 1 running, 0 failed; rules: 0 running" in notify.lines())
+    finally:
+        notify.close()
+
+
+def test_status_line_counts_starting_and_building_plugins():
+    from loader.service import status_line
+
+    assert status_line({"running": 2, "building": 1, "loading": 1, "crashloop": 1}, 3, True) == \
+        "plugins: 2 running, 2 starting (1 building a venv), 1 failed; rules: 3 running"
+    assert status_line({}, 0, False) == "plugins: 0 running, 0 failed; rules: 0 running; first scan in progress"
+
+
+def test_console_start_message_says_what_runs_where_and_how_to_stop(processes, dirs):
+    from loader.config import LoaderConfig
+    from loader.service import start_message, stop_hint
+
+    assert stop_hint({"INVOCATION_ID": "x", "NOTIFY_SOCKET": "/run/n"}, True) == \
+        "stop with: systemctl stop portable-loader"
+    assert stop_hint({}, True) == "stop with Ctrl-C"
+    text = start_message(LoaderConfig(), "http://127.0.0.1:9081", "stop with Ctrl-C")
+    assert "REST API on http://127.0.0.1:9081" in text and "sockets in /tmp" in text
+    loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"],
+                          extra_config="rest: 127.0.0.1:0\n")
+    ready = loader.find("loader.ready")[0]
+    assert ready["rest"].startswith("http://127.0.0.1:") and ready["rest"] in ready["message"]
+    for key in ("plugins", "data", "ipc"):
+        assert str(dirs[key]) in ready["message"], key
+
+
 def test_watchdog_pings_stop_while_the_loop_is_blocked(ipc_dir):
     notify = NotifySocket(ipc_dir / "notify.sock")
 
