@@ -46,6 +46,41 @@ def test_unit_file_verifies_and_has_what_the_service_needs(tmp_path):
     result = subprocess.run(["systemd-analyze", "verify", str(installed)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", result.stderr
+    assert "ExecReload=/opt/portable-loader/venv/bin/portable-loader reload " in text and "$MAINPID" in text
+
+
+def test_unit_file_security_exposure_is_at_most_2(tmp_path):
+    """What ``systemd-analyze security portable-loader`` scores, measured offline on the shipped unit."""
+    installed = tmp_path / "portable-loader.service"
+    installed.write_text(UNIT.read_text())
+    result = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(installed)],
+                            capture_output=True, text=True, timeout=60)
+    found = re.search(r"Overall exposure level for portable-loader\.service: (\d+\.\d+)", result.stdout)
+    assert found, f"systemd-analyze (needs systemd >= 250 for --offline) said: {result.stdout[-500:]}{result.stderr}"
+    assert float(found.group(1)) <= 2.0, result.stdout
+
+
+MDWE = ("import ctypes, os, sys; "
+        "assert ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) == 0, 'PR_SET_MDWE needs Linux >= 6.3'; "
+        "os.execv(sys.argv[1], sys.argv[1:])")
+
+
+def test_loader_and_plugins_run_with_memory_deny_write_execute(processes, dirs, tmp_path):
+    """The unit's MemoryDenyWriteExecute=yes, as the kernel's PR_SET_MDWE (inherited by every plugin)."""
+    install_seqsrc(dirs["plugins"])
+    install_collector(dirs["plugins"])
+    make_plugin(dirs["plugins"], "car")  # raw pynng, like eKuiper's own Python SDK
+    etc = tmp_path / "etc"
+    seq_config(etc, default={"count": 100000, "interval_ms": 5})
+    stream(dirs["data"])
+    out = tmp_path / "out.jsonl"
+    rule(dirs["data"], "r1", "SELECT n FROM demo", out)
+    loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"], extra_config=f"etc_dir: {etc}\n",
+                          wrapper=[sys.executable, "-c", MDWE])
+    for name in ("seqsrc", "collector", "car"):
+        loader.wait_for("plugin.running", plugin=name, timeout=20)
+    wait_collected(out, 5)
+    assert loader.terminate() == 0
 
 
 class NotifySocket:
