@@ -142,7 +142,7 @@ def test_an_entry_too_large_for_a_datagram_goes_in_a_sealed_memfd(journal):
 def start_under_journal(processes, tmp_path: Path, ipc_dir: Path, socket_path: Path, plugins: Path):
     """The loader with stdout a pipe whose dev:ino is in JOURNAL_STREAM, as systemd sets it up."""
     data = tmp_path / "data"
-    data.mkdir()
+    data.mkdir(exist_ok=True)
     config = data / "loader.yaml"
     config.write_text(f"plugins_dir: {plugins}\nipc_dir: {ipc_dir}\ndata_dir: {data}\nrest: 'off'\n"
                       "log: {format: json, level: info}\nwatch: {settle_ms: 100, rescan_s: 1}\n")

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -344,35 +345,86 @@ def test_failed_venv_build_marks_plugin_invalid_with_pip_output(processes, dirs)
 def recipes() -> list[tuple[str, str]]:
     """(question, shell command) of every journalctl recipe in docs/operations.md."""
     text = (REPO / "docs" / "operations.md").read_text()
-    found = re.findall(r"^# (.+\?)\njournalctl[^|]*\| (jq .+)$", text, flags=re.MULTILINE)
-    return found
+    return re.findall(r"^# (.+\?)\n(journalctl .+)$", text, flags=re.MULTILINE)
 
 
-def test_operations_log_recipes_answer_their_questions(processes, dirs, tmp_path):
-    make_plugin(dirs["plugins"], "car", behaviour={"crash_after_s": 0.3, "crash_code": 3,
-                                                   "print_lines": ["car: sensor offline"]})
-    make_plugin(dirs["plugins"], "bus", version="v2.1.0")
-    (dirs["data"] / "rules").mkdir(parents=True)
-    (dirs["data"] / "rules" / "r1.json").write_text(json.dumps(
+NOT_JSON = ["Started portable-loader.service - portable-loader: runs eKuiper-compatible portable plugins.",
+            "Traceback (most recent call last):", '  File "x.py", line 1, in <module>', "{broken json"]
+
+
+def journalctl(entries: list[dict[str, str]], args: list[str]) -> str:
+    """What ``journalctl -u portable-loader <args>`` prints for these entries: matches (FIELD=value, the
+    same field ORed, different fields ANDed), ``-p`` (that priority or more urgent), ``-n``, ``-o cat``."""
+    matches: dict[str, set[str]] = {}
+    priority, last, words = 7, None, iter(args)
+    for word in words:
+        if word in ("-u", "--since"):
+            next(words)
+        elif word == "-o":
+            assert next(words) == "cat"
+        elif word == "-p":
+            priority = {"err": 3, "warning": 4, "info": 6}[next(words)]
+        elif word == "-n":
+            last = int(next(words))
+        else:
+            field, _, value = word.partition("=")
+            assert field.isupper() and value, f"unknown journalctl argument {word!r}"
+            matches.setdefault(field, set()).add(value)
+    found = [e["MESSAGE"] for e in entries if int(e.get("PRIORITY", "6")) <= priority
+             and all(e.get(field) in values for field, values in matches.items())]
+    return "".join(line + "\n" for line in (found[-last:] if last else found))
+
+
+def test_operations_log_recipes_answer_their_questions(processes, tmp_path, ipc_dir):
+    from tests.test_journal import FakeJournal, start_under_journal
+
+    plugins, data = tmp_path / "plugins", tmp_path / "data"
+    make_plugin(plugins, "car", behaviour={"crash_after_s": 0.3, "crash_code": 3,
+                                           "print_lines": ["car: sensor offline"]})
+    make_plugin(plugins, "bus", version="v2.1.0")
+    (data / "rules").mkdir(parents=True)
+    (data / "rules" / "r1.json").write_text(json.dumps(
         {"id": "r1", "sql": "SELECT a FROM s GROUP BY a", "actions": [{"log": {}}]}))
-    (dirs["data"] / "streams").mkdir(parents=True)
-    (dirs["data"] / "streams" / "s.json").write_text(json.dumps(
-        {"sql": 'CREATE STREAM s () WITH (TYPE="bus_src")'}))
-    loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"])
-    loader.wait_for("plugin.exited", plugin="car", count=2, timeout=15)
-    loader.wait_for("rule.error", rule="r1")
-    loader.terminate()
-    journal = tmp_path / "journal.jsonl"
-    journal.write_text("".join(loader.raw))
+    (data / "streams").mkdir(parents=True)
+    (data / "streams" / "s.json").write_text(json.dumps({"sql": 'CREATE STREAM s () WITH (TYPE="bus_src")'}))
+    journal = FakeJournal(ipc_dir / "journal.sock")
+    try:
+        proc, stdout_lines = start_under_journal(processes, tmp_path, ipc_dir, journal.path, plugins)
+        journal.wait_for(EVENT="plugin.exited", PLUGIN="car")
+        journal.wait_for(EVENT="plugin.restarting", PLUGIN="car")
+        journal.wait_for(EVENT="rule.error", RULE="r1")
+        journal.wait_for(EVENT="plugin.running", PLUGIN="bus")
+        proc.send_signal(signal.SIGUSR1)
+        journal.wait_for(EVENT="loader.stack_dump")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        entries = list(journal.entries)
+    finally:
+        journal.close()
+    assert stdout_lines == []
+    # What else a real journal holds for the unit: systemd's lines, text without fields.
+    entries += [{"MESSAGE": line, "PRIORITY": "3"} for line in NOT_JSON]
     answers = {}
-    for question, jq in recipes():
-        result = subprocess.run(f"cat {journal} | {jq}", shell=True, capture_output=True, text=True, timeout=30)
-        assert result.returncode == 0, f"{question}: {result.stderr}"
-        answers[question] = result.stdout
-    assert len(answers) == 5, list(answers)
-    assert '"event":"plugin.exited"' in answers["Why did plugin car stop?"]
+    for question, command in recipes():
+        journal_part, _, jq = command.partition(" | ")
+        output = journalctl(entries, shlex.split(journal_part)[1:])
+        if jq:
+            mixed = "".join(f"{NOT_JSON[i % len(NOT_JSON)]}\n{line}\n" for i, line in enumerate(output.splitlines()))
+            result = subprocess.run(jq, shell=True, input=mixed + NOT_JSON[0] + "\n", capture_output=True,
+                                    text=True, timeout=30)
+            assert result.returncode == 0, f"{question}: {result.stderr}"
+            output = result.stdout
+        answers[question] = output
+    assert len(answers) == 7, list(answers)
+    errors = answers["Which errors did the loader log?"]
+    assert '"event": "plugin.exited"' in errors and '"event": "rule.error"' in errors
+    assert '"event": "plugin.running"' not in errors
+    why = answers["Why did plugin car stop?"]
+    assert '"event": "plugin.exited"' in why and '"plugin": "bus"' not in why
     assert "car: sensor offline" in answers["What did car print just before it crashed?"]
     versions = answers["Which version of each plugin runs?"]
     assert "bus v2.1.0 pid" in versions and "car v1.0.0 pid" in versions
-    assert '"plugin":"car"' in answers["What restarted in the last hour?"]
+    assert '"plugin": "car"' in answers["What restarted in the last hour?"]
     assert "GROUP BY" in answers["Which rules have errors, and why?"]
+    threads = [json.loads(line) for line in answers["Where does each thread wait?"].splitlines()]
+    assert any(t["thread"] == "MainThread" for t in threads) and all(t["at"] for t in threads)

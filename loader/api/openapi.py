@@ -90,7 +90,7 @@ def _schemas() -> dict[str, Any]:
                 "name": {**NAME, "description": "optional; must equal the name in the path"},
                 "file": {"type": "string", "pattern": "^(file|https?)://"},
             },
-            "example": {"name": "demo", "file": "file:///tmp/demo-v2.zip"},
+            "example": {"name": "demo", "file": "https://example.com/demo-v2.zip"},
         },
         "PluginInfo": {
             "type": "object",
