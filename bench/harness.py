@@ -358,7 +358,7 @@ class Loader:
             self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        self.wait_for("loader.ready", timeout=timeout)
+        self.wait_for("loader.scan_complete", timeout=timeout)  # loader.ready comes before the first scan
 
     def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None

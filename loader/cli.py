@@ -1,6 +1,7 @@
 """The ``portable-loader`` command.
 
-``serve`` runs the service; ``validate`` runs exactly the checks the loader
+``serve`` runs the service; ``reload`` makes it reread its configuration
+and reports the outcome; ``validate`` runs exactly the checks the loader
 applies to a dropped folder and prints them for a person; ``package`` zips a
 plugin folder the way the REST install expects it.  ``plugins``, ``streams``,
 ``rules``, ``symbols`` and ``status`` are a client of the REST API
@@ -34,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", choices=LOG_FORMATS)
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
 
+    reload = commands.add_parser("reload", help="check the configuration, then make the running loader reread it "
+                                                "and report whether it did (systemd's ExecReload=)")
+    reload.add_argument("--config", type=Path, help="the YAML configuration file the running loader was started with")
+    reload.add_argument("--pid", type=int, help="the loader's pid ($MAINPID under systemd; default: from its state file)")
+    reload.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the loader's answer")
+
     validate = commands.add_parser("validate", help="check a plugin folder as the loader would")
     validate.add_argument("folder", type=Path)
 
@@ -49,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"serve": _serve, "validate": _validate, "package": _package}
+    handlers = {"serve": _serve, "reload": _reload, "validate": _validate, "package": _package}
     if args.command not in handlers:
         from loader.client import run_client
 
@@ -73,10 +80,19 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"portable-loader: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_format, config.log_level)
+    from loader.diagnostics import install_exception_hooks
     from loader.service import LoaderService
+
+    install_exception_hooks()
 
     asyncio.run(LoaderService(config, reload_config=lambda: load_config(args.config, overrides)).run())
     return 0
+
+
+def _reload(args: argparse.Namespace) -> int:
+    from loader.reload import run_reload
+
+    return run_reload(args.config, args.pid, args.timeout, sys.stdout, sys.stderr)
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import io
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 DEFAULT_URL = "http://127.0.0.1:9081"
@@ -46,9 +46,16 @@ class Client:
 
     def call(self, method: str, path: str, body: Any = None, timeout: float = TIMEOUT_S) -> Any:
         data = json.dumps(body).encode() if body is not None else None
+        return self.send(method, path, data, "application/json", timeout)
+
+    def upload(self, method: str, path: str, data: bytes, timeout: float = TIMEOUT_S) -> Any:
+        """Send a plugin zip as the request body (the loader's addition to eKuiper's URL form)."""
+        return self.send(method, path, data, "application/zip", timeout)
+
+    def send(self, method: str, path: str, data: bytes | None, content_type: str, timeout: float) -> Any:
         request = urllib.request.Request(self.url + path, data=data, method=method)
         if data is not None:
-            request.add_header("Content-Type", "application/json")
+            request.add_header("Content-Type", content_type)
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
@@ -110,24 +117,24 @@ def _name(value: str) -> str:
     return quote(value, safe="")
 
 
-def _file_url(source: str) -> tuple[str, Callable[[], None]]:
-    """A URL for the loader: URLs as given; a local zip as file://; a local folder zipped first."""
-    if "://" in source:
-        return source, lambda: None
-    path = Path(source).expanduser().absolute()
+def plugin_zip(source: str) -> bytes:
+    """The zip to upload: a local zip as it is, a local folder zipped in memory (what the digest covers)."""
+    path = Path(source).expanduser()
     if path.is_dir():
         from loader.digest import content_files
 
-        handle = tempfile.NamedTemporaryFile(prefix=f"{path.name}-", suffix=".zip", delete=False)
-        handle.close()
-        with zipfile.ZipFile(handle.name, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for file in content_files(path):
-                archive.write(file, str(file.relative_to(path)))
-        os.chmod(handle.name, 0o644)
-        return Path(handle.name).as_uri(), lambda: Path(handle.name).unlink(missing_ok=True)
-    if not path.is_file():
-        raise SystemExit(f"portable-loader: {source}: no such file or folder (give a zip, a plugin folder or a URL)")
-    return path.as_uri(), lambda: None
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for file in content_files(path.absolute()):
+                archive.write(file, str(file.relative_to(path.absolute())))
+        return buffer.getvalue()
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise SystemExit(f"portable-loader: {source}: no such file or folder (give a zip, a plugin folder or a "
+                         "URL)") from None
+    except OSError as exc:
+        raise SystemExit(f"portable-loader: cannot read {source}: {exc.strerror}") from None
 
 
 def _rule_body(source: str) -> Any:
@@ -178,16 +185,13 @@ def run_plugins(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
         data = client.call("GET", f"/plugins/portables/{_name(args.name)}/status")
         return data, fields(data)
     if action in ("install", "update"):
-        url, cleanup = _file_url(args.file)
-        try:
-            if action == "install":
-                data = client.call("POST", "/plugins/portables", {"name": args.name, "file": url},
-                                   timeout=SLOW_TIMEOUT_S)
-            else:
-                data = client.call("PUT", f"/plugins/portables/{_name(args.name)}", {"file": url},
-                                   timeout=SLOW_TIMEOUT_S)
-        finally:
-            cleanup()
+        method, path = ("POST", f"/plugins/portables?name={_name(args.name)}") if action == "install" else \
+            ("PUT", f"/plugins/portables/{_name(args.name)}")
+        if "://" in args.file:  # a URL the loader fetches itself (eKuiper's form)
+            body = {"name": args.name, "file": args.file} if action == "install" else {"file": args.file}
+            data = client.call(method, path.split("?")[0], body, timeout=SLOW_TIMEOUT_S)
+        else:  # a local zip or folder: sent in the body, so the loader needs no access to our files
+            data = client.upload(method, path, plugin_zip(args.file), timeout=SLOW_TIMEOUT_S)
         return data, _plugin_result(data, "installed" if action == "install" else "updated")
     data = client.call("DELETE", f"/plugins/portables/{_name(args.name)}")
     return data, data["message"]
@@ -289,8 +293,8 @@ def add_client_commands(commands: argparse._SubParsersAction) -> None:
                          ("update", "update a plugin; running rules move to the new version")):
         sub = actions.add_parser(action, parents=[common], help=text)
         sub.add_argument("name")
-        sub.add_argument("file", help="plugin zip, plugin folder (zipped for you) or a file:// or http(s):// URL; "
-                                      "local paths must be readable by the loader")
+        sub.add_argument("file", help="plugin zip or plugin folder (zipped for you), uploaded to the loader; or an "
+                                      "http(s):// or file:// URL the loader fetches itself")
 
     streams = commands.add_parser("streams", help="streams: list, describe, create, update, delete")
     actions = streams.add_subparsers(dest="action", required=True)

@@ -1,11 +1,12 @@
 """The running service: wiring watcher, reconciler and supervisors to one event loop.
 
 Start-up order matters: stale socket files from a previous (killed) run are
-removed first, then every folder is reconciled once, then the watcher and
-the periodic rescan take over; streams and rules follow the plugins.
+removed first, then the watchers and the REST API start and the service is
+ready; every folder is then reconciled once in the background (streams and
+rules after the plugins) before the periodic rescan takes over.
 SIGTERM and SIGINT stop every rule, then every plugin, and remove the sockets
 before the process exits 0.  SIGHUP rereads the configuration and rescans
-every folder.  Under systemd the service reports readiness, status and
+every folder; SIGUSR1 logs every thread's stack.  Under systemd the service reports readiness, status and
 watchdog pings (loader/systemd.py).
 """
 
@@ -13,17 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import faulthandler
+import os
 import signal
+import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from loader.config import ConfigError, LoaderConfig
+from loader.diagnostics import install_loop_handler, install_stack_dump
 from loader.log import configure_logging, get_logger
 from loader.reconciler import Reconciler
 from loader.registry import SymbolRegistry
 from loader.rules.manager import RuleManager
-from loader.status import CRASHLOOP, INVALID, RESTARTING, RUNNING, StatusBoard
+from loader.reload import reload_outcome, state_path, write_state
+from loader.status import BUILDING, CRASHLOOP, INVALID, LOADING, RESTARTING, RUNNING, STATES, WAITING, StatusBoard
 from loader.systemd import Notifier, keep_notifying, watchdog_interval
 from loader.wire.addresses import remove_stale_sockets
 from loader.watcher import Debouncer, FolderWatcher, json_file_name_of
@@ -54,22 +58,34 @@ class LoaderService:
         ]
         self.log = get_logger()
         self._stopping = asyncio.Event()
+        self._scanned = False
+        self._reloads = 0
+        self._also_report_to: Path | None = None
 
     async def run(self) -> None:
-        """Serve until SIGTERM/SIGINT (or ``request_stop``), then stop everything."""
+        """Serve until SIGTERM/SIGINT (or ``request_stop``), then stop everything.
+
+        Ready (``READY=1``) as soon as the loader serves: REST up, watchers
+        started.  The first scan (plugin starts, venv builds, rules) goes on
+        after that and shows in ``STATUS=``, so a slow pip never runs into
+        the unit's start timeout.
+        """
+        install_loop_handler(asyncio.get_running_loop())
         self._install_signal_handlers()
         self._prepare_directories()
         removed = remove_stale_sockets(self.config.ipc_dir)
-        self.log.info("loader.starting", plugins_dir=str(self.config.plugins_dir), ipc_dir=str(self.config.ipc_dir),
+        self.log.info("loader.starting", plugins_dir=str(self.config.plugins_dir), etc_dir=str(self.config.etc_dir),
+                      data_dir=str(self.config.data_dir), ipc_dir=str(self.config.ipc_dir),
                       stale_sockets_removed=len(removed))
         for watcher in self.watchers:
             watcher.start()
-        await self.reconciler.reconcile_all()
-        await self.rules.reconcile_all()
         api = await self._start_api()
-        self.log.info("loader.ready", plugins=len(self.reconciler.supervisors), rules=len(self.rules.rules))
+        await asyncio.to_thread(self._write_state)
+        rest = api.url if api is not None and api.serving else "off"
+        self.log.info("loader.ready", rest=rest, pid=os.getpid(),
+                      message=start_message(self.config, rest, stop_hint(os.environ, _stdin_is_terminal())))
         self.notifier.ready(self.status_text())
-        background = [asyncio.create_task(self._rescan_forever(), name="rescan"),
+        background = [asyncio.create_task(self._first_scan(), name="first-scan"),
                       asyncio.create_task(keep_notifying(self.notifier, self.status_text, watchdog_interval()),
                                           name="sd-notify")]
         await self._stopping.wait()
@@ -80,33 +96,72 @@ class LoaderService:
             await api.stop()
         await self.shutdown()
 
+    async def _first_scan(self) -> None:
+        """Reconcile every plugin folder, then streams and rules; then keep rescanning."""
+        await self.reconciler.reconcile_all()
+        await self.rules.reconcile_all()
+        self._scanned = True
+        self.notifier.status(self.status_text())
+        self.log.info("loader.scan_complete", plugins=len(self.reconciler.supervisors), rules=len(self.rules.rules),
+                      status=self.status_text())
+        await self._rescan_forever()
+
     def status_text(self) -> str:
-        """One line for systemd's STATUS=: what runs and what failed."""
-        board = self.board
-        failed = board.count(INVALID) + board.count(CRASHLOOP) + board.count(RESTARTING)
+        """One line for systemd's STATUS=: what runs, what is still starting, what failed."""
         rules = sum(1 for entry in self.rules.rules.values() if entry.state == "running")
-        return f"plugins: {board.count(RUNNING)} running, {failed} failed; rules: {rules} running"
+        return status_line({state: self.board.count(state) for state in STATES}, rules, self._scanned)
 
     async def reload(self) -> None:
-        """Reread the configuration (SIGHUP), apply what can change live, rescan everything."""
+        """Reread the configuration (SIGHUP), apply what can change live, rescan everything.
+
+        systemd sees ``RELOADING=1`` until the outcome is known, then ``READY=1``;
+        the outcome also goes to the state file ``portable-loader reload`` waits on.
+        """
+        self.notifier.reloading()
+        try:
+            outcome = self._reread()
+        finally:
+            self.notifier.ready(self.status_text())
+        self._reloads += 1
+        await asyncio.to_thread(self._write_state, outcome)
+        if outcome["outcome"] == "reloaded":
+            await self.reconciler.reconcile_all()
+            await self.rules.reconcile_all()
+
+    def _reread(self) -> dict:
+        """Read and apply the new configuration; the outcome as it goes to the state file."""
         if self._reload_config is None:
-            self.log.warning("loader.reload_failed", error="started without a configuration to reread")
-            return
+            error = "started without a configuration to reread"
+            self.log.warning("loader.reload_failed", error=error)
+            return reload_outcome("reload_failed", error=error)
         try:
             new = self._reload_config()
         except ConfigError as exc:
             self.log.error("loader.reload_failed", error=str(exc), reason="the running configuration is kept")
-            return
+            return reload_outcome("reload_failed", error=str(exc))
         old = self.config
         pinned = {key: getattr(old, key) for key in RESTART_ONLY}
         restart_needed = [key for key in RESTART_ONLY if getattr(new, key) != getattr(old, key)]
+        self._also_report_to = new.data_dir if new.data_dir != old.data_dir else None
         new = dataclasses.replace(new, **pinned)
         changed = [f.name for f in dataclasses.fields(new) if getattr(new, f.name) != getattr(old, f.name)]
         # Logged before applying, so it shows even when the new log level hides info events.
         self.log.info("loader.reloaded", changed=changed, restart_needed=restart_needed)
         self._apply(new)
-        await self.reconciler.reconcile_all()
-        await self.rules.reconcile_all()
+        return reload_outcome("reloaded", changed=changed, restart_needed=restart_needed)
+
+    def _write_state(self, outcome: dict | None = None) -> None:
+        """The state file: this process's pid and the last reload's outcome (loader/reload.py)."""
+        state = {"pid": os.getpid(), "reloads": self._reloads, "last_reload": outcome}
+        targets = [self.config.data_dir]
+        if self._also_report_to is not None and self._also_report_to.is_dir():
+            targets.append(self._also_report_to)  # the reload command reads the data_dir of the new file
+        for data_dir in targets:
+            try:
+                write_state(data_dir, state)
+            except OSError as exc:
+                self.log.error("loader.state_write_failed", file=str(state_path(data_dir)), error=str(exc),
+                               reason="portable-loader reload cannot see the outcome; make data_dir writable")
 
     def _apply(self, config: LoaderConfig) -> None:
         self.config = config
@@ -154,8 +209,8 @@ class LoaderService:
             Path(path).mkdir(parents=True, exist_ok=True)
 
     def _install_signal_handlers(self) -> None:
-        # SIGUSR1 dumps every thread's stack to stderr: how to see where a stuck data plane waits.
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        # SIGUSR1 logs every thread's stack as one event: where a stuck data plane waits.
+        install_stack_dump()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
@@ -169,3 +224,39 @@ class LoaderService:
     def _on_signal(self, sig: int) -> None:
         self.request_stop()
         self.log.info("loader.signal", signal=signal.Signals(sig).name)
+
+
+def status_line(counts: Mapping[str, int], rules_running: int, scanned: bool) -> str:
+    """systemd's STATUS= text from the plugin state counts: running, starting (venv builds), failed, rules."""
+    failed = counts.get(INVALID, 0) + counts.get(CRASHLOOP, 0) + counts.get(RESTARTING, 0)
+    starting = counts.get(LOADING, 0) + counts.get(BUILDING, 0) + counts.get(WAITING, 0)
+    parts = [f"{counts.get(RUNNING, 0)} running"]
+    if starting:
+        building = counts.get(BUILDING, 0)
+        parts.append(f"{starting} starting" + (f" ({building} building a venv)" if building else ""))
+    parts.append(f"{failed} failed")
+    text = f"plugins: {', '.join(parts)}; rules: {rules_running} running"
+    return text if scanned else f"{text}; first scan in progress"
+
+
+def stop_hint(env: Mapping[str, str], interactive: bool) -> str:
+    """How whoever started this process stops it."""
+    if env.get("INVOCATION_ID") and env.get("NOTIFY_SOCKET"):
+        return "stop with: systemctl stop portable-loader"
+    if interactive:
+        return "stop with Ctrl-C"
+    return f"stop with: kill -TERM {os.getpid()}"
+
+
+def start_message(config: LoaderConfig, rest: str, stop: str) -> str:
+    """The one line a person reads at start: what runs from where, where the API listens, how to stop."""
+    api = f"REST API on {rest} (routes: {rest}/openapi.json)" if rest != "off" else "REST API off"
+    return (f"portable-loader serving: plugins from {config.plugins_dir}, symbol configuration in {config.etc_dir}, "
+            f"state in {config.data_dir}, sockets in {config.ipc_dir}; {api}; {stop}")
+
+
+def _stdin_is_terminal() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (ValueError, OSError):
+        return False

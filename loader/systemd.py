@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from typing import Callable
 
 from loader.log import get_logger
@@ -44,6 +45,10 @@ class Notifier:
 
     def ready(self, status: str) -> None:
         self.send("READY=1", f"STATUS={status}")
+
+    def reloading(self) -> None:
+        """Reload begins; ``ready`` ends it.  MONOTONIC_USEC lets systemd match it to the reload it asked for."""
+        self.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}", "STATUS=reloading the configuration")
 
     def status(self, status: str) -> None:
         self.send(f"STATUS={status}")

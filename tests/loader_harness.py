@@ -87,8 +87,13 @@ class LoaderProcess:
 
 def start_loader(processes, plugins_dir: Path, ipc_dir: Path, data_dir: Path,
                  extra_config: str = "", settle_ms: int = 100, env_extra: dict[str, str] | None = None,
-                 wait_ready: bool = True) -> LoaderProcess:
-    """Start the loader with a per-test config; returns once it logged loader.ready."""
+                 wait_ready: bool = True, wrapper: list[str] | None = None) -> LoaderProcess:
+    """Start the loader with a per-test config; returns once its first scan is done (``loader.scan_complete``).
+
+    ``loader.ready`` comes earlier, as soon as the loader serves; tests mostly
+    want the plugins already in the folder to have been looked at.  ``wrapper``
+    is a command the loader's command line is appended to (a sandbox).
+    """
     config = data_dir / "loader.yaml"
     data_dir.mkdir(parents=True, exist_ok=True)
     config.write_text(
@@ -97,12 +102,12 @@ def start_loader(processes, plugins_dir: Path, ipc_dir: Path, data_dir: Path,
         f"watch: {{settle_ms: {settle_ms}, rescan_s: 1, incomplete_grace_s: 3}}\n" + extra_config
     )
     env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
-    proc = processes.popen([sys.executable, "-m", "loader", "serve", "--config", str(config)],
+    proc = processes.popen([*(wrapper or []), sys.executable, "-m", "loader", "serve", "--config", str(config)],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env)
     loader = LoaderProcess(proc)
     threading.Thread(target=loader._read, daemon=True).start()
     if wait_ready:
-        loader.wait_for("loader.ready", timeout=20)
+        loader.wait_for("loader.scan_complete", timeout=20)
     return loader
 
 

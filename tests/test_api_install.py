@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import http.server
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from tests.api_fixtures import collector_files, seqsrc_files, start_api, write_zip, zip_bytes
-from tests.loader_harness import pid_alive
+from tests.api_fixtures import Api, collector_files, free_port, seqsrc_files, start_api, write_zip, zip_bytes
+from tests.loader_harness import REPO, LoaderProcess, pid_alive
 
 
 @pytest.fixture
@@ -172,3 +174,62 @@ def test_failed_start_is_rolled_back_and_failed_update_keeps_the_old_version(api
     assert api.call("PUT", "/plugins/portables/seqsrc", {"name": "other", "file": "file:///x.zip"})[0] == 400
     assert api.call("DELETE", "/plugins/portables/nosuch")[0] == 404
     assert sorted(p.name for p in env["plugins"].iterdir()) == ["seqsrc"]
+
+
+def test_upload_in_the_body_gets_the_same_checks_as_a_url(api, env):
+    code, body = api.upload("POST", "/plugins/portables?name=seqsrc", zip_bytes({**seqsrc_files(), "../x.py": "x"}))
+    assert code == 400 and body["error"] == "path_traversal" and "'../x.py'" in body["message"]
+    big = zip_bytes({**seqsrc_files(), "blob.bin": os.urandom(300 * 1024)})
+    code, body = api.upload("POST", "/plugins/portables?name=seqsrc", big)
+    assert code == 400 and body["error"] == "archive_too_large" and "rest_max_upload_mb" in body["message"]
+    code, body = api.upload("POST", "/plugins/portables", zip_bytes(seqsrc_files()))
+    assert code == 400 and body["error"] == "bad_name"
+    code, body = api.upload("POST", "/plugins/portables?name=seqsrc", b"not a zip")
+    assert code == 400 and body["error"] == "bad_archive"
+    assert list(env["plugins"].iterdir()) == [], "an upload or staging folder was left behind"
+    code, body = api.upload("POST", "/plugins/portables?name=seqsrc", zip_bytes(seqsrc_files()))
+    assert code == 201 and body["state"] == "running", body
+    code, body = api.upload("PUT", "/plugins/portables/seqsrc", zip_bytes(seqsrc_files("v1.1.0")))
+    assert code == 200 and body["version"] == "v1.1.0", body
+    assert api.loader.find("api.plugin_installing", plugin="seqsrc")[0]["url"].startswith("upload of ")
+    assert sorted(p.name for p in env["plugins"].iterdir()) == ["seqsrc"]
+
+
+def test_storage_errors_name_the_path_and_the_fix():
+    import errno
+
+    from loader.api.errors import storage_error
+
+    full = storage_error(OSError(errno.ENOSPC, "No space left on device", "/var/lib/x/plugins/.upload-1.zip"))
+    assert full.status == 507 and full.code == "disk_full" and "/var/lib/x/plugins/.upload-1.zip" in full.message
+    denied = storage_error(PermissionError(errno.EACCES, "Permission denied", "/etc/portable-loader/sources"))
+    assert denied.status == 503 and denied.code == "not_writable"
+    assert "make /etc/portable-loader writable" in denied.message and "chown" in denied.message
+    assert storage_error(OSError(errno.ENOENT, "No such file", "/x")) is None
+
+
+def test_read_only_etc_dir_answers_503_naming_it_and_leaves_nothing(processes, env, tmp_path):
+    """The loader in a private mount namespace where etc_dir is bind-mounted read-only."""
+    port = free_port()
+    data = env["data"]
+    data.mkdir()
+    config = data / "loader.yaml"
+    config.write_text(f"plugins_dir: {env['plugins']}\nipc_dir: {env['ipc']}\ndata_dir: {data}\n"
+                      f"etc_dir: {env['etc']}\nrest: 127.0.0.1:{port}\nlog: {{format: json, level: info}}\n")
+    script = 'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" "$1" && shift && exec "$@"'
+    proc = processes.popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                            str(env["etc"]), sys.executable, "-m", "loader", "serve", "--config", str(config)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                           env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    loader = LoaderProcess(proc)
+    threading.Thread(target=loader._read, daemon=True).start()
+    loader.wait_for("api.listening", timeout=20)
+    api = Api(loader, f"http://127.0.0.1:{port}")
+    files = {**seqsrc_files(), "sources/seq.yaml": "default:\n  count: 1\n"}
+    code, body = api.upload("POST", "/plugins/portables?name=seqsrc", zip_bytes(files))
+    assert code == 503 and body["error"] == "read_only", body
+    assert str(env["etc"] / "sources") in body["message"] and "ReadWritePaths=" in body["message"]
+    assert list(env["plugins"].iterdir()) == []
+    assert loader.find("api.storage_error") and not loader.find("api.internal_error")
+    code, body = api.upload("POST", "/plugins/portables?name=collector", zip_bytes(collector_files()))
+    assert code == 201, body  # a plugin that writes nothing to etc_dir still installs

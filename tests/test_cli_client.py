@@ -45,6 +45,10 @@ def test_cli_drives_plugins_streams_and_rules(processes, env, capsys):
     assert code == 0 and out.startswith("installed seqsrc v1.0.0: running (pid ")
     zip_path = Path(write_zip(env["zips"] / "collector.zip", collector_files())[len("file://"):])
     assert cli(capsys, api, "plugins", "install", "collector", str(zip_path))[0] == 0
+    # Both went in the request body, not as file:// URLs the loader would have to read from our disk
+    # (under systemd its /tmp is private).
+    for name in ("seqsrc", "collector"):
+        assert api.loader.find("api.plugin_installing", plugin=name)[0]["url"].startswith("upload of "), name
 
     code, out, _ = cli(capsys, api, "plugins", "list")
     lines = out.splitlines()

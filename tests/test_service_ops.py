@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -46,6 +47,41 @@ def test_unit_file_verifies_and_has_what_the_service_needs(tmp_path):
     result = subprocess.run(["systemd-analyze", "verify", str(installed)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", result.stderr
+    assert "ExecReload=/opt/portable-loader/venv/bin/portable-loader reload " in text and "$MAINPID" in text
+
+
+def test_unit_file_security_exposure_is_at_most_2(tmp_path):
+    """What ``systemd-analyze security portable-loader`` scores, measured offline on the shipped unit."""
+    installed = tmp_path / "portable-loader.service"
+    installed.write_text(UNIT.read_text())
+    result = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(installed)],
+                            capture_output=True, text=True, timeout=60)
+    found = re.search(r"Overall exposure level for portable-loader\.service: (\d+\.\d+)", result.stdout)
+    assert found, f"systemd-analyze (needs systemd >= 250 for --offline) said: {result.stdout[-500:]}{result.stderr}"
+    assert float(found.group(1)) <= 2.0, result.stdout
+
+
+MDWE = ("import ctypes, os, sys; "
+        "assert ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) == 0, 'PR_SET_MDWE needs Linux >= 6.3'; "
+        "os.execv(sys.argv[1], sys.argv[1:])")
+
+
+def test_loader_and_plugins_run_with_memory_deny_write_execute(processes, dirs, tmp_path):
+    """The unit's MemoryDenyWriteExecute=yes, as the kernel's PR_SET_MDWE (inherited by every plugin)."""
+    install_seqsrc(dirs["plugins"])
+    install_collector(dirs["plugins"])
+    make_plugin(dirs["plugins"], "car")  # raw pynng, like eKuiper's own Python SDK
+    etc = tmp_path / "etc"
+    seq_config(etc, default={"count": 100000, "interval_ms": 5})
+    stream(dirs["data"])
+    out = tmp_path / "out.jsonl"
+    rule(dirs["data"], "r1", "SELECT n FROM demo", out)
+    loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"], extra_config=f"etc_dir: {etc}\n",
+                          wrapper=[sys.executable, "-c", MDWE])
+    for name in ("seqsrc", "collector", "car"):
+        loader.wait_for("plugin.running", plugin=name, timeout=20)
+    wait_collected(out, 5)
+    assert loader.terminate() == 0
 
 
 class NotifySocket:
@@ -107,6 +143,51 @@ def test_ready_status_watchdog_and_stopping_reach_systemd_in_order(processes, di
         assert max(gaps) < 0.5, gaps  # every half WatchdogSec (0.2 s here), with slack
     finally:
         notify.close()
+
+
+def test_ready_does_not_wait_for_a_slow_plugin_and_status_shows_it_starting(processes, dirs):
+    notify = NotifySocket(dirs["ipc"] / "notify.sock")
+    try:
+        make_plugin(dirs["plugins"], "slow", behaviour={"start_delay_s": 6})
+        loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"], wait_ready=False,
+                              extra_config="supervisor: {handshake_timeout_s: 30}\n",
+                              env_extra={"NOTIFY_SOCKET": str(notify.path)})
+        ready = loader.wait_for("loader.ready")
+        assert wait_until(lambda: "READY=1" in notify.lines())
+        assert loader.find("plugin.running") == [], "READY waited for the plugin's start"
+        assert "stop with: kill -TERM" in ready["message"] and str(dirs["plugins"]) in ready["message"]
+        assert wait_until(lambda: "STATUS=plugins: 0 running, 1 starting, 0 failed; rules: 0 running; "
+                                  "first scan in progress" in notify.lines())
+        loader.wait_for("plugin.running", plugin="slow", timeout=30)
+        loader.wait_for("loader.scan_complete")
+        assert wait_until(lambda: "STATUS=plugins: 1 running, 0 failed; rules: 0 running" in notify.lines())
+    finally:
+        notify.close()
+
+
+def test_status_line_counts_starting_and_building_plugins():
+    from loader.service import status_line
+
+    assert status_line({"running": 2, "building": 1, "loading": 1, "crashloop": 1}, 3, True) == \
+        "plugins: 2 running, 2 starting (1 building a venv), 1 failed; rules: 3 running"
+    assert status_line({}, 0, False) == "plugins: 0 running, 0 failed; rules: 0 running; first scan in progress"
+
+
+def test_console_start_message_says_what_runs_where_and_how_to_stop(processes, dirs):
+    from loader.config import LoaderConfig
+    from loader.service import start_message, stop_hint
+
+    assert stop_hint({"INVOCATION_ID": "x", "NOTIFY_SOCKET": "/run/n"}, True) == \
+        "stop with: systemctl stop portable-loader"
+    assert stop_hint({}, True) == "stop with Ctrl-C"
+    text = start_message(LoaderConfig(), "http://127.0.0.1:9081", "stop with Ctrl-C")
+    assert "REST API on http://127.0.0.1:9081" in text and "sockets in /tmp" in text
+    loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"],
+                          extra_config="rest: 127.0.0.1:0\n")
+    ready = loader.find("loader.ready")[0]
+    assert ready["rest"].startswith("http://127.0.0.1:") and ready["rest"] in ready["message"]
+    for key in ("plugins", "data", "ipc"):
+        assert str(dirs[key]) in ready["message"], key
 
 
 def test_watchdog_pings_stop_while_the_loop_is_blocked(ipc_dir):
@@ -264,35 +345,86 @@ def test_failed_venv_build_marks_plugin_invalid_with_pip_output(processes, dirs)
 def recipes() -> list[tuple[str, str]]:
     """(question, shell command) of every journalctl recipe in docs/operations.md."""
     text = (REPO / "docs" / "operations.md").read_text()
-    found = re.findall(r"^# (.+\?)\njournalctl[^|]*\| (jq .+)$", text, flags=re.MULTILINE)
-    return found
+    return re.findall(r"^# (.+\?)\n(journalctl .+)$", text, flags=re.MULTILINE)
 
 
-def test_operations_log_recipes_answer_their_questions(processes, dirs, tmp_path):
-    make_plugin(dirs["plugins"], "car", behaviour={"crash_after_s": 0.3, "crash_code": 3,
-                                                   "print_lines": ["car: sensor offline"]})
-    make_plugin(dirs["plugins"], "bus", version="v2.1.0")
-    (dirs["data"] / "rules").mkdir(parents=True)
-    (dirs["data"] / "rules" / "r1.json").write_text(json.dumps(
+NOT_JSON = ["Started portable-loader.service - portable-loader: runs eKuiper-compatible portable plugins.",
+            "Traceback (most recent call last):", '  File "x.py", line 1, in <module>', "{broken json"]
+
+
+def journalctl(entries: list[dict[str, str]], args: list[str]) -> str:
+    """What ``journalctl -u portable-loader <args>`` prints for these entries: matches (FIELD=value, the
+    same field ORed, different fields ANDed), ``-p`` (that priority or more urgent), ``-n``, ``-o cat``."""
+    matches: dict[str, set[str]] = {}
+    priority, last, words = 7, None, iter(args)
+    for word in words:
+        if word in ("-u", "--since"):
+            next(words)
+        elif word == "-o":
+            assert next(words) == "cat"
+        elif word == "-p":
+            priority = {"err": 3, "warning": 4, "info": 6}[next(words)]
+        elif word == "-n":
+            last = int(next(words))
+        else:
+            field, _, value = word.partition("=")
+            assert field.isupper() and value, f"unknown journalctl argument {word!r}"
+            matches.setdefault(field, set()).add(value)
+    found = [e["MESSAGE"] for e in entries if int(e.get("PRIORITY", "6")) <= priority
+             and all(e.get(field) in values for field, values in matches.items())]
+    return "".join(line + "\n" for line in (found[-last:] if last else found))
+
+
+def test_operations_log_recipes_answer_their_questions(processes, tmp_path, ipc_dir):
+    from tests.test_journal import FakeJournal, start_under_journal
+
+    plugins, data = tmp_path / "plugins", tmp_path / "data"
+    make_plugin(plugins, "car", behaviour={"crash_after_s": 0.3, "crash_code": 3,
+                                           "print_lines": ["car: sensor offline"]})
+    make_plugin(plugins, "bus", version="v2.1.0")
+    (data / "rules").mkdir(parents=True)
+    (data / "rules" / "r1.json").write_text(json.dumps(
         {"id": "r1", "sql": "SELECT a FROM s GROUP BY a", "actions": [{"log": {}}]}))
-    (dirs["data"] / "streams").mkdir(parents=True)
-    (dirs["data"] / "streams" / "s.json").write_text(json.dumps(
-        {"sql": 'CREATE STREAM s () WITH (TYPE="bus_src")'}))
-    loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"])
-    loader.wait_for("plugin.exited", plugin="car", count=2, timeout=15)
-    loader.wait_for("rule.error", rule="r1")
-    loader.terminate()
-    journal = tmp_path / "journal.jsonl"
-    journal.write_text("".join(loader.raw))
+    (data / "streams").mkdir(parents=True)
+    (data / "streams" / "s.json").write_text(json.dumps({"sql": 'CREATE STREAM s () WITH (TYPE="bus_src")'}))
+    journal = FakeJournal(ipc_dir / "journal.sock")
+    try:
+        proc, stdout_lines = start_under_journal(processes, tmp_path, ipc_dir, journal.path, plugins)
+        journal.wait_for(EVENT="plugin.exited", PLUGIN="car")
+        journal.wait_for(EVENT="plugin.restarting", PLUGIN="car")
+        journal.wait_for(EVENT="rule.error", RULE="r1")
+        journal.wait_for(EVENT="plugin.running", PLUGIN="bus")
+        proc.send_signal(signal.SIGUSR1)
+        journal.wait_for(EVENT="loader.stack_dump")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        entries = list(journal.entries)
+    finally:
+        journal.close()
+    assert stdout_lines == []
+    # What else a real journal holds for the unit: systemd's lines, text without fields.
+    entries += [{"MESSAGE": line, "PRIORITY": "3"} for line in NOT_JSON]
     answers = {}
-    for question, jq in recipes():
-        result = subprocess.run(f"cat {journal} | {jq}", shell=True, capture_output=True, text=True, timeout=30)
-        assert result.returncode == 0, f"{question}: {result.stderr}"
-        answers[question] = result.stdout
-    assert len(answers) == 5, list(answers)
-    assert '"event":"plugin.exited"' in answers["Why did plugin car stop?"]
+    for question, command in recipes():
+        journal_part, _, jq = command.partition(" | ")
+        output = journalctl(entries, shlex.split(journal_part)[1:])
+        if jq:
+            mixed = "".join(f"{NOT_JSON[i % len(NOT_JSON)]}\n{line}\n" for i, line in enumerate(output.splitlines()))
+            result = subprocess.run(jq, shell=True, input=mixed + NOT_JSON[0] + "\n", capture_output=True,
+                                    text=True, timeout=30)
+            assert result.returncode == 0, f"{question}: {result.stderr}"
+            output = result.stdout
+        answers[question] = output
+    assert len(answers) == 7, list(answers)
+    errors = answers["Which errors did the loader log?"]
+    assert '"event": "plugin.exited"' in errors and '"event": "rule.error"' in errors
+    assert '"event": "plugin.running"' not in errors
+    why = answers["Why did plugin car stop?"]
+    assert '"event": "plugin.exited"' in why and '"plugin": "bus"' not in why
     assert "car: sensor offline" in answers["What did car print just before it crashed?"]
     versions = answers["Which version of each plugin runs?"]
     assert "bus v2.1.0 pid" in versions and "car v1.0.0 pid" in versions
-    assert '"plugin":"car"' in answers["What restarted in the last hour?"]
+    assert '"plugin": "car"' in answers["What restarted in the last hour?"]
     assert "GROUP BY" in answers["Which rules have errors, and why?"]
+    threads = [json.loads(line) for line in answers["Where does each thread wait?"].splitlines()]
+    assert any(t["thread"] == "MainThread" for t in threads) and all(t["at"] for t in threads)

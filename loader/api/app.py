@@ -21,9 +21,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from loader.api.errors import ApiError, bad_request, not_found
+from loader.api.errors import ApiError, bad_request, not_found, storage_error
 from loader.api.openapi import build_openapi
-from loader.api.plugins import PluginInstaller, check_plugin_name, plugin_info, plugin_status
+from loader.api.plugins import PluginInstaller, check_plugin_name, is_upload, plugin_info, plugin_status, \
+    receive_upload
 from loader.api.resources import KINDS, Resources, loader_version
 from loader.log import get_logger
 from loader.names import is_valid_name
@@ -154,13 +155,31 @@ class Api:
         return status
 
     async def install_plugin(self, request: Request) -> Any:
-        body = await json_object(request, '{"name": "demo", "file": "file:///tmp/demo.zip"}')
+        """eKuiper's JSON ``{"name", "file": URL}``, or (our addition) the zip itself as the body with ``?name=``."""
+        query_name = request.query_params.get("name")
+        if is_upload(request):
+            name = check_plugin_name(query_name)
+            upload = await receive_upload(request, self.service.config)
+            try:
+                return 201, await self.installer.install(name, upload)
+            finally:
+                upload.discard()
+        body = await json_object(request, '{"name": "demo", "file": "https://example.com/demo.zip"}')
         name = check_plugin_name(body.get("name"))
+        if query_name is not None and query_name != name:
+            raise bad_request("bad_name", f"the body names plugin {name!r} but the query names {query_name!r}")
         return 201, await self.installer.install(name, body.get("file"))
 
     async def update_plugin(self, request: Request) -> Any:
         name = request.path_params["name"]
-        body = await json_object(request, '{"file": "file:///tmp/demo.zip"}')
+        if is_upload(request):
+            check_plugin_name(name)
+            upload = await receive_upload(request, self.service.config)
+            try:
+                return await self.installer.update(name, upload)
+            finally:
+                upload.discard()
+        body = await json_object(request, '{"file": "https://example.com/demo.zip"}')
         if "name" in body and body["name"] != name:
             raise bad_request("bad_name", f"the body names plugin {body['name']!r} but the path names {name!r}")
         return await self.installer.update(name, body.get("file"))
@@ -267,6 +286,17 @@ class Api:
         }
         return [Route(path, self._dispatch(methods), methods=list(methods)) for path, methods in table.items()]
 
+    def _os_error(self, request: Request, exc: OSError) -> Response:
+        """A storage problem (permissions, read-only, full) answers 503/507 with the fix; others are bugs: 500."""
+        error = storage_error(exc)
+        if error is not None:
+            self.log.error("api.storage_error", method=request.method, path=request.url.path, file=exc.filename,
+                           error=error.message)
+            return error_response(error)
+        self.log.exception("api.internal_error", method=request.method, path=request.url.path, error=str(exc))
+        return error_response(ApiError(500, "internal", f"the loader failed on this request: {exc}; "
+                                                        "see its log (event api.internal_error)"))
+
     def _dispatch(self, methods: dict[str, Handler]) -> Handler:
         async def endpoint(request: Request) -> Response:
             handler = methods.get(request.method) or methods["GET"]  # HEAD is answered like GET
@@ -275,6 +305,8 @@ class Api:
                 result = await handler(request)
             except ApiError as exc:
                 response: Response = error_response(exc)
+            except OSError as exc:
+                response = self._os_error(request, exc)
             except Exception as exc:  # a bug, never the client's input: say so, log it, keep serving
                 self.log.exception("api.internal_error", method=request.method, path=request.url.path,
                                    error=str(exc))

@@ -22,11 +22,25 @@ import zipfile
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from loader.api.errors import STORAGE_ERRNOS
+
 CHUNK = 64 * 1024
 MAX_ENTRIES = 10_000
 MAX_LINK_TARGET = 1024
 DOWNLOAD_TIMEOUT_S = 60.0
 _DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class WriteError(OSError):
+    """Writing on the loader's side failed (permissions, read-only or full disk): not the archive's fault.
+
+    It passes through every handler here so the API answers with the path
+    and the fix (loader/api/errors.py, ``storage_error``).
+    """
+
+
+def _write_error(exc: OSError, path: Path) -> WriteError:
+    return WriteError(exc.errno, exc.strerror, str(exc.filename or path))
 
 
 class ArchiveError(Exception):
@@ -85,6 +99,8 @@ def _fetch(url: str, dest: Path, limit: int) -> None:
                                    f"{_megabytes(limit)} (rest_max_upload_mb)")
             with open(path, "rb") as source:
                 _copy_limited(source, dest, limit, url)
+        except WriteError:
+            raise
         except OSError as exc:
             raise ArchiveError("download_failed", f"cannot read {path}: {exc.strerror or exc}") from None
         return
@@ -99,6 +115,8 @@ def _fetch(url: str, dest: Path, limit: int) -> None:
                 raise ArchiveError("archive_too_large", f"{url} is {length} bytes, over the limit of "
                                    f"{_megabytes(limit)} (rest_max_upload_mb)")
             _copy_limited(response, dest, limit, url)
+    except WriteError:
+        raise
     except urllib.error.HTTPError as exc:
         raise ArchiveError("download_failed", f"downloading {url} failed: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
@@ -108,7 +126,11 @@ def _fetch(url: str, dest: Path, limit: int) -> None:
 
 def _copy_limited(source, dest: Path, limit: int, url: str) -> None:
     written = 0
-    with open(dest, "wb") as out:
+    try:
+        out = open(dest, "wb")
+    except OSError as exc:
+        raise _write_error(exc, dest) from None
+    with out:
         while True:
             chunk = source.read(CHUNK)
             if not chunk:
@@ -117,7 +139,10 @@ def _copy_limited(source, dest: Path, limit: int, url: str) -> None:
             if written > limit:
                 raise ArchiveError("archive_too_large", f"{url} is over the limit of {_megabytes(limit)} "
                                    "(rest_max_upload_mb)")
-            out.write(chunk)
+            try:
+                out.write(chunk)
+            except OSError as exc:
+                raise _write_error(exc, dest) from None
 
 
 # ---------------------------------------------------------------- extract
@@ -222,6 +247,8 @@ def _mkdir(path: Path, entry: str) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            raise _write_error(exc, path) from None
         raise ArchiveError("bad_archive", f"entry {entry!r}: cannot create folder {path.name!r}: "
                            f"{exc.strerror or exc}") from None
 
@@ -231,6 +258,8 @@ def _write_file(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, writte
     try:
         fd = os.open(target, flags, 0o600)
     except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            raise _write_error(exc, target) from None
         raise ArchiveError("bad_archive", f"entry {info.filename!r}: cannot create it: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as out, zf.open(info) as source:
@@ -245,6 +274,10 @@ def _write_file(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, writte
                 out.write(chunk)
     except ArchiveError:
         raise
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            raise _write_error(exc, target) from None
+        raise ArchiveError("bad_archive", f"entry {info.filename!r} cannot be read: {exc}") from None
     except Exception as exc:  # bad CRC, encryption, unsupported compression, truncated data
         raise ArchiveError("bad_archive", f"entry {info.filename!r} cannot be read: {exc}") from None
     mode = (info.external_attr >> 16) & 0o777

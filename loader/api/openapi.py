@@ -78,9 +78,10 @@ def _schemas() -> dict[str, Any]:
             "properties": {
                 "name": {**NAME, "description": "the plugin name: its folder and manifest name"},
                 "file": {"type": "string", "pattern": "^(file|https?)://",
-                         "description": "zip of the plugin folder: file:///path.zip on the loader's host, or http(s)"},
+                         "description": "zip of the plugin folder: http(s), or file:///path.zip on the loader's host "
+                                        "(under systemd its /tmp is private: upload the zip as the body instead)"},
             },
-            "example": {"name": "demo", "file": "file:///tmp/demo.zip"},
+            "example": {"name": "demo", "file": "https://example.com/demo.zip"},
         },
         "PluginUpdate": {
             "type": "object",
@@ -89,7 +90,7 @@ def _schemas() -> dict[str, Any]:
                 "name": {**NAME, "description": "optional; must equal the name in the path"},
                 "file": {"type": "string", "pattern": "^(file|https?)://"},
             },
-            "example": {"name": "demo", "file": "file:///tmp/demo-v2.zip"},
+            "example": {"name": "demo", "file": "https://example.com/demo-v2.zip"},
         },
         "PluginInfo": {
             "type": "object",
@@ -221,11 +222,16 @@ def _path_param(name: str, description: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": dict(NAME), "description": description}
 
 
+ZIP = "application/zip"
+
+
 def _op(summary: str, responses: dict[str, Any], *, body: dict[str, Any] | None = None,
-        params: list[dict[str, Any]] | None = None, tag: str) -> dict[str, Any]:
+        params: list[dict[str, Any]] | None = None, tag: str, zip_body: bool = False) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
     if body is not None:
         op["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
+    if zip_body:  # our addition: the plugin zip itself as the body
+        op["requestBody"]["content"][ZIP] = {"schema": {"type": "string", "format": "binary"}}
     if params:
         op["parameters"] = params
     return op
@@ -240,6 +246,11 @@ def build_openapi(token_required: bool, version: str) -> dict[str, Any]:
     stream = _path_param("name", "stream name")
     rule = _path_param("id", "rule id")
     udf = _path_param("name", "function name")
+    upload_name = {"name": "name", "in": "query", "required": False, "schema": dict(NAME),
+                   "description": "plugin name, for a zip sent as the body (must equal the JSON body's name otherwise)"}
+    unwritable = _error("the loader cannot write its directories (permissions, read-only); the message names the "
+                        "path and the fix")
+    full = _error("no space left where the loader writes; the message names the path")
 
     paths: dict[str, Any] = {
         "/ping": {"get": {**_op("Liveness: 200 with an empty body", {"200": {"description": "the loader is up"}},
@@ -255,9 +266,12 @@ def build_openapi(token_required: bool, version: str) -> dict[str, Any]:
         "/plugins/portables": {
             "get": _op("List loaded portable plugins (their manifests)",
                        {"200": _json({"type": "array", "items": _ref("PluginInfo")}, "manifests")}, tag="plugins"),
-            "post": _op("Install a plugin from a zip; answers once it runs (201) or failed (400, rolled back)",
-                        {"201": _json(_ref("PluginResult"), "installed and running"), "400": bad, "409": exists},
-                        body=_ref("PluginInstall"), tag="plugins"),
+            "post": _op("Install a plugin from a zip; answers once it runs (201) or failed (400, rolled back). "
+                        "The zip comes from the URL in the JSON body (eKuiper's form) or is the body itself "
+                        "(Content-Type: application/zip, with ?name=)",
+                        {"201": _json(_ref("PluginResult"), "installed and running"), "400": bad, "409": exists,
+                         "503": unwritable, "507": full},
+                        body=_ref("PluginInstall"), params=[upload_name], tag="plugins", zip_body=True),
         },
         "/plugins/portables/{name}": {
             "get": _op("Describe a loaded plugin (its manifest)",
@@ -265,7 +279,8 @@ def build_openapi(token_required: bool, version: str) -> dict[str, Any]:
             "put": _op("Update a plugin from a zip; running rules move to the new process, a failed update "
                        "restores the previous version",
                        {"200": _json(_ref("PluginResult"), "updated and running"), "400": bad, "404": missing,
-                        "409": exists}, body=_ref("PluginUpdate"), params=[plugin], tag="plugins"),
+                        "409": exists, "503": unwritable, "507": full}, body=_ref("PluginUpdate"), params=[plugin],
+                       tag="plugins", zip_body=True),
             "delete": _op("Delete a plugin (rules using it wait for a new provider)",
                           {"200": ok_message, "404": missing}, params=[plugin], tag="plugins"),
         },

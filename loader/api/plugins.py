@@ -1,6 +1,9 @@
 """Portable plugins over REST: views of what runs, and install/update/delete through the folder.
 
-REST never loads a plugin itself.  Install and update unpack the zip into a
+REST never loads a plugin itself.  The zip comes from a URL (eKuiper's form)
+or in the request body (our addition, so a client need not share a file
+system with the service); either way the same size limit and archive checks
+apply.  Install and update unpack the zip into a
 hidden staging folder inside ``plugins_dir`` (same file system, ignored by
 the reconciler), validate it with exactly the checks a dropped folder gets
 (``load_plugin``, under its final name), copy its shipped configuration to
@@ -91,6 +94,55 @@ def plugin_status(service, name: str) -> dict[str, Any] | None:
         "restarts": status.restarts if status is not None else 0,
         "since": iso_time(status.since if status is not None else None),
     }
+
+
+ZIP_TYPES = ("application/zip", "application/octet-stream", "application/x-zip-compressed")
+
+
+@dataclass
+class Upload:
+    """A plugin zip received in the request body, waiting in a hidden file inside ``plugins_dir``."""
+
+    path: Path
+    size: int
+
+    def __str__(self) -> str:
+        return f"upload of {self.size} bytes"
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def is_upload(request) -> bool:
+    """Our addition to eKuiper's API: the zip itself as the body (``Content-Type: application/zip``)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower() in ZIP_TYPES
+
+
+async def receive_upload(request, config) -> Upload:
+    """Write the body to ``plugins_dir/.upload-*.zip``, refusing more than ``rest_max_upload_mb`` as the URL form does."""
+    limit = int(float(config.rest_max_upload_mb) * 1024 * 1024)
+    length = request.headers.get("content-length", "")
+    too_large = ArchiveError("archive_too_large", f"the uploaded zip is over the limit of {limit / 1048576:g} MiB "
+                                                  "(rest_max_upload_mb)")
+    if length.isdigit() and int(length) > limit:
+        raise bad_request(too_large.code, too_large.message)
+    config.plugins_dir.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".upload-", suffix=".zip", dir=config.plugins_dir)
+    upload = Upload(Path(name), 0)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in request.stream():
+                upload.size += len(chunk)
+                if upload.size > limit:
+                    raise bad_request(too_large.code, too_large.message)
+                out.write(chunk)
+    except BaseException:
+        upload.discard()
+        raise
+    if upload.size == 0:
+        upload.discard()
+        raise bad_request("bad_archive", "the request body is empty: send the plugin zip (portable-loader package)")
+    return upload
 
 
 def check_plugin_name(name: Any) -> str:
@@ -245,14 +297,17 @@ class PluginInstaller:
     # ----------------------------------------------------------- helpers
 
     def _stage(self, name: str, url: Any) -> _Staged:
-        """Fetch and unpack into ``plugins_dir/.install-<name>-*/<name>`` and validate it there (blocking)."""
+        """Fetch (or take the upload) and unpack into ``plugins_dir/.install-<name>-*/<name>`` and validate it there (blocking)."""
         limit = int(float(self.config.rest_max_upload_mb) * 1024 * 1024)
         plugins_dir = self.config.plugins_dir
         plugins_dir.mkdir(parents=True, exist_ok=True)
         root = Path(tempfile.mkdtemp(prefix=f".install-{name}-", dir=plugins_dir))
         try:
             archive = root / "plugin.zip"
-            fetch(url, archive, limit)
+            if isinstance(url, Upload):
+                os.replace(url.path, archive)
+            else:
+                fetch(url, archive, limit)
             folder = root / name
             folder.mkdir()
             extract(archive, folder, name, limit)

@@ -83,6 +83,15 @@ class ApiServer:
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def serving(self) -> bool:
+        return self._server is not None and self._server.started
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
     async def start(self) -> None:
         """Listen and serve in the background; on failure log ``api.unavailable`` and keep the loader running."""
         log = get_logger()

@@ -38,9 +38,17 @@ class Api:
              timeout: float = 60.0) -> tuple[int, Any]:
         """(status, parsed JSON or None); never raises on HTTP errors."""
         data = json.dumps(body).encode() if body is not None else None
+        return self.send(method, path, data, "application/json", token, timeout)
+
+    def upload(self, method: str, path: str, data: bytes, timeout: float = 60.0) -> tuple[int, Any]:
+        """A plugin zip as the request body."""
+        return self.send(method, path, data, "application/zip", "default", timeout)
+
+    def send(self, method: str, path: str, data: bytes | None, content_type: str, token: str | None,
+             timeout: float) -> tuple[int, Any]:
         request = urllib.request.Request(self.url + path, data=data, method=method)
         if data is not None:
-            request.add_header("Content-Type", "application/json")
+            request.add_header("Content-Type", content_type)
         token = self.token if token == "default" else token
         if token:
             request.add_header("Authorization", f"Bearer {token}")

@@ -2,7 +2,7 @@
 
 It speaks only the control channel: handshake, keepalives, ``ok`` to every
 command.  ``behaviour.json`` next to it switches on misbehaviours the tests
-need: crash after a delay, ignore SIGTERM, never send keepalives, declare a
+need: start slowly, crash after a delay, ignore SIGTERM, never send keepalives, declare a
 different plugin name, print lines before exiting.
 """
 
@@ -31,6 +31,8 @@ for line in behaviour.get("print_lines", []):
     print(line, flush=True)
 if "exit_code" in behaviour:
     sys.exit(behaviour["exit_code"])
+if "start_delay_s" in behaviour:  # a slow start (heavy imports, a device to open) before the handshake
+    time.sleep(behaviour["start_delay_s"])
 if behaviour.get("ignore_sigterm"):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
