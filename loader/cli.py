@@ -41,8 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     reload.add_argument("--pid", type=int, help="the loader's pid ($MAINPID under systemd; default: from its state file)")
     reload.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the loader's answer")
 
-    validate = commands.add_parser("validate", help="check a plugin folder as the loader would")
+    validate = commands.add_parser("validate", help="check a plugin folder as the loader would "
+                                                     "(manifest, executable, Python code compiles)")
     validate.add_argument("folder", type=Path)
+    validate.add_argument("--strict", action="store_true", help="an unknown manifest key is an error, not a warning")
 
     package = commands.add_parser("package", help="zip a plugin folder for installation")
     package.add_argument("folder", type=Path)
@@ -98,7 +100,7 @@ def _reload(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     folder = args.folder.absolute()
     try:
-        spec = load_plugin(folder)
+        spec = load_plugin(folder, strict=getattr(args, "strict", False))
     except ManifestError as exc:
         print(f"INVALID {folder.name}")
         print(f"  file:    {exc.file}")

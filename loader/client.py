@@ -167,7 +167,7 @@ PLUGIN_COLUMNS = [("NAME", "name"), ("VERSION", "version"), ("STATE", "state"), 
                   ("SOURCES", "sources"), ("SINKS", "sinks"), ("FUNCTIONS", "functions")]
 STATUS_COLUMNS = [("PLUGIN", "name"), ("STATE", "state"), ("VERSION", "version"), ("PREVIOUS", "previousVersion"),
                   ("PID", "pid"), ("RESTARTS", "restarts"), ("RULES", "refCount"), ("SINCE", "since"),
-                  ("ERROR", "errMsg")]
+                  ("FAILED", "failedVersion"), ("ERROR", "errMsg")]
 
 
 def run_plugins(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
@@ -253,7 +253,9 @@ def run_status(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
     rules = ", ".join(f"{count} {state}" for state, count in data["rules"].items())
     head = f"portable-loader {data['version']}: {len(data['plugins'])} plugins, {data['streams']} streams, rules: {rules}"
     body = table(data["plugins"], STATUS_COLUMNS) if data["plugins"] else "no plugins"
-    return data, f"{head}\n{body}"
+    failures = [f"{p['name']}: version {p['failedVersion']} failed, {p['version']} keeps running: {p['failedError']}"
+                for p in data["plugins"] if p.get("failedVersion")]
+    return data, "\n".join([head, body, *failures])
 
 
 RUNNERS = {"plugins": run_plugins, "streams": run_streams, "rules": run_rules, "symbols": run_symbols,

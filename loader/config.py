@@ -48,6 +48,16 @@ class SupervisorSettings:
 
 
 @dataclass(frozen=True)
+class UpdateSettings:
+    """Probation and rollback of new plugin versions (loader/snapshots.py, loader/supervisor.py)."""
+
+    #: A new version must handshake and stay up this long to count as good.
+    probation_s: float = 10.0
+    #: Good snapshots kept per plugin: the rollback targets.
+    snapshots_kept: int = 2
+
+
+@dataclass(frozen=True)
 class BatchSettings:
     """The batching extension offered to sdk plugins (docs/protocol.md, Extensions)."""
 
@@ -74,6 +84,7 @@ class LoaderConfig:
     supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
     venv: VenvSettings = field(default_factory=VenvSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
+    updates: UpdateSettings = field(default_factory=UpdateSettings)
 
     def resolved(self) -> "LoaderConfig":
         """Absolute paths, so later chdir or symlinks do not change their meaning."""
@@ -103,6 +114,7 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> L
         supervisor=SupervisorSettings(**raw.get("supervisor", {})),
         venv=_venv_settings(raw.get("venv", {})),
         batch=BatchSettings(**raw.get("batch", {})),
+        updates=UpdateSettings(**raw.get("updates", {})),
     )
     for key, value in (overrides or {}).items():
         if value is not None:

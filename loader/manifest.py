@@ -14,6 +14,7 @@ executable exists inside the folder and is executable).
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import jsonschema
 
 from loader.digest import folder_digest
 from loader.names import is_valid_name
+from loader.pycheck import first_syntax_error
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
 SYMBOL_KINDS = ("sources", "sinks", "functions")
@@ -44,6 +46,8 @@ class ManifestError(Exception):
     message: str
     fix: str
     incomplete: bool = False
+    #: The manifest's version, when the fault was found after the manifest was read.
+    version: str | None = None
 
     def __str__(self) -> str:
         where = f"{self.file} at {self.pointer}" if self.pointer else self.file
@@ -62,6 +66,8 @@ class PluginSpec:
     warnings: tuple[str, ...] = field(default=())
     #: The interpreter of the plugin's own venv, once built (loader/venvs.py).
     python: Path | None = None
+    #: For a snapshot (loader/snapshots.py): the watched folder it was copied from.
+    source: Path | None = None
 
     @property
     def version(self) -> str:
@@ -86,8 +92,11 @@ def manifest_path(folder: Path) -> Path:
     return folder / f"{folder.name}.json"
 
 
-def load_plugin(folder: Path) -> PluginSpec:
-    """Read and validate one plugin folder; raise ManifestError on any fault."""
+def load_plugin(folder: Path, strict: bool = False) -> PluginSpec:
+    """Read and validate one plugin folder; raise ManifestError on any fault.
+
+    ``strict`` makes an unknown manifest key an error instead of a warning.
+    """
     name = folder.name
     if not is_valid_name(name):
         raise ManifestError(
@@ -96,9 +105,11 @@ def load_plugin(folder: Path) -> PluginSpec:
         )
     path = manifest_path(folder)
     manifest = _read_json(path)
-    warnings = _check_schema(path, manifest)
+    warnings = _check_schema(path, manifest, strict)
     _check_semantics(path, folder, manifest)
     executable = _check_executable(path, folder, manifest)
+    if manifest["language"] == "python":
+        _check_compiles(folder, executable, str(manifest["version"]))
     return PluginSpec(
         name=name,
         folder=folder,
@@ -131,7 +142,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _check_schema(path: Path, manifest: dict[str, Any]) -> list[str]:
+def _check_schema(path: Path, manifest: dict[str, Any], strict: bool = False) -> list[str]:
     schema = load_schema("plugin.schema.json")
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))
@@ -139,12 +150,20 @@ def _check_schema(path: Path, manifest: dict[str, Any]) -> list[str]:
         first = errors[0]
         pointer = _pointer(first.absolute_path)
         raise ManifestError(str(path), pointer, first.message, _fix_for(first))
-    known = set(schema["properties"])
-    return [
-        f"{path}: unknown key {key!r} is ignored (known keys: {', '.join(sorted(known))})"
-        for key in manifest
-        if key not in known
-    ]
+    known = sorted(schema["properties"])
+    unknown = [key for key in manifest if key not in known]
+    if strict and unknown:
+        key = unknown[0]
+        raise ManifestError(str(path), _pointer([key]), f"unknown key {key!r}", _unknown_key_fix(key, known))
+    return [f"{path}: unknown key {key!r} is ignored; {_unknown_key_fix(key, known)}" for key in unknown]
+
+
+def _unknown_key_fix(key: str, known: list[str]) -> str:
+    """Suggest the nearest known key (a typo like "sourcse"), else list them all."""
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return f"known keys: {', '.join(known)}"
 
 
 def _pointer(parts: Any) -> str:
@@ -165,6 +184,14 @@ def _fix_for(error: jsonschema.ValidationError) -> str:
         "dependentRequired": "add the key it depends on",
     }
     return hints.get(str(error.validator), "see schema/plugin.schema.json")
+
+
+def _check_compiles(folder: Path, executable: Path, version: str) -> None:
+    """A Python plugin whose code does not compile is refused before anything is stopped."""
+    found = first_syntax_error(folder, executable)
+    if found is not None:
+        source, error = found
+        raise ManifestError(str(source), "", error, f"fix {source.name} and save it again", version=version)
 
 
 def _check_semantics(path: Path, folder: Path, manifest: dict[str, Any]) -> None:

@@ -1,32 +1,43 @@
 """Make the running plugins match the plugin folders.
 
 The filesystem is the desired state; supervisors are the actual state.
-``reconcile(name)`` reads one folder, compares it with what runs and does
-exactly one of: nothing, load, swap, unload, keep the old version and report,
-or report the folder as waiting/invalid.  File events, the periodic rescan and
-REST installs all end up here, so there is one code path for every change.
-Calls for the same name are serialised; different names proceed in parallel.
+``reconcile(name)`` reads one folder, asks ``decide`` (loader/decision.py,
+a pure function) what to do, and does exactly that: nothing, load, swap,
+unload, keep the old version and report, or report the folder as
+waiting/invalid.  File events, the periodic rescan and REST installs all end
+up here, so there is one code path for every change.  Calls for the same
+name are serialised; different names proceed in parallel.
+
+A version is started from a snapshot of its folder (loader/snapshots.py),
+never from the folder itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Awaitable, Callable
 
 from loader.config import LoaderConfig
+from loader.decision import Action, Folder, Observed, Running, decide
 from loader.digest import content_files
 from loader.log import get_logger
 from loader.manifest import ManifestError, PluginSpec, load_plugin
 from loader.registry import SymbolConflict, SymbolRegistry
-from loader.status import BUILDING, INVALID, WAITING, StatusBoard
+from loader.snapshots import SnapshotStore
+from loader.states import Lifecycle, PluginState
+from loader.status import StatusBoard
 from loader.supervisor import PluginSupervisor
 from loader.venvs import VenvBuilder, VenvError, wants_venv
 
-SupervisorFactory = Callable[[PluginSpec], PluginSupervisor]
+SupervisorFactory = Callable[[PluginSpec, Lifecycle], PluginSupervisor]
+#: Running rules by the symbols of one plugin they use: ``{(kind, symbol): [rule ids]}``.
+SymbolUsers = Callable[[str], dict[tuple[str, str], list[str]]]
+S = PluginState
 
 
 def is_candidate(path: Path) -> bool:
@@ -34,20 +45,49 @@ def is_candidate(path: Path) -> bool:
     return not path.name.startswith(".") and not path.name.endswith("~")
 
 
+class _NotLoadable(Exception):
+    """The folder's version cannot be loaded now; ``incomplete``: it may still be being copied."""
+
+    def __init__(self, error: str, incomplete: bool = False, version: str | None = None) -> None:
+        super().__init__(error)
+        self.error, self.incomplete, self.version = error, incomplete, version
+
+
 class Reconciler:
     def __init__(self, config: LoaderConfig, board: StatusBoard, registry: SymbolRegistry,
                  factory: SupervisorFactory | None = None) -> None:
         self.config = config
         self.venvs = VenvBuilder(config.data_dir / "venvs", config.venv)
+        self.snapshots = SnapshotStore(config.data_dir / "snapshots", config.updates.snapshots_kept)
         self.board = board
         self.registry = registry
         self.supervisors: dict[str, PluginSupervisor] = {}
-        self._factory = factory or (lambda spec: PluginSupervisor(spec, self.config, board))
+        #: Each name's state while no supervisor owns it (and handed to its supervisor).
+        self.lifecycles: dict[str, Lifecycle] = {}
+        self._factory = factory or self._supervisor
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._reported: dict[str, str] = {}
         self._closing = False
         #: Called after any plugin was loaded, swapped or unloaded (the rules follow).
         self.listeners: list[Callable[[], Awaitable[None]]] = []
+        #: Which running rules use which symbols of a plugin (set by the service to the rule manager's).
+        self.symbol_users: SymbolUsers = lambda plugin: {}
+
+    def _supervisor(self, spec: PluginSpec, lifecycle: Lifecycle) -> PluginSupervisor:
+        return PluginSupervisor(spec, self.config, self.board, lifecycle=lifecycle, on_good=self._keep_good)
+
+    def _keep_good(self, spec: PluginSpec) -> None:
+        """A version passed probation: keep its snapshot as a rollback target, prune the rest."""
+        in_use = {s.spec.folder for s in self.supervisors.values()}
+        in_use |= {s.good.folder for s in self.supervisors.values() if s.good is not None}
+        self.snapshots.keep = self.config.updates.snapshots_kept
+        self.snapshots.mark_good(spec, in_use)
+
+    def lifecycle(self, name: str) -> Lifecycle:
+        life = self.lifecycles.get(name)
+        if life is None:
+            life = self.lifecycles[name] = Lifecycle(name, self.board)
+        return life
 
     def folder_names(self) -> set[str]:
         root = self.config.plugins_dir
@@ -56,7 +96,7 @@ class Reconciler:
         return {p.name for p in root.iterdir() if is_candidate(p) and p.is_dir()}
 
     async def reconcile_all(self) -> None:
-        names = self.folder_names() | set(self.supervisors) | set(self.board.names())
+        names = self.folder_names() | set(self.supervisors) | set(self.lifecycles)
         await asyncio.gather(*(self.reconcile(name) for name in sorted(names)))
 
     async def reconcile(self, name: str) -> None:
@@ -68,7 +108,10 @@ class Reconciler:
                 await self._reconcile(name)
             except Exception as exc:  # one plugin's failure must not take down the others
                 get_logger(plugin=name).exception("plugin.reconcile_failed", error=str(exc))
-                self.board.set_state(name, INVALID, last_error=str(exc))
+                if name in self.supervisors:
+                    self.lifecycle(name).publish(last_error=str(exc))
+                else:
+                    self.lifecycle(name).move(S.INVALID, last_error=str(exc), pid=None)
 
     def hold(self, name: str) -> asyncio.Lock:
         """The lock that serialises reconciling ``name``.
@@ -89,44 +132,108 @@ class Reconciler:
             if name in self.supervisors:
                 await self._unload(name, reason="loader stopping")
 
+    # ------------------------------------------------------------ decide
+
     async def _reconcile(self, name: str) -> None:
         folder = self.config.plugins_dir / name
         if not is_candidate(folder):
             return
+        current = self.supervisors.get(name)
+        spec, problem, users = None, None, {}
         if not folder.is_dir():
-            if name in self.supervisors:
-                await self._unload(name, reason="folder removed")
-                await self._notify()
-            self.board.remove(name)
-            self._reported.pop(name, None)
-            return
+            observed = Observed(Folder.GONE)
+        else:
+            try:
+                spec = self._read(folder)
+            except _NotLoadable as exc:
+                problem = exc
+                recent = exc.incomplete and current is None and \
+                    _recently_changed(folder, self.config.watch.incomplete_grace_s)
+                observed = Observed(Folder.INCOMPLETE if exc.incomplete else Folder.INVALID, recently_changed=recent)
+            else:
+                users = self._removed_in_use(current.spec, spec) if current is not None else {}
+                observed = Observed(Folder.VALID, spec.digest, removes_used_symbols=bool(users))
+        running = Running(
+            digest=current.spec.digest if current is not None else None,
+            failed_digest=current.failed[0].digest if current is not None and current.failed else None,
+            reporting_failure=name in self._reported or (current is not None and current.failed is not None),
+        )
+        action = decide(observed, running)
+        if spec is not None:
+            for warning in spec.warnings:
+                get_logger(plugin=name).warning("plugin.manifest_warning", reason=warning)
+        await self._act(name, action, spec, problem, users)
+
+    def _read(self, folder: Path) -> PluginSpec:
         try:
             spec = load_plugin(folder)
             self.registry.check(spec)
         except ManifestError as exc:
-            self._not_loadable(name, folder, str(exc), exc.incomplete)
-            return
+            raise _NotLoadable(str(exc), exc.incomplete, exc.version) from None
         except SymbolConflict as exc:
-            self._not_loadable(name, folder, str(exc), False)
+            raise _NotLoadable(str(exc)) from None
+        return spec
+
+    def _removed_in_use(self, old: PluginSpec, new: PluginSpec) -> dict[tuple[str, str], list[str]]:
+        """Symbols ``old`` declares, ``new`` does not, and running rules use: with those rules."""
+        used = self.symbol_users(old.name)
+        return {key: rules for key, rules in used.items()
+                if rules and key[1] in old.symbols(key[0]) and key[1] not in new.symbols(key[0])}
+
+    async def _act(self, name: str, action: Action, spec: PluginSpec | None, problem: _NotLoadable | None,
+                   users: dict[tuple[str, str], list[str]]) -> None:
+        if action is Action.NOTHING:
+            return
+        if action is Action.FORGET:
+            self.board.remove(name)
+            self.lifecycles.pop(name, None)
+            self._reported.pop(name, None)
+            return
+        if action is Action.UNLOAD:
+            await self._unload(name, reason="folder removed")
+            self.board.remove(name)
+            self.lifecycles.pop(name, None)
+            self._reported.pop(name, None)
+            await self._notify()
+            return
+        if action is Action.ACCEPT:
+            self._reported.pop(name, None)
+            self.supervisors[name].accept_folder()
+            return
+        if action in (Action.WAIT, Action.INVALID) or (action is Action.REJECT and problem is not None):
+            assert problem is not None
+            self._not_loadable(name, problem, wait=action is Action.WAIT)
+            return
+        assert spec is not None
+        if action is Action.REJECT:
+            self._not_loadable(name, _NotLoadable(_symbols_in_use(spec, users), version=spec.version))
             return
         self._reported.pop(name, None)
-        for warning in spec.warnings:
-            get_logger(plugin=name).warning("plugin.manifest_warning", reason=warning)
-        current = self.supervisors.get(name)
-        if current is not None and current.spec.digest == spec.digest:
-            return
         try:
-            spec = await self._with_venv(spec, running=current is not None)
-        except VenvError as exc:
-            self._not_loadable(name, folder, f"{folder / 'requirements.txt'}: {exc}", False)
+            spec = await self._prepare(spec, running=name in self.supervisors)
+        except _NotLoadable as exc:
+            self._not_loadable(name, exc)
             return
-        if current is None:
+        if action is Action.LOAD:
             await self._load(spec)
-        elif current.spec.digest != spec.digest:
-            await self._swap(current, spec)
         else:
-            return
+            await self._swap(self.supervisors[name], spec)
         await self._notify()
+
+    async def _prepare(self, spec: PluginSpec, running: bool) -> PluginSpec:
+        """The snapshot the version will run from, with its venv built if it has requirements."""
+        try:
+            snapshot = await asyncio.to_thread(self.snapshots.take, spec)
+        except ManifestError as exc:
+            raise _NotLoadable(f"{exc} (while taking a snapshot: is the folder still being written?)",
+                               exc.incomplete, exc.version) from None
+        except OSError as exc:
+            raise _NotLoadable(f"cannot take a snapshot of {spec.folder} in {self.snapshots.root}: {exc}; "
+                               "make data_dir writable and check free space", version=spec.version) from None
+        try:
+            return await self._with_venv(snapshot, running)
+        except VenvError as exc:
+            raise _NotLoadable(f"{spec.folder / 'requirements.txt'}: {exc}", version=spec.version) from None
 
     async def _with_venv(self, spec: PluginSpec, running: bool) -> PluginSpec:
         """The spec with its own interpreter when the plugin has a requirements.txt (built if needed)."""
@@ -135,7 +242,7 @@ class Reconciler:
         log = get_logger(plugin=spec.name)
         if not self.venvs.is_built(spec.folder):
             if not running:
-                self.board.set_state(spec.name, BUILDING, version=spec.version, last_error=None)
+                self.lifecycle(spec.name).move(S.BUILDING, version=spec.version, last_error=None)
             log.info("plugin.venv_building", version=spec.version, reason="requirements.txt present")
             python = await self.venvs.ensure(spec.folder)
             log.info("plugin.venv_ready", version=spec.version, python=str(python))
@@ -145,55 +252,78 @@ class Reconciler:
         for listener in self.listeners:
             await listener()
 
-    def _not_loadable(self, name: str, folder: Path, error: str, incomplete: bool) -> None:
-        """Report a folder that cannot be loaded now, keeping any running version."""
+    def _not_loadable(self, name: str, problem: _NotLoadable, wait: bool = False) -> None:
+        """Report a folder that cannot be loaded now, keeping any running version.
+
+        ``wait``: it is incomplete and changed recently, so it is reported as
+        waiting, not as an error.
+        """
         log = get_logger(plugin=name)
+        error = problem.error
         first_report = self._reported.get(name) != error
         self._reported[name] = error
+        life = self.lifecycle(name)
         running = self.supervisors.get(name)
         if running is not None:
-            self.board.ensure(name).last_error = error
+            life.publish(last_error=error, failed_version=problem.version, failed_error=error)
             if first_report:
-                log.error("plugin.update_rejected", version=running.spec.version, error=error,
-                          reason="the running version keeps running")
+                log.error("plugin.update_rejected", version=running.spec.version, rejected_version=problem.version,
+                          error=error, reason="the running version keeps running")
             return
-        if incomplete and _recently_changed(folder, self.config.watch.incomplete_grace_s):
-            self.board.set_state(name, WAITING, last_error=error)
+        if wait:
+            life.move(S.WAITING, last_error=error)
             if first_report:
                 log.info("plugin.incomplete", error=error, reason="waiting for the folder to be complete")
             return
-        previous = self.board.ensure(name).state
-        self.board.set_state(name, INVALID, last_error=error, pid=None)
-        if first_report or previous != INVALID:
+        previous = life.state
+        life.move(S.INVALID, last_error=error, pid=None)
+        if first_report or previous != S.INVALID:
             log.error("plugin.invalid", error=error)
+
+    # ------------------------------------------------------------ act
 
     async def _load(self, spec: PluginSpec) -> None:
         self.registry.register(spec)
-        supervisor = self._factory(spec)
-        get_logger(plugin=spec.name).info("plugin.loading", version=spec.version, folder=str(spec.folder))
+        life = self.lifecycle(spec.name)
+        supervisor = self._factory(spec, life)
+        get_logger(plugin=spec.name).info("plugin.loading", version=spec.version,
+                                          folder=str(spec.source or spec.folder), snapshot=str(spec.folder))
         try:
             await supervisor.open()
         except OSError as exc:
             self.registry.unregister(spec.name)
-            self._not_loadable(spec.name, spec.folder, str(exc), False)
+            self._not_loadable(spec.name, _NotLoadable(str(exc), version=spec.version))
             return
         self.supervisors[spec.name] = supervisor
         await supervisor.start()
 
     async def _swap(self, supervisor: PluginSupervisor, spec: PluginSpec) -> None:
         old = supervisor.spec.version
-        get_logger(plugin=spec.name).info("plugin.updating", version=spec.version, previous_version=old)
+        get_logger(plugin=spec.name).info("plugin.updating", version=spec.version, previous_version=old,
+                                          snapshot=str(spec.folder))
         self.registry.register(spec)
         ok = await supervisor.swap(spec)
         if ok:
             get_logger(plugin=spec.name).info("plugin.updated", version=spec.version, previous_version=old,
                                               pid=supervisor.process.pid if supervisor.process else None)
+        else:
+            self.registry.register(supervisor.spec)  # rolled back (or still retrying the new one)
 
     async def _unload(self, name: str, reason: str) -> None:
         supervisor = self.supervisors.pop(name)
         await supervisor.stop()
         self.registry.unregister(name)
+        if reason == "folder removed":
+            await asyncio.to_thread(shutil.rmtree, self.snapshots.root / name, True)
         get_logger(plugin=name).info("plugin.unloaded", version=supervisor.spec.version, reason=reason)
+
+
+def _symbols_in_use(spec: PluginSpec, users: dict[tuple[str, str], list[str]]) -> str:
+    """The refusal of a version that drops symbols running rules use, naming both and the fix."""
+    parts = [f"{kind[:-1]} {symbol!r} (used by rule{'s' if len(rules) > 1 else ''} {', '.join(sorted(rules))})"
+             for (kind, symbol), rules in sorted(users.items())]
+    return (f"version {spec.version} no longer declares {'; '.join(parts)}, which running rules use; "
+            f"stop those rules first, or declare the symbol again in {spec.name}.json")
 
 
 def _recently_changed(folder: Path, grace_s: float) -> bool:

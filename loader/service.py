@@ -27,7 +27,8 @@ from loader.reconciler import Reconciler
 from loader.registry import SymbolRegistry
 from loader.rules.manager import RuleManager
 from loader.reload import reload_outcome, state_path, write_state
-from loader.status import BUILDING, CRASHLOOP, INVALID, LOADING, RESTARTING, RUNNING, STATES, WAITING, StatusBoard
+from loader.status import BUILDING, CRASHLOOP, INVALID, PROBATION, RESTARTING, ROLLED_BACK, RUNNING, STARTING, STATES, \
+    WAITING, StatusBoard
 from loader.systemd import Notifier, keep_notifying, watchdog_interval
 from loader.wire.addresses import remove_stale_sockets
 from loader.watcher import Debouncer, FolderWatcher, json_file_name_of
@@ -47,6 +48,7 @@ class LoaderService:
         self.reconciler = Reconciler(config, self.board, self.registry)
         self.rules = RuleManager(config, self.registry, self.reconciler.supervisors.get)
         self.reconciler.listeners.append(self.rules.on_plugins_changed)
+        self.reconciler.symbol_users = self.rules.symbol_users
         settle = config.watch.settle_ms / 1000
         self.debouncers = [Debouncer(settle, self.reconciler.reconcile),
                            Debouncer(settle, self.rules.reconcile_stream),
@@ -227,10 +229,14 @@ class LoaderService:
 
 
 def status_line(counts: Mapping[str, int], rules_running: int, scanned: bool) -> str:
-    """systemd's STATUS= text from the plugin state counts: running, starting (venv builds), failed, rules."""
+    """systemd's STATUS= text from the plugin state counts: running, starting (venv builds), failed, rules.
+
+    A plugin on probation or rolled back serves, so it counts as running;
+    "loading" is the former name of "starting".
+    """
     failed = counts.get(INVALID, 0) + counts.get(CRASHLOOP, 0) + counts.get(RESTARTING, 0)
-    starting = counts.get(LOADING, 0) + counts.get(BUILDING, 0) + counts.get(WAITING, 0)
-    parts = [f"{counts.get(RUNNING, 0)} running"]
+    starting = counts.get(STARTING, 0) + counts.get("loading", 0) + counts.get(BUILDING, 0) + counts.get(WAITING, 0)
+    parts = [f"{counts.get(RUNNING, 0) + counts.get(PROBATION, 0) + counts.get(ROLLED_BACK, 0)} running"]
     if starting:
         building = counts.get(BUILDING, 0)
         parts.append(f"{starting} starting" + (f" ({building} building a venv)" if building else ""))

@@ -11,29 +11,36 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# The states a plugin can be in, in the order a healthy plugin meets them.
+# The states a plugin can be in, as plain words for readers of the board; the
+# state machine that moves between them is loader/states.py.
 WAITING = "waiting"  # folder incomplete (still being copied?), not an error yet
 BUILDING = "building"  # its Python venv is being built from requirements.txt
-LOADING = "loading"  # process starting, handshake pending
+STARTING = "starting"  # process starting, handshake pending
+LOADING = STARTING  # the former name of STARTING
+PROBATION = "probation"  # handshaken, must stay up for the probation period
 RUNNING = "running"
 RESTARTING = "restarting"  # process exited or hung; a restart is scheduled
 CRASHLOOP = "crashloop"  # restarted too often in a short window; still retried, slowly
+ROLLED_BACK = "rolled_back"  # a new version failed; the last good version runs again
 INVALID = "invalid"  # the folder cannot be loaded; last_error says why
 STOPPED = "stopped"  # unloaded, or stopping
 
-STATES = (WAITING, BUILDING, LOADING, RUNNING, RESTARTING, CRASHLOOP, INVALID, STOPPED)
+STATES = (WAITING, BUILDING, STARTING, PROBATION, RUNNING, RESTARTING, CRASHLOOP, ROLLED_BACK, INVALID, STOPPED)
 
 
 @dataclass
 class PluginStatus:
     name: str
-    state: str = LOADING
+    state: str = STOPPED
     version: str | None = None
     previous_version: str | None = None
     digest: str | None = None
     pid: int | None = None
     restarts: int = 0
     last_error: str | None = None
+    #: A version that was refused or failed and rolled back, until the folder changes again.
+    failed_version: str | None = None
+    failed_error: str | None = None
     since: float = field(default_factory=time.time)
     symbols: dict[str, list[str]] = field(default_factory=dict)
 

@@ -1,4 +1,4 @@
-"""Keeping one plugin's process alive.
+"""Keeping one plugin's process alive, and putting a new version on probation.
 
 One ``PluginSupervisor`` per loaded plugin owns, for the plugin's whole life,
 its control channel (listening before the first spawn and across every
@@ -8,32 +8,42 @@ new version, a stop) goes through that loop, so there is never more than one
 process per plugin and no two actors race over it.
 
 The loop: launch (spawn, wait for the handshake, replay running symbols),
-watch (process exit, hang, swap or stop request), then restart with
-exponential backoff, swap without backoff, or stop.  Backoff resets after a
-stable run; too many restarts in a window mark the plugin crash-looping,
-which keeps retrying at the capped delay.
+probation (the version must stay up for ``updates.probation_s``), watch
+(process exit, hang, swap or stop request), then restart with exponential
+backoff, swap without backoff, or stop.  A swapped-in version that fails
+its launch or its probation is replaced by the last version that passed
+probation (its snapshot, loader/snapshots.py): a rollback.  Backoff resets
+after a stable run; too many restarts in a window mark the plugin
+crash-looping, which keeps retrying at the capped delay.
+
+States move through ``Lifecycle.move`` (loader/states.py); processes start
+and stop through a ``Runner`` and time comes from a ``Clock``
+(loader/runner.py), so tests drive all of this with fakes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Callable
 
-from loader.config import LoaderConfig
+from loader.config import LoaderConfig, SupervisorSettings
 from loader.log import get_logger
 from loader.manifest import PluginSpec
-from loader.output import OutputTail, pump
-from loader.process import describe_exit, plugin_argument, spawn, terminate
-from loader.status import CRASHLOOP, LOADING, RESTARTING, RUNNING, STOPPED, StatusBoard
+from loader.output import OutputTail
+from loader.process import describe_exit, plugin_argument
+from loader.runner import Clock, MonotonicClock, Process, ProcessRunner, Runner
+from loader.states import Lifecycle, PluginState
+from loader.status import StatusBoard
 from loader.wire.addresses import control_path
 from loader.wire.codec import declares_batch
 from loader.wire.control import CommandFailed, CommandTimeout, ControlChannel, ControlError
 
 HEALTH_CHECK_INTERVAL_S = 0.1
 _DIALED_NAME = re.compile(r"plugin_([A-Za-z0-9_-]+)\.ipc")
+S = PluginState
 
 
 @dataclass
@@ -45,29 +55,83 @@ class _Request:
     done: asyncio.Future[bool]
 
 
+@dataclass(frozen=True)
+class Failure:
+    """Why a launch failed or a running process ended."""
+
+    error: str
+
+
+class RestartPolicy:
+    """Backoff and crash-loop detection, decided from failure times alone.
+
+    The delay doubles from ``restart_backoff_initial_s`` per consecutive
+    failure, capped at ``restart_backoff_max_s``; a run that lasted
+    ``stable_after_s`` starts the count over.  ``crashloop_restarts``
+    failures within ``crashloop_window_s`` make it a crash loop.
+    """
+
+    def __init__(self) -> None:
+        self.consecutive = 0
+        self.failures: deque[float] = deque()
+
+    def reset(self) -> None:
+        self.consecutive = 0
+        self.failures.clear()
+
+    def failed(self, started: float, now: float, settings: SupervisorSettings) -> tuple[float, bool]:
+        """(delay before the next start, whether it is a crash loop) for a run from ``started`` to ``now``."""
+        if now - started >= settings.stable_after_s:
+            self.reset()
+        delay = min(settings.restart_backoff_initial_s * (2 ** min(self.consecutive, 32)),
+                    settings.restart_backoff_max_s)
+        self.consecutive += 1
+        self.failures.append(now)
+        while self.failures and now - self.failures[0] > settings.crashloop_window_s:
+            self.failures.popleft()
+        return delay, len(self.failures) >= settings.crashloop_restarts
+
+
 class PluginSupervisor:
-    def __init__(self, spec: PluginSpec, config: LoaderConfig, board: StatusBoard) -> None:
+    def __init__(self, spec: PluginSpec, config: LoaderConfig, board: StatusBoard, *,
+                 lifecycle: Lifecycle | None = None, runner: Runner | None = None, clock: Clock | None = None,
+                 channel: ControlChannel | None = None,
+                 on_good: Callable[[PluginSpec], None] | None = None) -> None:
         self.spec = spec
         self.config = config
         self.settings = config.supervisor
         self.board = board
-        self.channel = ControlChannel(control_path(config.ipc_dir, spec.name), spec.name)
-        self.process: asyncio.subprocess.Process | None = None
+        self.lifecycle = lifecycle or Lifecycle(spec.name, board)
+        self.runner: Runner = runner or ProcessRunner(spec.name)
+        self.clock: Clock = clock or MonotonicClock()
+        self.channel = channel or ControlChannel(control_path(config.ipc_dir, spec.name), spec.name)
+        #: Called with a version once it passed probation (the reconciler keeps its snapshot).
+        self.on_good = on_good
+        self.process: Process | None = None
         self.tail = OutputTail()
         self.log = get_logger(plugin=spec.name)
+        #: The last version that passed probation: what a failed swap rolls back to.
+        self.good: PluginSpec | None = None
+        #: A version that failed and was rolled back, with why; cleared by the next swap.
+        self.failed: tuple[PluginSpec, str] | None = None
         self._symbols: dict[str, dict] = {}
         self._requests: asyncio.Queue[_Request] = asyncio.Queue()
         self._unhealthy: str | None = None
         self._first_launch: asyncio.Future[bool] | None = None
+        self._settle_waiters: list[asyncio.Future[bool]] = []
         self._task: asyncio.Task[None] | None = None
-        self._pumps: list[asyncio.Task[None]] = []
         #: Bumped for every process launched: data channels compare it to tell
         #: that the process they sent a record to is gone.
         self.generation = 0
+        self.restarts = 0
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def state(self) -> PluginState:
+        return self.lifecycle.state
 
     # ----------------------------------------------------------------- public
 
@@ -76,17 +140,32 @@ class PluginSupervisor:
         await self.channel.open()
 
     async def start(self) -> bool:
-        """Launch the first process; True once running, False if that first launch failed.
+        """Launch the first process; True once it handshook, False if that first launch failed.
 
         After a failed first launch the loop keeps retrying with backoff.
+        The probation goes on after this returns (``settled`` waits for it).
         """
         self._first_launch = asyncio.get_running_loop().create_future()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"supervise-{self.name}")
         return await self._first_launch
 
     async def swap(self, spec: PluginSpec) -> bool:
-        """Replace the process with one of ``spec``; True once the new one is running."""
+        """Replace the process with one of ``spec``; True once the new one passed probation.
+
+        False when it failed (the last good version was restored, or there
+        was none and it is being restarted) or another request superseded it.
+        """
         return await self._ask("swap", spec)
+
+    async def settled(self) -> bool:
+        """Wait for the current version's probation: True if it passed, False if it failed."""
+        if self.state in (S.RUNNING, S.ROLLED_BACK):
+            return self.state == S.RUNNING
+        if self.state not in (S.STARTING, S.PROBATION):
+            return False
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._settle_waiters.append(waiter)
+        return await waiter
 
     async def stop(self) -> None:
         """Stop the process and close the control channel; the supervisor is done after this."""
@@ -94,7 +173,7 @@ class PluginSupervisor:
             await self._ask("stop", None)
             await self._task
         await self.channel.close()
-        self.board.set_state(self.name, STOPPED, pid=None)
+        self.lifecycle.move(S.STOPPED, pid=None)
 
     def mark_unhealthy(self, reason: str) -> None:
         """Called when the plugin fails to answer (e.g. a command timed out): restart it."""
@@ -117,7 +196,15 @@ class PluginSupervisor:
 
     @property
     def running(self) -> bool:
-        return self.board.ensure(self.name).state == RUNNING
+        """A process is up and takes commands (on probation, running, or rolled back)."""
+        return self.lifecycle.serving
+
+    def accept_folder(self) -> None:
+        """The folder holds the running version again: forget a failed one, leave ``rolled_back``."""
+        self.failed = None
+        if self.state == S.ROLLED_BACK:
+            self.lifecycle.move(S.RUNNING, reason="the folder holds the running version again", last_error=None)
+        self.lifecycle.publish(failed_version=None, failed_error=None)
 
     async def start_symbol(self, key: str, control: dict) -> None:
         """Start a symbol and replay it on every new process until stop_symbol.
@@ -141,123 +228,182 @@ class PluginSupervisor:
         return await done
 
     async def _run(self) -> None:
-        consecutive = 0  # restarts since the last stable run: the backoff is derived from it
-        crashes: deque[float] = deque()
-        pending: _Request | None = None
+        policy = RestartPolicy()
+        pending: _Request | None = None  # the swap whose outcome is not known yet
+        rollback = False  # the coming launch restores the last good version
         while True:
-            started = time.monotonic()
-            ok = await self._launch()
-            self._answer_launch(pending, ok)
-            pending = None
-            request = await self._watch() if ok else None
-            if request is None or request.kind == "stop" or not ok:
-                await self._end_process()
-            if request is not None and request.kind == "stop":
-                request.done.set_result(True)
-                return
-            if request is not None and request.kind == "swap":
-                await self._end_process()
-                self._adopt(request)
-                pending = request
+            started = self.clock.now()
+            outcome = await self._launch(rollback)
+            self._answer_first(outcome is None)
+            if outcome is None and rollback:
+                _answer(pending, False)
+                pending = None
+                outcome = await self._watch(None)
+            elif outcome is None:
+                outcome = await self._probation()
+                if outcome is None:
+                    self._passed(pending)
+                    pending = None
+                    outcome = await self._watch(None)
+            rollback = False
+            await self._end_process()
+            self._settle(False)
+            if isinstance(outcome, _Request):
+                _answer(pending, False)  # superseded, or stopping
+                pending = None
+                if outcome.kind == "stop":
+                    outcome.done.set_result(True)
+                    return
+                pending = self._adopt(outcome)
+                policy.reset()
                 continue
-            # The process died, hung or never came up: restart with backoff.
-            if time.monotonic() - started >= self.settings.stable_after_s:
-                consecutive = 0
-                crashes.clear()
-            backoff = self._backoff(consecutive)
-            consecutive += 1
-            now = time.monotonic()
-            crashes.append(now)
-            while crashes and now - crashes[0] > self.settings.crashloop_window_s:
-                crashes.popleft()
-            state = CRASHLOOP if len(crashes) >= self.settings.crashloop_restarts else RESTARTING
-            status = self.board.set_state(self.name, state, pid=None)
-            status.restarts += 1
-            event = "plugin.crashloop" if state == CRASHLOOP else "plugin.restarting"
-            self.log.warning(event, version=self.spec.version, delay_s=round(backoff, 3),
-                             restarts=status.restarts, reason=status.last_error)
-            request = await self._sleep_or_request(backoff)
+            assert outcome is not None
+            if pending is not None and self.good is not None and self.good.digest != self.spec.digest:
+                self._roll_back(outcome.error)
+                rollback = True
+                continue
+            _answer(pending, False)
+            pending = None
+            request = await self._restart_delay(policy, started, outcome.error)
             if request is not None and request.kind == "stop":
                 request.done.set_result(True)
                 return
-            if request is not None and request.kind == "swap":
-                self._adopt(request)
-                pending = request
-                consecutive = 0
-                crashes.clear()
+            if request is not None:
+                pending = self._adopt(request)
+                policy.reset()
 
-    def _backoff(self, consecutive: int) -> float:
-        """Delay before the next restart: doubling from the initial value, capped (current settings)."""
-        settings = self.settings
-        return min(settings.restart_backoff_initial_s * (2 ** min(consecutive, 32)), settings.restart_backoff_max_s)
+    async def _restart_delay(self, policy: RestartPolicy, started: float, error: str) -> _Request | None:
+        """Report the restart, wait the backoff; a request arriving meanwhile ends the wait."""
+        delay, looping = policy.failed(started, self.clock.now(), self.settings)
+        state = S.CRASHLOOP if looping else S.RESTARTING
+        self.restarts += 1
+        self.lifecycle.move(state, reason=error, pid=None, last_error=error, restarts=self.restarts)
+        self.log.warning("plugin.crashloop" if looping else "plugin.restarting", version=self.spec.version,
+                         delay_s=round(delay, 3), restarts=self.restarts, reason=error)
+        return await self._sleep_or_request(delay)
 
-    def _adopt(self, request: _Request) -> None:
+    async def _probation(self) -> _Request | Failure | None:
+        """Watch the new process for ``updates.probation_s``; None if it stayed up."""
+        probation_s = self.config.updates.probation_s
+        if probation_s <= 0:
+            return None
+        return await self._watch(probation_s)
+
+    def _passed(self, pending: _Request | None) -> None:
+        self.good = self.spec
+        self.lifecycle.move(S.RUNNING, last_error=None)
+        self.log.info("plugin.running", version=self.spec.version, pid=self.process.pid if self.process else None,
+                      capabilities=self.channel.capabilities, probation_s=self.config.updates.probation_s)
+        if self.on_good is not None:
+            self.on_good(self.spec)
+        self._settle(True)
+        _answer(pending, True)
+
+    def _roll_back(self, error: str) -> None:
+        """The new version failed: make the last good one current again (launched next, no backoff)."""
+        assert self.good is not None
+        failed = self.spec
+        self.failed = (failed, error)
+        self.spec = self.good
+        self.log.error("plugin.rolled_back", version=failed.version, restored_version=self.good.version,
+                       failed_digest=failed.digest[:16], restored_digest=self.good.digest[:16], cause=error)
+        self.lifecycle.publish(failed_version=failed.version, failed_error=error)
+
+    def _adopt(self, request: _Request) -> _Request:
         assert request.spec is not None
         old = self.spec
         self.spec = request.spec
-        self.board.set_state(self.name, LOADING, previous_version=old.version,
-                             version=self.spec.version, digest=self.spec.digest)
+        self.failed = None
+        self.lifecycle.publish(previous_version=old.version, failed_version=None, failed_error=None)
+        return request
 
-    def _answer_launch(self, request: _Request | None, ok: bool) -> None:
+    def _answer_first(self, ok: bool) -> None:
         if self._first_launch is not None and not self._first_launch.done():
             self._first_launch.set_result(ok)
-        if request is not None and not request.done.done():
-            request.done.set_result(ok)
+
+    def _settle(self, passed: bool) -> None:
+        waiters, self._settle_waiters = self._settle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(passed)
 
     async def _sleep_or_request(self, delay: float) -> _Request | None:
-        try:
-            return await asyncio.wait_for(self._requests.get(), delay)
-        except asyncio.TimeoutError:
-            return None
+        request = asyncio.create_task(self._requests.get())
+        timer = asyncio.create_task(self.clock.sleep(delay))
+        await asyncio.wait({request, timer}, return_when=asyncio.FIRST_COMPLETED)
+        timer.cancel()
+        if request.done():
+            return request.result()
+        request.cancel()
+        return None
 
     # ---------------------------------------------------------------- launch
 
-    async def _launch(self) -> bool:
-        """Spawn, wait for the handshake, replay symbols; True when running."""
+    async def _launch(self, rollback: bool = False) -> Failure | _Request | None:
+        """Spawn, wait for the handshake, replay symbols; None when the process is up.
+
+        A request (stop, swap) arriving before the handshake ends the launch.
+        """
         spec = self.spec
-        self.board.set_state(self.name, LOADING, version=spec.version, digest=spec.digest,
-                             symbols={k: spec.symbols(k) for k in ("sources", "sinks", "functions")})
+        self.lifecycle.move(S.STARTING, reason="rollback" if rollback else None, version=spec.version,
+                            digest=spec.digest, pid=None,
+                            symbols={k: spec.symbols(k) for k in ("sources", "sinks", "functions")})
         self.channel.expect_new_process()
         self.generation += 1
         self._unhealthy = None
         self.tail.clear()
         argument = plugin_argument(spec, self.config.ipc_dir, self.settings.keepalive_ms, self.config.batch)
         try:
-            self.process = await spawn(spec, argument)
+            self.process = await self.runner.start(spec, argument, self.tail)
         except OSError as exc:
             return self._launch_failed(f"cannot start {spec.executable}: {exc}; check the executable and its interpreter")
         pid = self.process.pid
         self.log.info("plugin.spawned", version=spec.version, pid=pid)
-        self._pumps = [
-            asyncio.create_task(pump(self.process.stdout, self.name, pid, "stdout", self.tail)),  # type: ignore[arg-type]
-            asyncio.create_task(pump(self.process.stderr, self.name, pid, "stderr", self.tail)),  # type: ignore[arg-type]
-        ]
-        error = await self._await_handshake()
-        if error is not None:
-            return self._launch_failed(error)
-        if not await self._replay_symbols():
-            return False
-        self.board.set_state(self.name, RUNNING, pid=pid, last_error=None)
-        self.log.info("plugin.running", version=spec.version, pid=pid, capabilities=self.channel.capabilities)
-        return True
+        outcome = await self._await_handshake()
+        if isinstance(outcome, str):
+            return self._launch_failed(outcome)
+        if outcome is not None:
+            return outcome
+        failure = await self._replay_symbols()
+        if failure is not None:
+            return failure
+        if rollback:
+            assert self.failed is not None
+            failed, error = self.failed
+            self.lifecycle.move(S.ROLLED_BACK, reason=f"version {failed.version} failed", pid=pid,
+                                last_error=f"version {failed.version} failed and was rolled back: {error}")
+            self.log.info("plugin.running", version=spec.version, pid=pid, capabilities=self.channel.capabilities,
+                          rolled_back_from=failed.version)
+        else:
+            self.lifecycle.move(S.PROBATION, pid=pid, last_error=None)
+            self.log.info("plugin.on_probation", version=spec.version, pid=pid,
+                          probation_s=self.config.updates.probation_s)
+        return None
 
-    async def _await_handshake(self) -> str | None:
-        """None once the plugin handshakes, else why it did not."""
+    async def _await_handshake(self) -> str | _Request | None:
+        """None once the plugin handshakes, a request that came first, else why it did not."""
         assert self.process is not None
         timeout = self.settings.handshake_timeout_s
-        handshake = asyncio.create_task(self.channel.wait_handshake(timeout))
+        handshake = asyncio.create_task(self.channel.wait_handshake(None))  # type: ignore[arg-type]
         exited = asyncio.create_task(self.process.wait())
-        await asyncio.wait({handshake, exited}, return_when=asyncio.FIRST_COMPLETED)
+        timer = asyncio.create_task(self.clock.sleep(timeout))
+        request = asyncio.create_task(self._requests.get())
+        await asyncio.wait({handshake, exited, timer, request}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (handshake, exited, timer, request):
+            if not task.done():
+                task.cancel()
+        if request.done() and not request.cancelled():
+            return request.result()
         if handshake.done() and not handshake.cancelled() and handshake.exception() is None:
-            exited.cancel()
             return None
-        handshake.cancel()
         if exited.done():
-            await self._drain_output()
-            how = describe_exit(self.process.returncode)
-            return f"process exited before the handshake ({_how(how)}); {self._name_hint()}"
-        exited.cancel()
+            await self.runner.drain(self.process)
+            return self._start_error(describe_exit(self.process.returncode))
         return f"no handshake within {timeout:g}s; {self._name_hint()}"
+
+    def _start_error(self, how: dict[str, object]) -> str:
+        """The error of a process that exited before its handshake."""
+        return f"process exited before the handshake ({_how(how)}); {self._name_hint()}"
 
     def _name_hint(self) -> str:
         """Explain the most common cause of a missing handshake, with evidence if the output has it."""
@@ -270,7 +416,7 @@ class PluginSupervisor:
         return (f"the loader listens on {expected}; the plugin program may declare a different name than "
                 f"its folder {self.name!r} (eKuiper SDK plugins also need ipc_dir /tmp)")
 
-    async def _replay_symbols(self) -> bool:
+    async def _replay_symbols(self) -> Failure | None:
         for key, control in list(self._symbols.items()):
             try:
                 await self.channel.command("start", control, self.settings.command_timeout_s)
@@ -278,40 +424,41 @@ class PluginSupervisor:
                 self.log.error("plugin.symbol_replay_failed", symbol=control.get("symbolName"), key=key, error=str(exc))
                 if not isinstance(exc, CommandFailed):  # the plugin said no: keep the others running
                     return self._launch_failed(str(exc))
-        return True
+        return None
 
-    def _launch_failed(self, error: str) -> bool:
-        self.board.set_state(self.name, self.board.ensure(self.name).state, last_error=error)
+    def _launch_failed(self, error: str) -> Failure:
+        self.lifecycle.publish(last_error=error)
         self.log.error("plugin.start_failed", version=self.spec.version,
                        pid=self.process.pid if self.process else None, error=error, output_tail=self.tail.lines())
-        return False
+        return Failure(error)
 
     # ----------------------------------------------------------------- watch
 
-    async def _watch(self) -> _Request | None:
-        """Wait while running; return a request, or None when the process died or hung."""
+    async def _watch(self, limit: float | None) -> _Request | Failure | None:
+        """Wait while the process runs: a request, a Failure (exited or hung), or None after ``limit`` seconds."""
         assert self.process is not None
         exited = asyncio.create_task(self.process.wait())
         request = asyncio.create_task(self._requests.get())
         health = asyncio.create_task(self._until_unhealthy())
-        done, _ = await asyncio.wait({exited, request, health}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (exited, request, health):
-            if task not in done:
+        tasks = {exited, request, health}
+        if limit is not None:
+            tasks.add(asyncio.create_task(self.clock.sleep(limit)))
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if not task.done():
                 task.cancel()
-        if request in done:
+        if request.done() and not request.cancelled():
             return request.result()
-        if exited in done:
-            await self._drain_output()
+        if exited.done():
+            await self.runner.drain(self.process)
             how = describe_exit(self.process.returncode)
-            error = f"process exited ({_how(how)})"
-            self.board.set_state(self.name, RESTARTING, last_error=error, pid=None)
             self.log.error("plugin.exited", version=self.spec.version, pid=self.process.pid,
                            output_tail=self.tail.lines(), **how)
-            return None
-        reason = health.result()
-        self.board.set_state(self.name, RESTARTING, last_error=reason)
-        self.log.error("plugin.unhealthy", version=self.spec.version, pid=self.process.pid, reason=reason)
-        await self._end_process()
+            return Failure(f"process exited ({_how(how)})")
+        if health.done():
+            reason = health.result()
+            self.log.error("plugin.unhealthy", version=self.spec.version, pid=self.process.pid, reason=reason)
+            return Failure(reason)
         return None
 
     async def _until_unhealthy(self) -> str:
@@ -322,10 +469,10 @@ class PluginSupervisor:
         """
         hung_after = self.settings.hung_after_s
         while True:
-            await asyncio.sleep(HEALTH_CHECK_INTERVAL_S)
+            await self.clock.sleep(HEALTH_CHECK_INTERVAL_S)
             if self._unhealthy is not None:
                 return self._unhealthy
-            silence = time.monotonic() - self.channel.last_message_at
+            silence = self.clock.now() - self.channel.last_message_at
             if self.channel.keepalives > 0 and silence > hung_after:
                 return f"no keepalive for {silence:.1f}s (limit {hung_after:g}s): the process is alive but not answering"
 
@@ -335,20 +482,11 @@ class PluginSupervisor:
         process = self.process
         if process is None:
             return
-        killed = await terminate(process, self.settings.stop_grace_s)
-        await self._drain_output()
+        killed = await self.runner.stop(process, self.settings.stop_grace_s)
         if killed:
             self.log.warning("plugin.killed", pid=process.pid, reason=f"ignored SIGTERM for {self.settings.stop_grace_s:g}s")
         self.log.info("plugin.stopped", version=self.spec.version, pid=process.pid, **describe_exit(process.returncode))
         self.process = None
-
-    async def _drain_output(self) -> None:
-        """Let the output readers reach the end so the last lines are in the tail."""
-        if self._pumps:
-            await asyncio.wait(self._pumps, timeout=1.0)
-            for task in self._pumps:
-                task.cancel()
-            self._pumps = []
 
     async def _command(self, name: str, control: dict) -> None:
         try:
@@ -356,6 +494,11 @@ class PluginSupervisor:
         except CommandTimeout as exc:
             self.mark_unhealthy(str(exc))
             raise
+
+
+def _answer(request: _Request | None, ok: bool) -> None:
+    if request is not None and not request.done.done():
+        request.done.set_result(ok)
 
 
 def _how(how: dict[str, object]) -> str:

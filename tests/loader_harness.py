@@ -99,7 +99,8 @@ def start_loader(processes, plugins_dir: Path, ipc_dir: Path, data_dir: Path,
     config.write_text(
         f"plugins_dir: {plugins_dir}\nipc_dir: {ipc_dir}\ndata_dir: {data_dir}\nrest: 'off'\n"
         f"log: {{format: json, level: info}}\n"
-        f"watch: {{settle_ms: {settle_ms}, rescan_s: 1, incomplete_grace_s: 3}}\n" + extra_config
+        f"watch: {{settle_ms: {settle_ms}, rescan_s: 1, incomplete_grace_s: 3}}\n"
+        f"updates: {{probation_s: 0.1}}\n" + extra_config
     )
     env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
     proc = processes.popen([*(wrapper or []), sys.executable, "-m", "loader", "serve", "--config", str(config)],

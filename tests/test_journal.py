@@ -145,7 +145,8 @@ def start_under_journal(processes, tmp_path: Path, ipc_dir: Path, socket_path: P
     data.mkdir(exist_ok=True)
     config = data / "loader.yaml"
     config.write_text(f"plugins_dir: {plugins}\nipc_dir: {ipc_dir}\ndata_dir: {data}\nrest: 'off'\n"
-                      "log: {format: json, level: info}\nwatch: {settle_ms: 100, rescan_s: 1}\n")
+                      "log: {format: json, level: info}\nwatch: {settle_ms: 100, rescan_s: 1}\n"
+                      "updates: {probation_s: 0.1}\n")
     read_end, write_end = os.pipe()
     info = os.fstat(write_end)
     env = dict(os.environ, PYTHONUNBUFFERED="1", JOURNAL_STREAM=f"{info.st_dev}:{info.st_ino}",

@@ -39,8 +39,10 @@ from loader.status import RUNNING
 EKUIPER_STATUS = {
     "waiting": "initializing",
     "building": "initializing",
-    "loading": "initializing",
+    "starting": "initializing",
+    "probation": "running",
     "running": "running",
+    "rolled_back": "running",
     "restarting": "error",
     "crashloop": "error",
     "invalid": "error",
@@ -93,6 +95,9 @@ def plugin_status(service, name: str) -> dict[str, Any] | None:
         "previousVersion": status.previous_version if status is not None else None,
         "restarts": status.restarts if status is not None else 0,
         "since": iso_time(status.since if status is not None else None),
+        # A version that was refused or failed its probation (and rolled back), until the folder changes.
+        "failedVersion": status.failed_version if status is not None else None,
+        "failedError": status.failed_error if status is not None else None,
     }
 
 
@@ -214,6 +219,9 @@ class PluginInstaller:
                 raise
             log.info("api.plugin_installing", version=staged.spec.version, url=_redacted(url))
             await self.service.reconciler.reconcile(name)
+            supervisor = self.service.reconciler.supervisors.get(name)
+            if supervisor is not None:
+                await supervisor.settled()  # the answer waits for the probation
             status = self.service.board.get(name)
             if status is None or status.state != RUNNING:
                 reason = (status.last_error if status is not None else None) or "it did not start"

@@ -121,6 +121,17 @@ class RuleManager:
         """Running rules that use a symbol of ``plugin`` (eKuiper's plugin ``refCount``)."""
         return sum(1 for e in self.rules.values() if e.state == RUNNING and plugin in e.plugins)
 
+    def symbol_users(self, plugin: str) -> dict[tuple[str, str], list[str]]:
+        """Running rules by the symbols of ``plugin`` they use: ``{(kind, symbol): [rule ids]}`` (read only)."""
+        users: dict[tuple[str, str], list[str]] = {}
+        for rule_id, entry in sorted(self.rules.items()):
+            if entry.state != RUNNING:
+                continue
+            for kind, symbol, owner in entry.symbols:
+                if owner == plugin and rule_id not in users.setdefault((kind, symbol), []):
+                    users[(kind, symbol)].append(rule_id)
+        return users
+
     def status(self, rule_id: str) -> dict[str, Any] | None:
         entry = self.rules.get(rule_id)
         if entry is None:
