@@ -63,7 +63,7 @@ def _swap(run: Run, name: str, batch: bool, total: int, prefix: str) -> list[Row
     loader.stream("s", "flood")
     loader.start()
     for plugin in ("bsrc", "bsink"):
-        loader.wait_for("plugin.running", plugin=plugin)
+        loader.wait_for("plugin.on_probation", plugin=plugin)
     rule = "swap"
     loader.start_rule(rule, "SELECT * FROM s", [{"count": {"requireAck": True, "record": True}}])
 

@@ -6,10 +6,10 @@
 - Figure 5: the real loader with the default settle time.  A complete plugin
   folder is prepared under a hidden name in ``plugins_dir`` (hidden entries
   are never plugins) and renamed to its real name; the figure is the time
-  from the rename to the ``timestamp`` of the loader's ``plugin.running``
+  from the rename to the ``timestamp`` of the loader's ``plugin.on_probation``
   event for it (the loader's own clock, so reading its pipe adds nothing).
 - Figure 6: right after, the plugin's process is SIGKILLed; the figure is
-  the time from the kill to the next ``plugin.running`` (a fresh plugin, so
+  the time from the kill to the next ``plugin.on_probation`` (a fresh plugin, so
   this is always its first restart).  Then the folder is removed
   (``plugin.unloaded``) and the next drop begins.
 """
@@ -73,7 +73,7 @@ def measure(run: Run) -> list[Row]:
         mark = loader.mark()
         dropped_at = time.time()
         os.rename(staged, loader.plugins_dir / name)
-        running = loader.wait_for("plugin.running", since=mark, plugin=name)
+        running = loader.wait_for("plugin.on_probation", since=mark, plugin=name)
         drops.append((event_time(running) - dropped_at) * 1000)
         spawned = loader.find("plugin.spawned", since=mark, plugin=name)[0]
         in_loader.append((event_time(running) - event_time(spawned)) * 1000)
@@ -81,7 +81,7 @@ def measure(run: Run) -> list[Row]:
         mark = loader.mark()
         killed_at = time.time()
         os.kill(running["pid"], signal.SIGKILL)
-        again = loader.wait_for("plugin.running", since=mark, plugin=name)
+        again = loader.wait_for("plugin.on_probation", since=mark, plugin=name)
         restarts.append((event_time(again) - killed_at) * 1000)
 
         mark = loader.mark()

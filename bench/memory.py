@@ -3,7 +3,7 @@
 The loader runs with REST on (``rest: 127.0.0.1:<free port>``).  Its RSS is
 read once it is ready with no plugin (reported as a note), then 20 idle
 plugin folders (bench/plugins/benchplug.py, one source each, never started)
-are dropped in, and once every one logged ``plugin.running`` and things
+are dropped in, and once every one logged ``plugin.on_probation`` and things
 settled for a second, the loader's RSS and every plugin process's RSS are
 read, and the REST API is asked ``GET /ping`` (after reading RSS) to say in
 the note whether it really served.  No rule runs.
@@ -49,7 +49,7 @@ def measure(run: Run) -> list[Row]:
         name = f"idle{index:02d}"
         staged = install_benchplug(loader.plugins_dir, name, folder_name=f".stage-{name}", sources=[f"isrc{index}"])
         os.rename(staged, loader.plugins_dir / name)
-    pids = [loader.wait_for("plugin.running", timeout=60, since=mark, plugin=f"idle{i:02d}")["pid"]
+    pids = [loader.wait_for("plugin.on_probation", timeout=60, since=mark, plugin=f"idle{i:02d}")["pid"]
             for i in range(1, PLUGINS + 1)]
     time.sleep(1.0)
     loader_mb = rss_mb(loader.pid)

@@ -62,7 +62,7 @@ def _loaders(run: Run, name: str, **symbols: list[str]) -> dict[bool, Loader]:
     for loader in loaders.values():
         loader.wait_ready()
         for plugin in ("bsrc", "bplug"):
-            loader.wait_for("plugin.running", plugin=plugin)
+            loader.wait_for("plugin.on_probation", plugin=plugin)
     return loaders
 
 

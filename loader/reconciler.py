@@ -214,10 +214,13 @@ class Reconciler:
         except _NotLoadable as exc:
             self._not_loadable(name, exc)
             return
-        if action is Action.LOAD:
-            await self._load(spec)
-        else:
-            await self._swap(self.supervisors[name], spec)
+        try:
+            if action is Action.LOAD:
+                await self._load(spec)
+            else:
+                await self._swap(self.supervisors[name], spec)
+        finally:
+            self.snapshots.release(spec)
         await self._notify()
 
     async def _prepare(self, spec: PluginSpec, running: bool) -> PluginSpec:

@@ -56,6 +56,8 @@ class SnapshotStore:
     def __init__(self, root: Path, keep: int) -> None:
         self.root = root
         self.keep = keep
+        #: Snapshots taken and not yet handed to a supervisor: never pruned.
+        self._pinned: set[Path] = set()
 
     def take(self, spec: PluginSpec) -> PluginSpec:
         """A copy of ``spec``'s folder, read back as a spec of its own (so its digest is what was copied).
@@ -75,10 +77,15 @@ class SnapshotStore:
             home = plugin_root / copied.digest[:16]
             if not home.exists():
                 os.rename(staging, home)
+            self._pinned.add(home)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         folder = home / spec.name
         return dataclasses.replace(copied, folder=folder, executable=(folder / relative).resolve(), source=spec.folder)
+
+    def release(self, spec: PluginSpec) -> None:
+        """``spec`` (from ``take``) is now used by a supervisor, or not at all: it may be pruned when unused."""
+        self._pinned.discard(spec.folder.parent)
 
     def mark_good(self, spec: PluginSpec, in_use: set[Path]) -> None:
         """``spec`` passed probation: keep it as a rollback target, drop snapshots beyond ``keep``."""
@@ -96,7 +103,7 @@ class SnapshotStore:
         homes = [p for p in plugin_root.iterdir() if p.is_dir() and not p.name.startswith(".")]
         good = sorted((p for p in homes if (p / GOOD_MARKER).exists()),
                       key=lambda p: (p / GOOD_MARKER).stat().st_mtime_ns, reverse=True)
-        keep = set(good[: self.keep]) | in_use
+        keep = set(good[: self.keep]) | in_use | self._pinned
         removed = [p for p in homes if p not in keep]
         for home in removed:
             shutil.rmtree(home, ignore_errors=True)
