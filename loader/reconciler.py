@@ -124,6 +124,10 @@ class Reconciler:
     async def shutdown(self) -> None:
         """Stop every plugin (used on loader exit); later reconcile calls do nothing."""
         self._closing = True
+        # Stop the processes first, without the per-name locks: a reconcile
+        # waiting for a new version's probation returns as soon as its
+        # supervisor stops, instead of holding the lock for the whole period.
+        await asyncio.gather(*(supervisor.stop() for supervisor in list(self.supervisors.values())))
         names = list(self.supervisors)
         await asyncio.gather(*(self._shutdown_one(name) for name in names))
 
@@ -252,6 +256,8 @@ class Reconciler:
         return dataclasses.replace(spec, python=self.venvs.python_for(spec.folder))
 
     async def _notify(self) -> None:
+        if self._closing:
+            return  # the rules are being stopped too
         for listener in self.listeners:
             await listener()
 

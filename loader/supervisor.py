@@ -120,6 +120,7 @@ class PluginSupervisor:
         self._first_launch: asyncio.Future[bool] | None = None
         self._settle_waiters: list[asyncio.Future[bool]] = []
         self._task: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Task[None] | None = None
         #: Bumped for every process launched: data channels compare it to tell
         #: that the process they sent a record to is gone.
         self.generation = 0
@@ -168,7 +169,15 @@ class PluginSupervisor:
         return await waiter
 
     async def stop(self) -> None:
-        """Stop the process and close the control channel; the supervisor is done after this."""
+        """Stop the process and close the control channel; the supervisor is done after this.
+
+        Safe to call more than once and concurrently: later calls wait for the first.
+        """
+        if self._stopping is None:
+            self._stopping = asyncio.get_running_loop().create_task(self._stop(), name=f"stop-{self.name}")
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self) -> None:
         if self._task is not None and not self._task.done():
             await self._ask("stop", None)
             await self._task
@@ -203,7 +212,9 @@ class PluginSupervisor:
         """The folder holds the running version again: forget a failed one, leave ``rolled_back``."""
         self.failed = None
         if self.state == S.ROLLED_BACK:
-            self.lifecycle.move(S.RUNNING, reason="the folder holds the running version again", last_error=None)
+            self.lifecycle.move(S.RUNNING, reason="the folder holds the running version again")
+        if self.state == S.RUNNING:
+            self.lifecycle.publish(last_error=None)
         self.lifecycle.publish(failed_version=None, failed_error=None)
 
     async def start_symbol(self, key: str, control: dict) -> None:

@@ -139,3 +139,20 @@ def test_removing_a_symbol_a_running_rule_uses_is_refused_until_the_rule_stops(p
                 "triggered": False})
     updated = loader.wait_for("plugin.updated", plugin="seqsrc", timeout=10)
     assert updated["version"] == "v2.0.0"
+
+
+def test_a_plugin_writing_into_its_working_directory_is_not_swapped_again(processes, env):
+    folder = make_plugin(env["plugins"], "car", behaviour={"write_file": "state.txt"})
+    from tests.loader_harness import start_loader
+
+    loader = start_loader(processes, env["plugins"], env["ipc"], env["data"])
+    running = loader.wait_for("plugin.running", plugin="car")
+    snapshot = Path(loader.find("plugin.loading", plugin="car")[0]["snapshot"])
+    deadline = time.monotonic() + 5
+    while not (snapshot / "state.txt").exists():
+        assert time.monotonic() < deadline, "the plugin did not write into its working directory"
+        time.sleep(0.05)
+    time.sleep(1.5)  # settle plus a rescan
+    assert not (folder / "state.txt").exists()
+    assert loader.find("plugin.updating", plugin="car") == [] and len(loader.find("plugin.spawned")) == 1
+    assert pid_alive(running["pid"])

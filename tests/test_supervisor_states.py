@@ -232,3 +232,17 @@ def test_illegal_moves_are_refused():
         life.move(S.RUNNING)
     assert life.state is S.STOPPED
     assert set(TRANSITIONS) == set(PluginState)  # every state has its row
+
+
+def test_stop_during_a_probation_answers_the_swap_and_can_be_called_twice():
+    async def scenario():
+        rig = Rig()
+        await rig.start()
+        await rig.clock.advance(10)
+        swap = rig.later(rig.supervisor.swap(spec_of("v2")))
+        await settle()
+        assert rig.state is S.PROBATION
+        await asyncio.gather(rig.supervisor.stop(), rig.supervisor.stop())
+        assert await swap is False
+        assert rig.state is S.STOPPED and rig.runner.alive() == [] and rig.clock.now() == 10
+    run(scenario)

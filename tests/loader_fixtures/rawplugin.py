@@ -3,7 +3,8 @@
 It speaks only the control channel: handshake, keepalives, ``ok`` to every
 command.  ``behaviour.json`` next to it switches on misbehaviours the tests
 need: start slowly, crash after a delay, ignore SIGTERM, never send keepalives, declare a
-different plugin name, print lines before exiting.
+different plugin name, print lines before exiting, write a file into its
+working directory.
 """
 
 import json
@@ -48,6 +49,8 @@ while True:
             sys.exit(0)
         time.sleep(0.1)
 sock.send(b"handshake")
+if "write_file" in behaviour:  # a plugin keeping state in its working directory
+    Path(behaviour["write_file"]).write_text(f"written by pid {os.getpid()}\n")
 crash_at = time.monotonic() + behaviour["crash_after_s"] if "crash_after_s" in behaviour else None
 while True:
     if crash_at is not None and time.monotonic() >= crash_at:
