@@ -28,10 +28,10 @@ def test_syntax_error_is_refused_with_file_and_line(tmp_path):
 def test_a_broken_module_of_the_plugin_is_found_but_a_bundled_venv_is_not_compiled(tmp_path):
     folder = plugin(tmp_path)
     (folder / "lib").mkdir()
-    (folder / "lib" / "helper.py").write_text("def f(:\n")
+    (folder / "lib" / "sensors.py").write_text("def f(:\n")
     with pytest.raises(ManifestError) as info:
         load_plugin(folder)
-    assert "helper.py, line 1" in info.value.message
+    assert "sensors.py, line 1" in info.value.message
     shutil.rmtree(folder / "lib")
     venv = folder / "env"
     (venv / "lib" / "python3.11" / "site-packages").mkdir(parents=True)
