@@ -11,8 +11,8 @@ PY     := $(VENV)/bin/python
 # make run ARGS="--rest 127.0.0.1:9181 --ipc-dir /run/x": flags for `portable-loader serve`
 ARGS   ?=
 
-# Stamps: the runtime install (make run) and the test install (make test, and
-# what helper scripts call .venv/.installed); the test lock holds the runtime
+# Stamps: the runtime install (make run) and the test install (make test;
+# also a target of its own, .venv/.installed); the test lock holds the runtime
 # pins unchanged, so a test install is also a runtime install.
 RUN_STAMP  := $(VENV)/.runtime
 STAMP      := $(VENV)/.installed
