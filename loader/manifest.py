@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from importlib import resources
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -26,7 +27,9 @@ import jsonschema
 from loader.digest import folder_digest
 from loader.names import is_valid_name
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
+#: The top-level ``schema/`` folder, installed as the package ``loader.schemas`` (pyproject.toml maps it),
+#: so the schemas are found the same way from a checkout, an editable install and a wheel.
+SCHEMA_PACKAGE = "loader.schemas"
 SYMBOL_KINDS = ("sources", "sinks", "functions")
 
 
@@ -78,8 +81,8 @@ class PluginSpec:
 
 @lru_cache(maxsize=None)
 def load_schema(name: str) -> dict[str, Any]:
-    """A JSON Schema shipped in ``schema/``, parsed once."""
-    return json.loads((SCHEMA_DIR / name).read_text())
+    """A JSON Schema shipped in ``schema/`` (package data ``loader.schemas``), parsed once."""
+    return json.loads(resources.files(SCHEMA_PACKAGE).joinpath(name).read_text(encoding="utf-8"))
 
 
 def manifest_path(folder: Path) -> Path:
