@@ -32,6 +32,7 @@ def sh_blocks(markdown: str, heading: str | None = None) -> list[str]:
     current: list[str] | None = None
     in_fence = False
     section: str | None = None
+    seen = heading is None
     for line in markdown.splitlines(keepends=True):
         if line.startswith("```"):
             if current is not None:
@@ -44,7 +45,8 @@ def sh_blocks(markdown: str, heading: str | None = None) -> list[str]:
             current.append(line)
         elif not in_fence and re.match(r"#{1,6} ", line):
             section = line.lstrip("#").strip()
-    if heading is not None and section is None:
+            seen = seen or section == heading
+    if not seen:
         raise ValueError(f"no section '{heading}' in the document")
     return blocks
 

@@ -128,10 +128,12 @@ def test_journal_recipe_answers(unit: Unit, troubles: None, recipe: docs.Recipe)
 
 
 def test_cli_installs_a_local_folder(unit: Unit, demo: None) -> None:
+    """From root's home, as a user would; the plugin ships a config file, which goes to the etc folder."""
     shutil.copytree(HERE / "plugins/echoer", unit.container.host_path("/root/echoer"))
     result = unit.run(f"{CLI} plugins install echoer /root/echoer", timeout=300)
     assert result.returncode == 0, f"exit {result.returncode}: {result.stdout}{result.stderr}"
     unit.wait_event("the installed plugin running", is_event("plugin.running", plugin="echoer"))
+    assert unit.container.host_path("/etc/portable-loader/functions/shout.json").is_file()
 
 
 def test_security_exposure_at_most_2(unit: Unit) -> None:

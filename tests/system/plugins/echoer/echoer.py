@@ -1,4 +1,7 @@
-"""A small healthy plugin the system test installs with the CLI from a local folder."""
+"""A small healthy plugin the system test installs with the CLI from a local folder.
+
+It ships functions/shout.json, so the install also writes to the configuration folder.
+"""
 
 from __future__ import annotations
 
