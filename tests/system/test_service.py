@@ -204,6 +204,22 @@ def reload_pending(unit: Unit) -> bool:
     return any(f"{UNIT}.service" in line and "reload" in line for line in jobs.splitlines())
 
 
+def test_ready_does_not_wait_for_a_slow_plugin(unit: Unit, demo: None) -> None:
+    """`systemctl restart` returns (READY=1) while a plugin that takes seconds to start is still starting."""
+    drop(unit, HERE / "plugins/slowpoke", f"{PLUGINS}/slowpoke")
+    try:
+        unit.wait_event("the slow plugin running", is_event("plugin.running", plugin="slowpoke"), timeout=30)
+        started = count(unit, is_event("plugin.running", plugin="slowpoke"))
+        unit.run(f"systemctl restart {UNIT}", timeout=150).check()
+        assert count(unit, is_event("plugin.running", plugin="slowpoke")) == started, \
+            "systemd heard READY only after the slow plugin had started"
+        unit.wait_for(lambda: count(unit, is_event("plugin.running", plugin="slowpoke")) > started,
+                      "the slow plugin running after the restart", timeout=30)
+    finally:
+        unit.run(f"rm -rf {PLUGINS}/slowpoke").check()
+    unit.wait_event("the slow plugin unloaded", is_event("plugin.unloaded", plugin="slowpoke"), timeout=30)
+
+
 def test_sigstop_brings_a_watchdog_restart_and_no_orphan_plugin(unit: Unit, demo: None) -> None:
     old_main = unit.main_pid()
     old_plugins = {pid for pid, _, _ in unit.processes() if pid != old_main}
