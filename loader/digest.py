@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
-from loader.folders import Entry, FolderError, FolderLimits, read_file, walk
+from loader.folders import Entry, FolderChanged, FolderError, FolderLimits, read_file, walk
 
 _cache: dict[Path, tuple[tuple, str]] = {}
 
@@ -32,11 +33,27 @@ def _fingerprint(entries: list[Entry]) -> tuple:
     return tuple((e.relative, e.kind, e.size, e.mtime_ns, e.mode, e.target) for e in entries)
 
 
+#: Reads of a folder whose files keep changing under the reader before it gives up.
+READ_ATTEMPTS = 3
+
+
 def folder_digest(folder: Path, limits: FolderLimits | None = None) -> str:
     """sha256 over relative paths, modes and contents; cached while the stat fingerprint holds.
 
-    FolderError (loader/folders.py) when the folder holds something unsafe to read.
+    A file that changes while it is read (a copy in progress) makes the
+    folder be read again, so a half-written file never becomes a version.
+    FolderError (loader/folders.py) when the folder holds something unsafe
+    to read, or keeps changing.
     """
+    for _ in range(READ_ATTEMPTS - 1):
+        try:
+            return _digest(folder, limits)
+        except FolderChanged:
+            time.sleep(0.05)
+    return _digest(folder, limits)
+
+
+def _digest(folder: Path, limits: FolderLimits | None) -> str:
     entries = walk(folder, limits)
     fingerprint = _fingerprint(entries)
     cached = _cache.get(folder)
@@ -52,7 +69,7 @@ def folder_digest(folder: Path, limits: FolderLimits | None = None) -> str:
             data = read_file(entry)
             executable = os.access(entry.path, os.X_OK)
         except FileNotFoundError:
-            continue  # removed since the walk: the next reconcile sees the new state
+            raise FolderChanged(f"{entry.path} was removed while the folder was read") from None
         except OSError as exc:
             raise FolderError(f"{entry.path}: cannot read it: {exc}; make it readable or remove it") from None
         digest.update(entry.relative.encode() + b"\0")

@@ -187,9 +187,20 @@ def _special_kind(mode: int) -> str | None:
     return "special file"
 
 
+class FolderChanged(FolderError):
+    """A file changed between the walk and its read (a copy in progress): read the folder again."""
+
+
 def read_file(entry: Entry) -> bytes:
-    """A walked file's bytes: opened non-blocking and checked again, as it may have changed since the walk."""
-    return read_regular(entry.path)
+    """A walked file's bytes, opened non-blocking and checked again, as it may have changed since the walk.
+
+    FolderChanged when its size or modification time is no longer what the
+    walk saw, or it changed while being read.
+    """
+    data, st = _read_regular(entry.path, None)
+    if len(data) != entry.size or st.st_size != entry.size or st.st_mtime_ns != entry.mtime_ns:
+        raise FolderChanged(f"{entry.path} changed while it was read; it is read again")
+    return data
 
 
 #: Largest single definition file (manifest, stream, rule, symbol configuration) read.
@@ -203,6 +214,10 @@ def read_regular(path: Path, max_bytes: int | None = None) -> bytes:
     checked on the open file, so a swap after any earlier check cannot
     fool it.  FileNotFoundError passes through.
     """
+    return _read_regular(path, max_bytes)[0]
+
+
+def _read_regular(path: Path, max_bytes: int | None) -> tuple[bytes, os.stat_result]:
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
@@ -218,6 +233,6 @@ def read_regular(path: Path, max_bytes: int | None = None) -> bytes:
                 break
             chunks.append(chunk)
             left -= len(chunk)
-        return b"".join(chunks)
+        return b"".join(chunks), st
     finally:
         os.close(fd)
