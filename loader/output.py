@@ -10,10 +10,10 @@ The last lines are kept for the crash report.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import deque
 from typing import Any
 
+from loader import jsonio
 from loader.log import get_logger
 
 TAIL_LINES = 20
@@ -42,7 +42,7 @@ def _sdk_record(line: str) -> dict[str, Any] | None:
     if not line.startswith("{") or '"src"' not in line:
         return None
     try:
-        record = json.loads(line)
+        record = jsonio.loads(line)
     except ValueError:
         return None
     if isinstance(record, dict) and record.get("src") == "sdk":

@@ -33,6 +33,7 @@ from pathlib import Path
 import pynng
 
 from loader.log import get_logger
+from loader.tasks import Backoff, report_failure
 from loader.wire.addresses import claim, url
 from loader.wire.codec import decode_capabilities
 
@@ -161,7 +162,11 @@ class ControlChannel:
         self.path.unlink(missing_ok=True)
 
     async def _read_forever(self) -> None:
+        """Read until closed.  Nothing a plugin sends may end this task: the
+        channel outlives restarts and swaps, so a dead reader would leave every
+        later process of the plugin without a handshake."""
         assert self._socket is not None
+        backoff = Backoff()
         while True:
             try:
                 message = await self._socket.arecv()
@@ -174,6 +179,11 @@ class ControlChannel:
                 # command would time out with no trace of why.
                 get_logger(plugin=self.plugin).warning("plugin.control_error", error=str(exc))
                 self._holds_slot = False
+            except Exception as exc:  # a bug or a message no check foresaw: log it, drop it, carry on
+                self._holds_slot = False
+                await asyncio.sleep(report_failure("control_reader", exc, backoff, plugin=self.plugin))
+            else:
+                backoff.succeeded()
 
     async def _on_message(self, message: bytes) -> None:
         if is_handshake(message):
