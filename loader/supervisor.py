@@ -227,6 +227,7 @@ class PluginSupervisor:
         except OSError as exc:
             return self._launch_failed(f"cannot start {spec.executable}: {exc}; check the executable and its interpreter")
         pid = self.process.pid
+        self.channel.admit(pid)
         self.log.info("plugin.spawned", version=spec.version, pid=pid)
         self._pumps = [
             asyncio.create_task(pump(self.process.stdout, self.name, pid, "stdout", self.tail)),  # type: ignore[arg-type]
