@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from loader.config import LoaderConfig
 from loader.log import get_logger
 from loader.manifest import PluginSpec
-from loader.output import OutputTail, pump
+from loader.output import OutputLimiter, OutputTail, pump
 from loader.process import describe_exit, plugin_argument, spawn, terminate
 from loader.status import CRASHLOOP, LOADING, RESTARTING, RUNNING, STOPPED, StatusBoard
 from loader.wire.addresses import control_path
@@ -229,9 +229,10 @@ class PluginSupervisor:
         pid = self.process.pid
         self.channel.admit(pid)
         self.log.info("plugin.spawned", version=spec.version, pid=pid)
+        limiter = OutputLimiter()  # one log budget for both streams of this process
         self._pumps = [
-            asyncio.create_task(pump(self.process.stdout, self.name, pid, "stdout", self.tail)),  # type: ignore[arg-type]
-            asyncio.create_task(pump(self.process.stderr, self.name, pid, "stderr", self.tail)),  # type: ignore[arg-type]
+            asyncio.create_task(pump(self.process.stdout, self.name, pid, "stdout", self.tail, limiter)),  # type: ignore[arg-type]
+            asyncio.create_task(pump(self.process.stderr, self.name, pid, "stderr", self.tail, limiter)),  # type: ignore[arg-type]
         ]
         error = await self._await_handshake()
         if error is not None:
