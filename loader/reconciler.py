@@ -104,12 +104,13 @@ class Reconciler:
             if name in self.supervisors:
                 await self._unload(name, reason="folder removed")
                 await self._notify()
+            self.registry.unregister(name, forget=True)  # its symbols are free for others now
             self.board.remove(name)
             self._reported.pop(name, None)
             return
         try:
             spec = await self._read_folder(folder)
-            self.registry.check(spec)
+            self.registry.check(spec, exists=lambda plugin: (self.config.plugins_dir / plugin).is_dir())
         except ManifestError as exc:
             self._not_loadable(name, folder, str(exc), exc.incomplete and await self._still_copying(folder))
             return

@@ -44,7 +44,7 @@ class LoaderService:
         self._reload_config = reload_config
         self.notifier = Notifier()
         self.board = StatusBoard()
-        self.registry = SymbolRegistry()
+        self.registry = SymbolRegistry(config.data_dir / "symbols.json")
         self.reconciler = Reconciler(config, self.board, self.registry)
         self.rules = RuleManager(config, self.registry, self.reconciler.supervisors.get)
         self.reconciler.listeners.append(self.rules.on_plugins_changed)

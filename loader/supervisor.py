@@ -25,7 +25,7 @@ from loader.config import LoaderConfig
 from loader.diagnose import explain_no_handshake
 from loader.log import get_logger
 from loader.manifest import PluginSpec
-from loader.output import OutputTail, pump
+from loader.output import OutputLimiter, OutputTail, pump
 from loader.process import describe_exit, plugin_argument, spawn, terminate
 from loader.status import CRASHLOOP, LOADING, RESTARTING, RUNNING, STOPPED, StatusBoard
 from loader.wire.addresses import control_path
@@ -226,11 +226,13 @@ class PluginSupervisor:
         except OSError as exc:
             return self._launch_failed(f"cannot start {spec.executable}: {exc}; check the executable and its interpreter")
         pid = self.process.pid
+        self.channel.admit(pid)
         self.board.set_state(self.name, LOADING, pid=pid)  # the new process's pid, never the old one's
         self.log.info("plugin.spawned", version=spec.version, pid=pid)
+        limiter = OutputLimiter()  # one log budget for both streams of this process
         self._pumps = [
-            asyncio.create_task(pump(self.process.stdout, self.name, pid, "stdout", self.tail)),  # type: ignore[arg-type]
-            asyncio.create_task(pump(self.process.stderr, self.name, pid, "stderr", self.tail)),  # type: ignore[arg-type]
+            asyncio.create_task(pump(self.process.stdout, self.name, pid, "stdout", self.tail, limiter)),  # type: ignore[arg-type]
+            asyncio.create_task(pump(self.process.stderr, self.name, pid, "stderr", self.tail, limiter)),  # type: ignore[arg-type]
         ]
         error = await self._await_handshake()
         if error is not None:
