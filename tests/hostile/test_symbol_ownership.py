@@ -74,5 +74,5 @@ def test_the_first_owner_keeps_the_symbol_across_a_loader_restart(processes, tmp
     again = start_loader(processes, plugins, ipc_dir, data)
     again.wait_for("plugin.running", plugin="zed")
     refused = again.wait_for("plugin.invalid", plugin="abc")
-    assert "'zed'" in refused["error"] and "first" in refused["error"]
+    assert "'zed'" in refused["error"]  # by its claim, or as the provider if zed was read first
     assert again.find("plugin.spawned", plugin="abc") == []
