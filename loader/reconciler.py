@@ -15,10 +15,12 @@ import dataclasses
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Awaitable, Callable, TypeVar
 
 from loader.config import LoaderConfig
 from loader.digest import content_files
+from loader.folders import FolderError, FolderLimits
 from loader.log import get_logger
 from loader.manifest import ManifestError, PluginSpec, load_plugin
 from loader.registry import SymbolConflict, SymbolRegistry
@@ -27,6 +29,11 @@ from loader.supervisor import PluginSupervisor
 from loader.venvs import VenvBuilder, VenvError, wants_venv
 
 SupervisorFactory = Callable[[PluginSpec], PluginSupervisor]
+T = TypeVar("T")
+
+#: Threads of their own for reading plugin folders: a folder on a hung file
+#: system ties up one of them, never the event loop or the default pool.
+_FOLDER_READERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="folder-read")
 
 
 def is_candidate(path: Path) -> bool:
@@ -97,14 +104,15 @@ class Reconciler:
             if name in self.supervisors:
                 await self._unload(name, reason="folder removed")
                 await self._notify()
+            self.registry.unregister(name, forget=True)  # its symbols are free for others now
             self.board.remove(name)
             self._reported.pop(name, None)
             return
         try:
-            spec = load_plugin(folder)
-            self.registry.check(spec)
+            spec = await self._read_folder(folder)
+            self.registry.check(spec, exists=lambda plugin: (self.config.plugins_dir / plugin).is_dir())
         except ManifestError as exc:
-            self._not_loadable(name, folder, str(exc), exc.incomplete)
+            self._not_loadable(name, folder, str(exc), exc.incomplete and await self._still_copying(folder))
             return
         except SymbolConflict as exc:
             self._not_loadable(name, folder, str(exc), False)
@@ -145,8 +153,33 @@ class Reconciler:
         for listener in self.listeners:
             await listener()
 
-    def _not_loadable(self, name: str, folder: Path, error: str, incomplete: bool) -> None:
-        """Report a folder that cannot be loaded now, keeping any running version."""
+    async def _read_folder(self, folder: Path) -> PluginSpec:
+        """load_plugin off the event loop: a slow or hostile folder must not stall the loader."""
+        return await self._off_loop(load_plugin, folder, self.config.folders)
+
+    async def _still_copying(self, folder: Path) -> bool:
+        """Whether an incomplete folder changed within the grace time (a copy may still be going on)."""
+        try:
+            return await self._off_loop(_recently_changed, folder, self.config.watch.incomplete_grace_s,
+                                        self.config.folders)
+        except ManifestError:
+            return False
+
+    async def _off_loop(self, function: Callable[..., T], folder: Path, *args: Any) -> T:
+        """Run blocking folder I/O in the folder-reading threads, bounded by ``folders.timeout_s``."""
+        timeout = self.config.folders.timeout_s
+        future = asyncio.get_running_loop().run_in_executor(_FOLDER_READERS, function, folder, *args)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise ManifestError(str(folder), "", f"reading the folder took longer than {timeout:g}s",
+                                "check the file system, or raise folders.timeout_s") from None
+
+    def _not_loadable(self, name: str, folder: Path, error: str, still_copying: bool) -> None:
+        """Report a folder that cannot be loaded now, keeping any running version.
+
+        ``still_copying``: the folder is incomplete and changed within the grace time.
+        """
         log = get_logger(plugin=name)
         first_report = self._reported.get(name) != error
         self._reported[name] = error
@@ -157,7 +190,7 @@ class Reconciler:
                 log.error("plugin.update_rejected", version=running.spec.version, error=error,
                           reason="the running version keeps running")
             return
-        if incomplete and _recently_changed(folder, self.config.watch.incomplete_grace_s):
+        if still_copying:
             self.board.set_state(name, WAITING, last_error=error)
             if first_report:
                 log.info("plugin.incomplete", error=error, reason="waiting for the folder to be complete")
@@ -196,10 +229,14 @@ class Reconciler:
         get_logger(plugin=name).info("plugin.unloaded", version=supervisor.spec.version, reason=reason)
 
 
-def _recently_changed(folder: Path, grace_s: float) -> bool:
+def _recently_changed(folder: Path, grace_s: float, limits: FolderLimits) -> bool:
     """Whether anything in ``folder`` changed within ``grace_s`` (a copy may still be going on)."""
-    newest = folder.stat().st_mtime
-    for path in content_files(folder):
+    try:
+        newest = folder.stat().st_mtime
+        files = content_files(folder, limits)
+    except (OSError, FolderError):
+        return False
+    for path in files:
         try:
             newest = max(newest, path.stat().st_mtime)
         except OSError:

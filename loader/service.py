@@ -28,6 +28,7 @@ from loader.registry import SymbolRegistry
 from loader.rules.manager import RuleManager
 from loader.reload import reload_outcome, state_path, write_state
 from loader.status import BUILDING, CRASHLOOP, INVALID, LOADING, RESTARTING, RUNNING, STATES, WAITING, StatusBoard
+from loader.tasks import repeat
 from loader.systemd import Notifier, keep_notifying, watchdog_interval
 from loader.wire.addresses import remove_stale_sockets
 from loader.watcher import Debouncer, FolderWatcher, json_file_name_of
@@ -43,7 +44,7 @@ class LoaderService:
         self._reload_config = reload_config
         self.notifier = Notifier()
         self.board = StatusBoard()
-        self.registry = SymbolRegistry()
+        self.registry = SymbolRegistry(config.data_dir / "symbols.json")
         self.reconciler = Reconciler(config, self.board, self.registry)
         self.rules = RuleManager(config, self.registry, self.reconciler.supervisors.get)
         self.reconciler.listeners.append(self.rules.on_plugins_changed)
@@ -177,12 +178,12 @@ class LoaderService:
 
     async def _start_api(self):
         """The REST API (loader/api), unless ``rest`` is ``off``."""
-        if self.config.rest == "off":
+        address = self.config.rest_address
+        if address is None:
             return None
         from loader.api.server import ApiServer
 
-        host, _, port = self.config.rest.rpartition(":")
-        server = ApiServer(self, host, int(port))
+        server = ApiServer(self, *address)
         await server.start()
         return server
 
@@ -198,11 +199,13 @@ class LoaderService:
         self.log.info("loader.stopped")
 
     async def _rescan_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.watch.rescan_s)
-            self.watchers[0].refresh_links()
-            await self.reconciler.reconcile_all()
-            await self.rules.reconcile_all()
+        """Every ``watch.rescan_s``; a pass that fails is logged (task.failed) and the next one still runs."""
+        await repeat("rescan", self._rescan, lambda: self.config.watch.rescan_s)
+
+    async def _rescan(self) -> None:
+        self.watchers[0].refresh_links()
+        await self.reconciler.reconcile_all()
+        await self.rules.reconcile_all()
 
     def _prepare_directories(self) -> None:
         for path in (self.config.plugins_dir, self.config.data_dir, self.config.ipc_dir):

@@ -17,15 +17,15 @@ which keeps retrying at the capped delay.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections import deque
 from dataclasses import dataclass
 
 from loader.config import LoaderConfig
+from loader.diagnose import explain_no_handshake
 from loader.log import get_logger
 from loader.manifest import PluginSpec
-from loader.output import OutputTail, pump
+from loader.output import OutputLimiter, OutputTail, pump
 from loader.process import describe_exit, plugin_argument, spawn, terminate
 from loader.status import CRASHLOOP, LOADING, RESTARTING, RUNNING, STOPPED, StatusBoard
 from loader.wire.addresses import control_path
@@ -33,7 +33,6 @@ from loader.wire.codec import declares_batch
 from loader.wire.control import CommandFailed, CommandTimeout, ControlChannel, ControlError
 
 HEALTH_CHECK_INTERVAL_S = 0.1
-_DIALED_NAME = re.compile(r"plugin_([A-Za-z0-9_-]+)\.ipc")
 
 
 @dataclass
@@ -196,7 +195,7 @@ class PluginSupervisor:
         old = self.spec
         self.spec = request.spec
         self.board.set_state(self.name, LOADING, previous_version=old.version,
-                             version=self.spec.version, digest=self.spec.digest)
+                             version=self.spec.version, digest=self.spec.digest, pid=None)
 
     def _answer_launch(self, request: _Request | None, ok: bool) -> None:
         if self._first_launch is not None and not self._first_launch.done():
@@ -215,7 +214,7 @@ class PluginSupervisor:
     async def _launch(self) -> bool:
         """Spawn, wait for the handshake, replay symbols; True when running."""
         spec = self.spec
-        self.board.set_state(self.name, LOADING, version=spec.version, digest=spec.digest,
+        self.board.set_state(self.name, LOADING, version=spec.version, digest=spec.digest, pid=None,
                              symbols={k: spec.symbols(k) for k in ("sources", "sinks", "functions")})
         self.channel.expect_new_process()
         self.generation += 1
@@ -227,10 +226,13 @@ class PluginSupervisor:
         except OSError as exc:
             return self._launch_failed(f"cannot start {spec.executable}: {exc}; check the executable and its interpreter")
         pid = self.process.pid
+        self.channel.admit(pid)
+        self.board.set_state(self.name, LOADING, pid=pid)  # the new process's pid, never the old one's
         self.log.info("plugin.spawned", version=spec.version, pid=pid)
+        limiter = OutputLimiter()  # one log budget for both streams of this process
         self._pumps = [
-            asyncio.create_task(pump(self.process.stdout, self.name, pid, "stdout", self.tail)),  # type: ignore[arg-type]
-            asyncio.create_task(pump(self.process.stderr, self.name, pid, "stderr", self.tail)),  # type: ignore[arg-type]
+            asyncio.create_task(pump(self.process.stdout, self.name, pid, "stdout", self.tail, limiter)),  # type: ignore[arg-type]
+            asyncio.create_task(pump(self.process.stderr, self.name, pid, "stderr", self.tail, limiter)),  # type: ignore[arg-type]
         ]
         error = await self._await_handshake()
         if error is not None:
@@ -254,21 +256,16 @@ class PluginSupervisor:
         handshake.cancel()
         if exited.done():
             await self._drain_output()
-            how = describe_exit(self.process.returncode)
-            return f"process exited before the handshake ({_how(how)}); {self._name_hint()}"
+            returncode = self.process.returncode
+            return self._explain(f"process exited before the handshake ({_how(describe_exit(returncode))})",
+                                 returncode)
         exited.cancel()
-        return f"no handshake within {timeout:g}s; {self._name_hint()}"
+        return self._explain(f"no handshake within {timeout:g}s", None)
 
-    def _name_hint(self) -> str:
-        """Explain the most common cause of a missing handshake, with evidence if the output has it."""
-        expected = control_path(self.config.ipc_dir, self.name)
-        for line in reversed(self.tail.lines()):
-            match = _DIALED_NAME.search(line)
-            if match and match.group(1) != self.name:
-                return (f"its output shows it dialing plugin_{match.group(1)}.ipc: the program declares the "
-                        f"name {match.group(1)!r}, the folder is {self.name!r}; rename one to match")
-        return (f"the loader listens on {expected}; the plugin program may declare a different name than "
-                f"its folder {self.name!r} (eKuiper SDK plugins also need ipc_dir /tmp)")
+    def _explain(self, outcome: str, returncode: int | None) -> str:
+        """What the exit code and the output say about a missing handshake (loader/diagnose.py)."""
+        return explain_no_handshake(outcome, returncode, self.tail.lines(), self.name,
+                                    control_path(self.config.ipc_dir, self.name), self.spec.executable)
 
     async def _replay_symbols(self) -> bool:
         for key, control in list(self._symbols.items()):

@@ -11,11 +11,11 @@ a rule file dropped by hand may still wait for what it needs.
 from __future__ import annotations
 
 import asyncio
-import json
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from loader import jsonio
 from loader.api.errors import bad_request, conflict, not_found
 from loader.files import write_json_atomic
 from loader.names import is_valid_name
@@ -161,7 +161,7 @@ class Resources:
             raise not_found("rule", rule_id, "list rules with GET /rules")
         path = self._rule_path(rule_id)
         try:
-            data = json.loads(path.read_text())
+            data = jsonio.loads(path.read_text(), strict=True)
         except (OSError, ValueError) as exc:
             entry = self.rules.rules.get(rule_id)
             if entry is not None and isinstance(entry.raw, dict) and "unreadable" not in entry.raw:
@@ -275,7 +275,7 @@ class Resources:
                 raise not_found("rule", rule_id, "list rules with GET /rules")
             path = self._rule_path(rule_id)
             try:
-                data = json.loads(path.read_text())
+                data = jsonio.loads(path.read_text(), strict=True)
             except (OSError, ValueError) as exc:
                 raise bad_request("invalid_rule", f"{path}: cannot read the rule file ({exc}); replace it with PUT "
                                                   f"/rules/{rule_id}") from None

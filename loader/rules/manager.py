@@ -22,13 +22,14 @@ and a single order of events is easy to reason about.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from loader import jsonio
 from loader.config import LoaderConfig
+from loader.folders import MAX_DEFINITION_BYTES, FolderError, read_regular
 from loader.log import get_logger
 from loader.registry import SymbolRegistry
 from loader.rules.buffer import DEFAULT_CAPACITY
@@ -87,18 +88,36 @@ class RuleManager:
 
     async def reconcile_all(self) -> None:
         async with self._lock:
-            for name in self._names(self.streams_dir) | set(self.streams) | set(self.stream_errors):
-                await self._reconcile_stream(name)
-            for rule_id in self._names(self.rules_dir) | set(self.rules):
-                await self._reconcile_rule(rule_id)
+            for name in sorted(self._names(self.streams_dir) | set(self.streams) | set(self.stream_errors)):
+                await self._guarded_stream(name)
+            for rule_id in sorted(self._names(self.rules_dir) | set(self.rules)):
+                await self._guarded_rule(rule_id)
 
     async def reconcile_stream(self, name: str) -> None:
         async with self._lock:
-            await self._reconcile_stream(name)
+            await self._guarded_stream(name)
 
     async def reconcile_rule(self, rule_id: str) -> None:
         async with self._lock:
+            await self._guarded_rule(rule_id)
+
+    async def _guarded_stream(self, name: str) -> None:
+        """One stream's reconcile; a failure is that stream's error, never the loader's (start-up goes on)."""
+        try:
+            await self._reconcile_stream(name)
+        except Exception as exc:
+            error = f"{self.streams_dir / (name + '.json')}: cannot be used: {type(exc).__name__}: {exc}"
+            get_logger(stream=name).error("stream.reconcile_failed", error=error, exc_info=exc)
+            self.stream_errors[name] = error
+
+    async def _guarded_rule(self, rule_id: str) -> None:
+        """One rule's reconcile; a failure is that rule's error, never the loader's (start-up goes on)."""
+        try:
             await self._reconcile_rule(rule_id)
+        except Exception as exc:
+            entry = self.rules.setdefault(rule_id, RuleEntry(id=rule_id))
+            self._set_error(entry, f"{self.rules_dir / (rule_id + '.json')}: cannot be used: "
+                                   f"{type(exc).__name__}: {exc}", exc_info=exc)
 
     async def on_plugins_changed(self) -> None:
         """Stop rules whose plugins went away or changed hands; retry rules that could not start."""
@@ -228,13 +247,17 @@ class RuleManager:
             await self._unwind(entry)
             self._set_error(entry, str(exc))
             return
+        except Exception as exc:  # a bug or an input no check foresaw: this rule fails, the loader and the others run
+            await self._unwind(entry)
+            self._set_error(entry, f"the rule could not start: {type(exc).__name__}: {exc}", exc_info=exc)
+            return
         entry.state, entry.error = RUNNING, None
         log.info("rule.started", stream=entry.stream, sinks=[a.sink for a in entry.definition.actions],
                  plugins=sorted(entry.plugins))
 
-    def _set_error(self, entry: RuleEntry, error: str) -> None:
+    def _set_error(self, entry: RuleEntry, error: str, exc_info: BaseException | None = None) -> None:
         if entry.state != ERROR or entry.error != error:
-            get_logger(rule=entry.id).error("rule.error", error=error)
+            get_logger(rule=entry.id).error("rule.error", error=error, exc_info=exc_info)
         entry.state, entry.error = ERROR, error
 
     async def _stop(self, entry: RuleEntry, reason: str) -> None:
@@ -270,7 +293,7 @@ class RuleManager:
                  for index, action in enumerate(rule.actions)]
         resolved = await self._functions(entry, plan)
         query = compile_query(plan, lambda name, index: _bind(resolved.get(name), rule.id, index))
-        buffer_length = int((rule.options or {}).get("bufferLength", DEFAULT_CAPACITY))
+        buffer_length = (rule.options or {}).get("bufferLength", DEFAULT_CAPACITY)  # schema-checked: 1..2**20
         pipeline = RulePipeline(rule.id, stream.name, query, sinks, buffer_length)
         await pipeline.start()
         entry.stop_actions.append(pipeline.stop)
@@ -382,6 +405,10 @@ def _bind(target: Any, rule_id: str, index: int) -> Callable[[list], Any] | None
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        text = read_regular(path, MAX_DEFINITION_BYTES).decode("utf-8")
+    except (OSError, ValueError, FolderError) as exc:
+        raise DefinitionError(f"{path}: cannot read it: {exc}; make it a readable UTF-8 file") from None
+    try:
+        return jsonio.loads(text, strict=True)
+    except jsonio.JsonError as exc:
         raise DefinitionError(f"{path}: not valid JSON: {exc}; fix the file") from None

@@ -24,8 +24,11 @@ from typing import Any, Protocol
 from loader.rules.buffer import DEFAULT_CAPACITY, RecordBuffer
 from loader.rules.sql import CompiledQuery
 from loader.runtime.metrics import NodeMetrics
+from loader.tasks import Backoff, report_failure
 
 TAKE_POLL_S = 0.5
+#: Longest the worker pauses after repeated failures; records wait in the buffer meanwhile.
+WORKER_BACKOFF_MAX_S = 5.0
 
 
 class Sink(Protocol):
@@ -79,13 +82,23 @@ class RulePipeline:
         self.buffer.put(records)
 
     def _work(self) -> None:
+        """Until the buffer closes.  A batch that fails in a way no check foresaw is
+        dropped, counted and logged (task.failed); the rule keeps running."""
         take, process = self.buffer.take, self.on_records
+        backoff = Backoff(max_s=WORKER_BACKOFF_MAX_S)
         while True:
             records = take(TAKE_POLL_S)
             if records is None:
                 return
-            if records:
+            if not records:
+                continue
+            try:
                 process(records)
+            except Exception as exc:
+                self.op_metrics.error(f"{type(exc).__name__}: {exc}")
+                time.sleep(report_failure("rule_worker", exc, backoff, rule=self.rule_id, dropped=len(records)))
+            else:
+                backoff.succeeded()
 
     def on_record(self, record: Any) -> None:
         self.on_records([record])

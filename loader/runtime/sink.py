@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loader.jsonio import finite
 from loader.log import get_logger
 from loader.runtime import open_and_start
 from loader.runtime.metrics import NodeMetrics
@@ -161,7 +162,7 @@ class LogSink(_BuiltinSink):
 
     def deliver(self, record: Any) -> None:
         self.metrics.records_in += 1
-        self.log.info("sink.log", record=record)
+        self.log.info("sink.log", record=finite(record))  # NaN/Infinity as null: the log stays strict JSON
         self.metrics.records_out += 1
 
     def deliver_many(self, records: list[Any]) -> None:
