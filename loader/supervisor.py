@@ -268,7 +268,12 @@ class PluginSupervisor:
                                     control_path(self.config.ipc_dir, self.name), self.spec.executable)
 
     async def _replay_symbols(self) -> bool:
-        for key, control in list(self._symbols.items()):
+        # Until none is left: a rule may start symbols while this awaits the
+        # plugin, and start_symbol leaves them to the replay (not running yet).
+        replayed: set[str] = set()
+        while pending := [(k, c) for k, c in self._symbols.items() if k not in replayed]:
+            key, control = pending[0]
+            replayed.add(key)
             try:
                 await self.channel.command("start", control, self.settings.command_timeout_s)
             except ControlError as exc:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from loader.systemd import Notifier, keep_notifying
+from tests.api_fixtures import free_port
 from tests.loader_harness import REPO, make_plugin, pid_alive, start_loader
 from tests.test_rules_e2e import install_collector, install_seqsrc, rule, seq_config, stream, wait_collected
 
@@ -182,10 +183,11 @@ def test_console_start_message_says_what_runs_where_and_how_to_stop(processes, d
     assert stop_hint({}, True) == "stop with Ctrl-C"
     text = start_message(LoaderConfig(), "http://127.0.0.1:9081", "stop with Ctrl-C")
     assert "REST API on http://127.0.0.1:9081" in text and "sockets in /tmp" in text
+    port = free_port()  # the config refuses port 0
     loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"],
-                          extra_config="rest: 127.0.0.1:0\n")
+                          extra_config=f"rest: 127.0.0.1:{port}\n")
     ready = loader.find("loader.ready")[0]
-    assert ready["rest"].startswith("http://127.0.0.1:") and ready["rest"] in ready["message"]
+    assert ready["rest"] == f"http://127.0.0.1:{port}" and ready["rest"] in ready["message"]
     for key in ("plugins", "data", "ipc"):
         assert str(dirs[key]) in ready["message"], key
 
