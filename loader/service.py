@@ -169,6 +169,7 @@ class LoaderService:
         self.reconciler.config = config
         self.reconciler.venvs.settings = config.venv
         self.reconciler.venvs.forget_failures()
+        self.reconciler.memo.forget_all()  # the rescan after a reload looks at every folder again
         self.rules.config = config
         for supervisor in self.reconciler.supervisors.values():
             supervisor.config, supervisor.settings = config, config.supervisor

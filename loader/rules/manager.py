@@ -80,6 +80,8 @@ class RuleManager:
         self.rules: dict[str, RuleEntry] = {}
         self.functions = FunctionPool(config.ipc_dir, config.batch)
         self._shared: dict[str, tuple[SourceInstance, set[str]]] = {}
+        #: Stat of each stream and rule file when it was last read: the rescan reads only files that changed.
+        self._file_stats: dict[Path, tuple | None] = {}
         self._lock = asyncio.Lock()
         self._closing = False
 
@@ -138,6 +140,8 @@ class RuleManager:
     async def _reconcile_stream(self, name: str) -> None:
         path = self.streams_dir / f"{name}.json"
         old = self.streams.get(name)
+        if self._same_file(path) and (old is not None or name in self.stream_errors):
+            return
         new: StreamDef | None = None
         error: str | None = None
         if path.is_file():
@@ -178,6 +182,8 @@ class RuleManager:
                 await self._stop(entry, reason="rule file removed")
                 del self.rules[rule_id]
                 get_logger(rule=rule_id).info("rule.deleted")
+            return
+        if self._same_file(path) and entry is not None:
             return
         try:
             raw = _read_json(path)
@@ -345,6 +351,17 @@ class RuleManager:
             if self.registry.owner(kind, symbol) != plugin or self.supervisor_of(plugin) is not entry.plugins[plugin]:
                 return False
         return True
+
+    def _same_file(self, path: Path) -> bool:
+        """Whether ``path`` has the stat it had when last looked at (reading it again would tell nothing new)."""
+        try:
+            st = path.stat()
+            key: tuple | None = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        except OSError:
+            key = None
+        same = path in self._file_stats and self._file_stats[path] == key
+        self._file_stats[path] = key
+        return same
 
     @staticmethod
     def _names(folder: Path) -> set[str]:
