@@ -59,6 +59,14 @@ class BatchSettings:
 
 
 @dataclass(frozen=True)
+class RuleSettings:
+    """How rule health is judged (loader/rules/health.py)."""
+
+    #: How long an error of a source or sink keeps its rule degraded after it happened.
+    degraded_hold_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class LoaderConfig:
     plugins_dir: Path = Path("plugins/portable")
     etc_dir: Path = Path("etc")
@@ -74,6 +82,7 @@ class LoaderConfig:
     supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
     venv: VenvSettings = field(default_factory=VenvSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
+    rules: RuleSettings = field(default_factory=RuleSettings)
 
     def resolved(self) -> "LoaderConfig":
         """Absolute paths, so later chdir or symlinks do not change their meaning."""
@@ -103,6 +112,7 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> L
         supervisor=SupervisorSettings(**raw.get("supervisor", {})),
         venv=_venv_settings(raw.get("venv", {})),
         batch=BatchSettings(**raw.get("batch", {})),
+        rules=RuleSettings(**raw.get("rules", {})),
     )
     for key, value in (overrides or {}).items():
         if value is not None:
