@@ -259,7 +259,7 @@ def run_status(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
     head = f"portable-loader {data['version']}: {len(data['plugins'])} plugins, {data['streams']} streams, rules: {rules}"
     body = table(data["plugins"], STATUS_COLUMNS) if data["plugins"] else "no plugins"
     if rule_list:
-        body += "\n\n" + table(rule_list, [("RULE", "id"), ("STATE", "state"), ("STATUS", "status")])
+        body += "\n" + table(rule_list, [("RULE", "id"), ("STATE", "state"), ("STATUS", "status")])
     return {**data, "ruleList": rule_list}, f"{head}\n{body}"
 
 

@@ -6,7 +6,8 @@ socket, and two on the same data directory reconcile the same rules twice.
 directory before it touches anything, and writes its pid into it so a
 second loader can say who holds the state.  The kernel drops the lock when
 the process ends, however it ends, so a killed loader never leaves a stale
-lock behind.  The descriptors are not inherited by plugin processes
+lock behind; a loader that stops cleanly also removes the files (while still
+holding the lock, and a loader that locked a file just removed tries again).  The descriptors are not inherited by plugin processes
 (Python opens files non-inheritable), so an orphaned plugin cannot keep it.
 """
 
@@ -35,19 +36,23 @@ class AlreadyRunning(Exception):
 
 @dataclass
 class DirectoryLock:
-    """Held locks; they last as long as this object (or the process)."""
+    """Held locks (path, descriptor); they last until ``release`` (or the process ends)."""
 
-    files: list[int]
+    files: list[tuple[Path, int]]
 
     def release(self) -> None:
-        for fd in self.files:
-            os.close(fd)
+        """Remove the lock files, then unlock: whoever waits finds no file, or a new one to lock."""
+        for path, fd in self.files:
+            try:
+                path.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
         self.files = []
 
 
 def lock_directories(directories: list[Path]) -> DirectoryLock:
     """Lock each directory (created if needed) or raise AlreadyRunning naming the holder's pid."""
-    held: list[int] = []
+    held: list[tuple[Path, int]] = []
     seen: set[Path] = set()
     try:
         for directory in directories:
@@ -55,7 +60,7 @@ def lock_directories(directories: list[Path]) -> DirectoryLock:
             if path in seen:  # data_dir == ipc_dir: a second flock on the same file would fail
                 continue
             seen.add(path)
-            held.append(_lock(path))
+            held.append((path, _lock(path)))
     except BaseException:
         DirectoryLock(held).release()
         raise
@@ -64,19 +69,30 @@ def lock_directories(directories: list[Path]) -> DirectoryLock:
 
 def _lock(path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        pid = _holder(fd)
-        os.close(fd)
-        raise AlreadyRunning(path, pid) from None
-    except BaseException:
-        os.close(fd)
-        raise
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _holder(fd)
+            os.close(fd)
+            raise AlreadyRunning(path, pid) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        if _still_there(path, fd):
+            break
+        os.close(fd)  # the holder removed this file as it stopped: lock the new one
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def _still_there(path: Path, fd: int) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _holder(fd: int) -> int | None:
