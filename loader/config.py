@@ -60,6 +60,14 @@ class BatchSettings:
 
 
 @dataclass(frozen=True)
+class RuleSettings:
+    """How rule health is judged (loader/rules/health.py)."""
+
+    #: How long an error of a source or sink keeps its rule degraded after it happened.
+    degraded_hold_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class LoaderConfig:
     plugins_dir: Path = Path("plugins/portable")
     etc_dir: Path = Path("etc")
@@ -76,6 +84,7 @@ class LoaderConfig:
     venv: VenvSettings = field(default_factory=VenvSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
     folders: FolderLimits = field(default_factory=FolderLimits)
+    rules: RuleSettings = field(default_factory=RuleSettings)
 
     @property
     def rest_address(self) -> tuple[str, int] | None:
@@ -111,6 +120,7 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> L
         venv=_venv_settings(raw.get("venv", {})),
         batch=BatchSettings(**raw.get("batch", {})),
         folders=FolderLimits(**raw.get("folders", {})),
+        rules=RuleSettings(**raw.get("rules", {})),
     )
     for key, value in (overrides or {}).items():
         if value is not None:

@@ -88,7 +88,8 @@ class LoaderService:
         self.notifier.ready(self.status_text())
         background = [asyncio.create_task(self._first_scan(), name="first-scan"),
                       asyncio.create_task(keep_notifying(self.notifier, self.status_text, watchdog_interval()),
-                                          name="sd-notify")]
+                                          name="sd-notify"),
+                      asyncio.create_task(self.rules.watch_health(), name="rule-health")]
         await self._stopping.wait()
         self.notifier.stopping()
         for task in background:
@@ -109,8 +110,9 @@ class LoaderService:
 
     def status_text(self) -> str:
         """One line for systemd's STATUS=: what runs, what is still starting, what failed."""
-        rules = sum(1 for entry in self.rules.rules.values() if entry.state == "running")
-        return status_line({state: self.board.count(state) for state in STATES}, rules, self._scanned)
+        states = [self.rules.state_of(entry) for entry in self.rules.rules.values()]
+        return status_line({state: self.board.count(state) for state in STATES}, states.count("running"),
+                           self._scanned, states.count("degraded"))
 
     async def reload(self) -> None:
         """Reread the configuration (SIGHUP), apply what can change live, rescan everything.
@@ -170,6 +172,7 @@ class LoaderService:
         self.reconciler.config = config
         self.reconciler.venvs.settings = config.venv
         self.reconciler.venvs.forget_failures()
+        self.reconciler.memo.forget_all()  # the rescan after a reload looks at every folder again
         self.rules.config = config
         for supervisor in self.reconciler.supervisors.values():
             supervisor.config, supervisor.settings = config, config.supervisor
@@ -229,7 +232,7 @@ class LoaderService:
         self.log.info("loader.signal", signal=signal.Signals(sig).name)
 
 
-def status_line(counts: Mapping[str, int], rules_running: int, scanned: bool) -> str:
+def status_line(counts: Mapping[str, int], rules_running: int, scanned: bool, rules_degraded: int = 0) -> str:
     """systemd's STATUS= text from the plugin state counts: running, starting (venv builds), failed, rules."""
     failed = counts.get(INVALID, 0) + counts.get(CRASHLOOP, 0) + counts.get(RESTARTING, 0)
     starting = counts.get(LOADING, 0) + counts.get(BUILDING, 0) + counts.get(WAITING, 0)
@@ -239,6 +242,8 @@ def status_line(counts: Mapping[str, int], rules_running: int, scanned: bool) ->
         parts.append(f"{starting} starting" + (f" ({building} building a venv)" if building else ""))
     parts.append(f"{failed} failed")
     text = f"plugins: {', '.join(parts)}; rules: {rules_running} running"
+    if rules_degraded:
+        text += f", {rules_degraded} degraded"
     return text if scanned else f"{text}; first scan in progress"
 
 

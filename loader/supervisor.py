@@ -27,6 +27,7 @@ from loader.log import get_logger
 from loader.manifest import PluginSpec
 from loader.output import OutputLimiter, OutputTail, pump
 from loader.process import describe_exit, plugin_argument, spawn, terminate
+from loader.repeats import Repeats
 from loader.status import CRASHLOOP, LOADING, RESTARTING, RUNNING, STOPPED, StatusBoard
 from loader.wire.addresses import control_path
 from loader.wire.codec import declares_batch
@@ -60,6 +61,7 @@ class PluginSupervisor:
         self._first_launch: asyncio.Future[bool] | None = None
         self._task: asyncio.Task[None] | None = None
         self._pumps: list[asyncio.Task[None]] = []
+        self._repeats = Repeats()  # plugin.crashloop: once per interval, with a count
         #: Bumped for every process launched: data channels compare it to tell
         #: that the process they sent a record to is gone.
         self.generation = 0
@@ -163,6 +165,7 @@ class PluginSupervisor:
             if time.monotonic() - started >= self.settings.stable_after_s:
                 consecutive = 0
                 crashes.clear()
+                self._repeats.clear("crashloop")  # a new crash loop is news again
             backoff = self._backoff(consecutive)
             consecutive += 1
             now = time.monotonic()
@@ -172,9 +175,12 @@ class PluginSupervisor:
             state = CRASHLOOP if len(crashes) >= self.settings.crashloop_restarts else RESTARTING
             status = self.board.set_state(self.name, state, pid=None)
             status.restarts += 1
-            event = "plugin.crashloop" if state == CRASHLOOP else "plugin.restarting"
-            self.log.warning(event, version=self.spec.version, delay_s=round(backoff, 3),
-                             restarts=status.restarts, reason=status.last_error)
+            held_back = self._repeats.check("crashloop") if state == CRASHLOOP else 0
+            if held_back is not None:
+                event = "plugin.crashloop" if state == CRASHLOOP else "plugin.restarting"
+                extra = {"repeated": held_back} if state == CRASHLOOP else {}
+                self.log.warning(event, version=self.spec.version, delay_s=round(backoff, 3),
+                                 restarts=status.restarts, reason=status.last_error, **extra)
             request = await self._sleep_or_request(backoff)
             if request is not None and request.kind == "stop":
                 request.done.set_result(True)

@@ -9,6 +9,12 @@ periodic full rescan catches whatever the events missed (events lost under
 load, changes inside symlinked folders on file systems that do not report
 them).
 
+Only content changes count: creating, writing, closing after a write,
+deleting, moving and changing attributes.  Opens, reads and closes without a
+write never do: the loader reads the folders it watches, and reacting to its
+own reads kept an idle loader reconciling forever.  The filter is given to
+watchdog, so on Linux inotify is not even asked for those events.
+
 watchdog calls back on its own thread; the only thing done there is handing
 the name to the event loop.
 """
@@ -21,7 +27,27 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    EVENT_TYPE_ATTRIB,
+    EVENT_TYPE_CLOSED,
+    EVENT_TYPE_CREATED,
+    EVENT_TYPE_DELETED,
+    EVENT_TYPE_MODIFIED,
+    EVENT_TYPE_MOVED,
+    DirAttribEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirModifiedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import ObservedWatch
 
@@ -77,6 +103,20 @@ class Debouncer:
 
 NameOf = Callable[[Path], "str | None"]
 
+#: Events that can mean the content changed ("closed" is a close after writing).
+CONTENT_EVENT_TYPES = frozenset({EVENT_TYPE_CREATED, EVENT_TYPE_MODIFIED, EVENT_TYPE_CLOSED, EVENT_TYPE_DELETED,
+                                 EVENT_TYPE_MOVED, EVENT_TYPE_ATTRIB})
+#: The same as watchdog event classes, so the observer does not subscribe to the others at all.
+CONTENT_EVENTS: list[type[FileSystemEvent]] = [
+    FileCreatedEvent, DirCreatedEvent, FileModifiedEvent, DirModifiedEvent, FileClosedEvent,
+    FileDeletedEvent, DirDeletedEvent, FileMovedEvent, DirMovedEvent, FileAttribEvent, DirAttribEvent,
+]
+
+
+def is_content_change(event: FileSystemEvent) -> bool:
+    """Whether an event can mean a file's content, presence, name or attributes changed."""
+    return event.event_type in CONTENT_EVENT_TYPES
+
 
 @contextmanager
 def _surviving(task: str, backoff: Backoff, **context: Any) -> Iterator[None]:
@@ -97,6 +137,8 @@ class _Handler(FileSystemEventHandler):
         self._backoff = Backoff(max_s=WATCHER_BACKOFF_MAX_S)
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if not is_content_change(event):
+            return
         with _surviving("watcher", self._backoff, root=str(self._root)):
             for raw in (event.src_path, getattr(event, "dest_path", "")):
                 relative = _relative(self._root, raw)
@@ -149,7 +191,8 @@ class FolderWatcher:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.root.mkdir(parents=True, exist_ok=True)
-        self._observer.schedule(_Handler(self.root, self._name_of, self._from_thread), str(self.root), recursive=True)
+        self._observer.schedule(_Handler(self.root, self._name_of, self._from_thread), str(self.root), recursive=True,
+                                event_filter=CONTENT_EVENTS)
         self._observer.start()
         self.refresh_links()
 
@@ -173,7 +216,8 @@ class FolderWatcher:
                 continue
             handler = _LinkHandler(link.name, self._from_thread)
             try:
-                self._link_watches[link] = self._observer.schedule(handler, str(target), recursive=True)
+                self._link_watches[link] = self._observer.schedule(handler, str(target), recursive=True,
+                                                                   event_filter=CONTENT_EVENTS)
             except OSError as exc:
                 get_logger(plugin=link.name).warning("plugin.watch_failed", error=str(exc))
 
@@ -198,5 +242,7 @@ class _LinkHandler(FileSystemEventHandler):
         self._backoff = Backoff(max_s=WATCHER_BACKOFF_MAX_S)
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if not is_content_change(event):
+            return
         with _surviving("watcher", self._backoff, plugin=self._name):
             self._notify(self._name)

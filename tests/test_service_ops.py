@@ -389,12 +389,16 @@ def test_operations_log_recipes_answer_their_questions(processes, tmp_path, ipc_
         {"id": "r1", "sql": "SELECT a FROM s GROUP BY a", "actions": [{"log": {}}]}))
     (data / "streams").mkdir(parents=True)
     (data / "streams" / "s.json").write_text(json.dumps({"sql": 'CREATE STREAM s () WITH (TYPE="bus_src")'}))
+    (data / "streams" / "cars.json").write_text(json.dumps({"sql": 'CREATE STREAM cars () WITH (TYPE="car_src")'}))
+    (data / "rules" / "r2.json").write_text(json.dumps({"id": "r2", "sql": "SELECT * FROM cars",
+                                                        "actions": [{"nop": {}}]}))
     journal = FakeJournal(ipc_dir / "journal.sock")
     try:
         proc, stdout_lines = start_under_journal(processes, tmp_path, ipc_dir, journal.path, plugins)
         journal.wait_for(EVENT="plugin.exited", PLUGIN="car")
         journal.wait_for(EVENT="plugin.restarting", PLUGIN="car")
         journal.wait_for(EVENT="rule.error", RULE="r1")
+        journal.wait_for(EVENT="rule.degraded", RULE="r2")  # car keeps crashing
         journal.wait_for(EVENT="plugin.running", PLUGIN="bus")
         proc.send_signal(signal.SIGUSR1)
         journal.wait_for(EVENT="loader.stack_dump")
@@ -417,7 +421,7 @@ def test_operations_log_recipes_answer_their_questions(processes, tmp_path, ipc_
             assert result.returncode == 0, f"{question}: {result.stderr}"
             output = result.stdout
         answers[question] = output
-    assert len(answers) == 7, list(answers)
+    assert len(answers) == 8, list(answers)
     errors = answers["Which errors did the loader log?"]
     assert '"event": "plugin.exited"' in errors and '"event": "rule.error"' in errors
     assert '"event": "plugin.running"' not in errors
@@ -428,5 +432,8 @@ def test_operations_log_recipes_answer_their_questions(processes, tmp_path, ipc_
     assert "bus v2.1.0 pid" in versions and "car v1.0.0 pid" in versions
     assert '"plugin": "car"' in answers["What restarted in the last hour?"]
     assert "GROUP BY" in answers["Which rules have errors, and why?"]
+    stuck = [json.loads(line) for line in answers["Which rule is stuck, and why?"].splitlines()]
+    assert [(s["rule"], s["symbol"], s["plugin"]) for s in stuck] == [("r2", "car_src", "car")]
+    assert stuck[0]["cause"].startswith("plugin ") and "car is" in stuck[0]["error"]
     threads = [json.loads(line) for line in answers["Where does each thread wait?"].splitlines()]
     assert any(t["thread"] == "MainThread" for t in threads) and all(t["at"] for t in threads)

@@ -147,8 +147,16 @@ class Resources:
     # -------------------------------------------------------------- rules
 
     def rule_list(self) -> list[dict[str, Any]]:
-        return [{"id": rule_id, "status": _ekuiper_rule_status(entry.state, entry.error), "state": entry.state}
-                for rule_id, entry in sorted(self.rules.rules.items())]
+        listed = []
+        for rule_id, entry in sorted(self.rules.rules.items()):
+            found = self.rules.causes(entry)
+            if found:
+                message = "; ".join(cause.message for cause in found)
+                listed.append({"id": rule_id, "status": f"Running: degraded: {message}", "state": "degraded"})
+            else:
+                listed.append({"id": rule_id, "status": _ekuiper_rule_status(entry.state, entry.error),
+                               "state": entry.state})
+        return listed
 
     def _rule_path(self, rule_id: str) -> Path:
         return self.rules.rules_dir / f"{rule_id}.json"
@@ -335,9 +343,10 @@ class Resources:
     # ------------------------------------------------------------- status
 
     def overview(self, plugin_statuses: list[dict[str, Any]]) -> dict[str, Any]:
-        counts = {state: 0 for state in ("running", "stopped", "waiting", "error")}
+        counts = {state: 0 for state in ("running", "degraded", "stopped", "waiting", "error")}
         for entry in self.rules.rules.values():
-            counts[entry.state] = counts.get(entry.state, 0) + 1
+            state = self.rules.state_of(entry)
+            counts[state] = counts.get(state, 0) + 1
         return {"version": loader_version(), "plugins": plugin_statuses, "rules": counts,
                 "streams": len(self.rules.streams)}
 

@@ -12,6 +12,12 @@ one of four states:
   symbol that refused its configuration); it is retried when its file, its
   stream or the plugins change.
 
+A running rule is reported ``degraded`` while something keeps it from
+working (a plugin it uses is not running, its source reported an error, its
+sink error-acks records; loader/rules/health.py); ``watch_health`` logs
+``rule.degraded`` when such a cause appears and ``rule.recovered`` when it
+clears.
+
 Plugin changes reach the manager through ``on_plugins_changed``: a rule whose
 plugin was unloaded goes back to waiting; a plugin swapped for a new version
 keeps its supervisor, which replays the rule's symbols on the new process, so
@@ -35,10 +41,12 @@ from loader.registry import SymbolRegistry
 from loader.rules.buffer import DEFAULT_CAPACITY
 from loader.rules.builtins import BUILTINS
 from loader.rules.definitions import DefinitionError, RuleDef, StreamDef, rule_from_json, stream_from_json
+from loader.rules.health import Cause, NodeFacts, PluginFacts, causes, changes
 from loader.rules.pipeline import RulePipeline, Sink
 from loader.rules.sql import SqlError, compile_query, literal_arguments, parse_select
 from loader.rules.symbol_config import SymbolConfigError, object_config, source_config
 from loader.runtime.function import FunctionHandle, FunctionPool
+from loader.runtime.metrics import now_ms
 from loader.runtime.sink import BUILTIN_SINKS, PortableSink
 from loader.runtime.source import SourceInstance
 from loader.supervisor import PluginSupervisor
@@ -46,6 +54,9 @@ from loader.wire.codec import DataChannelError
 from loader.wire.control import ControlError
 
 RUNNING, STOPPED, WAITING, ERROR = "running", "stopped", "waiting", "error"
+#: Reported for a running rule with causes (loader/rules/health.py); never stored in ``RuleEntry.state``.
+DEGRADED = "degraded"
+HEALTH_INTERVAL_S = 1.0
 
 SupervisorLookup = Callable[[str], "PluginSupervisor | None"]
 
@@ -67,6 +78,9 @@ class RuleEntry:
     symbols: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, symbol, plugin)
     stop_actions: list[Callable[[], Any]] = field(default_factory=list)
     last_stop: int = 0
+    sources: list[SourceInstance] = field(default_factory=list)
+    #: The causes last logged as ``rule.degraded`` and not yet recovered, by ``Cause.key``.
+    logged_causes: dict[tuple, Cause] = field(default_factory=dict)
 
 
 class RuleManager:
@@ -81,6 +95,8 @@ class RuleManager:
         self.rules: dict[str, RuleEntry] = {}
         self.functions = FunctionPool(config.ipc_dir, config.batch)
         self._shared: dict[str, tuple[SourceInstance, set[str]]] = {}
+        #: Stat of each stream and rule file when it was last read: the rescan reads only files that changed.
+        self._file_stats: dict[Path, tuple | None] = {}
         self._lock = asyncio.Lock()
         self._closing = False
 
@@ -140,12 +156,60 @@ class RuleManager:
         """Running rules that use a symbol of ``plugin`` (eKuiper's plugin ``refCount``)."""
         return sum(1 for e in self.rules.values() if e.state == RUNNING and plugin in e.plugins)
 
+    def causes(self, entry: RuleEntry) -> list[Cause]:
+        """What keeps a running rule from working now (empty: it works, or it does not run)."""
+        if entry.state != RUNNING:
+            return []
+        plugins = [PluginFacts(name, *self._plugin_state(supervisor),
+                               tuple(sorted({symbol for _, symbol, plugin in entry.symbols if plugin == name})))
+                   for name, supervisor in sorted(entry.plugins.items())]
+        nodes = [NodeFacts("source", s.symbol, s.supervisor.name, s.last_record_ms, s.last_error_ms, s.last_error,
+                           s.error_generation, s.supervisor.generation) for s in entry.sources]
+        if entry.pipeline is not None:
+            nodes += [NodeFacts("sink", k.symbol, k.supervisor.name, k.metrics.last_out_time,
+                                k.metrics.last_exception_time, k.metrics.last_exception, k.error_generation,
+                                k.supervisor.generation)
+                      for k in entry.pipeline.sinks if isinstance(k, PortableSink)]
+        return causes(plugins, nodes, now_ms(), int(self.config.rules.degraded_hold_s * 1000))
+
+    @staticmethod
+    def _plugin_state(supervisor: PluginSupervisor) -> tuple[str, str | None]:
+        status = supervisor.board.get(supervisor.name)
+        return (status.state, status.last_error) if status is not None else ("unknown", None)
+
+    def state_of(self, entry: RuleEntry) -> str:
+        """The state as reported: ``degraded`` for a running rule with causes."""
+        return DEGRADED if self.causes(entry) else entry.state
+
+    async def watch_health(self, interval_s: float = HEALTH_INTERVAL_S) -> None:
+        """Log ``rule.degraded`` / ``rule.recovered`` as causes appear and clear; runs until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            for entry in list(self.rules.values()):
+                self._log_health(entry)
+
+    def _log_health(self, entry: RuleEntry) -> None:
+        appeared, cleared = changes(entry.logged_causes, self.causes(entry))
+        log = get_logger(rule=entry.id)
+        for cause in cleared:
+            del entry.logged_causes[cause.key]
+            log.info("rule.recovered", symbol=cause.symbol, plugin=cause.plugin, cause=cause.cause,
+                     remaining_causes=len(entry.logged_causes) + len(appeared))
+        for cause in appeared:
+            entry.logged_causes[cause.key] = cause
+            log.warning("rule.degraded", symbol=cause.symbol, plugin=cause.plugin, cause=cause.cause,
+                        error=cause.message)
+
     def status(self, rule_id: str) -> dict[str, Any] | None:
         entry = self.rules.get(rule_id)
         if entry is None:
             return None
-        status: dict[str, Any] = {"status": entry.state}
-        if entry.error:
+        found = self.causes(entry)
+        status: dict[str, Any] = {"status": DEGRADED if found else entry.state}
+        if found:
+            status["message"] = "; ".join(cause.message for cause in found)
+            status["causes"] = [cause.as_dict() for cause in found]
+        elif entry.error:
             status["message"] = entry.error
         if entry.pipeline is not None:
             status.update(entry.pipeline.metrics())
@@ -157,6 +221,8 @@ class RuleManager:
     async def _reconcile_stream(self, name: str) -> None:
         path = self.streams_dir / f"{name}.json"
         old = self.streams.get(name)
+        if self._same_file(path) and (old is not None or name in self.stream_errors):
+            return
         new: StreamDef | None = None
         error: str | None = None
         if path.is_file():
@@ -197,6 +263,8 @@ class RuleManager:
                 await self._stop(entry, reason="rule file removed")
                 del self.rules[rule_id]
                 get_logger(rule=rule_id).info("rule.deleted")
+            return
+        if self._same_file(path) and entry is not None:
             return
         try:
             raw = _read_json(path)
@@ -278,7 +346,8 @@ class RuleManager:
                 await action()
             except Exception as exc:  # keep unwinding: every socket must close
                 get_logger(rule=entry.id).warning("rule.stop_step_failed", error=str(exc))
-        entry.plugins, entry.symbols, entry.pipeline = {}, [], None
+        entry.plugins, entry.symbols, entry.pipeline, entry.sources = {}, [], None, []
+        entry.logged_causes = {}  # a stopped rule is not degraded; rule.stopped says what happened
 
     # ---------------------------------------------------------------- build
 
@@ -345,6 +414,7 @@ class RuleManager:
             source.subscribe(entry.id, pipeline.offer, pipeline.on_source_error)
             await source.start()
             entry.stop_actions.append(source.stop)
+            entry.sources.append(source)
             return
         shared = self._shared.get(stream.name)
         if shared is None or shared[0].supervisor is not supervisor:
@@ -356,6 +426,7 @@ class RuleManager:
         users.add(entry.id)
         source.subscribe(entry.id, pipeline.offer, pipeline.on_source_error)
         entry.stop_actions.append(lambda: self._detach_shared(stream.name, source, entry.id))
+        entry.sources.append(source)
 
     async def _detach_shared(self, stream: str, source: SourceInstance, rule_id: str) -> None:
         if source.unsubscribe(rule_id):
@@ -368,6 +439,17 @@ class RuleManager:
             if self.registry.owner(kind, symbol) != plugin or self.supervisor_of(plugin) is not entry.plugins[plugin]:
                 return False
         return True
+
+    def _same_file(self, path: Path) -> bool:
+        """Whether ``path`` has the stat it had when last looked at (reading it again would tell nothing new)."""
+        try:
+            st = path.stat()
+            key: tuple | None = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        except OSError:
+            key = None
+        same = path in self._file_stats and self._file_stats[path] == key
+        self._file_stats[path] = key
+        return same
 
     @staticmethod
     def _names(folder: Path) -> set[str]:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from loader.rules.buffer import DEFAULT_CAPACITY, RecordBuffer
 from loader.rules.sql import CompiledQuery
-from loader.runtime.metrics import NodeMetrics
+from loader.runtime.metrics import NodeMetrics, now_ms
 from loader.tasks import Backoff, report_failure
 
 TAKE_POLL_S = 0.5
@@ -105,16 +105,18 @@ class RulePipeline:
 
     def on_records(self, records: list[Any]) -> None:
         """Apply the query to a batch of records and deliver the results, in order, to every sink."""
+        now = now_ms()
         source = self.source_metrics
-        source.records_in += len(records)
+        source.took(len(records), now)
         rows = [record for record in records if isinstance(record, dict)]
         if len(rows) != len(records):
             for record in records:
                 if not isinstance(record, dict):
                     source.error(f"a record must be a JSON object, got {type(record).__name__}")
-        source.records_out += len(rows)
+        source.gave(len(rows), now)
         op = self.op_metrics
-        op.records_in += len(rows)
+        if rows:
+            op.took(len(rows), now)
         results: list[Any] = []
         query = self.query
         if query.batching:
@@ -137,7 +139,7 @@ class RulePipeline:
                     append(result)
         if not results:
             return
-        op.records_out += len(results)
+        op.gave(len(results), now)
         for sink in self.sinks:
             sink.deliver_many(results)
 
