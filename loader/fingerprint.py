@@ -24,18 +24,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loader.digest import content_files
+from loader.folders import FolderError, FolderLimits
 
 Fingerprint = tuple
 
 
-def stat_fingerprint(folder: Path) -> Fingerprint:
-    """Stat data of the folder and its content files; reads no file."""
+def stat_fingerprint(folder: Path, limits: FolderLimits | None = None) -> Fingerprint:
+    """Stat data of the folder and its content files; reads no file.
+
+    A folder the walk refuses (a FIFO, a link to a device, past the limits)
+    gets the refusal as its fingerprint, so it is looked at (and reported)
+    again only when that changes.
+    """
     try:
         st = folder.stat()
     except OSError:
         return ()
     parts: list[tuple] = [("", st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)]
-    for path in content_files(folder):
+    try:
+        files = content_files(folder, limits)
+    except FolderError as exc:
+        return (*parts, ("!", str(exc)))
+    for path in files:
         try:
             st = path.stat()
         except OSError:

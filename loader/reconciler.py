@@ -123,7 +123,12 @@ class Reconciler:
             self._warned.pop(name, None)
             self.memo.forget(name)
             return
-        fingerprint = stat_fingerprint(folder)
+        try:
+            fingerprint = await self._off_loop(stat_fingerprint, folder, self.config.folders)
+        except ManifestError:  # the walk timed out: look anyway, and report that
+            self.memo.forget(name)
+            await self._look(name, folder)
+            return
         if self.memo.unchanged(name, fingerprint, self._running_digest(name)):
             return  # nothing to read: the folder and what runs are as the last settled look left them
         if await self._look(name, folder):
