@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+from importlib import resources
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -24,11 +25,15 @@ from typing import Any
 
 import jsonschema
 
+from loader import jsonio
 from loader.digest import folder_digest
+from loader.folders import MAX_DEFINITION_BYTES, FolderError, FolderLimits, read_regular
 from loader.names import is_valid_name
 from loader.pycheck import first_syntax_error
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
+#: The top-level ``schema/`` folder, installed as the package ``loader.schemas`` (pyproject.toml maps it),
+#: so the schemas are found the same way from a checkout, an editable install and a wheel.
+SCHEMA_PACKAGE = "loader.schemas"
 SYMBOL_KINDS = ("sources", "sinks", "functions")
 
 
@@ -84,18 +89,20 @@ class PluginSpec:
 
 @lru_cache(maxsize=None)
 def load_schema(name: str) -> dict[str, Any]:
-    """A JSON Schema shipped in ``schema/``, parsed once."""
-    return json.loads((SCHEMA_DIR / name).read_text())
+    """A JSON Schema shipped in ``schema/`` (package data ``loader.schemas``), parsed once."""
+    return json.loads(resources.files(SCHEMA_PACKAGE).joinpath(name).read_text(encoding="utf-8"))
 
 
 def manifest_path(folder: Path) -> Path:
     return folder / f"{folder.name}.json"
 
 
-def load_plugin(folder: Path, strict: bool = False) -> PluginSpec:
+def load_plugin(folder: Path, limits: FolderLimits | None = None, strict: bool = False) -> PluginSpec:
     """Read and validate one plugin folder; raise ManifestError on any fault.
 
-    ``strict`` makes an unknown manifest key an error instead of a warning.
+    Blocking file I/O, bounded by ``limits`` (loader/folders.py): the
+    reconciler calls it off the event loop. ``strict`` makes an unknown
+    manifest key an error instead of a warning.
     """
     name = folder.name
     if not is_valid_name(name):
@@ -108,21 +115,37 @@ def load_plugin(folder: Path, strict: bool = False) -> PluginSpec:
     warnings = _check_schema(path, manifest, strict)
     _check_semantics(path, folder, manifest)
     executable = _check_executable(path, folder, manifest)
+    digest = _digest(folder, limits)
     if manifest["language"] == "python":
-        _check_compiles(folder, executable, str(manifest["version"]))
+        _check_compiles(folder, executable, str(manifest["version"]), limits)
     return PluginSpec(
         name=name,
         folder=folder,
         manifest=manifest,
-        digest=folder_digest(folder),
+        digest=digest,
         executable=executable,
         warnings=tuple(warnings),
     )
 
 
+def _digest(folder: Path, limits: FolderLimits | None) -> str:
+    try:
+        return folder_digest(folder, limits)
+    except FolderError as exc:
+        raise ManifestError(str(folder), "", str(exc), "the folder was not loaded") from None
+
+
+def _read_manifest_text(path: Path) -> str:
+    """The manifest's text; a FIFO, device or oversized file is an OSError with the reason."""
+    try:
+        return read_regular(path, MAX_DEFINITION_BYTES).decode("utf-8")
+    except FolderError as exc:
+        raise OSError(str(exc)) from None
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_manifest_text(path)
     except FileNotFoundError:
         raise ManifestError(
             str(path), "", "manifest file is missing",
@@ -131,12 +154,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(str(path), "", f"cannot read manifest: {exc}", "make it a readable UTF-8 file") from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ManifestError(
-            str(path), "", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-            "fix the JSON syntax",
-        ) from None
+        data = jsonio.loads(text, strict=True)
+    except jsonio.JsonError as exc:
+        raise ManifestError(str(path), "", f"not valid JSON: {exc}", "fix the JSON") from None
     if not isinstance(data, dict):
         raise ManifestError(str(path), "", "the manifest must be a JSON object", "wrap the keys in { }")
     return data
@@ -186,9 +206,16 @@ def _fix_for(error: jsonschema.ValidationError) -> str:
     return hints.get(str(error.validator), "see schema/plugin.schema.json")
 
 
-def _check_compiles(folder: Path, executable: Path, version: str) -> None:
-    """A Python plugin whose code does not compile is refused before anything is stopped."""
-    found = first_syntax_error(folder, executable)
+def _check_compiles(folder: Path, executable: Path, version: str, limits: FolderLimits | None) -> None:
+    """A Python plugin whose code does not compile is refused before anything is stopped.
+
+    Called after the digest, so the folder's walk already refused special
+    files and enforced the limits; the sources are read the same safe way.
+    """
+    try:
+        found = first_syntax_error(folder, executable, limits)
+    except FolderError as exc:
+        raise ManifestError(str(folder), "", str(exc), "the folder was not loaded", version=version) from None
     if found is not None:
         source, error = found
         raise ManifestError(str(source), "", error, f"fix {source.name} and save it again", version=version)
@@ -221,6 +248,16 @@ def _check_executable(path: Path, folder: Path, manifest: dict[str, Any]) -> Pat
         raise ManifestError(
             str(path), "/executable", f"executable {relative!r} resolves to {resolved}, outside the plugin folder",
             "keep the program (and any symlink target) inside the plugin folder",
+        )
+    if resolved.is_dir():
+        raise ManifestError(
+            str(path), "/executable", f"executable {relative!r} is a directory, not a program",
+            "point executable at the program file inside it",
+        )
+    if resolved.exists() and not resolved.is_file():
+        raise ManifestError(
+            str(path), "/executable", f"executable {relative!r} is not a regular file",
+            "point executable at the program file",
         )
     if not resolved.is_file():
         raise ManifestError(

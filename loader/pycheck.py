@@ -14,12 +14,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from loader.digest import content_files
+from loader.folders import FolderLimits, read_regular
 
 
-def python_sources(folder: Path, executable: Path) -> list[Path]:
-    """The executable first, then the folder's other ``.py`` files outside bundled environments."""
+def python_sources(folder: Path, executable: Path, limits: FolderLimits | None = None) -> list[Path]:
+    """The executable first, then the folder's other ``.py`` files outside bundled environments.
+
+    The folder is walked like the digest walks it (loader/folders.py): no
+    special files, no links out, within ``limits``; FolderError otherwise.
+    """
     sources = [executable]
-    for path in content_files(folder):
+    for path in content_files(folder, limits):
         if path.suffix != ".py" or path.resolve() == executable:
             continue
         parts = path.relative_to(folder).parts[:-1]
@@ -36,10 +41,13 @@ def _inside_venv(folder: Path, parts: tuple[str, ...]) -> bool:
     return False
 
 
-def syntax_error(path: Path) -> str | None:
-    """``SyntaxError: <msg> (<file>, line <n>)`` for a file that does not compile, else None."""
+def syntax_error(path: Path, limits: FolderLimits | None = None) -> str | None:
+    """``SyntaxError: <msg> (<file>, line <n>)`` for a file that does not compile, else None.
+
+    Read without blocking on a FIFO and bounded by ``limits`` (FolderError for those).
+    """
     try:
-        source = path.read_bytes()
+        source = read_regular(path, (limits or FolderLimits()).max_bytes)
     except OSError as exc:
         return f"cannot read {path.name}: {exc.strerror}"
     try:
@@ -51,10 +59,11 @@ def syntax_error(path: Path) -> str | None:
     return None
 
 
-def first_syntax_error(folder: Path, executable: Path) -> tuple[Path, str] | None:
-    """The first source of the plugin that does not compile, with the error."""
-    for path in python_sources(folder, executable):
-        error = syntax_error(path)
+def first_syntax_error(folder: Path, executable: Path,
+                       limits: FolderLimits | None = None) -> tuple[Path, str] | None:
+    """The first source of the plugin that does not compile, with the error; FolderError if unsafe to read."""
+    for path in python_sources(folder, executable, limits):
+        error = syntax_error(path, limits)
         if error is not None:
             return path, error
     return None

@@ -10,6 +10,12 @@ name are serialised; different names proceed in parallel.
 
 A version is started from a snapshot of its folder (loader/snapshots.py),
 never from the folder itself.
+
+Quiet when idle: a folder whose stat fingerprint and running version are as
+the last settled look left them is not read at all (loader/fingerprint.py),
+and a fault of a folder is logged once per content digest, not once per
+look; a condition that repeats by itself (a control socket held by another
+process) is logged at most once per interval, with a count.
 """
 
 from __future__ import annotations
@@ -19,15 +25,19 @@ import dataclasses
 import shutil
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 from loader.config import LoaderConfig
 from loader.decision import Action, Folder, Observed, Running, decide
-from loader.digest import content_files
+from loader.digest import content_files, folder_digest
+from loader.fingerprint import FolderMemo, stat_fingerprint
+from loader.folders import FolderError, FolderLimits
 from loader.log import get_logger
 from loader.manifest import ManifestError, PluginSpec, load_plugin
 from loader.registry import SymbolConflict, SymbolRegistry
+from loader.repeats import Repeats
 from loader.snapshots import SnapshotStore
 from loader.states import Lifecycle, PluginState
 from loader.status import StatusBoard
@@ -38,6 +48,11 @@ SupervisorFactory = Callable[[PluginSpec, Lifecycle], PluginSupervisor]
 #: Running rules by the symbols of one plugin they use: ``{(kind, symbol): [rule ids]}``.
 SymbolUsers = Callable[[str], dict[tuple[str, str], list[str]]]
 S = PluginState
+T = TypeVar("T")
+
+#: Threads of their own for reading plugin folders: a folder on a hung file
+#: system ties up one of them, never the event loop or the default pool.
+_FOLDER_READERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="folder-read")
 
 
 def is_candidate(path: Path) -> bool:
@@ -66,7 +81,12 @@ class Reconciler:
         self.lifecycles: dict[str, Lifecycle] = {}
         self._factory = factory or self._supervisor
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._reported: dict[str, str] = {}
+        #: The last fault logged per folder: (event, content digest, error); logged again only when one changes.
+        self._reported: dict[str, tuple[str, str, str]] = {}
+        #: The content digest whose manifest warnings were logged, per folder.
+        self._warned: dict[str, str] = {}
+        self.memo = FolderMemo()
+        self._repeats = Repeats()
         self._closing = False
         #: Called after any plugin was loaded, swapped or unloaded (the rules follow).
         self.listeners: list[Callable[[], Awaitable[None]]] = []
@@ -96,7 +116,7 @@ class Reconciler:
         return {p.name for p in root.iterdir() if is_candidate(p) and p.is_dir()}
 
     async def reconcile_all(self) -> None:
-        names = self.folder_names() | set(self.supervisors) | set(self.lifecycles)
+        names = self.folder_names() | set(self.supervisors) | set(self.lifecycles) | set(self.board.names())
         await asyncio.gather(*(self.reconcile(name) for name in sorted(names)))
 
     async def reconcile(self, name: str) -> None:
@@ -142,36 +162,62 @@ class Reconciler:
         folder = self.config.plugins_dir / name
         if not is_candidate(folder):
             return
-        current = self.supervisors.get(name)
-        spec, problem, users = None, None, {}
         if not folder.is_dir():
-            observed = Observed(Folder.GONE)
+            await self._act(name, folder, decide(Observed(Folder.GONE), self._running(name)), None, None, {})
+            self.registry.unregister(name, forget=True)  # its symbols are free for others now
+            self._warned.pop(name, None)
+            self.memo.forget(name)
+            return
+        try:
+            fingerprint = await self._off_loop(stat_fingerprint, folder, self.config.folders)
+        except ManifestError:  # the walk timed out: look anyway, and report that
+            self.memo.forget(name)
+            await self._look(name, folder)
+            return
+        if self.memo.unchanged(name, fingerprint, self._running_digest(name)):
+            return  # nothing to read: the folder and what runs are as the last settled look left them
+        if await self._look(name, folder):
+            self.memo.remember(name, fingerprint, self._running_digest(name))
         else:
-            try:
-                spec = self._read(folder)
-            except _NotLoadable as exc:
-                problem = exc
-                recent = exc.incomplete and current is None and \
-                    _recently_changed(folder, self.config.watch.incomplete_grace_s)
-                observed = Observed(Folder.INCOMPLETE if exc.incomplete else Folder.INVALID, recently_changed=recent)
-            else:
-                users = self._removed_in_use(current.spec, spec) if current is not None else {}
-                observed = Observed(Folder.VALID, spec.digest, removes_used_symbols=bool(users))
-        running = Running(
+            self.memo.forget(name)
+
+    def _running_digest(self, name: str) -> str | None:
+        current = self.supervisors.get(name)
+        return current.spec.digest if current is not None else None
+
+    def _running(self, name: str) -> Running:
+        current = self.supervisors.get(name)
+        return Running(
             digest=current.spec.digest if current is not None else None,
             failed_digest=current.failed[0].digest if current is not None and current.failed else None,
             reporting_failure=name in self._reported or (current is not None and current.failed is not None),
         )
-        action = decide(observed, running)
-        if spec is not None:
+
+    async def _look(self, name: str, folder: Path) -> bool:
+        """Read the folder, decide and act; True when the outcome is settled (see loader/fingerprint.py)."""
+        current = self.supervisors.get(name)
+        spec, problem, users = None, None, {}
+        try:
+            spec = await self._read(folder)
+        except _NotLoadable as exc:
+            problem = exc
+            recent = exc.incomplete and current is None and await self._still_copying(folder)
+            observed = Observed(Folder.INCOMPLETE if exc.incomplete else Folder.INVALID, recently_changed=recent)
+        else:
+            users = self._removed_in_use(current.spec, spec) if current is not None else {}
+            observed = Observed(Folder.VALID, spec.digest, removes_used_symbols=bool(users))
+        action = decide(observed, self._running(name))
+        if spec is not None and self._warned.get(name) != spec.digest:  # once per content, not per look
+            self._warned[name] = spec.digest
             for warning in spec.warnings:
                 get_logger(plugin=name).warning("plugin.manifest_warning", reason=warning)
-        await self._act(name, action, spec, problem, users)
+        return await self._act(name, folder, action, spec, problem, users)
 
-    def _read(self, folder: Path) -> PluginSpec:
+    async def _read(self, folder: Path) -> PluginSpec:
+        """load_plugin off the event loop (a slow or hostile folder must not stall the loader), then symbol claims."""
         try:
-            spec = load_plugin(folder)
-            self.registry.check(spec)
+            spec = await self._off_loop(load_plugin, folder, self.config.folders)
+            self.registry.check(spec, exists=lambda plugin: (self.config.plugins_dir / plugin).is_dir())
         except ManifestError as exc:
             raise _NotLoadable(str(exc), exc.incomplete, exc.version) from None
         except SymbolConflict as exc:
@@ -184,53 +230,50 @@ class Reconciler:
         return {key: rules for key, rules in used.items()
                 if rules and key[1] in old.symbols(key[0]) and key[1] not in new.symbols(key[0])}
 
-    async def _act(self, name: str, action: Action, spec: PluginSpec | None, problem: _NotLoadable | None,
-                   users: dict[tuple[str, str], list[str]]) -> None:
+    async def _act(self, name: str, folder: Path, action: Action, spec: PluginSpec | None,
+                   problem: _NotLoadable | None, users: dict[tuple[str, str], list[str]]) -> bool:
+        """Do what ``decide`` chose; True when the outcome is settled (nothing to look at until the folder changes)."""
         if action is Action.NOTHING:
-            return
-        if action is Action.FORGET:
+            return True
+        if action in (Action.FORGET, Action.UNLOAD):
+            if action is Action.UNLOAD:
+                await self._unload(name, reason="folder removed")
+                await self._notify()
             self.board.remove(name)
             self.lifecycles.pop(name, None)
             self._reported.pop(name, None)
-            return
-        if action is Action.UNLOAD:
-            await self._unload(name, reason="folder removed")
-            self.board.remove(name)
-            self.lifecycles.pop(name, None)
-            self._reported.pop(name, None)
-            await self._notify()
-            return
+            return True
         if action is Action.ACCEPT:
             self._reported.pop(name, None)
             self.supervisors[name].accept_folder()
-            return
+            return True
         if action in (Action.WAIT, Action.INVALID) or (action is Action.REJECT and problem is not None):
             assert problem is not None
-            self._not_loadable(name, problem, wait=action is Action.WAIT)
-            return
+            return self._not_loadable(name, folder, problem, wait=action is Action.WAIT)
         assert spec is not None
         if action is Action.REJECT:
-            self._not_loadable(name, _NotLoadable(_symbols_in_use(spec, users), version=spec.version))
-            return
+            self._not_loadable(name, folder, _NotLoadable(_symbols_in_use(spec, users), version=spec.version))
+            return False  # it depends on the rules too: look again on the next rescan
         self._reported.pop(name, None)
         try:
             spec = await self._prepare(spec, running=name in self.supervisors)
         except _NotLoadable as exc:
-            self._not_loadable(name, exc)
-            return
+            return self._not_loadable(name, folder, exc)
+        settled = True
         try:
             if action is Action.LOAD:
-                await self._load(spec)
+                settled = await self._load(spec)
             else:
                 await self._swap(self.supervisors[name], spec)
         finally:
             self.snapshots.release(spec)
         await self._notify()
+        return settled
 
     async def _prepare(self, spec: PluginSpec, running: bool) -> PluginSpec:
         """The snapshot the version will run from, with its venv built if it has requirements."""
         try:
-            snapshot = await asyncio.to_thread(self.snapshots.take, spec)
+            snapshot = await self._off_loop(lambda _folder: self.snapshots.take(spec), spec.folder)
         except ManifestError as exc:
             raise _NotLoadable(f"{exc} (while taking a snapshot: is the folder still being written?)",
                                exc.incomplete, exc.version) from None
@@ -256,55 +299,95 @@ class Reconciler:
         return dataclasses.replace(spec, python=self.venvs.python_for(spec.folder))
 
     async def _notify(self) -> None:
+        self.memo.forget_not_running()  # a symbol another folder conflicted on may be free now
         if self._closing:
             return  # the rules are being stopped too
         for listener in self.listeners:
             await listener()
 
-    def _not_loadable(self, name: str, problem: _NotLoadable, wait: bool = False) -> None:
-        """Report a folder that cannot be loaded now, keeping any running version.
+    async def _still_copying(self, folder: Path) -> bool:
+        """Whether an incomplete folder changed within the grace time (a copy may still be going on)."""
+        try:
+            return await self._off_loop(_recently_changed, folder, self.config.watch.incomplete_grace_s,
+                                        self.config.folders)
+        except ManifestError:
+            return False
 
-        ``wait``: it is incomplete and changed recently, so it is reported as
-        waiting, not as an error.
+    async def _off_loop(self, function: Callable[..., T], folder: Path, *args: Any) -> T:
+        """Run blocking folder I/O in the folder-reading threads, bounded by ``folders.timeout_s``."""
+        timeout = self.config.folders.timeout_s
+        future = asyncio.get_running_loop().run_in_executor(_FOLDER_READERS, function, folder, *args)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise ManifestError(str(folder), "", f"reading the folder took longer than {timeout:g}s",
+                                "check the file system, or raise folders.timeout_s") from None
+
+    def _not_loadable(self, name: str, folder: Path, problem: _NotLoadable, wait: bool = False) -> bool:
+        """Report a folder that cannot be loaded now, keeping any running version; False while waiting.
+
+        ``wait``: it is incomplete and changed within the grace time, so it is
+        reported as waiting, not as an error.
         """
         log = get_logger(plugin=name)
         error = problem.error
-        first_report = self._reported.get(name) != error
-        self._reported[name] = error
         life = self.lifecycle(name)
         running = self.supervisors.get(name)
         if running is not None:
             life.publish(last_error=error, failed_version=problem.version, failed_error=error)
-            if first_report:
+            if self._first_report(name, "plugin.update_rejected", folder, error):
                 log.error("plugin.update_rejected", version=running.spec.version, rejected_version=problem.version,
                           error=error, reason="the running version keeps running")
-            return
+            return True
         if wait:
             life.move(S.WAITING, last_error=error)
-            if first_report:
+            if self._first_report(name, "plugin.incomplete", folder, error):
                 log.info("plugin.incomplete", error=error, reason="waiting for the folder to be complete")
-            return
-        previous = life.state
+            return False
         life.move(S.INVALID, last_error=error, pid=None)
-        if first_report or previous != S.INVALID:
+        if self._first_report(name, "plugin.invalid", folder, error):
             log.error("plugin.invalid", error=error)
+        return True
+
+    def _first_report(self, name: str, event: str, folder: Path, error: str) -> bool:
+        """Whether this fault of this folder content has not been logged yet (once per content digest)."""
+        try:
+            content = folder_digest(folder, self.config.folders)
+        except (FolderError, ManifestError, OSError):
+            content = ""  # an unreadable folder: the error text alone tells one fault from another
+        key = (event, content, error)
+        if self._reported.get(name) == key:
+            return False
+        self._reported[name] = key
+        return True
+
+    def _control_socket_busy(self, spec: PluginSpec, error: str) -> None:
+        """The control socket is held by another process: a condition that repeats, so rate-limited."""
+        self.lifecycle(spec.name).move(S.INVALID, last_error=error, pid=None)
+        held_back = self._repeats.check((spec.name, "control_socket"))
+        if held_back is not None:
+            get_logger(plugin=spec.name).error("plugin.invalid", error=error, repeated=held_back)
 
     # ------------------------------------------------------------ act
 
-    async def _load(self, spec: PluginSpec) -> None:
+    async def _load(self, spec: PluginSpec) -> bool:
+        """Start a supervisor for ``spec``; False when its control socket could not be opened (retried later)."""
         self.registry.register(spec)
-        life = self.lifecycle(spec.name)
-        supervisor = self._factory(spec, life)
-        get_logger(plugin=spec.name).info("plugin.loading", version=spec.version,
-                                          folder=str(spec.source or spec.folder), snapshot=str(spec.folder))
+        supervisor = self._factory(spec, self.lifecycle(spec.name))
+        key = (spec.name, "control_socket")
+        if not self._repeats.active(key):  # retries while another process holds the socket are not news
+            get_logger(plugin=spec.name).info("plugin.loading", version=spec.version,
+                                              folder=str(spec.source or spec.folder), snapshot=str(spec.folder))
         try:
             await supervisor.open()
         except OSError as exc:
             self.registry.unregister(spec.name)
-            self._not_loadable(spec.name, _NotLoadable(str(exc), version=spec.version))
-            return
+            self._control_socket_busy(spec, str(exc))
+            return False
+        self._repeats.clear(key)
         self.supervisors[spec.name] = supervisor
         await supervisor.start()
+        return True
 
     async def _swap(self, supervisor: PluginSupervisor, spec: PluginSpec) -> None:
         old = supervisor.spec.version
@@ -335,10 +418,14 @@ def _symbols_in_use(spec: PluginSpec, users: dict[tuple[str, str], list[str]]) -
             f"stop those rules first, or declare the symbol again in {spec.name}.json")
 
 
-def _recently_changed(folder: Path, grace_s: float) -> bool:
+def _recently_changed(folder: Path, grace_s: float, limits: FolderLimits) -> bool:
     """Whether anything in ``folder`` changed within ``grace_s`` (a copy may still be going on)."""
-    newest = folder.stat().st_mtime
-    for path in content_files(folder):
+    try:
+        newest = folder.stat().st_mtime
+        files = content_files(folder, limits)
+    except (OSError, FolderError):
+        return False
+    for path in files:
         try:
             newest = max(newest, path.stat().st_mtime)
         except OSError:

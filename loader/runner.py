@@ -15,7 +15,7 @@ import time
 from typing import Protocol
 
 from loader.manifest import PluginSpec
-from loader.output import OutputTail, pump
+from loader.output import OutputLimiter, OutputTail, pump
 from loader.process import spawn, terminate
 
 
@@ -63,9 +63,10 @@ class ProcessRunner:
 
     async def start(self, spec: PluginSpec, argument: str, tail: OutputTail) -> Process:
         process = await spawn(spec, argument)
+        limiter = OutputLimiter()  # one log budget for both streams of this process
         self._pumps[process.pid] = [
-            asyncio.create_task(pump(process.stdout, self.name, process.pid, "stdout", tail)),  # type: ignore[arg-type]
-            asyncio.create_task(pump(process.stderr, self.name, process.pid, "stderr", tail)),  # type: ignore[arg-type]
+            asyncio.create_task(pump(process.stdout, self.name, process.pid, "stdout", tail, limiter)),  # type: ignore[arg-type]
+            asyncio.create_task(pump(process.stderr, self.name, process.pid, "stderr", tail, limiter)),  # type: ignore[arg-type]
         ]
         return process  # type: ignore[return-value]
 

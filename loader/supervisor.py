@@ -24,16 +24,17 @@ and stop through a ``Runner`` and time comes from a ``Clock``
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
 from loader.config import LoaderConfig, SupervisorSettings
+from loader.diagnose import explain_no_handshake
 from loader.log import get_logger
 from loader.manifest import PluginSpec
 from loader.output import OutputTail
 from loader.process import describe_exit, plugin_argument
+from loader.repeats import Repeats
 from loader.runner import Clock, MonotonicClock, Process, ProcessRunner, Runner
 from loader.states import Lifecycle, PluginState
 from loader.status import StatusBoard
@@ -42,7 +43,6 @@ from loader.wire.codec import declares_batch
 from loader.wire.control import CommandFailed, CommandTimeout, ControlChannel, ControlError
 
 HEALTH_CHECK_INTERVAL_S = 0.1
-_DIALED_NAME = re.compile(r"plugin_([A-Za-z0-9_-]+)\.ipc")
 S = PluginState
 
 
@@ -110,6 +110,7 @@ class PluginSupervisor:
         self.process: Process | None = None
         self.tail = OutputTail()
         self.log = get_logger(plugin=spec.name)
+        self._repeats = Repeats(clock=self.clock.now)  # plugin.crashloop: once per interval, with a count
         #: The last version that passed probation: what a failed swap rolls back to.
         self.good: PluginSpec | None = None
         #: A version that failed and was rolled back, with why; cleared by the next swap.
@@ -285,12 +286,17 @@ class PluginSupervisor:
 
     async def _restart_delay(self, policy: RestartPolicy, started: float, error: str) -> _Request | None:
         """Report the restart, wait the backoff; a request arriving meanwhile ends the wait."""
+        if self.clock.now() - started >= self.settings.stable_after_s:
+            self._repeats.clear("crashloop")  # a new crash loop is news again
         delay, looping = policy.failed(started, self.clock.now(), self.settings)
         state = S.CRASHLOOP if looping else S.RESTARTING
         self.restarts += 1
         self.lifecycle.move(state, reason=error, pid=None, last_error=error, restarts=self.restarts)
-        self.log.warning("plugin.crashloop" if looping else "plugin.restarting", version=self.spec.version,
-                         delay_s=round(delay, 3), restarts=self.restarts, reason=error)
+        held_back = self._repeats.check("crashloop") if looping else 0
+        if held_back is not None:
+            extra = {"repeated": held_back} if looping else {}
+            self.log.warning("plugin.crashloop" if looping else "plugin.restarting", version=self.spec.version,
+                             delay_s=round(delay, 3), restarts=self.restarts, reason=error, **extra)
         return await self._sleep_or_request(delay)
 
     async def _probation(self) -> _Request | Failure | None:
@@ -369,6 +375,8 @@ class PluginSupervisor:
         except OSError as exc:
             return self._launch_failed(f"cannot start {spec.executable}: {exc}; check the executable and its interpreter")
         pid = self.process.pid
+        self.channel.admit(pid)  # only this process's group may hold the control channel now
+        self.lifecycle.publish(pid=pid)  # the new process's pid, never the old one's
         self.log.info("plugin.spawned", version=spec.version, pid=pid)
         outcome = await self._await_handshake()
         if isinstance(outcome, str):
@@ -409,26 +417,23 @@ class PluginSupervisor:
             return None
         if exited.done():
             await self.runner.drain(self.process)
-            return self._start_error(describe_exit(self.process.returncode))
-        return f"no handshake within {timeout:g}s; {self._name_hint()}"
+            returncode = self.process.returncode
+            return self._explain(f"process exited before the handshake ({_how(describe_exit(returncode))})",
+                                 returncode)
+        return self._explain(f"no handshake within {timeout:g}s", None)
 
-    def _start_error(self, how: dict[str, object]) -> str:
-        """The error of a process that exited before its handshake."""
-        return f"process exited before the handshake ({_how(how)}); {self._name_hint()}"
-
-    def _name_hint(self) -> str:
-        """Explain the most common cause of a missing handshake, with evidence if the output has it."""
-        expected = control_path(self.config.ipc_dir, self.name)
-        for line in reversed(self.tail.lines()):
-            match = _DIALED_NAME.search(line)
-            if match and match.group(1) != self.name:
-                return (f"its output shows it dialing plugin_{match.group(1)}.ipc: the program declares the "
-                        f"name {match.group(1)!r}, the folder is {self.name!r}; rename one to match")
-        return (f"the loader listens on {expected}; the plugin program may declare a different name than "
-                f"its folder {self.name!r} (eKuiper SDK plugins also need ipc_dir /tmp)")
+    def _explain(self, outcome: str, returncode: int | None) -> str:
+        """What the exit code and the output say about a missing handshake (loader/diagnose.py)."""
+        return explain_no_handshake(outcome, returncode, self.tail.lines(), self.name,
+                                    control_path(self.config.ipc_dir, self.name), self.spec.executable)
 
     async def _replay_symbols(self) -> Failure | None:
-        for key, control in list(self._symbols.items()):
+        # Until none is left: a rule may start symbols while this awaits the
+        # plugin, and start_symbol leaves them to the replay (not running yet).
+        replayed: set[str] = set()
+        while pending := [(k, c) for k, c in self._symbols.items() if k not in replayed]:
+            key, control = pending[0]
+            replayed.add(key)
             try:
                 await self.channel.command("start", control, self.settings.command_timeout_s)
             except ControlError as exc:

@@ -74,3 +74,8 @@ def processes() -> Iterator[ProcessTracker]:
         yield tracker
     finally:
         tracker.cleanup()
+
+
+# The system test boots a container as root and takes minutes: it runs on its
+# own (tests/system/run, `make test-system`), never as part of a plain run.
+collect_ignore = ["system"]

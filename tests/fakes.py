@@ -104,6 +104,10 @@ class FakeChannel:
     def expect_new_process(self) -> None:
         self._handshaken.clear()
         self.keepalives = 0
+        self.owner: int | None = None
+
+    def admit(self, pid: int) -> None:
+        self.owner = pid
 
     def handshake(self, keepalives: bool) -> None:
         self.last_message_at = self.clock.now()

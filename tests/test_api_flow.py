@@ -160,3 +160,20 @@ def test_rule_and_stream_lifecycle_over_rest(processes, env):
     assert api.ok("GET", "/streams") == []
     overview = api.ok("GET", "/status")
     assert [p["name"] for p in overview["plugins"]] == ["seqsrc"] and overview["streams"] == 0
+
+
+def test_rule_using_and_or_is_admitted_and_filters(processes, env):
+    """AND/OR are operators, never function calls to look up (sqlglot 30 made them Func nodes)."""
+    (env["etc"] / "sources").mkdir()
+    (env["etc"] / "sources" / "seq.yaml").write_text("default:\n  count: 12\n")
+    api = start_api(processes, env["plugins"], env["ipc"], env["data"], extra=f"etc_dir: {env['etc']}\n")
+    for name, files in (("seqsrc", seqsrc_files()), ("collector", collector_files())):
+        api.ok("POST", "/plugins/portables", {"name": name, "file": write_zip(env["zips"] / f"{name}.zip", files)},
+               expect=201)
+    api.ok("POST", "/streams", {"sql": STREAM_SQL}, expect=201)
+    out = env["out"] / "filtered.jsonl"
+    rule = {"id": "logic", "sql": "SELECT n FROM demo WHERE n > 2 AND n < 6 OR n = 10",
+            "actions": [{"collect": {"path": str(out), "requireAck": True}}]}
+    assert api.ok("POST", "/rules", rule, expect=201)["state"] == "running"
+    assert wait_until(lambda: out.exists() and len(out.read_text().splitlines()) >= 4)
+    assert [json.loads(line)["n"] for line in out.read_text().splitlines()] == [3, 4, 5, 10]

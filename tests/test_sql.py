@@ -92,3 +92,8 @@ def test_function_calls_are_listed_with_literal_validate_arguments():
     names = [name for name, _ in plan.functions]
     assert names == ["revert", "f"]
     assert literal_arguments(plan.functions[1][1]) == [1, "x", "a + 1"]
+
+
+def test_logical_operators_are_not_function_calls():
+    plan = parse_select("SELECT a AND b AS both, lower(s) FROM demo WHERE (a OR b) AND NOT c")
+    assert [name for name, _ in plan.functions] == ["lower"]

@@ -271,11 +271,16 @@ def _all_nodes(plan: SelectPlan):
         yield from plan.where.walk()
 
 
+#: Func subclasses that are operators or conditionals, never calls to resolve: sqlglot 30 made the AND/OR/XOR
+#: connectors Func nodes, so without this they would be looked up as functions named "and" and "or".
+_NOT_CALLS = (exp.Case, exp.If, exp.Connector)
+
+
 def _function_call(node: exp.Expression) -> tuple[str | None, list[exp.Expression]]:
     """(lower-case name, argument nodes) when ``node`` is a function call."""
     if isinstance(node, exp.Anonymous):
         return str(node.this).lower(), list(node.expressions)
-    if isinstance(node, exp.Func) and not isinstance(node, (exp.Case, exp.If)):
+    if isinstance(node, exp.Func) and not isinstance(node, _NOT_CALLS):
         args: list[exp.Expression] = []
         for key in node.arg_types:
             value = node.args.get(key)

@@ -1,0 +1,113 @@
+"""The release artefact is what runs: build the sdist and wheel, install the wheel.
+
+Not an editable install and not the checkout on ``sys.path``: the wheel is
+built from the sdist (as ``make dist`` does), installed into a fresh venv with
+the hash-checked runtime lock, and run from a folder outside the checkout.
+Catches what an editable install hides: files the loader reads at run time
+(the JSON Schemas) that the wheel does not ship, and locked dependency
+versions the code does not work with.
+
+Needs network access to PyPI (the locked dependencies, and the pinned
+setuptools of the isolated build).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.api_fixtures import free_port
+from tests.loader_harness import REPO, LoaderProcess
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+INSTALL_TIMEOUT_S = 600
+
+
+def run(args: list[str], cwd: Path, timeout: float = INSTALL_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """Run a command, failing the test with its output when it fails."""
+    result = subprocess.run(args, cwd=cwd, env=outside_env(), capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def outside_env() -> dict[str, str]:
+    """The environment of a user: no PYTHONPATH pointing into the checkout."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """dist/ of a fresh build: the sdist, and the wheel built from it."""
+    out = tmp_path_factory.mktemp("dist")
+    run([sys.executable, "-m", "build", "--quiet", "--outdir", str(out), str(REPO)], cwd=out)
+    yield out
+    shutil.rmtree(out, ignore_errors=True)
+
+
+def only(folder: Path, pattern: str) -> Path:
+    found = sorted(folder.glob(pattern))
+    assert len(found) == 1, f"expected one {pattern} in {folder}, found {found}"
+    return found[0]
+
+
+def test_wheel_ships_every_module_and_schema(built: Path):
+    names = set(zipfile.ZipFile(only(built, "*.whl")).namelist())
+    for package in ("loader", "sdk"):
+        for path in (REPO / package).rglob("*.py"):
+            assert str(path.relative_to(REPO)) in names, f"{path.relative_to(REPO)} is not in the wheel"
+    schemas = sorted(p.name for p in (REPO / "schema").glob("*.json"))
+    assert schemas and all(f"loader/schemas/{name}" in names for name in schemas)
+    assert not any(name.startswith(("schema/", "tests/")) for name in names), "the wheel ships a top-level folder"
+
+
+def test_installed_wheel_validates_and_serves_the_demo(built: Path, tmp_path: Path, processes, ipc_dir: Path):
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    run(pip + ["--require-hashes", "-r", str(REPO / "requirements" / "runtime.txt")], cwd=tmp_path)
+    run(pip + ["--no-deps", str(only(built, "*.whl"))], cwd=tmp_path)
+
+    work = tmp_path / "work"
+    plugins, etc, data = work / "plugins", work / "etc", work / "data"
+    shutil.copytree(REPO / "plugins" / "portable" / "demo", plugins / "demo")
+    shutil.copytree(REPO / "etc" / "demo", data)
+    (etc / "sources").mkdir(parents=True)
+    (etc / "sources" / "counter.yaml").write_text("default:\n  interval: 50\n")
+    (work / "loader.yaml").write_text("log:\n  format: json\n  level: info\nwatch:\n  settle_ms: 100\n")
+    cli = str(venv / "bin" / "portable-loader")
+
+    where = run([str(venv / "bin" / "python"), "-c", "import loader, sdk; print(loader.__file__, sdk.__file__)"],
+                cwd=work).stdout
+    assert all(Path(p).is_relative_to(venv) for p in where.split()), f"not the installed wheel: {where}"
+
+    validated = run([cli, "validate", str(plugins / "demo")], cwd=work).stdout
+    assert validated.startswith("OK demo v1.0.0"), validated
+
+    port = free_port()
+    proc = processes.popen(
+        [cli, "serve", "--config", "loader.yaml", "--plugins-dir", str(plugins), "--etc-dir", str(etc),
+         "--data-dir", str(data), "--ipc-dir", str(ipc_dir), "--rest", f"127.0.0.1:{port}"],
+        cwd=work, env=outside_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    loader = LoaderProcess(proc)
+    threading.Thread(target=loader._read, daemon=True).start()
+    running = loader.wait_for("plugin.running", timeout=60, plugin="demo")
+    assert running["version"] == "v1.0.0"
+    delivered = loader.wait_for("sink.log", timeout=60, count=3, rule="demo")
+    assert delivered["record"]["n"] % 2 == 0 and delivered["record"]["reverted"] == "retnuoc"
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=10) as response:
+        assert "/rules" in json.load(response)["paths"]
+    assert loader.terminate(timeout=30) == 0
