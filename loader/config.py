@@ -59,6 +59,28 @@ class BatchSettings:
 
 
 @dataclass(frozen=True)
+class LimitSettings:
+    """Bounds against exhaustion by clients and plugins (docs/operations.md, "Limits")."""
+
+    #: Open REST connections at most; one more evicts the oldest that has not sent a whole request.
+    rest_max_connections: int = 64
+    #: A request's headers must be complete this long after the connection opened (or its previous answer).
+    rest_header_timeout_s: float = 10.0
+    #: A request body that sends nothing for this long is cut off.
+    rest_body_timeout_s: float = 30.0
+    #: Overall deadline of one plugin download (REST install or update from a URL).
+    download_timeout_s: float = 120.0
+    #: Downloads (and unpacking) running at once, in their own threads; more are refused with 503.
+    download_workers: int = 2
+    #: Longest one portable function call (Exec, or one ExecBatch) may take before the plugin is judged hung.
+    function_timeout_s: float = 10.0
+    #: A requireAck sink without any ack for this long marks its rule degraded and its plugin unhealthy.
+    sink_stall_s: float = 30.0
+    #: Bytes (as received from the source) a rule may hold in its buffer, besides ``bufferLength`` records.
+    rule_buffer_mb: float = 64.0
+
+
+@dataclass(frozen=True)
 class LoaderConfig:
     plugins_dir: Path = Path("plugins/portable")
     etc_dir: Path = Path("etc")
@@ -74,6 +96,7 @@ class LoaderConfig:
     supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
     venv: VenvSettings = field(default_factory=VenvSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
     def resolved(self) -> "LoaderConfig":
         """Absolute paths, so later chdir or symlinks do not change their meaning."""
@@ -103,6 +126,7 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> L
         supervisor=SupervisorSettings(**raw.get("supervisor", {})),
         venv=_venv_settings(raw.get("venv", {})),
         batch=BatchSettings(**raw.get("batch", {})),
+        limits=LimitSettings(**raw.get("limits", {})),
     )
     for key, value in (overrides or {}).items():
         if value is not None:
