@@ -7,7 +7,8 @@ apply.  Install and update unpack the zip into a
 hidden staging folder inside ``plugins_dir`` (same file system, ignored by
 the reconciler), validate it with exactly the checks a dropped folder gets
 (``load_plugin``, under its final name), copy its shipped configuration to
-``etc/``, then rename it into place and ask the reconciler to apply the
+``etc/`` (only for its own symbols, never over a file it does not own:
+loader/api/shipped.py), then rename it into place and ask the reconciler to apply the
 change now.  The answer is what the status board says afterwards: running,
 or failed with the reason, in which case the change is rolled back (an
 install is removed again, an update swaps the previous folder back in, so
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from loader.api.archive import ArchiveError, extract, fetch, remove_tree
+from loader.api import shipped as shipped_configs
 from loader.api.errors import ApiError, bad_request, conflict, not_found
 from loader.files import write_bytes_atomic
 from loader.log import get_logger
@@ -161,6 +163,10 @@ class _Staged:
     spec: PluginSpec
     configs: list[tuple[str, Path]]
     etc_backup: dict[Path, bytes | None] = field(default_factory=dict)
+    #: etc_dir-relative path -> sha256 of what this install wrote
+    installed: dict[str, str] = field(default_factory=dict)
+    #: shipped files not copied, and why
+    kept: list[str] = field(default_factory=list)
 
 
 class PluginInstaller:
@@ -223,9 +229,10 @@ class PluginInstaller:
                 log.error("api.plugin_install_failed", version=staged.spec.version, error=reason)
                 raise ApiError(400, "plugin_failed", f"plugin {name!r} {staged.spec.version} did not start: {reason}; "
                                                      "it was removed again")
+            await asyncio.to_thread(self._record_configs, staged)
             await asyncio.to_thread(self._discard, staged, restore_configs=False)
         result = plugin_status(self.service, name) or {}
-        result["warnings"] = list(staged.spec.warnings)
+        result["warnings"] = list(staged.spec.warnings) + staged.kept
         return result
 
     # ------------------------------------------------------------ update
@@ -264,9 +271,10 @@ class PluginInstaller:
                     "the previous folder was restored"
                 raise ApiError(400, "plugin_failed",
                                f"plugin {name!r} {staged.spec.version} did not start: {reason}; {restored}")
+            await asyncio.to_thread(self._record_configs, staged)
             await asyncio.to_thread(self._discard, staged, restore_configs=False)
         result = plugin_status(self.service, name) or {}
-        result["warnings"] = list(staged.spec.warnings)
+        result["warnings"] = list(staged.spec.warnings) + staged.kept
         return result
 
     # ------------------------------------------------------------ delete
@@ -279,17 +287,10 @@ class PluginInstaller:
                 raise not_found("plugin", name)
             version = self.service.reconciler.supervisors[name].spec.version \
                 if name in self.service.reconciler.supervisors else None
-            aside = None
-            shipped: list[tuple[str, Path]] = []
-            if _exists(target):
-                aside = _aside(target)
-                try:
-                    shipped = _shipped_configs(aside)
-                except ApiError:
-                    shipped = []
+            aside = _aside(target) if _exists(target) else None
             await self.service.reconciler.reconcile(name)
+            await asyncio.to_thread(self._remove_configs, name)
             if aside is not None:
-                await asyncio.to_thread(self._remove_configs, shipped)
                 await asyncio.to_thread(remove_tree, aside)
             get_logger(plugin=name).info("api.plugin_deleted", version=version)
         return {"message": f"portable plugin {name} is deleted"}
@@ -332,12 +333,34 @@ class PluginInstaller:
             raise conflict("symbol_conflict", str(exc)) from None
 
     def _install_configs(self, staged: _Staged) -> None:
-        """Copy ``sources/``, ``sinks/``, ``functions/`` files shipped in the zip to ``etc/``, keeping backups."""
-        for kind, path in staged.configs:
-            destination = self.config.etc_dir / kind / path.name
+        """Copy the plugin's own ``sources/``, ``sinks/``, ``functions/`` files to ``etc/``, keeping backups.
+
+        Files for other symbols, or over a file this plugin does not own, are
+        kept as they are: ``api.config_kept`` and a warning in the answer.
+        """
+        etc_dir = self.config.etc_dir
+        own = shipped_configs.read_record(self.config.data_dir, staged.spec.name)
+        decided = shipped_configs.plan(staged.spec, staged.configs, etc_dir, own)
+        for path, destination in decided.copy:
             if destination not in staged.etc_backup:
                 staged.etc_backup[destination] = destination.read_bytes() if destination.is_file() else None
-            write_bytes_atomic(destination, path.read_bytes())
+            content = path.read_bytes()
+            write_bytes_atomic(destination, content)
+            staged.installed[str(destination.relative_to(etc_dir))] = shipped_configs.digest(content)
+        staged.kept = decided.kept
+        for reason in decided.kept:
+            get_logger(plugin=staged.spec.name).warning("api.config_kept", reason=reason)
+
+    def _record_configs(self, staged: _Staged) -> None:
+        """Remember what this install wrote to ``etc/`` (with what it held before), so a delete removes only that."""
+        record = shipped_configs.read_record(self.config.data_dir, staged.spec.name)
+        record.update(staged.installed)
+        try:
+            shipped_configs.write_record(self.config.data_dir, staged.spec.name, record)
+        except OSError as exc:
+            get_logger(plugin=staged.spec.name).error(
+                "api.config_record_failed", file=str(shipped_configs.record_path(self.config.data_dir, staged.spec.name)),
+                error=str(exc), reason="deleting the plugin will leave its etc/ files; make data_dir writable")
 
     def _discard(self, staged: _Staged, restore_configs: bool) -> None:
         if restore_configs:
@@ -352,15 +375,23 @@ class PluginInstaller:
                                                                 error=str(exc))
         remove_tree(staged.root)
 
-    def _remove_configs(self, shipped: list[tuple[str, Path]]) -> None:
-        """Remove the ``etc/`` copies of a deleted plugin's shipped configs, unless someone edited them."""
-        for kind, path in shipped:
-            destination = self.config.etc_dir / kind / path.name
+    def _remove_configs(self, name: str) -> None:
+        """Remove the ``etc/`` files this plugin's installs wrote, unless someone edited them since."""
+        log = get_logger(plugin=name)
+        record = shipped_configs.read_record(self.config.data_dir, name)
+        remove, kept = shipped_configs.removable(record, self.config.etc_dir)
+        for path in remove:
             try:
-                if destination.is_file() and destination.read_bytes() == path.read_bytes():
-                    destination.unlink()
-            except OSError:
-                continue
+                path.unlink()
+            except OSError as exc:
+                log.warning("api.config_remove_failed", file=str(path), error=str(exc))
+        for reason in kept:
+            log.warning("api.config_kept", reason=reason)
+        try:
+            shipped_configs.write_record(self.config.data_dir, name, {})
+        except OSError as exc:
+            log.warning("api.config_remove_failed", file=str(shipped_configs.record_path(self.config.data_dir, name)),
+                        error=str(exc))
 
 
 def _redacted(url: Any) -> str:
