@@ -18,6 +18,7 @@ the old version keeps serving).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import secrets
 import tempfile
@@ -174,6 +175,11 @@ class PluginInstaller:
         self.service = service
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._tasks: set[asyncio.Task] = set()
+        #: Downloads and unpacking run here, never in the default pool: a slow
+        #: download must not hold up unrelated ``asyncio.to_thread`` work.
+        self._workers = service.config.limits.download_workers
+        self._pool = concurrent.futures.ThreadPoolExecutor(self._workers, thread_name_prefix="install")
+        self._staging = 0
 
     @property
     def config(self):
@@ -207,7 +213,7 @@ class PluginInstaller:
             if _exists(target) or name in self.service.reconciler.supervisors:
                 raise conflict("exists", f"plugin {name!r} is already installed; update it with PUT "
                                          f"/plugins/portables/{name} or delete it first")
-            staged = await asyncio.to_thread(self._stage, name, url)
+            staged = await self._run_staging(name, url)
             try:
                 self._check_symbols(staged.spec)
                 await asyncio.to_thread(self._install_configs, staged)
@@ -246,7 +252,7 @@ class PluginInstaller:
                 raise not_found("plugin", name, "install it with POST /plugins/portables")
             running = self.service.reconciler.supervisors.get(name)
             old_version = running.spec.version if running is not None else None
-            staged = await asyncio.to_thread(self._stage, name, url)
+            staged = await self._run_staging(name, url)
             try:
                 self._check_symbols(staged.spec)
                 await asyncio.to_thread(self._install_configs, staged)
@@ -297,6 +303,18 @@ class PluginInstaller:
 
     # ----------------------------------------------------------- helpers
 
+    async def _run_staging(self, name: str, url: Any) -> _Staged:
+        """``_stage`` in the installs' own bounded pool; 503 when all its workers are busy."""
+        if self._staging >= self._workers:
+            raise ApiError(503, "busy", f"{self._staging} plugin downloads are already in progress "
+                                        f"(limits.download_workers); retry when one is done",
+                           headers={"Retry-After": "5"})
+        self._staging += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, self._stage, name, url)
+        finally:
+            self._staging -= 1
+
     def _stage(self, name: str, url: Any) -> _Staged:
         """Fetch (or take the upload) and unpack into ``plugins_dir/.install-<name>-*/<name>`` and validate it there (blocking)."""
         limit = int(float(self.config.rest_max_upload_mb) * 1024 * 1024)
@@ -308,7 +326,7 @@ class PluginInstaller:
             if isinstance(url, Upload):
                 os.replace(url.path, archive)
             else:
-                fetch(url, archive, limit)
+                fetch(url, archive, limit, self.config.limits.download_timeout_s)
             folder = root / name
             folder.mkdir()
             extract(archive, folder, name, limit)
