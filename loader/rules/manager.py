@@ -33,6 +33,7 @@ from loader.log import get_logger
 from loader.registry import SymbolRegistry
 from loader.rules.buffer import DEFAULT_CAPACITY
 from loader.rules.builtins import BUILTINS
+from loader.rules.health import RuleHealth
 from loader.rules.definitions import DefinitionError, RuleDef, StreamDef, rule_from_json, stream_from_json
 from loader.rules.pipeline import RulePipeline, Sink
 from loader.rules.sql import SqlError, compile_query, literal_arguments, parse_select
@@ -78,7 +79,7 @@ class RuleManager:
         self.streams: dict[str, StreamDef] = {}
         self.stream_errors: dict[str, str] = {}
         self.rules: dict[str, RuleEntry] = {}
-        self.functions = FunctionPool(config.ipc_dir, config.batch)
+        self.functions = FunctionPool(config.ipc_dir, config.batch, config.limits.function_timeout_s)
         self._shared: dict[str, tuple[SourceInstance, set[str]]] = {}
         self._lock = asyncio.Lock()
         self._closing = False
@@ -128,6 +129,9 @@ class RuleManager:
         status: dict[str, Any] = {"status": entry.state}
         if entry.error:
             status["message"] = entry.error
+        degraded = entry.pipeline.health.reason if entry.pipeline is not None else None
+        if degraded:  # running, but not doing its work (loader/rules/health.py)
+            status["degraded"] = status["message"] = degraded
         if entry.pipeline is not None:
             status.update(entry.pipeline.metrics())
         status["lastStopTimestamp"] = entry.last_stop
@@ -266,12 +270,14 @@ class RuleManager:
         if stream is None:
             raise _Waiting(f"stream {plan.stream!r} is not defined: create {self.streams_dir / (plan.stream + '.json')}")
         source_sup = self._provider(entry, "sources", stream.type)
-        sinks = [self._sink(entry, rule.id, index, action.sink, action.props)
+        health = RuleHealth(rule.id)
+        sinks = [self._sink(entry, rule.id, index, action.sink, action.props, health)
                  for index, action in enumerate(rule.actions)]
         resolved = await self._functions(entry, plan)
-        query = compile_query(plan, lambda name, index: _bind(resolved.get(name), rule.id, index))
+        query = compile_query(plan, lambda name, index: _bind(resolved.get(name), rule.id, index, health))
         buffer_length = int((rule.options or {}).get("bufferLength", DEFAULT_CAPACITY))
-        pipeline = RulePipeline(rule.id, stream.name, query, sinks, buffer_length)
+        buffer_bytes = int(self.config.limits.rule_buffer_mb * 1024 * 1024)
+        pipeline = RulePipeline(rule.id, stream.name, query, sinks, buffer_length, buffer_bytes, health)
         await pipeline.start()
         entry.stop_actions.append(pipeline.stop)
         await self._attach_source(entry, stream, source_sup, pipeline)
@@ -286,13 +292,15 @@ class RuleManager:
         entry.symbols.append((kind, symbol, supervisor.name))
         return supervisor
 
-    def _sink(self, entry: RuleEntry, rule_id: str, index: int, symbol: str, props: dict) -> Sink:
+    def _sink(self, entry: RuleEntry, rule_id: str, index: int, symbol: str, props: dict,
+              health: RuleHealth | None = None) -> Sink:
         builtin = BUILTIN_SINKS.get(symbol)
         if builtin is not None and self.registry.owner("sinks", symbol) is None:
             return builtin(rule_id, index)
         supervisor = self._provider(entry, "sinks", symbol)
         config = object_config("sinks", symbol, supervisor.spec.folder, self.config.etc_dir, props)
-        return PortableSink(supervisor, symbol, rule_id, index, config, self.config.ipc_dir)
+        return PortableSink(supervisor, symbol, rule_id, index, config, self.config.ipc_dir, health,
+                            self.config.limits.sink_stall_s)
 
     async def _functions(self, entry: RuleEntry, plan) -> dict[str, Any]:
         """Bind every function the rule calls: portable symbols first, then built-ins."""
@@ -374,9 +382,9 @@ async def _check_function(handle: FunctionHandle, name: str, args: list) -> None
                               "which rules do not support yet")
 
 
-def _bind(target: Any, rule_id: str, index: int) -> Callable[[list], Any] | None:
+def _bind(target: Any, rule_id: str, index: int, health: RuleHealth | None = None) -> Callable[[list], Any] | None:
     if isinstance(target, FunctionHandle):
-        return target.caller(rule_id, index)
+        return target.caller(rule_id, index, health)
     return target
 
 
