@@ -21,11 +21,14 @@ from loader.supervisor import PluginSupervisor
 from loader.wire.codec import DataChannelClosed
 from loader.wire.source import SourceChannel, SourceTimeout
 
-Consumer = Callable[[list[Any]], None]
+#: Called with a batch of records and the bytes they took on the wire.
+Consumer = Callable[[list[Any], int], None]
 ErrorConsumer = Callable[[str], None]
 
 RECV_POLL_S = 0.5
 RECV_BATCH = 256
+#: Bytes one receive gathers at most: a batch of big records stops early (rule buffers count bytes).
+RECV_BATCH_BYTES = 1 << 20
 
 
 class SourceInstance:
@@ -77,8 +80,9 @@ class SourceInstance:
     def _receive(self) -> None:
         channel = self.channel
         while not self._stopping:
+            received = channel.received_bytes
             try:
-                items = channel.recv_batch(RECV_BATCH, RECV_POLL_S)
+                items = channel.recv_batch(RECV_BATCH, RECV_POLL_S, RECV_BATCH_BYTES)
             except SourceTimeout:
                 continue
             except DataChannelClosed:
@@ -98,5 +102,6 @@ class SourceInstance:
                 else:
                     records.append(item.message)
             if records:
+                size = channel.received_bytes - received
                 for on_records, _ in consumers:
-                    on_records(records)
+                    on_records(records, size)
