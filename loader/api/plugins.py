@@ -177,8 +177,7 @@ class PluginInstaller:
         self._tasks: set[asyncio.Task] = set()
         #: Downloads and unpacking run here, never in the default pool: a slow
         #: download must not hold up unrelated ``asyncio.to_thread`` work.
-        self._workers = service.config.limits.download_workers
-        self._pool = concurrent.futures.ThreadPoolExecutor(self._workers, thread_name_prefix="install")
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._staging = 0
 
     @property
@@ -305,7 +304,10 @@ class PluginInstaller:
 
     async def _run_staging(self, name: str, url: Any) -> _Staged:
         """``_stage`` in the installs' own bounded pool; 503 when all its workers are busy."""
-        if self._staging >= self._workers:
+        workers = self.config.limits.download_workers
+        if self._pool is None:  # sized once, at the first install
+            self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="install")
+        if self._staging >= workers:
             raise ApiError(503, "busy", f"{self._staging} plugin downloads are already in progress "
                                         f"(limits.download_workers); retry when one is done",
                            headers={"Retry-After": "5"})
