@@ -135,7 +135,7 @@ async def terminate(process: asyncio.subprocess.Process, grace_s: float) -> bool
     """
     mark = _marks.pop(process.pid, None)
     tree = proctree.descendants(process.pid) if process.returncode is None else []
-    tree += proctree.marked(mark) if mark else []
+    tree += await asyncio.to_thread(proctree.marked, mark) if mark else []
     outside = sorted({pid for pid in tree if _group_of(pid) not in (process.pid, None)})
     proctree.signal_tree(outside, signal.SIGTERM)
     killed = await _terminate_group(process, grace_s)

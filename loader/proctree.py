@@ -81,19 +81,42 @@ def marked(prefix: str) -> list[int]:
 
 
 def descendants(root: int) -> list[int]:
-    """Pids whose parent chain leads to ``root`` (not ``root`` itself)."""
-    children: dict[int, list[int]] = {}
-    for pid in _pids():
-        parent = _parent(pid)
-        if parent is not None:
-            children.setdefault(parent, []).append(pid)
+    """Pids whose parent chain leads to ``root`` (not ``root`` itself).
+
+    Read from ``/proc/<pid>/task/<tid>/children``, which touches only the
+    tree; a kernel without it gets a scan of every process's parent.
+    """
+    children = _children_reader()
     found: list[int] = []
     todo = [root]
     while todo:
-        for child in children.get(todo.pop(), []):
+        for child in children(todo.pop()):
             found.append(child)
             todo.append(child)
     return found
+
+
+def _children_reader():  # noqa: ANN202 - a function of a pid
+    if Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists():
+        def listed(pid: int) -> list[int]:
+            found: list[int] = []
+            try:
+                tasks = os.listdir(_PROC / str(pid) / "task")
+            except OSError:
+                return found
+            for task in tasks:
+                try:
+                    found += [int(c) for c in (_PROC / str(pid) / "task" / task / "children").read_text().split()]
+                except (OSError, ValueError):
+                    continue
+            return found
+        return listed
+    parents: dict[int, list[int]] = {}
+    for pid in _pids():
+        parent = _parent(pid)
+        if parent is not None:
+            parents.setdefault(parent, []).append(pid)
+    return lambda pid: parents.get(pid, [])
 
 
 def alive(pid: int) -> bool:
@@ -115,7 +138,7 @@ async def end(pids: list[int], mark: str | None) -> list[int]:
 
     Returns the pids that had to be killed.
     """
-    targets = sorted({*pids, *(marked(mark) if mark else [])})
+    targets = sorted({*pids, *(await asyncio.to_thread(marked, mark) if mark else [])})
     targets = [pid for pid in targets if alive(pid)]
     if not targets:
         return []

@@ -34,9 +34,9 @@ from loader.config import LimitSettings
 from loader.log import get_logger
 
 REPORT_EVERY_S = 30.0
+_BUSY_BODY = b'{"error": "busy", "message": "too many open connections (limits.rest_max_connections)"}'
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\n"
-         b"content-length: 85\r\n\r\n"
-         b'{"error": "busy", "message": "too many open connections (limits.rest_max_connections)"}')
+         b"content-length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
 
 
 class _Report:
