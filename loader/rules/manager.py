@@ -33,8 +33,8 @@ from loader.log import get_logger
 from loader.registry import SymbolRegistry
 from loader.rules.buffer import DEFAULT_CAPACITY
 from loader.rules.builtins import BUILTINS
-from loader.rules.health import RuleHealth
 from loader.rules.definitions import DefinitionError, RuleDef, StreamDef, rule_from_json, stream_from_json
+from loader.rules.health import RuleHealth
 from loader.rules.pipeline import RulePipeline, Sink
 from loader.rules.sql import SqlError, compile_query, literal_arguments, parse_select
 from loader.rules.symbol_config import SymbolConfigError, object_config, source_config
