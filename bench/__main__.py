@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pynng
 
-from bench import ceilings, hotswap, lifecycle, memory, rules, source
+from bench import ceilings, hotswap, idle, lifecycle, memory, rules, source
 from bench.harness import Run
 from bench.report import Row, error_row, render, write_json
 
@@ -51,6 +51,7 @@ SCENARIOS = [
     Scenario("hotswap", "7", "sink plugin swapped under load with requireAck: lost, duplicates, gap",
              hotswap.measure),
     Scenario("memory", "8", "loader RSS with 20 plugins, idle sdk plugin RSS", memory.measure),
+    Scenario("idle", "9", "idle loader CPU and log lines per hour with 20 idle plugins", idle.measure),
 ]
 
 

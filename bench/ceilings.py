@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pynng
 
-from bench.harness import PYTHON, RAWPEER, Run
+from bench.harness import PYTHON, RAWPEER, BenchError, Run
 from bench.report import Row, info_row, interleave, median
 
 CEILING_A = "A raw PUSH/PULL"
@@ -52,6 +52,35 @@ def count_rate(step: Callable[[], object], warmup_s: float, window_s: float, bat
             return done / (now - started)
 
 
+#: How long a raw peer may take to start and send its first message (a loaded machine starts Python slowly).
+PEER_START_S = 30.0
+
+
+def _first_message(sock: pynng.Socket, peers: list, run: Run) -> None:
+    """Wait for the peers' first message, separately from the steady-state timeout of the measurement.
+
+    Raises BenchError naming the cause: a peer that exited, or one that
+    started but never sent within ``PEER_START_S``.
+    """
+    steady = sock.recv_timeout
+    sock.recv_timeout = 200
+    deadline = time.monotonic() + PEER_START_S
+    try:
+        while True:
+            try:
+                sock.recv()
+                return
+            except pynng.Timeout:
+                exited = [p for p in peers if p.poll() is not None]
+                if exited or time.monotonic() > deadline:
+                    log = (run.root / "rawpeer.log").read_text(errors="replace")[-2000:]
+                    why = (f"raw peer {exited[0].args[2]} exited with status {exited[0].returncode}" if exited
+                           else f"no message from the raw peers within {PEER_START_S:g}s of their start")
+                    raise BenchError(f"{why}; rawpeer.log: {log or '(empty)'}") from None
+    finally:
+        sock.recv_timeout = steady
+
+
 def _peer(run: Run, mode: str, *paths: Path):
     seconds = run.warmup_s + run.window_s + 10
     log = open(run.root / "rawpeer.log", "ab")
@@ -70,6 +99,7 @@ def push_pull(run: Run, ipc_dir: Path) -> float:
     peer = None
     try:
         peer = _peer(run, "push", path)
+        _first_message(sock, [peer], run)
         return count_rate(sock.recv, run.warmup_s, run.window_s)
     finally:
         if peer is not None:
@@ -92,6 +122,7 @@ def relay(run: Run, ipc_dir: Path) -> float:
     try:
         peers.append(_peer(run, "relay", into, out))
         peers.append(_peer(run, "push", into))
+        _first_message(sock, peers, run)
         return count_rate(sock.recv, run.warmup_s, run.window_s)
     finally:
         for peer in reversed(peers):
@@ -109,7 +140,7 @@ def req_rep(run: Run, ipc_dir: Path) -> float:
     peer = None
     try:
         peer = _peer(run, "req", path)
-        sock.recv()  # the peer's handshake: from now on we hold a reply slot
+        _first_message(sock, [peer], run)  # the peer's handshake: from now on we hold a reply slot
         send, recv = sock.send, sock.recv
 
         def round_trip() -> None:

@@ -20,6 +20,9 @@ from loader.config import ConfigError, load_config
 from loader.log import LOG_FORMATS, configure_logging
 from loader.manifest import SYMBOL_KINDS, ManifestError, load_plugin
 
+#: ``serve``'s exit status when another loader holds the data or IPC directory (or the lock cannot be taken).
+EXIT_ALREADY_RUNNING = 3
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portable-loader", description="Run and manage eKuiper-compatible portable plugins.")
@@ -80,12 +83,25 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"portable-loader: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_format, config.log_level)
+    from loader.instance_lock import AlreadyRunning, lock_directories
+
+    try:  # before anything touches the state: removing "stale" sockets would break the other loader
+        lock = lock_directories([config.data_dir, config.ipc_dir])
+    except (AlreadyRunning, OSError) as exc:
+        from loader.log import get_logger
+
+        get_logger().error("loader.already_running" if isinstance(exc, AlreadyRunning) else "loader.lock_failed",
+                           error=str(exc), holder_pid=getattr(exc, "pid", None))
+        return EXIT_ALREADY_RUNNING
     from loader.diagnostics import install_exception_hooks
     from loader.service import LoaderService
 
     install_exception_hooks()
 
-    asyncio.run(LoaderService(config, reload_config=lambda: load_config(args.config, overrides)).run())
+    try:
+        asyncio.run(LoaderService(config, reload_config=lambda: load_config(args.config, overrides)).run())
+    finally:
+        lock.release()
     return 0
 
 

@@ -248,12 +248,19 @@ def run_symbols(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
     return data, table(rows, columns) if rows else "no symbols"
 
 
+#: ``status`` lists rules in this order: what needs attention first.
+RULE_ORDER = {"degraded": 0, "error": 1, "waiting": 2, "running": 3, "stopped": 4}
+
+
 def run_status(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
     data = client.call("GET", "/status")
+    rule_list = sorted(client.call("GET", "/rules"), key=lambda r: (RULE_ORDER.get(r.get("state"), 5), r["id"]))
     rules = ", ".join(f"{count} {state}" for state, count in data["rules"].items())
     head = f"portable-loader {data['version']}: {len(data['plugins'])} plugins, {data['streams']} streams, rules: {rules}"
     body = table(data["plugins"], STATUS_COLUMNS) if data["plugins"] else "no plugins"
-    return data, f"{head}\n{body}"
+    if rule_list:
+        body += "\n" + table(rule_list, [("RULE", "id"), ("STATE", "state"), ("STATUS", "status")])
+    return {**data, "ruleList": rule_list}, f"{head}\n{body}"
 
 
 RUNNERS = {"plugins": run_plugins, "streams": run_streams, "rules": run_rules, "symbols": run_symbols,

@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from loader.folders import FolderLimits
 from loader.manifest import load_schema
 from loader.venvs import VenvSettings
 
@@ -81,6 +82,14 @@ class LimitSettings:
 
 
 @dataclass(frozen=True)
+class RuleSettings:
+    """How rule health is judged (loader/rules/health.py)."""
+
+    #: How long an error of a source or sink (or a function timeout, a sink stall) keeps its rule degraded after it happened.
+    degraded_hold_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class LoaderConfig:
     plugins_dir: Path = Path("plugins/portable")
     etc_dir: Path = Path("etc")
@@ -97,6 +106,13 @@ class LoaderConfig:
     venv: VenvSettings = field(default_factory=VenvSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    folders: FolderLimits = field(default_factory=FolderLimits)
+    rules: RuleSettings = field(default_factory=RuleSettings)
+
+    @property
+    def rest_address(self) -> tuple[str, int] | None:
+        """``(host, port)`` of the REST API, None when it is off (validated by load_config)."""
+        return parse_rest_address(self.rest, "rest")
 
     def resolved(self) -> "LoaderConfig":
         """Absolute paths, so later chdir or symlinks do not change their meaning."""
@@ -127,11 +143,38 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> L
         venv=_venv_settings(raw.get("venv", {})),
         batch=BatchSettings(**raw.get("batch", {})),
         limits=LimitSettings(**raw.get("limits", {})),
+        folders=FolderLimits(**raw.get("folders", {})),
+        rules=RuleSettings(**raw.get("rules", {})),
     )
     for key, value in (overrides or {}).items():
         if value is not None:
             config = replace(config, **{key: Path(value) if key.endswith("_dir") else value})
+    rest_from_flag = (overrides or {}).get("rest") is not None
+    parse_rest_address(config.rest, "--rest" if rest_from_flag else f"{path}: rest" if path else "rest")
     return config.resolved()
+
+
+def parse_rest_address(value: str, where: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (IPv6 hosts in brackets) as ``(host, port)``, None for ``off``; ConfigError otherwise.
+
+    Checked when the configuration is read, so a bad address stops the loader
+    before anything starts rather than after every plugin did.
+    """
+    if value == "off":
+        return None
+    host, colon, port = str(value).rpartition(":")
+    fix = "give HOST:PORT with a port from 1 to 65535, e.g. 127.0.0.1:9081, or off"
+    if not colon:
+        raise ConfigError(f"{where}: {value!r} has no port; {fix}")
+    if not host:
+        raise ConfigError(f"{where}: {value!r} has no host; {fix}")
+    if not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{where}: port {port!r} of {value!r} is not a number from 1 to 65535; {fix}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or ":" in host and not str(value).startswith("["):
+        raise ConfigError(f"{where}: host of {value!r} is not valid; write IPv6 hosts in brackets, e.g. [::1]:9081")
+    return host, int(port)
 
 
 def _venv_settings(raw: dict[str, Any]) -> VenvSettings:
@@ -145,6 +188,8 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found; pass an existing file to --config") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deep to read; flatten it") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the configuration must be a mapping of keys to values")
     validator = jsonschema.Draft202012Validator(load_schema("loader-config.schema.json"))

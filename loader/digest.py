@@ -6,59 +6,73 @@ file without changing it is not.  Hashing every file on every periodic rescan
 would be wasteful on a device, so a cheap stat fingerprint (path, size,
 mtime, mode) guards a cached content hash.
 
-Files that are not the plugin's content are left out: hidden files (editor
-swap files, ``.git``), editor backups ending in ``~``, and Python bytecode
-caches, which the running plugin itself writes into its folder.
+What the content is, and how it is walked safely (no FIFOs or devices, no
+links out of the folder or into a loop, size and count limits), is
+``loader/folders.py``: hidden files, editor backups and Python bytecode
+caches are left out; a link that is not followed counts as its link text.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
+
+from loader.folders import Entry, FolderChanged, FolderError, FolderLimits, read_file, walk
 
 _cache: dict[Path, tuple[tuple, str]] = {}
 
 
-def _ignored(name: str) -> bool:
-    return name.startswith(".") or name.endswith("~") or name == "__pycache__" or name.endswith(".pyc")
+def content_files(folder: Path, limits: FolderLimits | None = None) -> list[Path]:
+    """Every regular file that makes up the plugin, sorted; FolderError if the folder is unsafe to read."""
+    return [entry.path for entry in walk(folder, limits) if entry.kind == "file"]
 
 
-def content_files(folder: Path) -> list[Path]:
-    """Every file that makes up the plugin, sorted, symlinks followed."""
-    found: list[Path] = []
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not _ignored(d))
-        found.extend(Path(root) / f for f in sorted(files) if not _ignored(f))
-    return found
+def _fingerprint(entries: list[Entry]) -> tuple:
+    return tuple((e.relative, e.kind, e.size, e.mtime_ns, e.mode, e.target) for e in entries)
 
 
-def _fingerprint(folder: Path, files: list[Path]) -> tuple:
-    parts = []
-    for path in files:
+#: Reads of a folder whose files keep changing under the reader before it gives up.
+READ_ATTEMPTS = 3
+
+
+def folder_digest(folder: Path, limits: FolderLimits | None = None) -> str:
+    """sha256 over relative paths, modes and contents; cached while the stat fingerprint holds.
+
+    A file that changes while it is read (a copy in progress) makes the
+    folder be read again, so a half-written file never becomes a version.
+    FolderError (loader/folders.py) when the folder holds something unsafe
+    to read, or keeps changing.
+    """
+    for _ in range(READ_ATTEMPTS - 1):
         try:
-            st = path.stat()
-        except OSError:
-            continue
-        parts.append((str(path.relative_to(folder)), st.st_size, st.st_mtime_ns, st.st_mode))
-    return tuple(parts)
+            return _digest(folder, limits)
+        except FolderChanged:
+            time.sleep(0.05)
+    return _digest(folder, limits)
 
 
-def folder_digest(folder: Path) -> str:
-    """sha256 over relative paths, modes and contents; cached while the stat fingerprint holds."""
-    files = content_files(folder)
-    fingerprint = _fingerprint(folder, files)
+def _digest(folder: Path, limits: FolderLimits | None) -> str:
+    entries = walk(folder, limits)
+    fingerprint = _fingerprint(entries)
     cached = _cache.get(folder)
     if cached is not None and cached[0] == fingerprint:
         return cached[1]
     digest = hashlib.sha256()
-    for path in files:
-        try:
-            data = path.read_bytes()
-            executable = os.access(path, os.X_OK)
-        except OSError:
+    for entry in entries:
+        if entry.kind == "link":
+            digest.update(entry.relative.encode() + b"\0")
+            digest.update(b"l" + entry.target.encode() + b"\0")
             continue
-        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+        try:
+            data = read_file(entry)
+            executable = os.access(entry.path, os.X_OK)
+        except FileNotFoundError:
+            raise FolderChanged(f"{entry.path} was removed while the folder was read") from None
+        except OSError as exc:
+            raise FolderError(f"{entry.path}: cannot read it: {exc}; make it readable or remove it") from None
+        digest.update(entry.relative.encode() + b"\0")
         digest.update(b"x" if executable else b"-")
         digest.update(len(data).to_bytes(8, "big"))
         digest.update(data)

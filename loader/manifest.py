@@ -24,7 +24,9 @@ from typing import Any
 
 import jsonschema
 
+from loader import jsonio
 from loader.digest import folder_digest
+from loader.folders import MAX_DEFINITION_BYTES, FolderError, FolderLimits, read_regular
 from loader.names import is_valid_name
 
 #: The top-level ``schema/`` folder, installed as the package ``loader.schemas`` (pyproject.toml maps it),
@@ -89,8 +91,12 @@ def manifest_path(folder: Path) -> Path:
     return folder / f"{folder.name}.json"
 
 
-def load_plugin(folder: Path) -> PluginSpec:
-    """Read and validate one plugin folder; raise ManifestError on any fault."""
+def load_plugin(folder: Path, limits: FolderLimits | None = None) -> PluginSpec:
+    """Read and validate one plugin folder; raise ManifestError on any fault.
+
+    Blocking file I/O, bounded by ``limits`` (loader/folders.py): the
+    reconciler calls it off the event loop.
+    """
     name = folder.name
     if not is_valid_name(name):
         raise ManifestError(
@@ -106,15 +112,30 @@ def load_plugin(folder: Path) -> PluginSpec:
         name=name,
         folder=folder,
         manifest=manifest,
-        digest=folder_digest(folder),
+        digest=_digest(folder, limits),
         executable=executable,
         warnings=tuple(warnings),
     )
 
 
+def _digest(folder: Path, limits: FolderLimits | None) -> str:
+    try:
+        return folder_digest(folder, limits)
+    except FolderError as exc:
+        raise ManifestError(str(folder), "", str(exc), "the folder was not loaded") from None
+
+
+def _read_manifest_text(path: Path) -> str:
+    """The manifest's text; a FIFO, device or oversized file is an OSError with the reason."""
+    try:
+        return read_regular(path, MAX_DEFINITION_BYTES).decode("utf-8")
+    except FolderError as exc:
+        raise OSError(str(exc)) from None
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_manifest_text(path)
     except FileNotFoundError:
         raise ManifestError(
             str(path), "", "manifest file is missing",
@@ -123,12 +144,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(str(path), "", f"cannot read manifest: {exc}", "make it a readable UTF-8 file") from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ManifestError(
-            str(path), "", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-            "fix the JSON syntax",
-        ) from None
+        data = jsonio.loads(text, strict=True)
+    except jsonio.JsonError as exc:
+        raise ManifestError(str(path), "", f"not valid JSON: {exc}", "fix the JSON") from None
     if not isinstance(data, dict):
         raise ManifestError(str(path), "", "the manifest must be a JSON object", "wrap the keys in { }")
     return data
@@ -197,6 +215,16 @@ def _check_executable(path: Path, folder: Path, manifest: dict[str, Any]) -> Pat
         raise ManifestError(
             str(path), "/executable", f"executable {relative!r} resolves to {resolved}, outside the plugin folder",
             "keep the program (and any symlink target) inside the plugin folder",
+        )
+    if resolved.is_dir():
+        raise ManifestError(
+            str(path), "/executable", f"executable {relative!r} is a directory, not a program",
+            "point executable at the program file inside it",
+        )
+    if resolved.exists() and not resolved.is_file():
+        raise ManifestError(
+            str(path), "/executable", f"executable {relative!r} is not a regular file",
+            "point executable at the program file",
         )
     if not resolved.is_file():
         raise ManifestError(

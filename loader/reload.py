@@ -75,13 +75,32 @@ def describe(outcome: dict[str, Any]) -> tuple[int, str]:
     return EXIT_FAILED, f"reload failed: {outcome.get('error')}; the running configuration is kept"
 
 
-def is_loader(pid: int) -> bool:
-    """Whether ``pid`` is a running ``portable-loader serve`` (never signal a stranger that reused a pid)."""
+def is_loader(pid: int, announced: int | None, proc: Path = Path("/proc")) -> bool:
+    """Whether ``pid`` is a running ``portable-loader serve`` (never signal a stranger that reused a pid).
+
+    Its command line says so when ``/proc`` shows it.  Under the unit's
+    ``PrivateUsers=yes`` and ``ProtectProc=invisible``, systemd runs
+    ``ExecReload=`` in a user namespace of its own, and ``/proc`` hides the
+    loader from it.  Then a process counts as the loader when the loader
+    itself announced that pid in its state file (``announced``) and it exists
+    and may be signalled by us (so it runs as our user: the command has no
+    capabilities there).
+    """
     try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        args = (proc / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError):
+        return pid == announced and _may_signal(pid)
     except OSError:
         return False
     return b"serve" in args and any(b"loader" in arg for arg in args)
+
+
+def _may_signal(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def run_reload(config_path: Path | None, pid: int | None, timeout: float, out: TextIO, err: TextIO) -> int:
@@ -95,12 +114,13 @@ def run_reload(config_path: Path | None, pid: int | None, timeout: float, out: T
         return EXIT_FAILED
     path = state_path(config.data_dir)
     before = read_state(path) or {}
+    announced = before.get("pid") if isinstance(before.get("pid"), int) else None
     if pid is None:
-        pid = before.get("pid") if isinstance(before.get("pid"), int) else None
+        pid = announced
     if pid is None:
         print(f"portable-loader: no running loader: {path} does not name one; start it, or pass --pid", file=err)
         return EXIT_NO_SERVICE
-    if not is_loader(pid):
+    if not is_loader(pid, announced):
         print(f"portable-loader: process {pid} is not a running 'portable-loader serve'", file=err)
         return EXIT_NO_SERVICE
     seen = before.get("reloads", 0) if before.get("pid") == pid and isinstance(before.get("reloads"), int) else 0
@@ -112,7 +132,7 @@ def run_reload(config_path: Path | None, pid: int | None, timeout: float, out: T
             code, text = describe(outcome)
             print(text if code == EXIT_OK else f"portable-loader: {text}", file=out if code == EXIT_OK else err)
             return code
-        if not is_loader(pid):
+        if not is_loader(pid, announced):
             print(f"portable-loader: the loader (pid {pid}) exited during the reload", file=err)
             return EXIT_NO_SERVICE
         time.sleep(POLL_S)

@@ -29,6 +29,7 @@ from loader.registry import SymbolRegistry
 from loader.rules.manager import RuleManager
 from loader.reload import reload_outcome, state_path, write_state
 from loader.status import BUILDING, CRASHLOOP, INVALID, LOADING, RESTARTING, RUNNING, STATES, WAITING, StatusBoard
+from loader.tasks import repeat
 from loader.systemd import Notifier, keep_notifying, watchdog_interval
 from loader.wire.addresses import remove_stale_sockets
 from loader.watcher import Debouncer, FolderWatcher, json_file_name_of
@@ -44,7 +45,7 @@ class LoaderService:
         self._reload_config = reload_config
         self.notifier = Notifier()
         self.board = StatusBoard()
-        self.registry = SymbolRegistry()
+        self.registry = SymbolRegistry(config.data_dir / "symbols.json")
         self.reconciler = Reconciler(config, self.board, self.registry)
         self.rules = RuleManager(config, self.registry, self.reconciler.supervisors.get)
         self.reconciler.listeners.append(self.rules.on_plugins_changed)
@@ -92,7 +93,8 @@ class LoaderService:
         self.notifier.ready(self.status_text())
         background = [asyncio.create_task(self._first_scan(), name="first-scan"),
                       asyncio.create_task(keep_notifying(self.notifier, self.status_text, watchdog_interval()),
-                                          name="sd-notify")]
+                                          name="sd-notify"),
+                      asyncio.create_task(self.rules.watch_health(), name="rule-health")]
         await self._stopping.wait()
         self.notifier.stopping()
         for task in background:
@@ -113,8 +115,9 @@ class LoaderService:
 
     def status_text(self) -> str:
         """One line for systemd's STATUS=: what runs, what is still starting, what failed."""
-        rules = sum(1 for entry in self.rules.rules.values() if entry.state == "running")
-        return status_line({state: self.board.count(state) for state in STATES}, rules, self._scanned)
+        states = [self.rules.state_of(entry) for entry in self.rules.rules.values()]
+        return status_line({state: self.board.count(state) for state in STATES}, states.count("running"),
+                           self._scanned, states.count("degraded"))
 
     async def reload(self) -> None:
         """Reread the configuration (SIGHUP), apply what can change live, rescan everything.
@@ -174,6 +177,7 @@ class LoaderService:
         self.reconciler.config = config
         self.reconciler.venvs.settings = config.venv
         self.reconciler.venvs.forget_failures()
+        self.reconciler.memo.forget_all()  # the rescan after a reload looks at every folder again
         self.rules.config = config
         for supervisor in self.reconciler.supervisors.values():
             supervisor.config, supervisor.settings = config, config.supervisor
@@ -182,12 +186,12 @@ class LoaderService:
 
     async def _start_api(self):
         """The REST API (loader/api), unless ``rest`` is ``off``."""
-        if self.config.rest == "off":
+        address = self.config.rest_address
+        if address is None:
             return None
         from loader.api.server import ApiServer
 
-        host, _, port = self.config.rest.rpartition(":")
-        server = ApiServer(self, host, int(port))
+        server = ApiServer(self, *address)
         await server.start()
         return server
 
@@ -203,11 +207,13 @@ class LoaderService:
         self.log.info("loader.stopped")
 
     async def _rescan_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.watch.rescan_s)
-            self.watchers[0].refresh_links()
-            await self.reconciler.reconcile_all()
-            await self.rules.reconcile_all()
+        """Every ``watch.rescan_s``; a pass that fails is logged (task.failed) and the next one still runs."""
+        await repeat("rescan", self._rescan, lambda: self.config.watch.rescan_s)
+
+    async def _rescan(self) -> None:
+        self.watchers[0].refresh_links()
+        await self.reconciler.reconcile_all()
+        await self.rules.reconcile_all()
 
     def _prepare_directories(self) -> None:
         for path in (self.config.plugins_dir, self.config.data_dir, self.config.ipc_dir):
@@ -231,7 +237,7 @@ class LoaderService:
         self.log.info("loader.signal", signal=signal.Signals(sig).name)
 
 
-def status_line(counts: Mapping[str, int], rules_running: int, scanned: bool) -> str:
+def status_line(counts: Mapping[str, int], rules_running: int, scanned: bool, rules_degraded: int = 0) -> str:
     """systemd's STATUS= text from the plugin state counts: running, starting (venv builds), failed, rules."""
     failed = counts.get(INVALID, 0) + counts.get(CRASHLOOP, 0) + counts.get(RESTARTING, 0)
     starting = counts.get(LOADING, 0) + counts.get(BUILDING, 0) + counts.get(WAITING, 0)
@@ -241,6 +247,8 @@ def status_line(counts: Mapping[str, int], rules_running: int, scanned: bool) ->
         parts.append(f"{starting} starting" + (f" ({building} building a venv)" if building else ""))
     parts.append(f"{failed} failed")
     text = f"plugins: {', '.join(parts)}; rules: {rules_running} running"
+    if rules_degraded:
+        text += f", {rules_degraded} degraded"
     return text if scanned else f"{text}; first scan in progress"
 
 

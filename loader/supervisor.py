@@ -17,23 +17,23 @@ which keeps retrying at the capped delay.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections import deque
 from dataclasses import dataclass
 
 from loader.config import LoaderConfig
+from loader.diagnose import explain_no_handshake
 from loader.log import get_logger
 from loader.manifest import PluginSpec
-from loader.output import OutputTail, pump
+from loader.output import OutputLimiter, OutputTail, pump
 from loader.process import describe_exit, plugin_argument, spawn, terminate
+from loader.repeats import Repeats
 from loader.status import CRASHLOOP, LOADING, RESTARTING, RUNNING, STOPPED, StatusBoard
 from loader.wire.addresses import control_path
 from loader.wire.codec import declares_batch
 from loader.wire.control import CommandFailed, CommandTimeout, ControlChannel, ControlError
 
 HEALTH_CHECK_INTERVAL_S = 0.1
-_DIALED_NAME = re.compile(r"plugin_([A-Za-z0-9_-]+)\.ipc")
 
 
 @dataclass
@@ -61,6 +61,7 @@ class PluginSupervisor:
         self._first_launch: asyncio.Future[bool] | None = None
         self._task: asyncio.Task[None] | None = None
         self._pumps: list[asyncio.Task[None]] = []
+        self._repeats = Repeats()  # plugin.crashloop: once per interval, with a count
         #: Bumped for every process launched: data channels compare it to tell
         #: that the process they sent a record to is gone.
         self.generation = 0
@@ -164,6 +165,7 @@ class PluginSupervisor:
             if time.monotonic() - started >= self.settings.stable_after_s:
                 consecutive = 0
                 crashes.clear()
+                self._repeats.clear("crashloop")  # a new crash loop is news again
             backoff = self._backoff(consecutive)
             consecutive += 1
             now = time.monotonic()
@@ -173,9 +175,12 @@ class PluginSupervisor:
             state = CRASHLOOP if len(crashes) >= self.settings.crashloop_restarts else RESTARTING
             status = self.board.set_state(self.name, state, pid=None)
             status.restarts += 1
-            event = "plugin.crashloop" if state == CRASHLOOP else "plugin.restarting"
-            self.log.warning(event, version=self.spec.version, delay_s=round(backoff, 3),
-                             restarts=status.restarts, reason=status.last_error)
+            held_back = self._repeats.check("crashloop") if state == CRASHLOOP else 0
+            if held_back is not None:
+                event = "plugin.crashloop" if state == CRASHLOOP else "plugin.restarting"
+                extra = {"repeated": held_back} if state == CRASHLOOP else {}
+                self.log.warning(event, version=self.spec.version, delay_s=round(backoff, 3),
+                                 restarts=status.restarts, reason=status.last_error, **extra)
             request = await self._sleep_or_request(backoff)
             if request is not None and request.kind == "stop":
                 request.done.set_result(True)
@@ -196,7 +201,7 @@ class PluginSupervisor:
         old = self.spec
         self.spec = request.spec
         self.board.set_state(self.name, LOADING, previous_version=old.version,
-                             version=self.spec.version, digest=self.spec.digest)
+                             version=self.spec.version, digest=self.spec.digest, pid=None)
 
     def _answer_launch(self, request: _Request | None, ok: bool) -> None:
         if self._first_launch is not None and not self._first_launch.done():
@@ -215,7 +220,7 @@ class PluginSupervisor:
     async def _launch(self) -> bool:
         """Spawn, wait for the handshake, replay symbols; True when running."""
         spec = self.spec
-        self.board.set_state(self.name, LOADING, version=spec.version, digest=spec.digest,
+        self.board.set_state(self.name, LOADING, version=spec.version, digest=spec.digest, pid=None,
                              symbols={k: spec.symbols(k) for k in ("sources", "sinks", "functions")})
         self.channel.expect_new_process()
         self.generation += 1
@@ -227,10 +232,13 @@ class PluginSupervisor:
         except OSError as exc:
             return self._launch_failed(f"cannot start {spec.executable}: {exc}; check the executable and its interpreter")
         pid = self.process.pid
+        self.channel.admit(pid)
+        self.board.set_state(self.name, LOADING, pid=pid)  # the new process's pid, never the old one's
         self.log.info("plugin.spawned", version=spec.version, pid=pid)
+        limiter = OutputLimiter()  # one log budget for both streams of this process
         self._pumps = [
-            asyncio.create_task(pump(self.process.stdout, self.name, pid, "stdout", self.tail)),  # type: ignore[arg-type]
-            asyncio.create_task(pump(self.process.stderr, self.name, pid, "stderr", self.tail)),  # type: ignore[arg-type]
+            asyncio.create_task(pump(self.process.stdout, self.name, pid, "stdout", self.tail, limiter)),  # type: ignore[arg-type]
+            asyncio.create_task(pump(self.process.stderr, self.name, pid, "stderr", self.tail, limiter)),  # type: ignore[arg-type]
         ]
         error = await self._await_handshake()
         if error is not None:
@@ -254,24 +262,24 @@ class PluginSupervisor:
         handshake.cancel()
         if exited.done():
             await self._drain_output()
-            how = describe_exit(self.process.returncode)
-            return f"process exited before the handshake ({_how(how)}); {self._name_hint()}"
+            returncode = self.process.returncode
+            return self._explain(f"process exited before the handshake ({_how(describe_exit(returncode))})",
+                                 returncode)
         exited.cancel()
-        return f"no handshake within {timeout:g}s; {self._name_hint()}"
+        return self._explain(f"no handshake within {timeout:g}s", None)
 
-    def _name_hint(self) -> str:
-        """Explain the most common cause of a missing handshake, with evidence if the output has it."""
-        expected = control_path(self.config.ipc_dir, self.name)
-        for line in reversed(self.tail.lines()):
-            match = _DIALED_NAME.search(line)
-            if match and match.group(1) != self.name:
-                return (f"its output shows it dialing plugin_{match.group(1)}.ipc: the program declares the "
-                        f"name {match.group(1)!r}, the folder is {self.name!r}; rename one to match")
-        return (f"the loader listens on {expected}; the plugin program may declare a different name than "
-                f"its folder {self.name!r} (eKuiper SDK plugins also need ipc_dir /tmp)")
+    def _explain(self, outcome: str, returncode: int | None) -> str:
+        """What the exit code and the output say about a missing handshake (loader/diagnose.py)."""
+        return explain_no_handshake(outcome, returncode, self.tail.lines(), self.name,
+                                    control_path(self.config.ipc_dir, self.name), self.spec.executable)
 
     async def _replay_symbols(self) -> bool:
-        for key, control in list(self._symbols.items()):
+        # Until none is left: a rule may start symbols while this awaits the
+        # plugin, and start_symbol leaves them to the replay (not running yet).
+        replayed: set[str] = set()
+        while pending := [(k, c) for k, c in self._symbols.items() if k not in replayed]:
+            key, control = pending[0]
+            replayed.add(key)
             try:
                 await self.channel.command("start", control, self.settings.command_timeout_s)
             except ControlError as exc:

@@ -9,6 +9,12 @@ periodic full rescan catches whatever the events missed (events lost under
 load, changes inside symlinked folders on file systems that do not report
 them).
 
+Only content changes count: creating, writing, closing after a write,
+deleting, moving and changing attributes.  Opens, reads and closes without a
+write never do: the loader reads the folders it watches, and reacting to its
+own reads kept an idle loader reconciling forever.  The filter is given to
+watchdog, so on Linux inotify is not even asked for those events.
+
 watchdog calls back on its own thread; the only thing done there is handing
 the name to the event loop.
 """
@@ -16,14 +22,40 @@ the name to the event loop.
 from __future__ import annotations
 
 import asyncio
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    EVENT_TYPE_ATTRIB,
+    EVENT_TYPE_CLOSED,
+    EVENT_TYPE_CREATED,
+    EVENT_TYPE_DELETED,
+    EVENT_TYPE_MODIFIED,
+    EVENT_TYPE_MOVED,
+    DirAttribEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirModifiedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import ObservedWatch
 
 from loader.log import get_logger
+from loader.tasks import Backoff, report_failure
+
+#: The watcher's handlers wait on watchdog's own thread: short, so events are not held up for long.
+WATCHER_BACKOFF_MAX_S = 1.0
 
 
 class Debouncer:
@@ -34,6 +66,7 @@ class Debouncer:
         self._action = action
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._failures: dict[str, Backoff] = {}
 
     def poke(self, name: str) -> None:
         loop = asyncio.get_running_loop()
@@ -44,9 +77,23 @@ class Debouncer:
 
     def _fire(self, name: str) -> None:
         self._timers.pop(name, None)
-        task = asyncio.get_running_loop().create_task(self._action(name))
+        task = asyncio.get_running_loop().create_task(self._run(name))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, name: str) -> None:
+        """The action for one name; a failure is logged and the name retried after a growing delay."""
+        try:
+            await self._action(name)
+        except Exception as exc:  # the debouncer serves every later poke, and retries this one
+            backoff = self._failures.setdefault(name, Backoff())
+            delay = report_failure("debouncer", exc, backoff, name=name)
+            timer = self._timers.pop(name, None)
+            if timer is not None:
+                timer.cancel()
+            self._timers[name] = asyncio.get_running_loop().call_later(max(delay, self.settle_s), self._fire, name)
+        else:
+            self._failures.pop(name, None)
 
     def cancel(self) -> None:
         for timer in self._timers.values():
@@ -56,19 +103,48 @@ class Debouncer:
 
 NameOf = Callable[[Path], "str | None"]
 
+#: Events that can mean the content changed ("closed" is a close after writing).
+CONTENT_EVENT_TYPES = frozenset({EVENT_TYPE_CREATED, EVENT_TYPE_MODIFIED, EVENT_TYPE_CLOSED, EVENT_TYPE_DELETED,
+                                 EVENT_TYPE_MOVED, EVENT_TYPE_ATTRIB})
+#: The same as watchdog event classes, so the observer does not subscribe to the others at all.
+CONTENT_EVENTS: list[type[FileSystemEvent]] = [
+    FileCreatedEvent, DirCreatedEvent, FileModifiedEvent, DirModifiedEvent, FileClosedEvent,
+    FileDeletedEvent, DirDeletedEvent, FileMovedEvent, DirMovedEvent, FileAttribEvent, DirAttribEvent,
+]
+
+
+def is_content_change(event: FileSystemEvent) -> bool:
+    """Whether an event can mean a file's content, presence, name or attributes changed."""
+    return event.event_type in CONTENT_EVENT_TYPES
+
+
+@contextmanager
+def _surviving(task: str, backoff: Backoff, **context: Any) -> Iterator[None]:
+    """On watchdog's thread: an exception would end that thread, and with it every later event."""
+    try:
+        yield
+    except Exception as exc:
+        time.sleep(report_failure(task, exc, backoff, **context))
+    else:
+        backoff.succeeded()
+
 
 class _Handler(FileSystemEventHandler):
     def __init__(self, root: Path, name_of: NameOf, notify: Callable[[str], None]) -> None:
         self._root = root
         self._name_of = name_of
         self._notify = notify
+        self._backoff = Backoff(max_s=WATCHER_BACKOFF_MAX_S)
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        for raw in (event.src_path, getattr(event, "dest_path", "")):
-            relative = _relative(self._root, raw)
-            name = self._name_of(relative) if relative is not None else None
-            if name:
-                self._notify(name)
+        if not is_content_change(event):
+            return
+        with _surviving("watcher", self._backoff, root=str(self._root)):
+            for raw in (event.src_path, getattr(event, "dest_path", "")):
+                relative = _relative(self._root, raw)
+                name = self._name_of(relative) if relative is not None else None
+                if name:
+                    self._notify(name)
 
 
 def _relative(root: Path, raw: str | bytes) -> Path | None:
@@ -115,7 +191,8 @@ class FolderWatcher:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.root.mkdir(parents=True, exist_ok=True)
-        self._observer.schedule(_Handler(self.root, self._name_of, self._from_thread), str(self.root), recursive=True)
+        self._observer.schedule(_Handler(self.root, self._name_of, self._from_thread), str(self.root), recursive=True,
+                                event_filter=CONTENT_EVENTS)
         self._observer.start()
         self.refresh_links()
 
@@ -128,7 +205,9 @@ class FolderWatcher:
         """Watch the target of every symlinked entry, mapping its events back to the link's name."""
         if not self._follow_links:
             return
-        links = {entry: entry.resolve() for entry in self.root.iterdir() if entry.is_symlink() and entry.is_dir()}
+        root = self.root.resolve()
+        links = {entry: target for entry in self.root.iterdir() if entry.is_symlink() and entry.is_dir()
+                 for target in [entry.resolve()] if not _overlaps(target, root)}
         for link in list(self._link_watches):
             if link not in links:
                 self._observer.unschedule(self._link_watches.pop(link))
@@ -137,7 +216,8 @@ class FolderWatcher:
                 continue
             handler = _LinkHandler(link.name, self._from_thread)
             try:
-                self._link_watches[link] = self._observer.schedule(handler, str(target), recursive=True)
+                self._link_watches[link] = self._observer.schedule(handler, str(target), recursive=True,
+                                                                   event_filter=CONTENT_EVENTS)
             except OSError as exc:
                 get_logger(plugin=link.name).warning("plugin.watch_failed", error=str(exc))
 
@@ -146,10 +226,23 @@ class FolderWatcher:
         self._loop.call_soon_threadsafe(self.debouncer.poke, name)
 
 
+def _overlaps(target: Path, root: Path) -> bool:
+    """A link to the watched folder, into it or to a folder above it (``self -> .``, ``up -> ..``).
+
+    The folder is already watched; watching a folder above it recursively
+    would watch the whole tree, the plugins folder included, again.
+    """
+    return target == root or target.is_relative_to(root) or root.is_relative_to(target)
+
+
 class _LinkHandler(FileSystemEventHandler):
     def __init__(self, name: str, notify: Callable[[str], None]) -> None:
         self._name = name
         self._notify = notify
+        self._backoff = Backoff(max_s=WATCHER_BACKOFF_MAX_S)
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        self._notify(self._name)
+        if not is_content_change(event):
+            return
+        with _surviving("watcher", self._backoff, plugin=self._name):
+            self._notify(self._name)

@@ -92,7 +92,7 @@ def test_cli_drives_plugins_streams_and_rules(processes, env, capsys):
                                            "version": "v1.0.0"}]
 
     code, out, _ = cli(capsys, api, "status")
-    assert out.splitlines()[0].endswith("2 plugins, 1 streams, rules: 1 running, 0 stopped, 0 waiting, 0 error")
+    assert out.splitlines()[0].endswith("2 plugins, 1 streams, rules: 1 running, 0 degraded, 0 stopped, 0 waiting, 0 error")
     status_rows = {line.split()[0]: line for line in out.splitlines()[2:]}
     assert "r1=1" in status_rows["collector"]
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from loader.reload import is_loader
 from tests.loader_harness import REPO, make_plugin, start_loader
 from tests.test_service_ops import NotifySocket, wait_until
 
@@ -72,3 +74,26 @@ def test_no_running_loader_is_exit_3(tmp_path):
     config.write_text(f"data_dir: {tmp_path / 'data'}\n")
     result = reload(config)
     assert result.returncode == 3 and "no running loader" in result.stderr
+
+
+def test_a_loader_hidden_by_proc_counts_only_as_the_pid_it_announced(tmp_path):
+    """ExecReload= under PrivateUsers= and ProtectProc=invisible sees no /proc entry of the loader."""
+    hidden = tmp_path / "proc"  # a /proc that shows no process at all
+    hidden.mkdir()
+    alive = os.getpid()
+    assert is_loader(alive, announced=alive, proc=hidden)
+    assert not is_loader(alive, announced=alive + 1, proc=hidden), "a pid the loader did not announce"
+    assert not is_loader(alive, announced=None, proc=hidden)
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    assert not is_loader(gone.pid, announced=gone.pid, proc=hidden), "an announced pid that no longer runs"
+
+
+def test_a_visible_process_counts_by_its_command_line(tmp_path):
+    proc = tmp_path / "proc"
+    (proc / "10").mkdir(parents=True)
+    (proc / "10/cmdline").write_bytes(b"/opt/venv/bin/python3\0/opt/venv/bin/portable-loader\0serve\0")
+    (proc / "11").mkdir()
+    (proc / "11/cmdline").write_bytes(b"/usr/bin/sleep\0100\0")
+    assert is_loader(10, announced=None, proc=proc)
+    assert not is_loader(11, announced=11, proc=proc), "a stranger that reused the announced pid"

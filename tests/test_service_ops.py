@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from loader.systemd import Notifier, keep_notifying
+from tests.api_fixtures import free_port
 from tests.loader_harness import REPO, make_plugin, pid_alive, start_loader
 from tests.test_rules_e2e import install_collector, install_seqsrc, rule, seq_config, stream, wait_collected
 
@@ -182,10 +183,11 @@ def test_console_start_message_says_what_runs_where_and_how_to_stop(processes, d
     assert stop_hint({}, True) == "stop with Ctrl-C"
     text = start_message(LoaderConfig(), "http://127.0.0.1:9081", "stop with Ctrl-C")
     assert "REST API on http://127.0.0.1:9081" in text and "sockets in /tmp" in text
+    port = free_port()  # the config refuses port 0
     loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"],
-                          extra_config="rest: 127.0.0.1:0\n")
+                          extra_config=f"rest: 127.0.0.1:{port}\n")
     ready = loader.find("loader.ready")[0]
-    assert ready["rest"].startswith("http://127.0.0.1:") and ready["rest"] in ready["message"]
+    assert ready["rest"] == f"http://127.0.0.1:{port}" and ready["rest"] in ready["message"]
     for key in ("plugins", "data", "ipc"):
         assert str(dirs[key]) in ready["message"], key
 
@@ -387,12 +389,16 @@ def test_operations_log_recipes_answer_their_questions(processes, tmp_path, ipc_
         {"id": "r1", "sql": "SELECT a FROM s GROUP BY a", "actions": [{"log": {}}]}))
     (data / "streams").mkdir(parents=True)
     (data / "streams" / "s.json").write_text(json.dumps({"sql": 'CREATE STREAM s () WITH (TYPE="bus_src")'}))
+    (data / "streams" / "cars.json").write_text(json.dumps({"sql": 'CREATE STREAM cars () WITH (TYPE="car_src")'}))
+    (data / "rules" / "r2.json").write_text(json.dumps({"id": "r2", "sql": "SELECT * FROM cars",
+                                                        "actions": [{"nop": {}}]}))
     journal = FakeJournal(ipc_dir / "journal.sock")
     try:
         proc, stdout_lines = start_under_journal(processes, tmp_path, ipc_dir, journal.path, plugins)
         journal.wait_for(EVENT="plugin.exited", PLUGIN="car")
         journal.wait_for(EVENT="plugin.restarting", PLUGIN="car")
         journal.wait_for(EVENT="rule.error", RULE="r1")
+        journal.wait_for(EVENT="rule.degraded", RULE="r2")  # car keeps crashing
         journal.wait_for(EVENT="plugin.running", PLUGIN="bus")
         proc.send_signal(signal.SIGUSR1)
         journal.wait_for(EVENT="loader.stack_dump")
@@ -415,7 +421,7 @@ def test_operations_log_recipes_answer_their_questions(processes, tmp_path, ipc_
             assert result.returncode == 0, f"{question}: {result.stderr}"
             output = result.stdout
         answers[question] = output
-    assert len(answers) == 7, list(answers)
+    assert len(answers) == 8, list(answers)
     errors = answers["Which errors did the loader log?"]
     assert '"event": "plugin.exited"' in errors and '"event": "rule.error"' in errors
     assert '"event": "plugin.running"' not in errors
@@ -426,5 +432,8 @@ def test_operations_log_recipes_answer_their_questions(processes, tmp_path, ipc_
     assert "bus v2.1.0 pid" in versions and "car v1.0.0 pid" in versions
     assert '"plugin": "car"' in answers["What restarted in the last hour?"]
     assert "GROUP BY" in answers["Which rules have errors, and why?"]
+    stuck = [json.loads(line) for line in answers["Which rule is stuck, and why?"].splitlines()]
+    assert [(s["rule"], s["symbol"], s["plugin"]) for s in stuck] == [("r2", "car_src", "car")]
+    assert stuck[0]["cause"].startswith("plugin ") and "car is" in stuck[0]["error"]
     threads = [json.loads(line) for line in answers["Where does each thread wait?"].splitlines()]
     assert any(t["thread"] == "MainThread" for t in threads) and all(t["at"] for t in threads)

@@ -16,8 +16,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from loader.status import STATES
 
-RULE_STATES = ("running", "stopped", "waiting", "error")
+RULE_STATES = ("running", "degraded", "stopped", "waiting", "error")
 _NODE_COUNTER = re.compile(r"^(.+)_(records_in|records_out|exceptions)_total$")
+_NODE_LAST_RECORD = re.compile(r"^(.+)_last_record_(in|out)_time$")
 
 
 class LoaderCollector:
@@ -48,6 +49,10 @@ class LoaderCollector:
         counters = {kind: CounterMetricFamily(f"portable_loader_rule_{kind}", f"{kind.replace('_', ' ')} per rule node",
                                               labels=["rule", "node"])
                     for kind in ("records_in", "records_out", "exceptions")}
+        last = {way: GaugeMetricFamily(f"portable_loader_rule_last_record_{way}_timestamp_seconds",
+                                       f"when the last record went {way} of each rule node (0: never)",
+                                       labels=["rule", "node"])
+                for way in ("in", "out")}
         for rule_id in sorted(self.service.rules.rules):
             status = self.service.rules.status(rule_id) or {}
             for name in RULE_STATES:
@@ -56,8 +61,12 @@ class LoaderCollector:
                 match = _NODE_COUNTER.match(key)
                 if match:
                     counters[match.group(2)].add_metric([rule_id, match.group(1)], value)
+                match = _NODE_LAST_RECORD.match(key)
+                if match:
+                    last[match.group(2)].add_metric([rule_id, match.group(1)], value / 1000)
         yield state
         yield from counters.values()
+        yield from last.values()
 
 
 def metrics_text(service: Any) -> bytes:

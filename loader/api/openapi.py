@@ -189,21 +189,32 @@ def _schemas() -> dict[str, Any]:
             "required": ["id", "status", "state"],
             "properties": {
                 "id": {"type": "string"},
-                "status": {"type": "string", "description": "eKuiper's text: Running, or Stopped: <reason>"},
-                "state": {"type": "string", "enum": ["running", "stopped", "waiting", "error"]},
+                "status": {"type": "string",
+                           "description": "eKuiper's text: Running, Running: degraded: <causes>, or Stopped: <reason>"},
+                "state": {"type": "string", "enum": ["running", "degraded", "stopped", "waiting", "error"]},
             },
         },
         "RuleStatus": {
             "type": "object",
             "required": ["status", "lastStopTimestamp"],
             "properties": {
-                "status": {"type": "string", "enum": ["running", "stopped", "waiting", "error"]},
+                "status": {"type": "string", "enum": ["running", "degraded", "stopped", "waiting", "error"]},
                 "message": {"type": "string"},
+                "causes": {
+                    "type": "array",
+                    "description": "why a degraded rule does not work: one entry per symbol and cause",
+                    "items": {
+                        "type": "object",
+                        "required": ["symbol", "plugin", "cause", "message"],
+                        "properties": {k: {"type": "string"} for k in ("symbol", "plugin", "cause", "message")},
+                    },
+                },
                 "lastStopTimestamp": {"type": "integer"},
                 "lastStartTimestamp": {"type": "integer"},
             },
             "additionalProperties": {"anyOf": [{"type": "number"}, {"type": "string"}]},
-            "description": "eKuiper's metric names: source_<stream>_0_records_in_total, op_..., sink_<type>_<n>_...",
+            "description": "eKuiper's metric names: source_<stream>_0_records_in_total, op_..., sink_<type>_<n>_...; "
+                           "per node also <node>_last_record_in_time and <node>_last_record_out_time (ms, 0: never)",
         },
         "Overview": {
             "type": "object",

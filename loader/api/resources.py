@@ -11,11 +11,11 @@ a rule file dropped by hand may still wait for what it needs.
 from __future__ import annotations
 
 import asyncio
-import json
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from loader import jsonio
 from loader.api.errors import bad_request, conflict, not_found
 from loader.files import write_json_atomic
 from loader.names import is_valid_name
@@ -147,8 +147,16 @@ class Resources:
     # -------------------------------------------------------------- rules
 
     def rule_list(self) -> list[dict[str, Any]]:
-        return [{"id": rule_id, "status": _ekuiper_rule_status(entry.state, entry.error), "state": entry.state}
-                for rule_id, entry in sorted(self.rules.rules.items())]
+        listed = []
+        for rule_id, entry in sorted(self.rules.rules.items()):
+            found = self.rules.causes(entry)
+            if found:
+                message = "; ".join(cause.message for cause in found)
+                listed.append({"id": rule_id, "status": f"Running: degraded: {message}", "state": "degraded"})
+            else:
+                listed.append({"id": rule_id, "status": _ekuiper_rule_status(entry.state, entry.error),
+                               "state": entry.state})
+        return listed
 
     def _rule_path(self, rule_id: str) -> Path:
         return self.rules.rules_dir / f"{rule_id}.json"
@@ -161,7 +169,7 @@ class Resources:
             raise not_found("rule", rule_id, "list rules with GET /rules")
         path = self._rule_path(rule_id)
         try:
-            data = json.loads(path.read_text())
+            data = jsonio.loads(path.read_text(), strict=True)
         except (OSError, ValueError) as exc:
             entry = self.rules.rules.get(rule_id)
             if entry is not None and isinstance(entry.raw, dict) and "unreadable" not in entry.raw:
@@ -275,7 +283,7 @@ class Resources:
                 raise not_found("rule", rule_id, "list rules with GET /rules")
             path = self._rule_path(rule_id)
             try:
-                data = json.loads(path.read_text())
+                data = jsonio.loads(path.read_text(), strict=True)
             except (OSError, ValueError) as exc:
                 raise bad_request("invalid_rule", f"{path}: cannot read the rule file ({exc}); replace it with PUT "
                                                   f"/rules/{rule_id}") from None
@@ -335,9 +343,10 @@ class Resources:
     # ------------------------------------------------------------- status
 
     def overview(self, plugin_statuses: list[dict[str, Any]]) -> dict[str, Any]:
-        counts = {state: 0 for state in ("running", "stopped", "waiting", "error")}
+        counts = {state: 0 for state in ("running", "degraded", "stopped", "waiting", "error")}
         for entry in self.rules.rules.values():
-            counts[entry.state] = counts.get(entry.state, 0) + 1
+            state = self.rules.state_of(entry)
+            counts[state] = counts.get(state, 0) + 1
         return {"version": loader_version(), "plugins": plugin_statuses, "rules": counts,
                 "streams": len(self.rules.streams)}
 

@@ -88,14 +88,18 @@ def parse_stream(sql: str) -> StreamDef:
     options = _options(options_text)
     if "TYPE" not in options:
         raise DefinitionError('the stream has no TYPE: add TYPE="<source symbol>" to its WITH options')
+    for key in ("FORMAT", "SHARED"):
+        if key in options:
+            options[key] = options[key].lower()
+    _check_with_options(options)
     return StreamDef(
         name=name,
         sql=sql,
         type=options["TYPE"],
         datasource=options.get("DATASOURCE", ""),
         conf_key=options.get("CONF_KEY", "default"),
-        format=options.get("FORMAT", "json").lower(),
-        shared=options.get("SHARED", "false").lower() == "true",
+        format=options.get("FORMAT", "json"),
+        shared=options.get("SHARED", "false") == "true",
         fields=fields.strip(),
     )
 
@@ -136,7 +140,20 @@ def rule_to_json(rule: RuleDef) -> dict[str, Any]:
             "options": rule.options, "triggered": rule.triggered}
 
 
+def _check_with_options(options: dict[str, str]) -> None:
+    """The WITH options against ``stream.schema.json#/$defs/with``: types and allowed values, before use."""
+    validator = jsonschema.Draft202012Validator(load_schema("stream.schema.json")["$defs"]["with"])
+    for error in sorted(validator.iter_errors(options), key=lambda e: list(e.absolute_path)):
+        key = "/".join(str(p) for p in error.absolute_path)
+        raise DefinitionError(f"WITH option {key}: {error.message}; see schema/stream.schema.json")
+
+
 def _validate(data: Any, schema: str, where: str) -> None:
+    """``data`` against a shipped schema, before anything uses it: the first fault, with its JSON pointer.
+
+    The one admission check of stream and rule definitions: files on disk and
+    REST bodies both come through ``stream_from_json`` / ``rule_from_json``.
+    """
     validator = jsonschema.Draft202012Validator(load_schema(schema))
     for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
         pointer = "/" + "/".join(str(p) for p in error.absolute_path)

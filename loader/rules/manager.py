@@ -12,6 +12,13 @@ one of four states:
   symbol that refused its configuration); it is retried when its file, its
   stream or the plugins change.
 
+A running rule is reported ``degraded`` while something keeps it from
+working (a plugin it uses is not running, its source reported an error, its
+sink error-acks records, a function call timed out, a sink got no ack for
+``limits.sink_stall_s``; loader/rules/health.py); ``watch_health`` logs
+``rule.degraded`` when such a cause appears and ``rule.recovered`` when it
+clears.
+
 Plugin changes reach the manager through ``on_plugins_changed``: a rule whose
 plugin was unloaded goes back to waiting; a plugin swapped for a new version
 keeps its supervisor, which replays the rule's symbols on the new process, so
@@ -22,23 +29,26 @@ and a single order of events is easy to reason about.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from loader import jsonio
 from loader.config import LoaderConfig
+from loader.folders import MAX_DEFINITION_BYTES, FolderError, read_regular
 from loader.log import get_logger
 from loader.registry import SymbolRegistry
 from loader.rules.buffer import DEFAULT_CAPACITY
 from loader.rules.builtins import BUILTINS
 from loader.rules.definitions import DefinitionError, RuleDef, StreamDef, rule_from_json, stream_from_json
-from loader.rules.health import RuleHealth
+from loader.rules.health import Cause, NodeFacts, PluginFacts, causes, changes
+from loader.rules.parts import RuleParts
 from loader.rules.pipeline import RulePipeline, Sink
 from loader.rules.sql import SqlError, compile_query, literal_arguments, parse_select
 from loader.rules.symbol_config import SymbolConfigError, object_config, source_config
 from loader.runtime.function import FunctionHandle, FunctionPool
+from loader.runtime.metrics import now_ms
 from loader.runtime.sink import BUILTIN_SINKS, PortableSink
 from loader.runtime.source import SourceInstance
 from loader.supervisor import PluginSupervisor
@@ -46,6 +56,9 @@ from loader.wire.codec import DataChannelError
 from loader.wire.control import ControlError
 
 RUNNING, STOPPED, WAITING, ERROR = "running", "stopped", "waiting", "error"
+#: Reported for a running rule with causes (loader/rules/health.py); never stored in ``RuleEntry.state``.
+DEGRADED = "degraded"
+HEALTH_INTERVAL_S = 1.0
 
 SupervisorLookup = Callable[[str], "PluginSupervisor | None"]
 
@@ -67,6 +80,9 @@ class RuleEntry:
     symbols: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, symbol, plugin)
     stop_actions: list[Callable[[], Any]] = field(default_factory=list)
     last_stop: int = 0
+    sources: list[SourceInstance] = field(default_factory=list)
+    #: The causes last logged as ``rule.degraded`` and not yet recovered, by ``Cause.key``.
+    logged_causes: dict[tuple, Cause] = field(default_factory=dict)
 
 
 class RuleManager:
@@ -81,6 +97,8 @@ class RuleManager:
         self.rules: dict[str, RuleEntry] = {}
         self.functions = FunctionPool(config.ipc_dir, config.batch, config.limits.function_timeout_s)
         self._shared: dict[str, tuple[SourceInstance, set[str]]] = {}
+        #: Stat of each stream and rule file when it was last read: the rescan reads only files that changed.
+        self._file_stats: dict[Path, tuple | None] = {}
         self._lock = asyncio.Lock()
         self._closing = False
 
@@ -88,18 +106,36 @@ class RuleManager:
 
     async def reconcile_all(self) -> None:
         async with self._lock:
-            for name in self._names(self.streams_dir) | set(self.streams) | set(self.stream_errors):
-                await self._reconcile_stream(name)
-            for rule_id in self._names(self.rules_dir) | set(self.rules):
-                await self._reconcile_rule(rule_id)
+            for name in sorted(self._names(self.streams_dir) | set(self.streams) | set(self.stream_errors)):
+                await self._guarded_stream(name)
+            for rule_id in sorted(self._names(self.rules_dir) | set(self.rules)):
+                await self._guarded_rule(rule_id)
 
     async def reconcile_stream(self, name: str) -> None:
         async with self._lock:
-            await self._reconcile_stream(name)
+            await self._guarded_stream(name)
 
     async def reconcile_rule(self, rule_id: str) -> None:
         async with self._lock:
+            await self._guarded_rule(rule_id)
+
+    async def _guarded_stream(self, name: str) -> None:
+        """One stream's reconcile; a failure is that stream's error, never the loader's (start-up goes on)."""
+        try:
+            await self._reconcile_stream(name)
+        except Exception as exc:
+            error = f"{self.streams_dir / (name + '.json')}: cannot be used: {type(exc).__name__}: {exc}"
+            get_logger(stream=name).error("stream.reconcile_failed", error=error, exc_info=exc)
+            self.stream_errors[name] = error
+
+    async def _guarded_rule(self, rule_id: str) -> None:
+        """One rule's reconcile; a failure is that rule's error, never the loader's (start-up goes on)."""
+        try:
             await self._reconcile_rule(rule_id)
+        except Exception as exc:
+            entry = self.rules.setdefault(rule_id, RuleEntry(id=rule_id))
+            self._set_error(entry, f"{self.rules_dir / (rule_id + '.json')}: cannot be used: "
+                                   f"{type(exc).__name__}: {exc}", exc_info=exc)
 
     async def on_plugins_changed(self) -> None:
         """Stop rules whose plugins went away or changed hands; retry rules that could not start."""
@@ -122,16 +158,62 @@ class RuleManager:
         """Running rules that use a symbol of ``plugin`` (eKuiper's plugin ``refCount``)."""
         return sum(1 for e in self.rules.values() if e.state == RUNNING and plugin in e.plugins)
 
+    def causes(self, entry: RuleEntry) -> list[Cause]:
+        """What keeps a running rule from working now (empty: it works, or it does not run)."""
+        if entry.state != RUNNING:
+            return []
+        plugins = [PluginFacts(name, *self._plugin_state(supervisor),
+                               tuple(sorted({symbol for _, symbol, plugin in entry.symbols if plugin == name})))
+                   for name, supervisor in sorted(entry.plugins.items())]
+        nodes = [NodeFacts("source", s.symbol, s.supervisor.name, s.last_record_ms, s.last_error_ms, s.last_error,
+                           s.error_generation, s.supervisor.generation) for s in entry.sources]
+        if entry.pipeline is not None:
+            nodes += [NodeFacts("sink", k.symbol, k.supervisor.name, k.metrics.last_out_time,
+                                k.metrics.last_exception_time, k.metrics.last_exception, k.error_generation,
+                                k.supervisor.generation)
+                      for k in entry.pipeline.sinks if isinstance(k, PortableSink)]
+        stuck = entry.pipeline.parts.facts() if entry.pipeline is not None else []
+        return causes(plugins, nodes, now_ms(), int(self.config.rules.degraded_hold_s * 1000), stuck)
+
+    @staticmethod
+    def _plugin_state(supervisor: PluginSupervisor) -> tuple[str, str | None]:
+        status = supervisor.board.get(supervisor.name)
+        return (status.state, status.last_error) if status is not None else ("unknown", None)
+
+    def state_of(self, entry: RuleEntry) -> str:
+        """The state as reported: ``degraded`` for a running rule with causes."""
+        return DEGRADED if self.causes(entry) else entry.state
+
+    async def watch_health(self, interval_s: float = HEALTH_INTERVAL_S) -> None:
+        """Log ``rule.degraded`` / ``rule.recovered`` as causes appear and clear; runs until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            for entry in list(self.rules.values()):
+                self._log_health(entry)
+
+    def _log_health(self, entry: RuleEntry) -> None:
+        appeared, cleared = changes(entry.logged_causes, self.causes(entry))
+        log = get_logger(rule=entry.id)
+        for cause in cleared:
+            del entry.logged_causes[cause.key]
+            log.info("rule.recovered", symbol=cause.symbol, plugin=cause.plugin, cause=cause.cause,
+                     remaining_causes=len(entry.logged_causes) + len(appeared))
+        for cause in appeared:
+            entry.logged_causes[cause.key] = cause
+            log.warning("rule.degraded", symbol=cause.symbol, plugin=cause.plugin, cause=cause.cause,
+                        error=cause.message)
+
     def status(self, rule_id: str) -> dict[str, Any] | None:
         entry = self.rules.get(rule_id)
         if entry is None:
             return None
-        status: dict[str, Any] = {"status": entry.state}
-        if entry.error:
+        found = self.causes(entry)
+        status: dict[str, Any] = {"status": DEGRADED if found else entry.state}
+        if found:
+            status["message"] = "; ".join(cause.message for cause in found)
+            status["causes"] = [cause.as_dict() for cause in found]
+        elif entry.error:
             status["message"] = entry.error
-        degraded = entry.pipeline.health.reason if entry.pipeline is not None else None
-        if degraded:  # running, but not doing its work (loader/rules/health.py)
-            status["degraded"] = status["message"] = degraded
         if entry.pipeline is not None:
             status.update(entry.pipeline.metrics())
         status["lastStopTimestamp"] = entry.last_stop
@@ -142,6 +224,8 @@ class RuleManager:
     async def _reconcile_stream(self, name: str) -> None:
         path = self.streams_dir / f"{name}.json"
         old = self.streams.get(name)
+        if self._same_file(path) and (old is not None or name in self.stream_errors):
+            return
         new: StreamDef | None = None
         error: str | None = None
         if path.is_file():
@@ -182,6 +266,8 @@ class RuleManager:
                 await self._stop(entry, reason="rule file removed")
                 del self.rules[rule_id]
                 get_logger(rule=rule_id).info("rule.deleted")
+            return
+        if self._same_file(path) and entry is not None:
             return
         try:
             raw = _read_json(path)
@@ -232,13 +318,17 @@ class RuleManager:
             await self._unwind(entry)
             self._set_error(entry, str(exc))
             return
+        except Exception as exc:  # a bug or an input no check foresaw: this rule fails, the loader and the others run
+            await self._unwind(entry)
+            self._set_error(entry, f"the rule could not start: {type(exc).__name__}: {exc}", exc_info=exc)
+            return
         entry.state, entry.error = RUNNING, None
         log.info("rule.started", stream=entry.stream, sinks=[a.sink for a in entry.definition.actions],
                  plugins=sorted(entry.plugins))
 
-    def _set_error(self, entry: RuleEntry, error: str) -> None:
+    def _set_error(self, entry: RuleEntry, error: str, exc_info: BaseException | None = None) -> None:
         if entry.state != ERROR or entry.error != error:
-            get_logger(rule=entry.id).error("rule.error", error=error)
+            get_logger(rule=entry.id).error("rule.error", error=error, exc_info=exc_info)
         entry.state, entry.error = ERROR, error
 
     async def _stop(self, entry: RuleEntry, reason: str) -> None:
@@ -259,7 +349,8 @@ class RuleManager:
                 await action()
             except Exception as exc:  # keep unwinding: every socket must close
                 get_logger(rule=entry.id).warning("rule.stop_step_failed", error=str(exc))
-        entry.plugins, entry.symbols, entry.pipeline = {}, [], None
+        entry.plugins, entry.symbols, entry.pipeline, entry.sources = {}, [], None, []
+        entry.logged_causes = {}  # a stopped rule is not degraded; rule.stopped says what happened
 
     # ---------------------------------------------------------------- build
 
@@ -270,14 +361,14 @@ class RuleManager:
         if stream is None:
             raise _Waiting(f"stream {plan.stream!r} is not defined: create {self.streams_dir / (plan.stream + '.json')}")
         source_sup = self._provider(entry, "sources", stream.type)
-        health = RuleHealth(rule.id)
-        sinks = [self._sink(entry, rule.id, index, action.sink, action.props, health)
+        parts = RuleParts(rule.id)
+        sinks = [self._sink(entry, rule.id, index, action.sink, action.props, parts)
                  for index, action in enumerate(rule.actions)]
         resolved = await self._functions(entry, plan)
-        query = compile_query(plan, lambda name, index: _bind(resolved.get(name), rule.id, index, health))
-        buffer_length = int((rule.options or {}).get("bufferLength", DEFAULT_CAPACITY))
+        query = compile_query(plan, lambda name, index: _bind(resolved.get(name), rule.id, index, parts))
+        buffer_length = (rule.options or {}).get("bufferLength", DEFAULT_CAPACITY)  # schema-checked: 1..2**20
         buffer_bytes = int(self.config.limits.rule_buffer_mb * 1024 * 1024)
-        pipeline = RulePipeline(rule.id, stream.name, query, sinks, buffer_length, buffer_bytes, health)
+        pipeline = RulePipeline(rule.id, stream.name, query, sinks, buffer_length, buffer_bytes, parts)
         await pipeline.start()
         entry.stop_actions.append(pipeline.stop)
         await self._attach_source(entry, stream, source_sup, pipeline)
@@ -293,13 +384,13 @@ class RuleManager:
         return supervisor
 
     def _sink(self, entry: RuleEntry, rule_id: str, index: int, symbol: str, props: dict,
-              health: RuleHealth | None = None) -> Sink:
+              parts: RuleParts | None = None) -> Sink:
         builtin = BUILTIN_SINKS.get(symbol)
         if builtin is not None and self.registry.owner("sinks", symbol) is None:
             return builtin(rule_id, index)
         supervisor = self._provider(entry, "sinks", symbol)
         config = object_config("sinks", symbol, supervisor.spec.folder, self.config.etc_dir, props)
-        return PortableSink(supervisor, symbol, rule_id, index, config, self.config.ipc_dir, health,
+        return PortableSink(supervisor, symbol, rule_id, index, config, self.config.ipc_dir, parts,
                             self.config.limits.sink_stall_s)
 
     async def _functions(self, entry: RuleEntry, plan) -> dict[str, Any]:
@@ -330,6 +421,7 @@ class RuleManager:
             source.subscribe(entry.id, pipeline.offer, pipeline.on_source_error)
             await source.start()
             entry.stop_actions.append(source.stop)
+            entry.sources.append(source)
             return
         shared = self._shared.get(stream.name)
         if shared is None or shared[0].supervisor is not supervisor:
@@ -341,6 +433,7 @@ class RuleManager:
         users.add(entry.id)
         source.subscribe(entry.id, pipeline.offer, pipeline.on_source_error)
         entry.stop_actions.append(lambda: self._detach_shared(stream.name, source, entry.id))
+        entry.sources.append(source)
 
     async def _detach_shared(self, stream: str, source: SourceInstance, rule_id: str) -> None:
         if source.unsubscribe(rule_id):
@@ -353,6 +446,17 @@ class RuleManager:
             if self.registry.owner(kind, symbol) != plugin or self.supervisor_of(plugin) is not entry.plugins[plugin]:
                 return False
         return True
+
+    def _same_file(self, path: Path) -> bool:
+        """Whether ``path`` has the stat it had when last looked at (reading it again would tell nothing new)."""
+        try:
+            st = path.stat()
+            key: tuple | None = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        except OSError:
+            key = None
+        same = path in self._file_stats and self._file_stats[path] == key
+        self._file_stats[path] = key
+        return same
 
     @staticmethod
     def _names(folder: Path) -> set[str]:
@@ -382,14 +486,18 @@ async def _check_function(handle: FunctionHandle, name: str, args: list) -> None
                               "which rules do not support yet")
 
 
-def _bind(target: Any, rule_id: str, index: int, health: RuleHealth | None = None) -> Callable[[list], Any] | None:
+def _bind(target: Any, rule_id: str, index: int, parts: RuleParts | None = None) -> Callable[[list], Any] | None:
     if isinstance(target, FunctionHandle):
-        return target.caller(rule_id, index, health)
+        return target.caller(rule_id, index, parts)
     return target
 
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        text = read_regular(path, MAX_DEFINITION_BYTES).decode("utf-8")
+    except (OSError, ValueError, FolderError) as exc:
+        raise DefinitionError(f"{path}: cannot read it: {exc}; make it a readable UTF-8 file") from None
+    try:
+        return jsonio.loads(text, strict=True)
+    except jsonio.JsonError as exc:
         raise DefinitionError(f"{path}: not valid JSON: {exc}; fix the file") from None

@@ -22,11 +22,14 @@ import time
 from typing import Any, Protocol
 
 from loader.rules.buffer import DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, RecordBuffer
-from loader.rules.health import RuleHealth
+from loader.rules.parts import RuleParts
 from loader.rules.sql import CompiledQuery
-from loader.runtime.metrics import NodeMetrics
+from loader.runtime.metrics import NodeMetrics, now_ms
+from loader.tasks import Backoff, report_failure
 
 TAKE_POLL_S = 0.5
+#: Longest the worker pauses after repeated failures; records wait in the buffer meanwhile.
+WORKER_BACKOFF_MAX_S = 5.0
 
 
 class Sink(Protocol):
@@ -44,13 +47,13 @@ class Sink(Protocol):
 class RulePipeline:
     def __init__(self, rule_id: str, stream: str, query: CompiledQuery, sinks: list[Sink],
                  buffer_length: int = DEFAULT_CAPACITY, buffer_bytes: int = DEFAULT_MAX_BYTES,
-                 health: RuleHealth | None = None) -> None:
+                 parts: RuleParts | None = None) -> None:
         self.rule_id = rule_id
         self.query = query
         self.sinks = sinks
         self.buffer = RecordBuffer(buffer_length, buffer_bytes)
-        #: Filled in by the rule's function call sites and sinks (loader/rules/health.py).
-        self.health = health or RuleHealth(rule_id)
+        #: Filled in by the rule's function call sites and sinks (loader/rules/parts.py).
+        self.parts = parts or RuleParts(rule_id)
         self.source_metrics = NodeMetrics(f"source_{stream}_0")
         self.op_metrics = NodeMetrics("op_project_0")
         self.started_at = int(time.time() * 1000)
@@ -83,29 +86,41 @@ class RulePipeline:
         self.buffer.put(records, size)
 
     def _work(self) -> None:
+        """Until the buffer closes.  A batch that fails in a way no check foresaw is
+        dropped, counted and logged (task.failed); the rule keeps running."""
         take, process = self.buffer.take, self.on_records
+        backoff = Backoff(max_s=WORKER_BACKOFF_MAX_S)
         while True:
             records = take(TAKE_POLL_S)
             if records is None:
                 return
-            if records:
+            if not records:
+                continue
+            try:
                 process(records)
+            except Exception as exc:
+                self.op_metrics.error(f"{type(exc).__name__}: {exc}")
+                time.sleep(report_failure("rule_worker", exc, backoff, rule=self.rule_id, dropped=len(records)))
+            else:
+                backoff.succeeded()
 
     def on_record(self, record: Any) -> None:
         self.on_records([record])
 
     def on_records(self, records: list[Any]) -> None:
         """Apply the query to a batch of records and deliver the results, in order, to every sink."""
+        now = now_ms()
         source = self.source_metrics
-        source.records_in += len(records)
+        source.took(len(records), now)
         rows = [record for record in records if isinstance(record, dict)]
         if len(rows) != len(records):
             for record in records:
                 if not isinstance(record, dict):
                     source.error(f"a record must be a JSON object, got {type(record).__name__}")
-        source.records_out += len(rows)
+        source.gave(len(rows), now)
         op = self.op_metrics
-        op.records_in += len(rows)
+        if rows:
+            op.took(len(rows), now)
         results: list[Any] = []
         query = self.query
         if query.batching:
@@ -128,7 +143,7 @@ class RulePipeline:
                     append(result)
         if not results:
             return
-        op.records_out += len(results)
+        op.gave(len(results), now)
         for sink in self.sinks:
             sink.deliver_many(results)
 

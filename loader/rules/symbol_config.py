@@ -10,11 +10,13 @@ action properties overriding both for sinks.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from loader import jsonio
+from loader.folders import MAX_DEFINITION_BYTES, FolderError, read_regular
 
 
 class SymbolConfigError(Exception):
@@ -25,10 +27,12 @@ def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
+        text = read_regular(path, MAX_DEFINITION_BYTES).decode("utf-8")
+        data = jsonio.loads(text, strict=True) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError, FolderError) as exc:
         raise SymbolConfigError(f"{path}: cannot read it: {exc}") from None
+    except RecursionError:  # YAML nested deeper than its recursive reader goes
+        raise SymbolConfigError(f"{path}: nested too deep to read; flatten it") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -16,7 +16,7 @@ per ``batch.max_records`` rows when the plugin declared batches (see
 Every call, an ``Exec`` or a whole ``ExecBatch``, has the same time limit
 (``limits.function_timeout_s``): a function is judged by whether it
 answers, not given more time for more rows.  A call that times out degrades
-the rule and marks the plugin unhealthy, so its supervisor restarts it.
+the rule (loader/rules/parts.py) and marks the plugin unhealthy, so its supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from loader.config import BatchSettings
-from loader.rules.health import Part, RuleHealth
+from loader.rules.parts import Part, RuleParts
 from loader.runtime import open_and_start
 from loader.supervisor import PluginSupervisor
 from loader.wire.codec import exec_meta
@@ -128,12 +128,12 @@ class FunctionHandle:
             self._aggregate = (digest, await asyncio.to_thread(self.channel.is_aggregate))
         return self._aggregate[1]
 
-    def caller(self, rule_id: str, func_id: int, health: RuleHealth | None = None) -> CallSite:
+    def caller(self, rule_id: str, func_id: int, parts: RuleParts | None = None) -> CallSite:
         """A callable for one call site of one rule: evaluated arguments in, result out (``many`` for a batch).
 
-        A call that times out degrades ``health`` and marks the plugin unhealthy.
+        A call that times out is reported to ``parts`` (the rule is degraded) and marks the plugin unhealthy.
         """
-        part = health.part(f"function {self.symbol}", self._plugin_unhealthy) if health else None
+        part = parts.part("function", self.symbol, self.supervisor.name, self._plugin_unhealthy) if parts else None
         return CallSite(self.channel, exec_meta(rule_id, "project", 0, func_id), self.batch, self.timeout, part)
 
 

@@ -10,10 +10,16 @@ import time
 from typing import Any
 
 
+def now_ms() -> int:
+    """Milliseconds since the epoch, as eKuiper's metrics give times."""
+    return int(time.time() * 1000)
+
+
 class NodeMetrics:
     """Counters of one node of a rule: a source, an operator or a sink."""
 
-    __slots__ = ("prefix", "records_in", "records_out", "exceptions", "last_exception", "last_exception_time")
+    __slots__ = ("prefix", "records_in", "records_out", "exceptions", "last_exception", "last_exception_time",
+                 "last_in_time", "last_out_time")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -22,6 +28,20 @@ class NodeMetrics:
         self.exceptions = 0
         self.last_exception = ""
         self.last_exception_time = 0
+        #: When a record last came in / went out (ms since the epoch, 0: never): "is anything flowing?"
+        self.last_in_time = 0
+        self.last_out_time = 0
+
+    def took(self, count: int, now_ms: int) -> None:
+        """``count`` records came in."""
+        self.records_in += count
+        self.last_in_time = now_ms
+
+    def gave(self, count: int, now_ms: int) -> None:
+        """``count`` records went out (none: nothing changes)."""
+        if count:
+            self.records_out += count
+            self.last_out_time = now_ms
 
     def error(self, text: str) -> None:
         self.exceptions += 1
@@ -36,4 +56,6 @@ class NodeMetrics:
             f"{p}_exceptions_total": self.exceptions,
             f"{p}_last_exception": self.last_exception,
             f"{p}_last_exception_time": self.last_exception_time,
+            f"{p}_last_record_in_time": self.last_in_time,
+            f"{p}_last_record_out_time": self.last_out_time,
         }

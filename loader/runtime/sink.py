@@ -32,10 +32,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loader.jsonio import finite
 from loader.log import get_logger
-from loader.rules.health import RuleHealth
+from loader.rules.parts import RuleParts
 from loader.runtime import open_and_start
-from loader.runtime.metrics import NodeMetrics
+from loader.runtime.metrics import NodeMetrics, now_ms
 from loader.supervisor import PluginSupervisor
 from loader.wire.codec import DataChannelClosed, encode_sink, encode_sink_batch
 from loader.wire.sink import AckTimeout, SinkAckError, SinkChannel, SinkTimeout
@@ -47,7 +48,7 @@ STALL_S = 30.0
 
 class PortableSink:
     def __init__(self, supervisor: PluginSupervisor, symbol: str, rule_id: str, index: int,
-                 config: dict[str, Any], ipc_dir: Path, health: RuleHealth | None = None,
+                 config: dict[str, Any], ipc_dir: Path, parts: RuleParts | None = None,
                  stall_s: float = STALL_S) -> None:
         self.supervisor = supervisor
         self.symbol = symbol
@@ -65,8 +66,10 @@ class PortableSink:
                                                 require_ack=self.require_ack)
         self._stopping = False
         self._retrying = False
+        #: The plugin process generation that error-acked last (rule health: an error of an old process is history).
+        self.error_generation = 0
         self.log = get_logger(plugin=supervisor.name, symbol=symbol, rule=rule_id)
-        self.health = (health or RuleHealth(rule_id)).part(f"sink {symbol}", self._plugin_unhealthy)
+        self.health = (parts or RuleParts(rule_id)).part("sink", symbol, supervisor.name, self._plugin_unhealthy)
         self.stall_s = stall_s
         #: monotonic time of the first failed send since the last one that went through
         self._stalled_since: float | None = None
@@ -88,7 +91,7 @@ class PortableSink:
 
     def deliver_many(self, records: list[Any]) -> None:
         """Send every record, in order; returns once each was delivered, refused, or the sink stopped."""
-        self.metrics.records_in += len(records)
+        self.metrics.took(len(records), now_ms())
         supervisor = self.supervisor
         done, total = 0, len(records)
         while done < total and not self._stopping:
@@ -121,13 +124,14 @@ class PortableSink:
             return 0
         except SinkAckError as exc:
             self.metrics.error(exc.error)
+            self.error_generation = generation
             handled = count if exc.done is None else min(exc.done, count)
-            self.metrics.records_out += handled - (handled if exc.failed is None else min(exc.failed, handled))
+            self.metrics.gave(handled - (handled if exc.failed is None else min(exc.failed, handled)), now_ms())
         except DataChannelClosed:
             return None
         else:
             handled = count if partial is None else min(partial, count)
-            self.metrics.records_out += handled
+            self.metrics.gave(handled, now_ms())
         self._stalled_since = None
         self.health.working()
         if handled < count:
@@ -209,9 +213,10 @@ class LogSink(_BuiltinSink):
         self.log = get_logger(rule=rule_id, symbol="log")
 
     def deliver(self, record: Any) -> None:
-        self.metrics.records_in += 1
-        self.log.info("sink.log", record=record)
-        self.metrics.records_out += 1
+        now = now_ms()
+        self.metrics.took(1, now)
+        self.log.info("sink.log", record=finite(record))  # NaN/Infinity as null: the log stays strict JSON
+        self.metrics.gave(1, now)
 
     def deliver_many(self, records: list[Any]) -> None:
         for record in records:
@@ -225,12 +230,12 @@ class NopSink(_BuiltinSink):
         super().__init__("nop", index)
 
     def deliver(self, record: Any) -> None:
-        self.metrics.records_in += 1
-        self.metrics.records_out += 1
+        self.deliver_many([record])
 
     def deliver_many(self, records: list[Any]) -> None:
-        self.metrics.records_in += len(records)
-        self.metrics.records_out += len(records)
+        now = now_ms()
+        self.metrics.took(len(records), now)
+        self.metrics.gave(len(records), now)
 
 
 #: Sink types the loader provides itself, used when no loaded plugin provides a sink of that name.

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from loader.log import get_logger
 from loader.runtime import open_and_start
+from loader.runtime.metrics import now_ms
 from loader.supervisor import PluginSupervisor
 from loader.wire.codec import DataChannelClosed
 from loader.wire.source import SourceChannel, SourceTimeout
@@ -52,6 +53,11 @@ class SourceInstance:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self.log = get_logger(plugin=supervisor.name, symbol=symbol, rule=rule_id)
+        # Health facts (loader/rules/health.py), written by the receiving thread only.
+        self.last_record_ms = 0
+        self.last_error_ms = 0
+        self.last_error = ""
+        self.error_generation = 0
 
     def subscribe(self, name: str, on_record: Consumer, on_error: ErrorConsumer) -> None:
         # Copy-on-write: the receiving thread iterates a snapshot without locking.
@@ -95,6 +101,8 @@ class SourceInstance:
             consumers = self._consumers.values()
             for item in items:
                 if item.error is not None:
+                    self.last_error_ms, self.last_error = now_ms(), item.error
+                    self.error_generation = self.supervisor.generation
                     for _, on_error in consumers:
                         on_error(item.error)
                 elif isinstance(item.message, list):
@@ -103,5 +111,6 @@ class SourceInstance:
                     records.append(item.message)
             if records:
                 size = channel.received_bytes - received
+                self.last_record_ms = now_ms()
                 for on_records, _ in consumers:
                     on_records(records, size)

@@ -25,10 +25,10 @@ Shapes (see docs/protocol.md):
 from __future__ import annotations
 
 import json
-import re
 from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple
 
+from loader.jsonio import finite, loads
 from sdk.batching import SINK_BATCH_PREFIX, split_sink_batch
 
 try:
@@ -36,29 +36,10 @@ try:
 except ImportError:  # pragma: no cover - CPython always has the C accelerator
     c_make_encoder = None
 
-try:
-    import orjson
-except ImportError:  # pragma: no cover - a dependency; plain json still works
-    _loads = json.loads
-else:
-    _orjson_loads = orjson.loads
-    #: orjson turns integers beyond 64 bits into floats, silently; any run of
-    #: 19 digits or more takes Python's json, which keeps them exact.
-    _long_number = re.compile(rb"\d{19}").search
-
-    def _loads(data: bytes) -> Any:
-        """orjson where it is exact (about 8x faster on a record), Python's json otherwise.
-
-        Python's json also reads NaN and Infinity, which a Python plugin's
-        json.dumps can write and orjson refuses: those messages take the slow
-        path instead of becoming errors.
-        """
-        if _long_number(data) is None:
-            try:
-                return _orjson_loads(data)
-            except orjson.JSONDecodeError:
-                pass
-        return json.loads(data)
+#: Bounded, NaN-free decoding (loader/jsonio.py): orjson where it is exact,
+#: Python's json for what only it reads (NaN and Infinity, which become null,
+#: and integers of 19 digits or more).
+_loads = loads
 
 
 def _not_json(obj: Any) -> Any:
@@ -70,12 +51,24 @@ if c_make_encoder is not None:
     # which costs more than encoding a small record.  Same output as
     # json.dumps(separators=(",", ":")); no circular-reference check (records
     # come from JSON, and a cycle still fails, with RecursionError).
-    _encoder = c_make_encoder(None, _not_json, encode_basestring_ascii, None, ":", ",", False, False, True)
+    # NaN and Infinity are refused (allow_nan false) and the value is encoded
+    # again with them as null: strict JSON for every peer, at no cost when
+    # there are none (a rule's arithmetic can still make one, 1e308 * 10).
+    _encoder = c_make_encoder(None, _not_json, encode_basestring_ascii, None, ":", ",", False, False, False)
 
     def _dumps(obj: Any) -> str:
-        return "".join(_encoder(obj, 0))
+        try:
+            return "".join(_encoder(obj, 0))
+        except ValueError:
+            return "".join(_encoder(finite(obj), 0))
 else:  # pragma: no cover
-    _dumps = json.JSONEncoder(separators=(",", ":")).encode
+    _strict_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+    def _dumps(obj: Any) -> str:
+        try:
+            return _strict_encode(obj)
+        except ValueError:
+            return _strict_encode(finite(obj))
 
 ACK_OK = b"{}"
 HANDSHAKE = b"handshake"

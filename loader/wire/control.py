@@ -20,19 +20,30 @@ holds what the current process declared (``{}`` for eKuiper's SDKs).
 
 The socket stays open across plugin process restarts; ``expect_new_process``
 marks the boundary.
+
+A control channel belongs to one process group: the one the supervisor
+spawned for the plugin (``admit``).  nng tells who dialled an IPC socket
+(the option ``ipc:peer-pid``), so a connection from any other process (a
+copied plugin with a hard-coded name dialling its neighbour's socket, a
+leftover of an earlier run) is closed before it can take a command, and
+logged once as ``plugin.control_intruder``.  This needs nothing from the
+plugin, so eKuiper-SDK plugins are checked too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pynng
+from pynng import _nng
 
 from loader.log import get_logger
+from loader.tasks import Backoff, report_failure
 from loader.wire.addresses import claim, url
 from loader.wire.codec import decode_capabilities
 
@@ -89,18 +100,47 @@ class ControlChannel:
         self.keepalives: int = 0
         #: what the current process declared in its handshake, e.g. ``{"batch": 1}``.
         self.capabilities: dict = {}
+        #: the process group allowed on this channel (the plugin process leads it); None: anyone
+        #: (between two processes, and for a host that never spawns one itself).
+        self._owner: int | None = None
+        self._intruders_logged: set[int] = set()
 
     async def open(self) -> None:
         """Listen before the plugin process starts, so its first dial succeeds."""
         claim(self.path)
         self._socket = pynng.Rep0()
+        self._socket.add_pre_pipe_connect_cb(self._screen)
         self._socket.listen(url(self.path))
         self._reader = asyncio.get_running_loop().create_task(
             self._read_forever(), name=f"control-{self.plugin}"
         )
 
+    def admit(self, pid: int) -> None:
+        """From now on only process group ``pid`` (the plugin process just spawned) may be connected."""
+        self._owner = pid
+        if self._socket is not None:
+            for pipe in list(self._socket.pipes):  # whoever slipped in before the pid was known
+                self._screen(pipe)
+
+    def _screen(self, pipe: pynng.Pipe) -> None:
+        """Close a pipe from a process outside the owner's group (also nng's pre-connect callback)."""
+        owner = self._owner
+        peer = peer_pid(pipe)
+        if owner is None or peer is None or peer_belongs(peer, owner):
+            return
+        try:
+            pipe.close()
+        except pynng.NNGException:
+            pass  # gone already
+        if peer not in self._intruders_logged and len(self._intruders_logged) < 1000:
+            self._intruders_logged.add(peer)
+            get_logger(plugin=self.plugin).warning(
+                "plugin.control_intruder", intruder_pid=peer, pid=self._owner, command=_command_of(peer),
+                reason="a process the loader did not start for this plugin dialled its control socket; refused")
+
     def expect_new_process(self) -> None:
         """Forget the old process: fail what it owed us and wait for a fresh handshake."""
+        self._owner = None  # until admit() names the next one
         self._handshaken.clear()
         self._holds_slot = False
         self.keepalives = 0
@@ -161,7 +201,11 @@ class ControlChannel:
         self.path.unlink(missing_ok=True)
 
     async def _read_forever(self) -> None:
+        """Read until closed.  Nothing a plugin sends may end this task: the
+        channel outlives restarts and swaps, so a dead reader would leave every
+        later process of the plugin without a handshake."""
         assert self._socket is not None
+        backoff = Backoff()
         while True:
             try:
                 message = await self._socket.arecv()
@@ -174,6 +218,11 @@ class ControlChannel:
                 # command would time out with no trace of why.
                 get_logger(plugin=self.plugin).warning("plugin.control_error", error=str(exc))
                 self._holds_slot = False
+            except Exception as exc:  # a bug or a message no check foresaw: log it, drop it, carry on
+                self._holds_slot = False
+                await asyncio.sleep(report_failure("control_reader", exc, backoff, plugin=self.plugin))
+            else:
+                backoff.succeeded()
 
     async def _on_message(self, message: bytes) -> None:
         if is_handshake(message):
@@ -213,6 +262,30 @@ class ControlChannel:
         if self._inflight is cmd:
             # Its answer may still come; it will be treated as a stray result.
             self._inflight = None
+
+
+def peer_pid(pipe: pynng.Pipe) -> int | None:
+    """The pid of the process at the other end of an IPC pipe (nng's ``ipc:peer-pid``), None if unknown."""
+    value = _nng.ffi.new("uint64_t *")
+    if _nng.lib.nng_pipe_get_uint64(pipe.pipe, b"ipc:peer-pid", value) != 0:
+        return None
+    return int(value[0])
+
+
+def peer_belongs(peer: int, owner: int) -> bool:
+    """Whether process ``peer`` is in process group ``owner`` (the plugin process and what it forked)."""
+    try:
+        return os.getpgid(peer) == owner
+    except ProcessLookupError:
+        return False
+
+
+def _command_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read(300).replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
 
 
 def _fail(cmd: _Command, error: Exception) -> None:

@@ -4,7 +4,8 @@ Both used to stall their rule silently (a batch of 256 rows had 256 x 10 s
 to answer; a sink without acks logged one warning).  Now a function call,
 batched or not, has one time limit, and a sink without progress for
 ``limits.sink_stall_s`` counts as stalled: the rule reports itself degraded
-(``rule.degraded`` with the cause, and in its status), and the plugin is
+(``rule.degraded`` with the cause ``function timeout`` or ``sink stalled``,
+and status ``degraded`` listing it), and the plugin is
 marked unhealthy, which restarts it.
 """
 
@@ -42,9 +43,10 @@ def test_a_function_that_never_returns_degrades_the_rule_and_restarts_its_plugin
     rule(data, "hung", "SELECT n, hang(n) AS h FROM demo", [{"nop": {}}])
     started = loader.wait_for("rule.started", timeout=20, rule="hung")
 
-    degraded = loader.wait_for("rule.degraded", timeout=10, rule="hung")
+    degraded = loader.wait_for("rule.degraded", timeout=10, rule="hung", cause="function timeout")
     took = _seconds_between(started, degraded)
-    assert degraded["part"] == "function hang" and "limits.function_timeout_s" in degraded["cause"], degraded
+    assert (degraded["symbol"], degraded["plugin"], degraded["cause"]) == ("hang", "hostilefix", "function timeout"), degraded
+    assert "limits.function_timeout_s" in degraded["error"], degraded
     assert took < 4, f"the first timeout took {took:.1f}s: not one limit per call"
     unhealthy = loader.wait_for("plugin.unhealthy", timeout=5, plugin="hostilefix")
     assert "function hang" in unhealthy["reason"], unhealthy
@@ -52,7 +54,8 @@ def test_a_function_that_never_returns_degrades_the_rule_and_restarts_its_plugin
     assert restarted["pid"] != first["pid"]
 
     status = get_json(f"{url}/rules/hung/status")
-    assert status["status"] == "running" and "function hang" in status["degraded"], status
+    assert status["status"] == "degraded", status
+    assert any(c["symbol"] == "hang" and c["cause"] == "function timeout" for c in status["causes"]), status
     assert "function hang" in status["message"]
     assert_survived(url, loader, bystander)
 
@@ -70,15 +73,18 @@ def test_a_sink_that_never_acks_degrades_the_rule_and_restarts_its_plugin(proces
          [{"collect": {"path": str(out), "requireAck": True, "delay_ms": 10_000_000}}])
     started = loader.wait_for("rule.started", timeout=20, rule="stuck")
 
-    degraded = loader.wait_for("rule.degraded", timeout=15, rule="stuck")
-    assert degraded["part"] == "sink collect" and "limits.sink_stall_s" in degraded["cause"], degraded
+    degraded = loader.wait_for("rule.degraded", timeout=15, rule="stuck", cause="sink stalled")
+    assert (degraded["symbol"], degraded["plugin"], degraded["cause"]) == ("collect", "collector", "sink stalled"), degraded
+    assert "limits.sink_stall_s" in degraded["error"], degraded
     assert _seconds_between(started, degraded) < 9  # one ack timeout (5 s) and the stall limit
     unhealthy = loader.wait_for("plugin.unhealthy", timeout=5, plugin="collector")
     assert "sink collect of rule stuck" in unhealthy["reason"], unhealthy
     restarted = loader.wait_for("plugin.running", timeout=20, count=2, plugin="collector")
     assert restarted["pid"] != first["pid"]
     status = get_json(f"{url}/rules/stuck/status")
-    assert status["status"] == "running" and "sink collect" in status["degraded"], status
+    assert status["status"] == "degraded", status
+    assert any(c["symbol"] == "collect" and c["cause"] == "sink stalled" for c in status["causes"]), status
+    assert "sink collect" in status["message"]
     assert_survived(url, loader, bystander)
 
 

@@ -104,6 +104,8 @@ def unit(run_dir: Path) -> Iterator[Unit]:
             journal = container.run("journalctl -u portable-loader -o cat --no-pager -n 40").stdout
             raise ContainerError(f"the install steps of docs/operations.md failed (exit {result.returncode}):\n"
                                  f"{result.stderr[-3000:]}\n{result.stdout[-2000:]}\njournal:\n{journal}")
+        # The service's own pip (plugin venvs) must see only what loader.yaml configures.
+        (root / "etc/pip.conf").unlink()
         yield Unit(container)
     finally:
         container.stop()

@@ -1,7 +1,8 @@
 """What the system test runs comes from the docs, so the docs are what is tested.
 
-Pure text functions: the install steps are the shell block under
-docs/operations.md's "Install on a device" heading; the journal recipes are
+Pure text functions: the install steps are the one shell block under
+docs/operations.md's "Install on a device" heading (its dependencies from the
+runtime lock, the wheel named as ``make dist`` leaves it); the journal recipes are
 every ``journalctl`` line of a shell block in docs/operations.md and
 docs/logging.md, each with the comment above it as its name.
 """
@@ -12,8 +13,13 @@ import re
 from dataclasses import dataclass
 
 INSTALL_HEADING = "Install on a device"
-# The doc's stand-in for "a checkout or a wheel".
-PACKAGE_PLACEHOLDER = "/path/to/portable-loader"
+# The wheel as the doc names it (what `make dist` leaves in dist/); the system
+# test puts the path of the wheel it built there.
+PACKAGE_PLACEHOLDER = "dist/portable_loader-*.whl"
+# The runtime lock, relative to the checkout the steps run in: the install
+# must take the pinned, hash-checked dependencies from it.
+LOCK = "requirements/runtime.txt"
+LOCK_INSTALL = f"pip install --require-hashes -r {LOCK}"
 
 
 @dataclass(frozen=True)
@@ -52,12 +58,20 @@ def sh_blocks(markdown: str, heading: str | None = None) -> list[str]:
 
 
 def install_script(operations_md: str, package: str) -> str:
-    """The documented install steps, installing ``package`` where the doc names its placeholder."""
+    """The documented install steps, installing ``package`` where the doc names its placeholder.
+
+    The section holds exactly one sh block, so that what a user runs and what
+    the system test runs cannot drift apart; other examples go under a
+    subheading of their own.
+    """
     blocks = sh_blocks(operations_md, INSTALL_HEADING)
     if len(blocks) != 1:
-        raise ValueError(f"expected one sh block under '{INSTALL_HEADING}', found {len(blocks)}")
-    if PACKAGE_PLACEHOLDER not in blocks[0]:
-        raise ValueError(f"the install steps no longer name {PACKAGE_PLACEHOLDER}; update the system test")
+        raise ValueError(f"expected one sh block (the install steps) directly under '{INSTALL_HEADING}', "
+                         f"found {len(blocks)}: put other examples under a subheading")
+    for needed in (PACKAGE_PLACEHOLDER, LOCK_INSTALL):
+        if needed not in blocks[0]:
+            raise ValueError(f"the install steps under '{INSTALL_HEADING}' no longer contain '{needed}'; "
+                             "the system test installs the wheel there, its dependencies from the lock")
     return blocks[0].replace(PACKAGE_PLACEHOLDER, package)
 
 

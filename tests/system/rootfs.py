@@ -27,8 +27,9 @@ PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "python3", "python3-venv",
     "jq", "sudo", "procps",
 )
+HOSTNAME = "portable-loader-system"
 # Bump when the way the tree is made changes, so old caches are not reused.
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 
 
 def cache_key(packages: tuple[str, ...] = PACKAGES, suite: str = SUITE) -> str:
@@ -55,8 +56,9 @@ def cached_rootfs(cache_dir: Path = CACHE_DIR) -> Path:
 
 
 def _prepare(root: Path) -> None:
-    """Settings every boot needs: a root without password, no getty on the pipe console."""
-    (root / "etc/hostname").write_text("portable-loader-system\n")
+    """Settings every boot needs: a root without password, a host name that resolves (sudo asks)."""
+    (root / "etc/hostname").write_text(f"{HOSTNAME}\n")
+    (root / "etc/hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{HOSTNAME}\n")
     subprocess.run(["chroot", str(root), "passwd", "-d", "root"], check=True, stdout=subprocess.DEVNULL)
     # Nothing in the container reaches a network; apt's lists are not needed either.
     shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)

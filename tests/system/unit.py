@@ -30,9 +30,13 @@ class Unit:
         return int(self.show("MainPID")["MainPID"])
 
     def entries(self, *filters: str) -> list[dict[str, Any]]:
-        """The unit's journal entries (journalctl -o json), optionally narrowed by journalctl arguments."""
+        """The unit's journal entries (journalctl -o json), optionally narrowed by journalctl arguments.
+
+        ``--all``: without it, journalctl writes null for any field over 4 KiB,
+        such as the MESSAGE of a stack dump.
+        """
         args = " ".join(shlex.quote(f) for f in filters)
-        out = self.run(f"journalctl -u {UNIT} -o json --no-pager {args}").check().stdout
+        out = self.run(f"journalctl -u {UNIT} -o json --all --no-pager {args}").check().stdout
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
     def events(self) -> list[dict[str, Any]]:

@@ -3,9 +3,10 @@
 The wheel is built from the files git tracks (copied out of the checkout, so
 the build leaves nothing behind in it and untracked files cannot leak into
 the artefact).  Its runtime dependencies are downloaded on the host for the
-container's interpreter (CPython 3.11 on Debian bookworm's glibc): from the
-lock file when the checkout has one, so the versions the tests ran with are
-the versions installed; otherwise resolved by pip from the wheel's metadata.
+container's interpreter (CPython 3.11 on Debian bookworm's glibc), exactly
+those the runtime lock pins, with their hashes checked: the documented
+install (``pip install --require-hashes -r requirements/runtime.txt``) then
+finds all of them offline.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.system.docs import LOCK
+
 # Python and glibc of Debian bookworm, the container's distribution.
 TARGET_PYTHON = "3.11"
 TARGET_ABI = "cp311"
 TARGET_GLIBC = "2_36"
-# Lock files of runtime dependencies, first found wins.
-LOCK_CANDIDATES = ("requirements.lock", "requirements/runtime.txt", "requirements/requirements.txt",
-                   "requirements.txt")
 
 
 def export_checkout(repo: Path, dest: Path) -> None:
@@ -39,18 +39,8 @@ def export_checkout(repo: Path, dest: Path) -> None:
         shutil.copy2(source, target)
 
 
-def find_lock(checkout: Path) -> Path | None:
-    override = os.environ.get("PORTABLE_LOADER_LOCK")
-    if override:
-        return Path(override)
-    for name in LOCK_CANDIDATES:
-        if (checkout / name).is_file():
-            return checkout / name
-    return None
-
-
 def build_wheelhouse(checkout: Path, wheelhouse: Path) -> Path:
-    """The project's wheel plus every runtime dependency as cp311 manylinux/pure wheels; returns the wheel.
+    """The project's wheel plus every locked runtime dependency as cp311 manylinux/pure wheels; returns the wheel.
 
     ``PORTABLE_LOADER_WHEEL`` names an already built wheel to test instead of
     building one (a release candidate, for example).
@@ -64,9 +54,11 @@ def build_wheelhouse(checkout: Path, wheelhouse: Path) -> Path:
     wheels = sorted(wheelhouse.glob("portable_loader-*.whl"))
     if len(wheels) != 1:
         raise RuntimeError(f"expected one portable_loader wheel in {wheelhouse}, found {[w.name for w in wheels]}")
-    lock = find_lock(checkout)
-    requirement = ["--requirement", str(lock)] if lock else [str(wheels[0])]
-    _pip("download", "--dest", str(wheelhouse), "--only-binary=:all:", *_target_flags(), *requirement)
+    lock = checkout / LOCK
+    if not lock.is_file():
+        raise RuntimeError(f"no runtime lock {LOCK} in the checkout: the documented install needs it (make lock)")
+    _pip("download", "--dest", str(wheelhouse), "--only-binary=:all:", "--require-hashes", *_target_flags(),
+         "--requirement", str(lock))
     return wheels[0]
 
 
