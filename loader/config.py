@@ -70,10 +70,32 @@ class BatchSettings:
 
 
 @dataclass(frozen=True)
+class LimitSettings:
+    """Bounds against exhaustion by clients and plugins (docs/operations.md, "Limits")."""
+
+    #: Open REST connections at most; one more evicts the oldest that has not sent a whole request.
+    rest_max_connections: int = 64
+    #: A request's headers must be complete this long after the connection opened (or its previous answer).
+    rest_header_timeout_s: float = 10.0
+    #: A request body that sends nothing for this long is cut off.
+    rest_body_timeout_s: float = 30.0
+    #: Overall deadline of one plugin download (REST install or update from a URL).
+    download_timeout_s: float = 120.0
+    #: Downloads (and unpacking) running at once, in their own threads; more are refused with 503.
+    download_workers: int = 2
+    #: Longest one portable function call (Exec, or one ExecBatch) may take before the plugin is judged hung.
+    function_timeout_s: float = 10.0
+    #: A requireAck sink without any ack for this long marks its rule degraded and its plugin unhealthy.
+    sink_stall_s: float = 30.0
+    #: Bytes (as received from the source) a rule may hold in its buffer, besides ``bufferLength`` records.
+    rule_buffer_mb: float = 64.0
+
+
+@dataclass(frozen=True)
 class RuleSettings:
     """How rule health is judged (loader/rules/health.py)."""
 
-    #: How long an error of a source or sink keeps its rule degraded after it happened.
+    #: How long an error of a source or sink (or a function timeout, a sink stall) keeps its rule degraded after it happened.
     degraded_hold_s: float = 10.0
 
 
@@ -94,6 +116,7 @@ class LoaderConfig:
     venv: VenvSettings = field(default_factory=VenvSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
     updates: UpdateSettings = field(default_factory=UpdateSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
     folders: FolderLimits = field(default_factory=FolderLimits)
     rules: RuleSettings = field(default_factory=RuleSettings)
 
@@ -131,6 +154,7 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> L
         venv=_venv_settings(raw.get("venv", {})),
         batch=BatchSettings(**raw.get("batch", {})),
         updates=UpdateSettings(**raw.get("updates", {})),
+        limits=LimitSettings(**raw.get("limits", {})),
         folders=FolderLimits(**raw.get("folders", {})),
         rules=RuleSettings(**raw.get("rules", {})),
     )

@@ -26,6 +26,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 import traceback
 import warnings
 from types import FrameType, TracebackType
@@ -92,7 +93,31 @@ def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
                        exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
 
 
+#: asyncio reports a failed accept (out of file descriptors) on every retry, once a second per
+#: listening socket: summarised as one ``api.accept_failed`` per this many seconds.
+ACCEPT_REPORT_EVERY_S = 60.0
+_accept_failures = {"count": 0, "last": -ACCEPT_REPORT_EVERY_S}
+
+
+def _accept_failed(context: dict[str, Any]) -> bool:
+    """Summarise "socket.accept() out of system resource" instead of a traceback each time; True if it was one."""
+    if context.get("message") != "socket.accept() out of system resource":
+        return False
+    _accept_failures["count"] += 1
+    now = time.monotonic()
+    if now - _accept_failures["last"] >= ACCEPT_REPORT_EVERY_S:
+        exc = context.get("exception")
+        get_logger().error("api.accept_failed", error=f"{type(exc).__name__}: {exc}" if exc else None,
+                           failures=_accept_failures["count"], period_s=ACCEPT_REPORT_EVERY_S,
+                           reason="out of file descriptors (or memory); new connections wait; check "
+                                  "LimitNOFILE and limits.rest_max_connections")
+        _accept_failures["count"], _accept_failures["last"] = 0, now
+    return True
+
+
 def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    if _accept_failed(context):
+        return
     exc = context.get("exception")
     task = context.get("task") or context.get("future")
     name = task.get_name() if isinstance(task, asyncio.Task) else None

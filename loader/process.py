@@ -9,7 +9,9 @@ service needs around that:
 - it gets SIGKILL when the loader dies, even by SIGKILL (Linux parent-death
   signal, set by ``setpriv`` between fork and exec: no Python runs in the
   forked child, which matters because nng is not fork-safe);
-- stop is SIGTERM to the group, then SIGKILL after a grace period.
+- stop is SIGTERM to the group, then SIGKILL after a grace period;
+- a stop also ends every process the plugin started outside its group (a
+  ``setsid`` child, what a wrapper script left): loader/proctree.py.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import signal
 import sys
 from pathlib import Path
 
+from loader import proctree
 from loader.config import BatchSettings
 from loader.manifest import PluginSpec
 
@@ -31,6 +34,8 @@ PROTOCOL_VERSION = 1
 LINE_LIMIT = 1 << 20
 
 _SETPRIV = shutil.which("setpriv")
+#: The launch mark (loader/proctree.py) of each running plugin process, by pid.
+_marks: dict[int, str] = {}
 
 
 def plugin_argument(spec: PluginSpec, ipc_dir: Path, keepalive_ms: int, batch: BatchSettings | None = None) -> str:
@@ -98,7 +103,8 @@ async def spawn(spec: PluginSpec, argument: str, extra_env: dict[str, str] | Non
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra_env or {})
-    return await asyncio.create_subprocess_exec(
+    env[proctree.MARK] = mark = proctree.new_mark()
+    process = await asyncio.create_subprocess_exec(
         *args,
         cwd=str(spec.folder),
         stdin=asyncio.subprocess.DEVNULL,
@@ -109,6 +115,8 @@ async def spawn(spec: PluginSpec, argument: str, extra_env: dict[str, str] | Non
         preexec_fn=preexec,
         limit=LINE_LIMIT,
     )
+    _marks[process.pid] = mark
+    return process
 
 
 def signal_group(pid: int, sig: int) -> None:
@@ -120,7 +128,29 @@ def signal_group(pid: int, sig: int) -> None:
 
 
 async def terminate(process: asyncio.subprocess.Process, grace_s: float) -> bool:
-    """SIGTERM the group, SIGKILL after ``grace_s``; True if SIGKILL was needed."""
+    """SIGTERM the group, SIGKILL after ``grace_s``; True if SIGKILL was needed.
+
+    Whatever the plugin started outside its group gets the same SIGTERM, and
+    SIGKILL once the group is done; this returns only when all of it is gone.
+    """
+    mark = _marks.pop(process.pid, None)
+    tree = proctree.descendants(process.pid) if process.returncode is None else []
+    tree += await asyncio.to_thread(proctree.marked, mark) if mark else []
+    outside = sorted({pid for pid in tree if _group_of(pid) not in (process.pid, None)})
+    proctree.signal_tree(outside, signal.SIGTERM)
+    killed = await _terminate_group(process, grace_s)
+    await proctree.end(outside, mark)
+    return killed
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+async def _terminate_group(process: asyncio.subprocess.Process, grace_s: float) -> bool:
     if process.returncode is not None:
         signal_group(process.pid, signal.SIGKILL)  # leftovers of an exited leader
         return False

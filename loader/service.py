@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Mapping
 
+from loader import proctree
 from loader.config import ConfigError, LoaderConfig
 from loader.diagnostics import install_loop_handler, install_stack_dump
 from loader.log import configure_logging, get_logger
@@ -77,6 +78,10 @@ class LoaderService:
         self._install_signal_handlers()
         self._prepare_directories()
         removed = remove_stale_sockets(self.config.ipc_dir)
+        leftovers = proctree.claim(self.config.data_dir)
+        if leftovers:
+            self.log.warning("loader.leftovers_killed", pids=leftovers,
+                             reason="processes a plugin of an earlier run started and left behind")
         self.log.info("loader.starting", plugins_dir=str(self.config.plugins_dir), etc_dir=str(self.config.etc_dir),
                       data_dir=str(self.config.data_dir), ipc_dir=str(self.config.ipc_dir),
                       stale_sockets_removed=len(removed))

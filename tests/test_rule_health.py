@@ -152,3 +152,42 @@ def test_plugin_states_cycling_during_a_crash_loop_are_one_cause():
     assert appeared == [] and cleared == []
     appeared, cleared = changes(before, causes([PluginFacts("mq", "running", None, ("drop",))], [], 0, 0))
     assert appeared == [] and [c.cause for c in cleared] == ["plugin restarting"]
+
+
+def _stuck(**kw) -> "StuckFacts":
+    from loader.rules.health import StuckFacts
+
+    facts = {"kind": "function", "symbol": "hang", "plugin": "fx", "last_ok_ms": 0, "last_failed_ms": 0,
+             "error": "no answer in 1s (limits.function_timeout_s)"}
+    return StuckFacts(**{**facts, **kw})
+
+
+@pytest.mark.parametrize("part, now, expected", [
+    (_stuck(), 5000, None),  # never stuck
+    (_stuck(last_failed_ms=1000), 99_000, "function timeout"),  # not answered since: a restart alone is no proof
+    (_stuck(last_failed_ms=1000, last_ok_ms=1500), 1800, "function timeout"),  # answered, within hold
+    (_stuck(last_failed_ms=1000, last_ok_ms=1500), 2100, None),  # answered, hold passed
+    (_stuck(kind="sink", symbol="collect", last_failed_ms=1000), 9000, "sink stalled"),
+])
+def test_stuck_parts_are_causes_until_they_answer_again(part, now, expected):
+    from loader.rules.health import causes
+
+    found = causes([], [], now, hold_ms=1000, stuck=[part])
+    assert [c.cause for c in found] == ([expected] if expected else [])
+    if expected:
+        assert found[0].message.startswith(f"{part.kind} {part.symbol} of plugin fx: ")
+
+
+def test_a_part_records_failures_for_health_and_tells_the_supervisor_each_time():
+    from loader.rules.parts import RuleParts
+
+    told: list[str] = []
+    part = RuleParts("r1").part("sink", "collect", "collector", told.append)
+    part.working()
+    assert part.facts().last_failed_ms == 0 and part.facts().last_ok_ms == 0
+    part.failed("no ack")
+    part.failed("no ack")
+    assert told == ["no ack", "no ack"] and part.facts().last_ok_ms == 0
+    part.working()
+    facts = part.facts()
+    assert facts.last_ok_ms > facts.last_failed_ms > 0

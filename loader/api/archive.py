@@ -8,14 +8,21 @@ and on what it unpacks to, counted on the bytes really written (a header can
 lie).  Every refusal is an ``ArchiveError`` naming the entry.
 
 All of it is blocking file and network I/O: callers run it in a thread.
+A download has one deadline for all of it (connect, headers, body): a
+socket timeout alone is per read, and a server sending one byte every few
+seconds never trips it.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import shutil
+import socket
 import stat
+import threading
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -27,7 +34,7 @@ from loader.api.errors import STORAGE_ERRNOS
 CHUNK = 64 * 1024
 MAX_ENTRIES = 10_000
 MAX_LINK_TARGET = 1024
-DOWNLOAD_TIMEOUT_S = 60.0
+DOWNLOAD_TIMEOUT_S = 120.0
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
@@ -69,15 +76,95 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def fetch(url: str, dest: Path, limit: int) -> None:
-    """Copy the zip at ``url`` (``file://``, ``http://``, ``https://``) to ``dest``, at most ``limit`` bytes."""
+class Deadline:
+    """One download's time limit: when it passes, every socket of the download is shut down.
+
+    Shutting a socket down wakes a thread blocked reading it, wherever it is
+    (connecting, reading headers, reading the body), so a trickling server
+    cannot hold a download, or the thread running it, past the deadline.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expires = time.monotonic() + seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "Deadline":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+
+    def remaining(self) -> float:
+        return max(0.001, self.expires - time.monotonic())
+
+    def create_connection(self, address, timeout=None, source_address=None):  # noqa: ANN001 - socket's signature
+        """``socket.create_connection`` for http.client, watched by this deadline."""
+        limit = self.remaining() if timeout is None else min(timeout, self.remaining())
+        sock = socket.create_connection(address, limit, source_address)
+        with self._lock:
+            watched = sock.dup()  # TLS detaches ``sock``; a duplicate still reaches the connection
+            self._sockets.append(watched)
+            if self.expired:
+                _shut(watched)
+        return sock
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
     try:
-        _fetch(url, dest, limit)
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _deadline_handlers(deadline: Deadline) -> list[urllib.request.BaseHandler]:
+    """http and https handlers whose connections are created through ``deadline``."""
+
+    def watched(connection_class):  # noqa: ANN001, ANN202 - an http.client connection class
+        def create(host, **kwargs):  # noqa: ANN001, ANN202 - do_open's call
+            connection = connection_class(host, **kwargs)
+            connection._create_connection = deadline.create_connection
+            return connection
+        return create
+
+    class Http(urllib.request.HTTPHandler):
+        def http_open(self, req):  # noqa: ANN001, ANN202 - urllib's signature
+            return self.do_open(watched(http.client.HTTPConnection), req)
+
+    class Https(urllib.request.HTTPSHandler):
+        def https_open(self, req):  # noqa: ANN001, ANN202 - urllib's signature
+            return self.do_open(watched(http.client.HTTPSConnection), req, context=self._context)
+
+    return [Http(), Https()]
+
+
+def fetch(url: str, dest: Path, limit: int, timeout_s: float = DOWNLOAD_TIMEOUT_S) -> None:
+    """Copy the zip at ``url`` (``file://``, ``http://``, ``https://``) to ``dest``, at most ``limit`` bytes.
+
+    A download from http(s) must be complete within ``timeout_s`` in all.
+    """
+    try:
+        _fetch(url, dest, limit, timeout_s)
     except ValueError as exc:  # odd characters in a path or host name (NUL, bad IDNA, ...)
         raise ArchiveError("bad_url", f"file {url!r} cannot be used: {exc}") from None
 
 
-def _fetch(url: str, dest: Path, limit: int) -> None:
+def _fetch(url: str, dest: Path, limit: int, timeout_s: float) -> None:
     if not isinstance(url, str) or not url:
         raise ArchiveError("bad_url", "file must be a URL: file:///path/plugin.zip or http(s)://host/plugin.zip")
     try:
@@ -106,22 +193,30 @@ def _fetch(url: str, dest: Path, limit: int) -> None:
         return
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ArchiveError("bad_url", f"unsupported URL {url!r}: use file:///path/plugin.zip or http(s)://host/plugin.zip")
-    opener = urllib.request.build_opener(_HttpOnlyRedirects)
     request = urllib.request.Request(url, headers={"User-Agent": "portable-loader"})
-    try:
-        with opener.open(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            length = response.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > limit:
-                raise ArchiveError("archive_too_large", f"{url} is {length} bytes, over the limit of "
-                                   f"{_megabytes(limit)} (rest_max_upload_mb)")
-            _copy_limited(response, dest, limit, url)
-    except WriteError:
-        raise
-    except urllib.error.HTTPError as exc:
-        raise ArchiveError("download_failed", f"downloading {url} failed: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise ArchiveError("download_failed", f"downloading {url} failed: {reason}") from None
+    with Deadline(timeout_s) as deadline:
+        opener = urllib.request.build_opener(_HttpOnlyRedirects, *_deadline_handlers(deadline))
+        try:
+            with opener.open(request, timeout=timeout_s) as response:
+                length = response.headers.get("Content-Length")
+                if length and length.isdigit() and int(length) > limit:
+                    raise ArchiveError("archive_too_large", f"{url} is {length} bytes, over the limit of "
+                                       f"{_megabytes(limit)} (rest_max_upload_mb)")
+                _copy_limited(response, dest, limit, url)
+        except WriteError:
+            raise
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+            if deadline.expired:
+                raise ArchiveError("download_timeout", f"downloading {url} took longer than {timeout_s:g}s "
+                                   "(limits.download_timeout_s); it was cut off") from None
+            if isinstance(exc, urllib.error.HTTPError):
+                raise ArchiveError("download_failed",
+                                   f"downloading {url} failed: HTTP {exc.code} {exc.reason}") from None
+            reason = getattr(exc, "reason", None) or exc
+            raise ArchiveError("download_failed", f"downloading {url} failed: {reason}") from None
+        if deadline.expired:  # the cut-off socket may read as a normal end of file
+            raise ArchiveError("download_timeout", f"downloading {url} took longer than {timeout_s:g}s "
+                               "(limits.download_timeout_s); it was cut off")
 
 
 def _copy_limited(source, dest: Path, limit: int, url: str) -> None:

@@ -7,7 +7,8 @@ apply.  Install and update unpack the zip into a
 hidden staging folder inside ``plugins_dir`` (same file system, ignored by
 the reconciler), validate it with exactly the checks a dropped folder gets
 (``load_plugin``, under its final name), copy its shipped configuration to
-``etc/``, then rename it into place and ask the reconciler to apply the
+``etc/`` (only for its own symbols, never over a file it does not own:
+loader/api/shipped.py), then rename it into place and ask the reconciler to apply the
 change now.  The answer is what the status board says afterwards: running,
 or failed with the reason, in which case the change is rolled back (an
 install is removed again, an update swaps the previous folder back in, so
@@ -17,6 +18,7 @@ the old version keeps serving).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import secrets
 import tempfile
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from loader.api.archive import ArchiveError, extract, fetch, remove_tree
+from loader.api import shipped as shipped_configs
 from loader.api.errors import ApiError, bad_request, conflict, not_found
 from loader.files import write_bytes_atomic
 from loader.log import get_logger
@@ -166,6 +169,10 @@ class _Staged:
     spec: PluginSpec
     configs: list[tuple[str, Path]]
     etc_backup: dict[Path, bytes | None] = field(default_factory=dict)
+    #: etc_dir-relative path -> sha256 of what this install wrote
+    installed: dict[str, str] = field(default_factory=dict)
+    #: shipped files not copied, and why
+    kept: list[str] = field(default_factory=list)
 
 
 class PluginInstaller:
@@ -173,6 +180,10 @@ class PluginInstaller:
         self.service = service
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._tasks: set[asyncio.Task] = set()
+        #: Downloads and unpacking run here, never in the default pool: a slow
+        #: download must not hold up unrelated ``asyncio.to_thread`` work.
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._staging = 0
 
     @property
     def config(self):
@@ -206,7 +217,7 @@ class PluginInstaller:
             if _exists(target) or name in self.service.reconciler.supervisors:
                 raise conflict("exists", f"plugin {name!r} is already installed; update it with PUT "
                                          f"/plugins/portables/{name} or delete it first")
-            staged = await asyncio.to_thread(self._stage, name, url)
+            staged = await self._run_staging(name, url)
             try:
                 self._check_symbols(staged.spec)
                 await asyncio.to_thread(self._install_configs, staged)
@@ -231,9 +242,10 @@ class PluginInstaller:
                 log.error("api.plugin_install_failed", version=staged.spec.version, error=reason)
                 raise ApiError(400, "plugin_failed", f"plugin {name!r} {staged.spec.version} did not start: {reason}; "
                                                      "it was removed again")
+            await asyncio.to_thread(self._record_configs, staged)
             await asyncio.to_thread(self._discard, staged, restore_configs=False)
         result = plugin_status(self.service, name) or {}
-        result["warnings"] = list(staged.spec.warnings)
+        result["warnings"] = list(staged.spec.warnings) + staged.kept
         return result
 
     # ------------------------------------------------------------ update
@@ -247,7 +259,7 @@ class PluginInstaller:
                 raise not_found("plugin", name, "install it with POST /plugins/portables")
             running = self.service.reconciler.supervisors.get(name)
             old_version = running.spec.version if running is not None else None
-            staged = await asyncio.to_thread(self._stage, name, url)
+            staged = await self._run_staging(name, url)
             try:
                 self._check_symbols(staged.spec)
                 await asyncio.to_thread(self._install_configs, staged)
@@ -272,9 +284,10 @@ class PluginInstaller:
                     "the previous folder was restored"
                 raise ApiError(400, "plugin_failed",
                                f"plugin {name!r} {staged.spec.version} did not start: {reason}; {restored}")
+            await asyncio.to_thread(self._record_configs, staged)
             await asyncio.to_thread(self._discard, staged, restore_configs=False)
         result = plugin_status(self.service, name) or {}
-        result["warnings"] = list(staged.spec.warnings)
+        result["warnings"] = list(staged.spec.warnings) + staged.kept
         return result
 
     # ------------------------------------------------------------ delete
@@ -287,22 +300,30 @@ class PluginInstaller:
                 raise not_found("plugin", name)
             version = self.service.reconciler.supervisors[name].spec.version \
                 if name in self.service.reconciler.supervisors else None
-            aside = None
-            shipped: list[tuple[str, Path]] = []
-            if _exists(target):
-                aside = _aside(target)
-                try:
-                    shipped = _shipped_configs(aside)
-                except ApiError:
-                    shipped = []
+            aside = _aside(target) if _exists(target) else None
             await self.service.reconciler.reconcile(name)
+            await asyncio.to_thread(self._remove_configs, name)
             if aside is not None:
-                await asyncio.to_thread(self._remove_configs, shipped)
                 await asyncio.to_thread(remove_tree, aside)
             get_logger(plugin=name).info("api.plugin_deleted", version=version)
         return {"message": f"portable plugin {name} is deleted"}
 
     # ----------------------------------------------------------- helpers
+
+    async def _run_staging(self, name: str, url: Any) -> _Staged:
+        """``_stage`` in the installs' own bounded pool; 503 when all its workers are busy."""
+        workers = self.config.limits.download_workers
+        if self._pool is None:  # sized once, at the first install
+            self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="install")
+        if self._staging >= workers:
+            raise ApiError(503, "busy", f"{self._staging} plugin downloads are already in progress "
+                                        f"(limits.download_workers); retry when one is done",
+                           headers={"Retry-After": "5"})
+        self._staging += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, self._stage, name, url)
+        finally:
+            self._staging -= 1
 
     def _stage(self, name: str, url: Any) -> _Staged:
         """Fetch (or take the upload) and unpack into ``plugins_dir/.install-<name>-*/<name>`` and validate it there (blocking)."""
@@ -315,7 +336,7 @@ class PluginInstaller:
             if isinstance(url, Upload):
                 os.replace(url.path, archive)
             else:
-                fetch(url, archive, limit)
+                fetch(url, archive, limit, self.config.limits.download_timeout_s)
             folder = root / name
             folder.mkdir()
             extract(archive, folder, name, limit)
@@ -340,12 +361,34 @@ class PluginInstaller:
             raise conflict("symbol_conflict", str(exc)) from None
 
     def _install_configs(self, staged: _Staged) -> None:
-        """Copy ``sources/``, ``sinks/``, ``functions/`` files shipped in the zip to ``etc/``, keeping backups."""
-        for kind, path in staged.configs:
-            destination = self.config.etc_dir / kind / path.name
+        """Copy the plugin's own ``sources/``, ``sinks/``, ``functions/`` files to ``etc/``, keeping backups.
+
+        Files for other symbols, or over a file this plugin does not own, are
+        kept as they are: ``api.config_kept`` and a warning in the answer.
+        """
+        etc_dir = self.config.etc_dir
+        own = shipped_configs.read_record(self.config.data_dir, staged.spec.name)
+        decided = shipped_configs.plan(staged.spec, staged.configs, etc_dir, own)
+        for path, destination in decided.copy:
             if destination not in staged.etc_backup:
                 staged.etc_backup[destination] = destination.read_bytes() if destination.is_file() else None
-            write_bytes_atomic(destination, path.read_bytes())
+            content = path.read_bytes()
+            write_bytes_atomic(destination, content)
+            staged.installed[str(destination.relative_to(etc_dir))] = shipped_configs.digest(content)
+        staged.kept = decided.kept
+        for reason in decided.kept:
+            get_logger(plugin=staged.spec.name).warning("api.config_kept", reason=reason)
+
+    def _record_configs(self, staged: _Staged) -> None:
+        """Remember what this install wrote to ``etc/`` (with what it held before), so a delete removes only that."""
+        record = shipped_configs.read_record(self.config.data_dir, staged.spec.name)
+        record.update(staged.installed)
+        try:
+            shipped_configs.write_record(self.config.data_dir, staged.spec.name, record)
+        except OSError as exc:
+            get_logger(plugin=staged.spec.name).error(
+                "api.config_record_failed", file=str(shipped_configs.record_path(self.config.data_dir, staged.spec.name)),
+                error=str(exc), reason="deleting the plugin will leave its etc/ files; make data_dir writable")
 
     def _discard(self, staged: _Staged, restore_configs: bool) -> None:
         if restore_configs:
@@ -360,15 +403,23 @@ class PluginInstaller:
                                                                 error=str(exc))
         remove_tree(staged.root)
 
-    def _remove_configs(self, shipped: list[tuple[str, Path]]) -> None:
-        """Remove the ``etc/`` copies of a deleted plugin's shipped configs, unless someone edited them."""
-        for kind, path in shipped:
-            destination = self.config.etc_dir / kind / path.name
+    def _remove_configs(self, name: str) -> None:
+        """Remove the ``etc/`` files this plugin's installs wrote, unless someone edited them since."""
+        log = get_logger(plugin=name)
+        record = shipped_configs.read_record(self.config.data_dir, name)
+        remove, kept = shipped_configs.removable(record, self.config.etc_dir)
+        for path in remove:
             try:
-                if destination.is_file() and destination.read_bytes() == path.read_bytes():
-                    destination.unlink()
-            except OSError:
-                continue
+                path.unlink()
+            except OSError as exc:
+                log.warning("api.config_remove_failed", file=str(path), error=str(exc))
+        for reason in kept:
+            log.warning("api.config_kept", reason=reason)
+        try:
+            shipped_configs.write_record(self.config.data_dir, name, {})
+        except OSError as exc:
+            log.warning("api.config_remove_failed", file=str(shipped_configs.record_path(self.config.data_dir, name)),
+                        error=str(exc))
 
 
 def _redacted(url: Any) -> str:

@@ -4,7 +4,9 @@ uvicorn is used as a library: no worker processes, no reloader, no logging
 configuration of its own (its few messages are forwarded as log events),
 and no signal handlers — the loader owns SIGTERM/SIGINT and stops the server
 itself.  The listening socket is bound here, so a port already in use is a
-clear log event rather than uvicorn exiting the process.
+clear log event rather than uvicorn exiting the process.  The protocol is
+uvicorn's h11 one with connection limits and read deadlines
+(loader/api/guard.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from loader.api.app import build_app
+from loader.api.guard import guarded_protocol
 from loader.log import get_logger
 
 STARTUP_TIMEOUT_S = 10.0
@@ -104,7 +107,11 @@ class ApiServer:
         self.port = sock.getsockname()[1]
         _route_uvicorn_logs()
         config = uvicorn.Config(
-            build_app(self.service), lifespan="off", log_config=None, access_log=False, http="h11", ws="none",
+            build_app(self.service), lifespan="off", log_config=None, access_log=False,
+            http=guarded_protocol(self.service.config.limits), ws="none",
+            # asyncio accepts up to ``backlog`` connections per loop pass, before any of them can
+            # be looked at: kept small, so a burst cannot take descriptors past the connection limit.
+            backlog=max(1, min(128, self.service.config.limits.rest_max_connections)),
             interface="asgi3", server_header=False, proxy_headers=False, timeout_graceful_shutdown=5,
             log_level=logging.WARNING,
         )

@@ -4,7 +4,10 @@ A rule whose pipeline is up can still move nothing: a plugin it uses is
 restarting or crash-looping, its source's ``open`` raised (the sdk reports
 that as an error on the data channel), its sink's ``open`` raised (the sdk
 then error-acks every record with "sink open failed: ..."), or its sink
-error-acks records for another reason.  ``causes`` turns facts gathered from
+error-acks records for another reason; or a part of the rule found itself
+stuck: a function call timed out (``limits.function_timeout_s``), a
+``requireAck`` sink got no ack for ``limits.sink_stall_s`` (they report it
+through loader/rules/parts.py).  ``causes`` turns facts gathered from
 the plugins and the rule's nodes into the list of what is wrong, each naming
 the symbol, the plugin and the cause; an empty list means the rule is
 ``running``, anything else ``degraded``.  It is a pure function of the facts
@@ -19,6 +22,7 @@ has since been replaced (the fix) clears once the hold has passed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 #: Plugin states in which a rule's symbols can work: a process that handshook
@@ -50,6 +54,22 @@ class NodeFacts:
 
 
 @dataclass(frozen=True)
+class StuckFacts:
+    """A function call site or a sink of the rule that reported itself stuck (loader/rules/parts.py)."""
+
+    kind: str  # "function" | "sink"
+    symbol: str
+    plugin: str
+    last_ok_ms: int  # it answered after a failure; 0: never
+    last_failed_ms: int  # a call timed out, or no ack for limits.sink_stall_s; 0: never
+    error: str
+
+
+#: The cause of a stuck part, by its kind.
+STUCK_CAUSES = {"function": "function timeout", "sink": "sink stalled"}
+
+
+@dataclass(frozen=True)
 class Cause:
     symbol: str
     plugin: str
@@ -65,10 +85,12 @@ class Cause:
         return {"symbol": self.symbol, "plugin": self.plugin, "cause": self.cause, "message": self.message}
 
 
-def causes(plugins: list[PluginFacts], nodes: list[NodeFacts], now_ms: int, hold_ms: int) -> list[Cause]:
+def causes(plugins: list[PluginFacts], nodes: list[NodeFacts], now_ms: int, hold_ms: int,
+           stuck: Sequence[StuckFacts] = ()) -> list[Cause]:
     """Everything that keeps the rule from working now; empty when it works."""
     found = [cause for plugin in plugins if (cause := _plugin_cause(plugin)) is not None]
     found += [cause for node in nodes if (cause := _node_cause(node, now_ms, hold_ms)) is not None]
+    found += [cause for part in stuck if (cause := _stuck_cause(part, now_ms, hold_ms)) is not None]
     return found
 
 
@@ -94,6 +116,16 @@ def _node_cause(node: NodeFacts, now_ms: int, hold_ms: int) -> Cause | None:
     else:
         cause = "records error-acked"
     return Cause(node.symbol, node.plugin, cause, f"{node.kind} {node.symbol} of plugin {node.plugin}: {node.error}")
+
+
+def _stuck_cause(part: StuckFacts, now_ms: int, hold_ms: int) -> Cause | None:
+    """Stuck until it answers again, and for ``hold_ms`` after its last failure (a restart alone is no proof)."""
+    if not part.last_failed_ms:
+        return None
+    if part.last_ok_ms > part.last_failed_ms and now_ms - part.last_failed_ms >= hold_ms:
+        return None
+    return Cause(part.symbol, part.plugin, STUCK_CAUSES[part.kind],
+                 f"{part.kind} {part.symbol} of plugin {part.plugin}: {part.error}")
 
 
 def changes(before: dict[tuple, Cause], now: list[Cause]) -> tuple[list[Cause], list[Cause]]:

@@ -14,7 +14,8 @@ one of four states:
 
 A running rule is reported ``degraded`` while something keeps it from
 working (a plugin it uses is not running, its source reported an error, its
-sink error-acks records; loader/rules/health.py); ``watch_health`` logs
+sink error-acks records, a function call timed out, a sink got no ack for
+``limits.sink_stall_s``; loader/rules/health.py); ``watch_health`` logs
 ``rule.degraded`` when such a cause appears and ``rule.recovered`` when it
 clears.
 
@@ -42,6 +43,7 @@ from loader.rules.buffer import DEFAULT_CAPACITY
 from loader.rules.builtins import BUILTINS
 from loader.rules.definitions import DefinitionError, RuleDef, StreamDef, rule_from_json, stream_from_json
 from loader.rules.health import Cause, NodeFacts, PluginFacts, causes, changes
+from loader.rules.parts import RuleParts
 from loader.rules.pipeline import RulePipeline, Sink
 from loader.rules.sql import SqlError, compile_query, literal_arguments, parse_select
 from loader.rules.symbol_config import SymbolConfigError, object_config, source_config
@@ -93,7 +95,7 @@ class RuleManager:
         self.streams: dict[str, StreamDef] = {}
         self.stream_errors: dict[str, str] = {}
         self.rules: dict[str, RuleEntry] = {}
-        self.functions = FunctionPool(config.ipc_dir, config.batch)
+        self.functions = FunctionPool(config.ipc_dir, config.batch, config.limits.function_timeout_s)
         self._shared: dict[str, tuple[SourceInstance, set[str]]] = {}
         #: Stat of each stream and rule file when it was last read: the rescan reads only files that changed.
         self._file_stats: dict[Path, tuple | None] = {}
@@ -181,7 +183,8 @@ class RuleManager:
                                 k.metrics.last_exception_time, k.metrics.last_exception, k.error_generation,
                                 k.supervisor.generation)
                       for k in entry.pipeline.sinks if isinstance(k, PortableSink)]
-        return causes(plugins, nodes, now_ms(), int(self.config.rules.degraded_hold_s * 1000))
+        stuck = entry.pipeline.parts.facts() if entry.pipeline is not None else []
+        return causes(plugins, nodes, now_ms(), int(self.config.rules.degraded_hold_s * 1000), stuck)
 
     @staticmethod
     def _plugin_state(supervisor: PluginSupervisor) -> tuple[str, str | None]:
@@ -369,12 +372,14 @@ class RuleManager:
         if stream is None:
             raise _Waiting(f"stream {plan.stream!r} is not defined: create {self.streams_dir / (plan.stream + '.json')}")
         source_sup = self._provider(entry, "sources", stream.type)
-        sinks = [self._sink(entry, rule.id, index, action.sink, action.props)
+        parts = RuleParts(rule.id)
+        sinks = [self._sink(entry, rule.id, index, action.sink, action.props, parts)
                  for index, action in enumerate(rule.actions)]
         resolved = await self._functions(entry, plan)
-        query = compile_query(plan, lambda name, index: _bind(resolved.get(name), rule.id, index))
+        query = compile_query(plan, lambda name, index: _bind(resolved.get(name), rule.id, index, parts))
         buffer_length = (rule.options or {}).get("bufferLength", DEFAULT_CAPACITY)  # schema-checked: 1..2**20
-        pipeline = RulePipeline(rule.id, stream.name, query, sinks, buffer_length)
+        buffer_bytes = int(self.config.limits.rule_buffer_mb * 1024 * 1024)
+        pipeline = RulePipeline(rule.id, stream.name, query, sinks, buffer_length, buffer_bytes, parts)
         await pipeline.start()
         entry.stop_actions.append(pipeline.stop)
         await self._attach_source(entry, stream, source_sup, pipeline)
@@ -389,13 +394,15 @@ class RuleManager:
         entry.symbols.append((kind, symbol, supervisor.name))
         return supervisor
 
-    def _sink(self, entry: RuleEntry, rule_id: str, index: int, symbol: str, props: dict) -> Sink:
+    def _sink(self, entry: RuleEntry, rule_id: str, index: int, symbol: str, props: dict,
+              parts: RuleParts | None = None) -> Sink:
         builtin = BUILTIN_SINKS.get(symbol)
         if builtin is not None and self.registry.owner("sinks", symbol) is None:
             return builtin(rule_id, index)
         supervisor = self._provider(entry, "sinks", symbol)
         config = object_config("sinks", symbol, supervisor.spec.folder, self.config.etc_dir, props)
-        return PortableSink(supervisor, symbol, rule_id, index, config, self.config.ipc_dir)
+        return PortableSink(supervisor, symbol, rule_id, index, config, self.config.ipc_dir, parts,
+                            self.config.limits.sink_stall_s)
 
     async def _functions(self, entry: RuleEntry, plan) -> dict[str, Any]:
         """Bind every function the rule calls: portable symbols first, then built-ins."""
@@ -490,9 +497,9 @@ async def _check_function(handle: FunctionHandle, name: str, args: list) -> None
                               "which rules do not support yet")
 
 
-def _bind(target: Any, rule_id: str, index: int) -> Callable[[list], Any] | None:
+def _bind(target: Any, rule_id: str, index: int, parts: RuleParts | None = None) -> Callable[[list], Any] | None:
     if isinstance(target, FunctionHandle):
-        return target.caller(rule_id, index)
+        return target.caller(rule_id, index, parts)
     return target
 
 

@@ -21,7 +21,8 @@ import threading
 import time
 from typing import Any, Protocol
 
-from loader.rules.buffer import DEFAULT_CAPACITY, RecordBuffer
+from loader.rules.buffer import DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, RecordBuffer
+from loader.rules.parts import RuleParts
 from loader.rules.sql import CompiledQuery
 from loader.runtime.metrics import NodeMetrics, now_ms
 from loader.tasks import Backoff, report_failure
@@ -45,11 +46,14 @@ class Sink(Protocol):
 
 class RulePipeline:
     def __init__(self, rule_id: str, stream: str, query: CompiledQuery, sinks: list[Sink],
-                 buffer_length: int = DEFAULT_CAPACITY) -> None:
+                 buffer_length: int = DEFAULT_CAPACITY, buffer_bytes: int = DEFAULT_MAX_BYTES,
+                 parts: RuleParts | None = None) -> None:
         self.rule_id = rule_id
         self.query = query
         self.sinks = sinks
-        self.buffer = RecordBuffer(buffer_length)
+        self.buffer = RecordBuffer(buffer_length, buffer_bytes)
+        #: Filled in by the rule's function call sites and sinks (loader/rules/parts.py).
+        self.parts = parts or RuleParts(rule_id)
         self.source_metrics = NodeMetrics(f"source_{stream}_0")
         self.op_metrics = NodeMetrics("op_project_0")
         self.started_at = int(time.time() * 1000)
@@ -77,9 +81,9 @@ class RulePipeline:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 5)
 
-    def offer(self, records: list[Any]) -> None:
-        """Called on the source's thread; blocks while this rule's buffer is full."""
-        self.buffer.put(records)
+    def offer(self, records: list[Any], size: int = 0) -> None:
+        """Called on the source's thread with records of ``size`` bytes; blocks while this rule's buffer is full."""
+        self.buffer.put(records, size)
 
     def _work(self) -> None:
         """Until the buffer closes.  A batch that fails in a way no check foresaw is

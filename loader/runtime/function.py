@@ -12,6 +12,11 @@ Each call site of a rule gets a ``CallSite``: called with one argument list
 it makes one ``Exec``; its ``many`` runs a batch of rows, one ``ExecBatch``
 per ``batch.max_records`` rows when the plugin declared batches (see
 ``FunctionChannel.exec_batch``).
+
+Every call, an ``Exec`` or a whole ``ExecBatch``, has the same time limit
+(``limits.function_timeout_s``): a function is judged by whether it
+answers, not given more time for more rows.  A call that times out degrades
+the rule (loader/rules/parts.py) and marks the plugin unhealthy, so its supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -21,28 +26,43 @@ from pathlib import Path
 from typing import Any
 
 from loader.config import BatchSettings
+from loader.rules.parts import Part, RuleParts
 from loader.runtime import open_and_start
 from loader.supervisor import PluginSupervisor
 from loader.wire.codec import exec_meta
-from loader.wire.function import FunctionChannel, FunctionError
+from loader.wire.function import FunctionChannel, FunctionError, FunctionTimeout
 
-#: Timeout of one call; an ExecBatch gets it once per row it carries, what the rows would have had one by one.
+#: Default timeout of one call, an Exec or a whole ExecBatch (limits.function_timeout_s).
 CALL_TIMEOUT_S = 10.0
 
 
 class CallSite:
     """One call site of one rule: ``site(args)`` runs one row, ``site.many(rows)`` a batch."""
 
-    __slots__ = ("channel", "meta", "enabled", "max_rows")
+    __slots__ = ("channel", "meta", "enabled", "max_rows", "timeout", "health")
 
-    def __init__(self, channel: FunctionChannel, meta: str, batch: BatchSettings) -> None:
+    def __init__(self, channel: FunctionChannel, meta: str, batch: BatchSettings,
+                 timeout: float = CALL_TIMEOUT_S, health: Part | None = None) -> None:
         self.channel = channel
         self.meta = meta
         self.enabled = batch.enabled
         self.max_rows = max(1, batch.max_records)
+        self.timeout = timeout
+        self.health = health
 
     def __call__(self, args: list) -> Any:
-        return self.channel.exec(args, self.meta)
+        try:
+            result = self.channel.exec(args, self.meta, timeout=self.timeout)
+        except FunctionTimeout as exc:
+            self._timed_out(exc)
+            raise
+        if self.health is not None:
+            self.health.working()
+        return result
+
+    def _timed_out(self, exc: FunctionTimeout) -> None:
+        if self.health is not None:
+            self.health.failed(f"{exc} (limits.function_timeout_s)")
 
     @property
     def batching(self) -> bool:
@@ -55,20 +75,28 @@ class CallSite:
         step = self.max_rows if self.enabled else 1
         for start in range(0, len(rows), step):
             chunk = rows[start:start + step]
-            if len(chunk) > 1:
-                results.extend(self.channel.exec_batch(chunk, self.meta, timeout=CALL_TIMEOUT_S * len(chunk)))
-                continue
             try:
-                results.append(self.channel.exec(chunk[0], self.meta))
+                if len(chunk) > 1:
+                    results.extend(self.channel.exec_batch(chunk, self.meta, timeout=self.timeout))
+                    continue
+                results.append(self.channel.exec(chunk[0], self.meta, timeout=self.timeout))
+            except FunctionTimeout as exc:
+                self._timed_out(exc)
+                raise
             except FunctionError as exc:
+                if len(chunk) > 1:
+                    raise
                 results.append(exc)
+        if self.health is not None:
+            self.health.working()
         return results
 
 
 class FunctionHandle:
     def __init__(self, supervisor: PluginSupervisor, symbol: str, config: dict[str, Any], ipc_dir: Path,
-                 batch: BatchSettings | None = None) -> None:
+                 batch: BatchSettings | None = None, timeout: float = CALL_TIMEOUT_S) -> None:
         self.supervisor = supervisor
+        self.timeout = timeout
         self.batch = batch or BatchSettings()
         self.symbol = symbol
         self.key = f"func_{symbol}"
@@ -78,7 +106,7 @@ class FunctionHandle:
             "pluginType": "func",
             "config": config,
         }
-        self.channel = FunctionChannel.for_symbol(ipc_dir, supervisor.name, symbol, timeout=CALL_TIMEOUT_S)
+        self.channel = FunctionChannel.for_symbol(ipc_dir, supervisor.name, symbol, timeout=timeout)
         self.users = 0
         self._aggregate: tuple[str, bool] | None = None
 
@@ -100,17 +128,26 @@ class FunctionHandle:
             self._aggregate = (digest, await asyncio.to_thread(self.channel.is_aggregate))
         return self._aggregate[1]
 
-    def caller(self, rule_id: str, func_id: int) -> CallSite:
-        """A callable for one call site of one rule: evaluated arguments in, result out (``many`` for a batch)."""
-        return CallSite(self.channel, exec_meta(rule_id, "project", 0, func_id), self.batch)
+    def caller(self, rule_id: str, func_id: int, parts: RuleParts | None = None) -> CallSite:
+        """A callable for one call site of one rule: evaluated arguments in, result out (``many`` for a batch).
+
+        A call that times out is reported to ``parts`` (the rule is degraded) and marks the plugin unhealthy.
+        """
+        part = parts.part("function", self.symbol, self.supervisor.name, self._plugin_unhealthy) if parts else None
+        return CallSite(self.channel, exec_meta(rule_id, "project", 0, func_id), self.batch, self.timeout, part)
+
+
+    def _plugin_unhealthy(self, cause: str) -> None:
+        self.supervisor.mark_unhealthy(f"function {self.symbol}: {cause}")
 
 
 class FunctionPool:
     """Function handles by symbol, started on first use and stopped after the last."""
 
-    def __init__(self, ipc_dir: Path, batch: BatchSettings | None = None) -> None:
+    def __init__(self, ipc_dir: Path, batch: BatchSettings | None = None, timeout: float = CALL_TIMEOUT_S) -> None:
         self.ipc_dir = ipc_dir
         self.batch = batch or BatchSettings()
+        self.timeout = timeout
         self._handles: dict[str, FunctionHandle] = {}
         self._lock = asyncio.Lock()
 
@@ -118,7 +155,7 @@ class FunctionPool:
         async with self._lock:
             handle = self._handles.get(symbol)
             if handle is None or handle.supervisor is not supervisor:
-                handle = FunctionHandle(supervisor, symbol, config, self.ipc_dir, self.batch)
+                handle = FunctionHandle(supervisor, symbol, config, self.ipc_dir, self.batch, self.timeout)
                 await handle.start()
                 self._handles[symbol] = handle
             handle.users += 1

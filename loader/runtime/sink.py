@@ -20,6 +20,10 @@ record is sent again to the next process.  A record the new process had
 already handled before its ack was lost can therefore arrive twice, never
 zero times.  Without ``requireAck`` a record still in the old process's
 buffers when it dies is lost.
+
+A sink that takes or acknowledges nothing for ``limits.sink_stall_s`` is
+stalled: the rule is marked degraded and the plugin unhealthy (restarted),
+and again after every further such period, rather than waiting forever.
 """
 
 from __future__ import annotations
@@ -30,18 +34,22 @@ from typing import Any
 
 from loader.jsonio import finite
 from loader.log import get_logger
+from loader.rules.parts import RuleParts
 from loader.runtime import open_and_start
 from loader.runtime.metrics import NodeMetrics, now_ms
 from loader.supervisor import PluginSupervisor
 from loader.wire.codec import DataChannelClosed, encode_sink, encode_sink_batch
-from loader.wire.sink import SinkAckError, SinkChannel, SinkTimeout
+from loader.wire.sink import AckTimeout, SinkAckError, SinkChannel, SinkTimeout
 
 _NEXT_PROCESS_POLL_S = 0.02
+#: Default of limits.sink_stall_s.
+STALL_S = 30.0
 
 
 class PortableSink:
     def __init__(self, supervisor: PluginSupervisor, symbol: str, rule_id: str, index: int,
-                 config: dict[str, Any], ipc_dir: Path) -> None:
+                 config: dict[str, Any], ipc_dir: Path, parts: RuleParts | None = None,
+                 stall_s: float = STALL_S) -> None:
         self.supervisor = supervisor
         self.symbol = symbol
         self.op_id = f"sink-{symbol}-{index}"
@@ -61,6 +69,10 @@ class PortableSink:
         #: The plugin process generation that error-acked last (rule health: an error of an old process is history).
         self.error_generation = 0
         self.log = get_logger(plugin=supervisor.name, symbol=symbol, rule=rule_id)
+        self.health = (parts or RuleParts(rule_id)).part("sink", symbol, supervisor.name, self._plugin_unhealthy)
+        self.stall_s = stall_s
+        #: monotonic time of the first failed send since the last one that went through
+        self._stalled_since: float | None = None
 
     async def start(self) -> None:
         await open_and_start(self.channel, self.supervisor, self.key, self.control)
@@ -102,10 +114,13 @@ class PortableSink:
         """
         supervisor = self.supervisor
         generation = supervisor.generation
+        sent_at = time.monotonic()
+        abandon = lambda: supervisor.generation != generation  # noqa: E731
         try:
-            partial = self.channel.send_raw(payload, abandon=lambda: supervisor.generation != generation)
+            partial = self._send_and_wait(payload, abandon, sent_at)
         except SinkTimeout as exc:
             self._note_retry(str(exc))
+            self._note_stall(str(exc), sent_at)
             return 0
         except SinkAckError as exc:
             self.metrics.error(exc.error)
@@ -117,12 +132,46 @@ class PortableSink:
         else:
             handled = count if partial is None else min(partial, count)
             self.metrics.gave(handled, now_ms())
+        self._stalled_since = None
+        self.health.working()
         if handled < count:
             self._await_next_process(generation)
         elif self._retrying:
             self._retrying = False
             self.log.info("sink.resumed", pid=supervisor.process.pid if supervisor.process else None)
         return handled
+
+    def _send_and_wait(self, payload: bytes, abandon, sent_at: float) -> int | None:  # noqa: ANN001
+        """``send_raw``; after an ack timeout, go on waiting for that ack rather than sending a copy.
+
+        The process that has the record is still there, so the ack may still
+        come; a copy would only queue up in front of a plugin that is not
+        reading.  A replaced process (SinkTimeout) gets the record again.
+        """
+        try:
+            return self.channel.send_raw(payload, abandon=abandon)
+        except AckTimeout as exc:
+            error = str(exc)
+        while True:
+            self._note_retry(error, "waiting for the ack of the record sent")
+            self._note_stall(error, sent_at)
+            try:
+                return self.channel.wait_ack(abandon)
+            except AckTimeout as exc:
+                error = str(exc)
+
+    def _plugin_unhealthy(self, cause: str) -> None:
+        self.supervisor.mark_unhealthy(f"sink {self.symbol} of rule {self.control['meta']['ruleId']}: {cause}")
+
+    def _note_stall(self, error: str, sent_at: float) -> None:
+        """After ``stall_s`` without progress: degrade the rule and have the plugin restarted."""
+        now = time.monotonic()
+        if self._stalled_since is None:
+            self._stalled_since = sent_at
+        stalled = now - self._stalled_since
+        if stalled >= self.stall_s:
+            self._stalled_since = now  # the next report comes after another full period
+            self.health.failed(f"nothing delivered for {stalled:.0f}s (limits.sink_stall_s {self.stall_s:g}s): {error}")
 
     def _await_next_process(self, generation: int) -> None:
         """The plugin stopped in the middle of a batch: it is going away, so the rest waits for the next process.
@@ -137,10 +186,10 @@ class PortableSink:
         while not self._stopping and supervisor.generation == generation and time.monotonic() < deadline:
             time.sleep(_NEXT_PROCESS_POLL_S)
 
-    def _note_retry(self, error: str) -> None:
+    def _note_retry(self, error: str, reason: str = "sending the same record again") -> None:
         if not self._retrying:
             self._retrying = True
-            self.log.warning("sink.retrying", error=error, reason="sending the same record again")
+            self.log.warning("sink.retrying", error=error, reason=reason)
 
 
 class _BuiltinSink:

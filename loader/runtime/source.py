@@ -22,11 +22,14 @@ from loader.supervisor import PluginSupervisor
 from loader.wire.codec import DataChannelClosed
 from loader.wire.source import SourceChannel, SourceTimeout
 
-Consumer = Callable[[list[Any]], None]
+#: Called with a batch of records and the bytes they took on the wire.
+Consumer = Callable[[list[Any], int], None]
 ErrorConsumer = Callable[[str], None]
 
 RECV_POLL_S = 0.5
 RECV_BATCH = 256
+#: Bytes one receive gathers at most: a batch of big records stops early (rule buffers count bytes).
+RECV_BATCH_BYTES = 1 << 20
 
 
 class SourceInstance:
@@ -83,8 +86,9 @@ class SourceInstance:
     def _receive(self) -> None:
         channel = self.channel
         while not self._stopping:
+            received = channel.received_bytes
             try:
-                items = channel.recv_batch(RECV_BATCH, RECV_POLL_S)
+                items = channel.recv_batch(RECV_BATCH, RECV_POLL_S, RECV_BATCH_BYTES)
             except SourceTimeout:
                 continue
             except DataChannelClosed:
@@ -106,6 +110,7 @@ class SourceInstance:
                 else:
                     records.append(item.message)
             if records:
+                size = channel.received_bytes - received
                 self.last_record_ms = now_ms()
                 for on_records, _ in consumers:
-                    on_records(records)
+                    on_records(records, size)

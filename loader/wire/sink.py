@@ -69,6 +69,14 @@ class SinkTimeout(DataChannelTimeout):
     """A record was not taken, or not acknowledged, in time; it is safe to send it again."""
 
 
+class AckTimeout(SinkTimeout):
+    """The record was sent to the process that is still there, but its ack did not come in time.
+
+    Its ack may still come: ``wait_ack`` goes on waiting for it.  Sending the
+    record again to the same process would only queue another copy.
+    """
+
+
 class SinkChannel:
     """Sends a rule's output to one sink instance of a plugin, waiting for acks if asked."""
 
@@ -166,6 +174,15 @@ class SinkChannel:
                 return self._wait_ack(acks, abandon)
             return None
 
+    def wait_ack(self, abandon: Callable[[], bool] | None = None) -> int | None:
+        """After an AckTimeout: wait again for the ack of the message sent last; as ``send_raw``."""
+        with self._lock:
+            acks = self._acks
+            if acks is None:
+                raise DataChannelClosed(f"{self._who()}: sink channel is not open and connected")
+            self._maybe_stale_ack = False
+            return self._wait_ack(acks, abandon)
+
     def close(self) -> None:
         """Close both sockets (waking a blocked send) and remove the ack socket file.
 
@@ -202,10 +219,11 @@ class SinkChannel:
                 if gave_up or time.monotonic() >= deadline:
                     # Its ack may still come and must not be taken for the next record's.
                     self._maybe_stale_ack = True
-                    why = "the plugin process was replaced" if gave_up else f"no ack within {self.ack_timeout:g}s"
-                    raise SinkTimeout(
-                        f"{self._who()}: {why}; the record may not have been processed"
-                    ) from None
+                    if gave_up:
+                        raise SinkTimeout(f"{self._who()}: the plugin process was replaced; the record may not "
+                                          "have been processed") from None
+                    raise AckTimeout(f"{self._who()}: no ack within {self.ack_timeout:g}s; the record may not "
+                                     "have been processed") from None
             except pynng.Closed:
                 raise DataChannelClosed(f"{self._who()}: sink channel closed") from None
         if reply == ACK_OK:

@@ -49,6 +49,8 @@ class SourceChannel:
         self._timeout_ms = -1
         #: Items of a batch message not handed out yet.
         self._pending: deque[SourceItem] = deque()
+        #: Bytes received so far: what a batch of records weighs, for rule buffers bounded in bytes.
+        self.received_bytes = 0
 
     @classmethod
     def for_instance(
@@ -90,14 +92,17 @@ class SourceChannel:
         sock = self._require_socket()
         self._set_timeout(sock, timeout)
         try:
-            return sock.recv()
+            data = sock.recv()
         except pynng.Timeout:
             raise SourceTimeout(f"{self._who()}: no record within {timeout:g}s") from None
         except pynng.Closed:
             raise DataChannelClosed(f"{self._who()}: source channel closed") from None
+        self.received_bytes += len(data)
+        return data
 
-    def recv_batch(self, max_items: int, timeout: float | None = None) -> list[SourceItem]:
-        """Wait for one item, then take whatever else is already queued, up to ``max_items``.
+    def recv_batch(self, max_items: int, timeout: float | None = None, max_bytes: int = 0) -> list[SourceItem]:
+        """Wait for one item, then take whatever else is already queued, up to ``max_items``
+        (and, when ``max_bytes`` is set, no further message once that many bytes were received).
 
         Lets a consumer amortise its per-wakeup costs (locks, queue puts) over
         everything that arrived while it was busy, without waiting any longer.
@@ -109,13 +114,15 @@ class SourceChannel:
         else:
             items = decode_source_items(self.recv_raw(timeout))
         sock = self._socket
-        while sock is not None and len(items) < max_items:
+        limit = self.received_bytes + max_bytes if max_bytes else None
+        while sock is not None and len(items) < max_items and (limit is None or self.received_bytes < limit):
             try:
                 data = sock.recv(block=False)
             except pynng.TryAgain:
                 break
             except pynng.Closed:
                 break
+            self.received_bytes += len(data)
             items.extend(decode_source_items(data))
         if len(items) > max_items:
             pending.extend(items[max_items:])
