@@ -43,8 +43,8 @@ def install_exception_hooks() -> None:
     threading.excepthook = _thread_excepthook
     warnings.showwarning = _showwarning
     root = logging.getLogger()
-    if not any(isinstance(h, _ToEvents) for h in root.handlers):
-        root.addHandler(_ToEvents(level=logging.WARNING))
+    if not any(isinstance(h, LogRecordsAsEvents) for h in root.handlers):
+        root.addHandler(LogRecordsAsEvents("loader.library_log"))
 
 
 def install_loop_handler(loop: asyncio.AbstractEventLoop) -> None:
@@ -134,8 +134,14 @@ def _showwarning(message: Warning | str, category: type[Warning], filename: str,
                          file=f"{filename}:{lineno}")
 
 
-class _ToEvents(logging.Handler):
-    """Records of stdlib loggers without a handler of their own, as ``loader.library_log`` events."""
+class LogRecordsAsEvents(logging.Handler):
+    """Stdlib log records as one structured event each, named ``event``: warnings as warnings,
+    errors (with their traceback) as errors.  The loader's own stdlib fallback and uvicorn's
+    logger both use it, so no library writes a raw line."""
+
+    def __init__(self, event: str, level: int = logging.WARNING) -> None:
+        super().__init__(level=level)
+        self.event = event
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -143,5 +149,5 @@ class _ToEvents(logging.Handler):
         except Exception:
             message = str(record.msg)
         method = "error" if record.levelno >= logging.ERROR else "warning"
-        getattr(get_logger(), method)("loader.library_log", logger=record.name, message=message,
+        getattr(get_logger(), method)(self.event, logger=record.name, message=message,
                                       exc_info=record.exc_info or None)

@@ -21,6 +21,7 @@ import uvicorn
 
 from loader.api.app import build_app
 from loader.api.guard import guarded_protocol
+from loader.diagnostics import LogRecordsAsEvents
 from loader.log import get_logger
 
 STARTUP_TIMEOUT_S = 10.0
@@ -34,25 +35,10 @@ class _Server(uvicorn.Server):
         yield
 
 
-class _ToEvents(logging.Handler):
-    """uvicorn's warnings and errors as ``api.server_log`` events."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = record.getMessage()
-        except Exception:
-            message = str(record.msg)
-        log = get_logger()
-        if record.levelno >= logging.ERROR:
-            log.error("api.server_log", message=message, exc_info=record.exc_info or None)
-        else:
-            log.warning("api.server_log", message=message)
-
-
 def _route_uvicorn_logs() -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
-        logger.handlers = [_ToEvents(level=logging.WARNING)] if name == "uvicorn" else []
+        logger.handlers = [LogRecordsAsEvents("api.server_log")] if name == "uvicorn" else []
         logger.propagate = name != "uvicorn"
         logger.setLevel(logging.WARNING)
 
