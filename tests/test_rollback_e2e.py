@@ -9,23 +9,14 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import pytest
 
 from tests.api_fixtures import start_api
 from tests.loader_harness import REPO, make_plugin, pid_alive
-from tests.test_rules_e2e import collected, install_collector, install_seqsrc, rule, seq_config, stream, \
-    wait_collected, write_json
+from tests.test_rules_e2e import (  # noqa: F401  (env is a fixture)
+    collected, env, install_collector, install_seqsrc, rule, seq_config, stream, wait_collected, write_json,
+)
 
 SYNTAX_ERROR = "\n\ndef broken()\n    return 1\n"
-
-
-@pytest.fixture
-def env(tmp_path: Path, ipc_dir: Path):
-    dirs = {"plugins": tmp_path / "plugins", "data": tmp_path / "data", "etc": tmp_path / "etc", "ipc": ipc_dir,
-            "out": tmp_path / "out"}
-    for key in ("plugins", "etc", "out"):
-        dirs[key].mkdir()
-    return dirs
 
 
 def at(event: dict) -> float:
