@@ -9,7 +9,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-
 from tests.api_fixtures import start_api
 from tests.loader_harness import REPO, make_plugin, pid_alive
 from tests.test_rules_e2e import (  # noqa: F401  (env is a fixture)

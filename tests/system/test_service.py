@@ -62,10 +62,15 @@ def demo(unit: Unit) -> None:
 
 @pytest.fixture(scope="module")
 def troubles(unit: Unit, demo: None) -> None:
-    """A plugin that crashes with a traceback, a rule in error, and a SIGUSR1 stack dump, all in the journal."""
+    """A plugin that crashes with a traceback, a rule in error, a degraded rule and a SIGUSR1 stack dump,
+    all in the journal."""
     drop(unit, HERE / "plugins/car", f"{PLUGINS}/car")
+    drop(unit, HERE / "plugins/gate", f"{PLUGINS}/gate")
     drop(unit, None, f"{DATA}/rules/broken.json",
          json.dumps({"id": "broken", "sql": "SELECT n FROM demo WHERE", "actions": [{"log": {}}]}))
+    drop(unit, None, f"{DATA}/rules/stuck.json",
+         json.dumps({"id": "stuck", "sql": "SELECT n FROM demo", "actions": [{"gate": {"requireAck": True}}]}))
+    unit.wait_event("the stuck rule degraded", is_event("rule.degraded", rule="stuck"))
     unit.wait_event("car's crash with its traceback",
                     lambda e: is_event("plugin.exited", plugin="car")(e) and "RuntimeError" in json.dumps(e))
     unit.wait_event("car's restart", lambda e: e.get("event") in ("plugin.restarting", "plugin.crashloop")
