@@ -68,7 +68,8 @@ class _SourcePlugin:
                 "pluginType": "source", "dataSource": "bench", "datasource": "bench", "config": {}}
         channel = SourceChannel.for_instance(self.ipc_dir, self.name, self.symbol, rule, "op", 0)
         channel.open()
-        drain = threading.Thread(target=_drain, args=(channel,), daemon=True)
+        stop_draining = threading.Event()
+        drain = threading.Thread(target=_drain, args=(channel, stop_draining), daemon=True)
         try:
             await self.control.command("start", ctrl, TIMEOUT_S)
             rate = await asyncio.to_thread(count_rate, lambda: channel.recv(TIMEOUT_S),
@@ -77,9 +78,10 @@ class _SourcePlugin:
             await self.control.command("stop", ctrl, TIMEOUT_S)
             return rate
         finally:
-            channel.close()
+            stop_draining.set()
             if drain.is_alive():
                 await asyncio.to_thread(drain.join, 5)
+            channel.close()  # no thread uses it any more
 
     async def close(self) -> None:
         if self.control is not None:
@@ -92,10 +94,16 @@ class _SourcePlugin:
         return log.read_text(errors="replace")[-2000:] if log.exists() else "(no output)"
 
 
-def _drain(channel: SourceChannel) -> None:
-    while True:
+def _drain(channel: SourceChannel, stop: threading.Event) -> None:
+    """Take records until ``stop``; the channel is closed only after this returns.
+
+    nng can panic (``pthread_mutex_lock: Invalid argument``, the whole
+    process aborts) when a socket is closed while another thread receives on
+    it, so the receiving thread ends first, by itself, within one short timeout.
+    """
+    while not stop.is_set():
         try:
-            channel.recv_raw(0.5)
+            channel.recv_raw(0.2)
         except SourceTimeout:
             continue
         except DataChannelClosed:
