@@ -18,6 +18,17 @@ from tests.test_rules_e2e import (  # noqa: F401  (env is a fixture)
 SYNTAX_ERROR = "\n\ndef broken()\n    return 1\n"
 
 
+def _steady_rule(env) -> Path:
+    """seqsrc (a record every 5 ms) and collector installed, rule r1 between them; its output file."""
+    install_seqsrc(env["plugins"])
+    install_collector(env["plugins"])
+    seq_config(env["etc"], default={"count": 1000000, "interval_ms": 5})
+    stream(env["data"])
+    out = env["out"] / "r1.jsonl"
+    rule(env["data"], "r1", "SELECT n FROM demo", out)
+    return out
+
+
 def at(event: dict) -> float:
     return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
 
@@ -55,12 +66,7 @@ def test_syntax_error_saved_in_place_keeps_the_old_version_serving(processes, en
 
 
 def test_version_exiting_after_handshake_is_rolled_back_and_the_rule_flows_again(processes, env):
-    install_seqsrc(env["plugins"])
-    install_collector(env["plugins"])
-    seq_config(env["etc"], default={"count": 1000000, "interval_ms": 5})
-    stream(env["data"])
-    out = env["out"] / "r1.jsonl"
-    rule(env["data"], "r1", "SELECT n FROM demo", out)
+    out = _steady_rule(env)
     api = start_api(processes, env["plugins"], env["ipc"], env["data"],
                     extra=f"etc_dir: {env['etc']}\nupdates: {{probation_s: 4}}\n")
     loader = api.loader
@@ -103,12 +109,7 @@ def test_version_exiting_after_handshake_is_rolled_back_and_the_rule_flows_again
 
 
 def test_removing_a_symbol_a_running_rule_uses_is_refused_until_the_rule_stops(processes, env):
-    install_seqsrc(env["plugins"])
-    install_collector(env["plugins"])
-    seq_config(env["etc"], default={"count": 1000000, "interval_ms": 5})
-    stream(env["data"])
-    out = env["out"] / "r1.jsonl"
-    rule(env["data"], "r1", "SELECT n FROM demo", out)
+    out = _steady_rule(env)
     api = start_api(processes, env["plugins"], env["ipc"], env["data"], extra=f"etc_dir: {env['etc']}\n")
     loader = api.loader
     running = loader.wait_for("plugin.running", plugin="seqsrc", timeout=15)
