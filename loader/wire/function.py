@@ -32,14 +32,15 @@ and otherwise makes one ``Exec`` per row; if the plugin process is replaced
 by one that does not declare it while an ``ExecBatch`` is in flight, the
 rows are sent again one by one.
 
-Calls are synchronous and serialised by a lock: one REQ socket carries one
-request at a time anyway.  Everything is blocking pynng calls from the
+Calls are synchronous and serialised by the channel's use lock: one REQ
+socket carries one request at a time anyway.  They wait in short slices, so
+``close`` from another thread ends a waiting call without closing the socket
+under it (loader/wire/exclusive.py says why that matters).  Everything is blocking pynng calls from the
 caller's thread (they release the GIL); no event loop round trips per call.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,8 @@ from loader.wire.codec import (
     encode_call,
     encode_exec,
     encode_exec_batch,
-    timeout_ms,
 )
+from loader.wire.exclusive import SLICE_MS, UseLock
 
 #: A slot older than this may have been replaced by a keepalive: drain before using it.
 #: Far below any keepalive interval in use (eKuiper: 5 s), and far above a call's duration.
@@ -91,10 +92,11 @@ class FunctionChannel:
         self.symbol = symbol
         self.timeout = timeout
         self._socket: pynng.Rep0 | None = None
-        self._lock = threading.Lock()
+        self._use = UseLock()
+        #: The timeout of the call in progress, for its error message.
+        self._call_timeout = timeout
         self._holds_slot = False
         self._slot_at = 0.0
-        self._timeout_ms = timeout_ms(timeout)
         #: monotonic time of the last message from the plugin, any kind.
         self.last_message_at = 0.0
         #: handshakes that arrived while no call was in flight (first one included).
@@ -113,12 +115,13 @@ class FunctionChannel:
         if self._socket is not None:
             return
         self.path.unlink(missing_ok=True)
-        sock = pynng.Rep0(recv_max_size=0, recv_timeout=self._timeout_ms, send_timeout=self._timeout_ms)
+        sock = pynng.Rep0(recv_max_size=0, recv_timeout=SLICE_MS, send_timeout=SLICE_MS)
         try:
             sock.listen(url(self.path))
         except pynng.NNGException as exc:
             sock.close()
             raise DataChannelError(f"{self._who()}: cannot listen on {self.path}: {exc}") from exc
+        self._use.reopen()
         self._socket = sock
 
     # --- the three calls of the protocol ----------------------------------
@@ -197,18 +200,19 @@ class FunctionChannel:
         Calls do this themselves when needed; a caller may also run it now and
         then so a long-idle plugin's keepalives do not pile up unread.
         """
-        if not self._lock.acquire(blocking=False):
+        lock = self._use.lock
+        if not lock.acquire(blocking=False):
             return 0
         try:
             return self._drain(self._require_socket())
         finally:
-            self._lock.release()
+            lock.release()
 
     def close(self) -> None:
-        """Close the socket (waking a blocked call) and remove its file."""
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
+        """End a call in progress (it raises DataChannelClosed), close the socket and remove its file."""
+        sock, self._socket = self._socket, None
+        if sock is not None:
+            self._use.close(sock.close, f"function-{self.path.name}")
         self._holds_slot = False
         self.path.unlink(missing_ok=True)
 
@@ -223,14 +227,14 @@ class FunctionChannel:
 
     def _round_trip(self, payload: bytes, func: str, timeout: float, batch: bool = False) -> tuple[bool, Any]:
         deadline = time.monotonic() + timeout
-        with self._lock:
+        with self._use.lock:
             sock = self._require_socket()
-            self._set_timeout(sock, timeout)
+            self._call_timeout = timeout
             self._take_slot(sock, func, deadline)
             while True:
                 if batch and not self.batch_capable:
                     raise _BatchRefused()
-                self._send(sock, payload, func)
+                self._send(sock, payload, func, deadline)
                 message = self._recv(sock, func, deadline)
                 if message[:1] != b"h":
                     return decode_reply(message)
@@ -260,31 +264,43 @@ class FunctionChannel:
             self._note(message)
             count += 1
 
-    def _send(self, sock: pynng.Rep0, payload: bytes, func: str) -> None:
+    def _send(self, sock: pynng.Rep0, payload: bytes, func: str, deadline: float) -> None:
         self._holds_slot = False
-        try:
-            sock.send(payload)
-        except pynng.Timeout:
-            raise self._timeout(func) from None
-        except pynng.Closed:
-            raise DataChannelClosed(f"{self._who()}: function channel closed") from None
+        while True:
+            self._check_open()
+            try:
+                sock.send(payload)
+                return
+            except pynng.Timeout:
+                if time.monotonic() >= deadline:
+                    raise self._timeout(func) from None
+            except pynng.Closed:
+                raise DataChannelClosed(f"{self._who()}: function channel closed") from None
 
     def _recv(self, sock: pynng.Rep0, func: str, deadline: float) -> bytes:
-        """The plugin's next request; a handshake past the deadline counts as a timeout."""
-        try:
-            message = sock.recv()
-        except pynng.Timeout:
-            raise self._timeout(func) from None
-        except pynng.Closed:
-            raise DataChannelClosed(f"{self._who()}: function channel closed") from None
+        """The plugin's next request, waiting in slices; a handshake past the deadline counts as a timeout."""
+        while True:
+            self._check_open()
+            try:
+                message = sock.recv()
+                break
+            except pynng.Timeout:
+                if time.monotonic() >= deadline:
+                    raise self._timeout(func) from None
+            except pynng.Closed:
+                raise DataChannelClosed(f"{self._who()}: function channel closed") from None
         self._slot_now()
         if message[:1] == b"h" and time.monotonic() > deadline:
             raise self._timeout(func)
         return message
 
+    def _check_open(self) -> None:
+        if self._use.closing:
+            raise DataChannelClosed(f"{self._who()}: function channel closed")
+
     def _timeout(self, func: str) -> FunctionTimeout:
         return FunctionTimeout(
-            f"{self._who()}: no answer to {func} within {self._timeout_ms / 1000:g}s "
+            f"{self._who()}: no answer to {func} within {self._call_timeout:g}s "
             "(is the plugin running and has the function been started?)"
         )
 
@@ -297,13 +313,6 @@ class FunctionChannel:
         if message[:1] == b"h":
             self.handshakes += 1
             self.capabilities = decode_capabilities(message)
-
-    def _set_timeout(self, sock: pynng.Rep0, timeout: float) -> None:
-        ms = timeout_ms(timeout)
-        if ms != self._timeout_ms:
-            sock.recv_timeout = ms
-            sock.send_timeout = ms
-            self._timeout_ms = ms
 
     def _require_socket(self) -> pynng.Rep0:
         if self._socket is None:

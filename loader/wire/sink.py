@@ -20,11 +20,14 @@ again.
 A message may be a batch of records (batching extension, only towards a
 plugin that declared it understands batches); the channel does not care: one
 message, one ack, one ``send_raw``.
+
+Sends and ack waits run in short slices under the channel's use lock, so
+``close`` from another thread ends them without closing a socket under them
+(loader/wire/exclusive.py says why that matters).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -40,11 +43,9 @@ from loader.wire.codec import (
     ack_counts,
     decode_ack,
     encode_sink,
-    timeout_ms,
 )
+from loader.wire.exclusive import SLICE_MS, UseLock
 
-#: How often a wait for an ack checks whether the caller wants to give up on it.
-_ACK_POLL_S = 0.05
 #: Without requireAck, acks a plugin sends anyway are discarded every this many sends,
 #: so the plugin's ack socket never fills up and blocks it.
 _DRAIN_EVERY = 64
@@ -100,7 +101,7 @@ class SinkChannel:
         self.ack_timeout = ack_timeout
         self._push: pynng.Push0 | None = None
         self._acks: pynng.Pull0 | None = None
-        self._lock = threading.Lock()
+        self._use = UseLock()
         self._maybe_stale_ack = False
         self._sends = 0
 
@@ -121,12 +122,13 @@ class SinkChannel:
         if self._acks is not None:
             return
         self.ack_path.unlink(missing_ok=True)
-        acks = pynng.Pull0(recv_max_size=0, recv_timeout=timeout_ms(min(self.ack_timeout, _ACK_POLL_S)))
+        acks = pynng.Pull0(recv_max_size=0, recv_timeout=SLICE_MS)
         try:
             acks.listen(url(self.ack_path))
         except pynng.NNGException as exc:
             acks.close()
             raise DataChannelError(f"{self._who()}: cannot listen on {self.ack_path}: {exc}") from exc
+        self._use.reopen()
         self._acks = acks
 
     def connect(self) -> None:
@@ -140,7 +142,7 @@ class SinkChannel:
         if self._push is not None:
             return
         push = pynng.Push0(
-            send_timeout=timeout_ms(self.send_timeout),
+            send_timeout=SLICE_MS,
             reconnect_time_min=10,
             reconnect_time_max=200,
         )
@@ -162,7 +164,7 @@ class SinkChannel:
         None, or for a batch the plugin stopped in the middle of, how many of
         its records (from the first) were handled: send the rest again.
         """
-        with self._lock:
+        with self._use.lock:
             push, acks = self._push, self._acks
             if push is None or acks is None:
                 raise DataChannelClosed(f"{self._who()}: sink channel is not open and connected")
@@ -176,7 +178,7 @@ class SinkChannel:
 
     def wait_ack(self, abandon: Callable[[], bool] | None = None) -> int | None:
         """After an AckTimeout: wait again for the ack of the message sent last; as ``send_raw``."""
-        with self._lock:
+        with self._use.lock:
             acks = self._acks
             if acks is None:
                 raise DataChannelClosed(f"{self._who()}: sink channel is not open and connected")
@@ -184,26 +186,34 @@ class SinkChannel:
             return self._wait_ack(acks, abandon)
 
     def close(self) -> None:
-        """Close both sockets (waking a blocked send) and remove the ack socket file.
+        """End a send or ack wait in progress (it raises DataChannelClosed), close both
+        sockets and remove the ack socket file.
 
         The data socket file belongs to the plugin's listener, so it is left alone.
         """
-        for sock in (self._push, self._acks):
-            if sock is not None:
-                sock.close()
+        sockets = [sock for sock in (self._push, self._acks) if sock is not None]
         self._push = self._acks = None
+        if sockets:
+            self._use.close(lambda: [sock.close() for sock in sockets], f"sink-{self.ack_path.name}")
         self.ack_path.unlink(missing_ok=True)
 
     def _send(self, push: pynng.Push0, payload: bytes) -> None:
-        try:
-            push.send(payload)
-        except pynng.Timeout:
-            raise SinkTimeout(
-                f"{self._who()}: no plugin process took the record within {self.send_timeout:g}s "
-                "(is it running?); the record was not delivered"
-            ) from None
-        except pynng.Closed:
-            raise DataChannelClosed(f"{self._who()}: sink channel closed") from None
+        """Send in slices until the send timeout, so ``close`` is noticed within one."""
+        deadline = time.monotonic() + self.send_timeout
+        while True:
+            if self._use.closing:
+                raise DataChannelClosed(f"{self._who()}: sink channel closed")
+            try:
+                push.send(payload)
+                return
+            except pynng.Timeout:
+                if time.monotonic() >= deadline:
+                    raise SinkTimeout(
+                        f"{self._who()}: no plugin process took the record within {self.send_timeout:g}s "
+                        "(is it running?); the record was not delivered"
+                    ) from None
+            except pynng.Closed:
+                raise DataChannelClosed(f"{self._who()}: sink channel closed") from None
 
     def _wait_ack(self, acks: pynng.Pull0, abandon: Callable[[], bool] | None) -> int | None:
         """Wait for the ack in short slices, so a caller that learns the plugin
@@ -211,6 +221,8 @@ class SinkChannel:
         instead of sitting out the whole ack timeout."""
         deadline = time.monotonic() + self.ack_timeout
         while True:
+            if self._use.closing:
+                raise DataChannelClosed(f"{self._who()}: sink channel closed")
             try:
                 reply = acks.recv()
                 break

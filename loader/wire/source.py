@@ -13,10 +13,15 @@ the GIL); one ``recv`` is one nng receive plus one ``json.loads``.  A batch
 message (batching extension, sent only by sdk plugins that were offered it)
 decodes into several items, in order; items not yet returned wait in a small
 queue, so ``recv`` and ``recv_batch`` hand out records, never messages.
+
+Receives wait in short slices under the channel's use lock, so ``close``
+from another thread ends a blocked receive without closing the socket under
+it (loader/wire/exclusive.py says why that matters).
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,8 +35,8 @@ from loader.wire.codec import (
     DataChannelTimeout,
     SourceItem,
     decode_source_items,
-    timeout_ms,
 )
+from loader.wire.exclusive import SLICE_MS, UseLock
 
 
 class SourceTimeout(DataChannelTimeout):
@@ -46,7 +51,7 @@ class SourceChannel:
         self.plugin = plugin
         self.symbol = symbol
         self._socket: pynng.Pull0 | None = None
-        self._timeout_ms = -1
+        self._use = UseLock()
         #: Items of a batch message not handed out yet.
         self._pending: deque[SourceItem] = deque()
         #: Bytes received so far: what a batch of records weighs, for rule buffers bounded in bytes.
@@ -64,12 +69,13 @@ class SourceChannel:
         if self._socket is not None:
             return
         self.path.unlink(missing_ok=True)
-        sock = pynng.Pull0(recv_max_size=0)
+        sock = pynng.Pull0(recv_max_size=0, recv_timeout=SLICE_MS)
         try:
             sock.listen(url(self.path))
         except pynng.NNGException as exc:
             sock.close()
             raise DataChannelError(f"{self._who()}: cannot listen on {self.path}: {exc}") from exc
+        self._use.reopen()
         self._socket = sock
 
     def recv(self, timeout: float | None = None) -> SourceItem:
@@ -89,14 +95,8 @@ class SourceChannel:
 
         A batch message comes out whole; items already queued by ``recv`` are skipped.
         """
-        sock = self._require_socket()
-        self._set_timeout(sock, timeout)
-        try:
-            data = sock.recv()
-        except pynng.Timeout:
-            raise SourceTimeout(f"{self._who()}: no record within {timeout:g}s") from None
-        except pynng.Closed:
-            raise DataChannelClosed(f"{self._who()}: source channel closed") from None
+        with self._use.lock:
+            data = self._wait(self._require_socket(), timeout)
         self.received_bytes += len(data)
         return data
 
@@ -109,25 +109,30 @@ class SourceChannel:
         Items of a batch message beyond ``max_items`` stay queued for the next call.
         """
         pending = self._pending
-        if pending:
-            items = [pending.popleft() for _ in range(min(max_items, len(pending)))]
-        else:
-            items = decode_source_items(self.recv_raw(timeout))
+        with self._use.lock:
+            if pending:
+                items = [pending.popleft() for _ in range(min(max_items, len(pending)))]
+            else:
+                data = self._wait(self._require_socket(), timeout)
+                self.received_bytes += len(data)
+                items = decode_source_items(data)
+            self._take_queued(items, max_items, max_bytes)
+        if len(items) > max_items:
+            pending.extend(items[max_items:])
+            del items[max_items:]
+        return items
+
+    def _take_queued(self, items: list[SourceItem], max_items: int, max_bytes: int) -> None:
+        """Append what is already queued, without waiting; the caller holds the use lock."""
         sock = self._socket
         limit = self.received_bytes + max_bytes if max_bytes else None
         while sock is not None and len(items) < max_items and (limit is None or self.received_bytes < limit):
             try:
                 data = sock.recv(block=False)
-            except pynng.TryAgain:
-                break
-            except pynng.Closed:
-                break
+            except (pynng.TryAgain, pynng.Closed):
+                return
             self.received_bytes += len(data)
             items.extend(decode_source_items(data))
-        if len(items) > max_items:
-            pending.extend(items[max_items:])
-            del items[max_items:]
-        return items
 
     def __iter__(self) -> Iterator[SourceItem]:
         """Every message until the channel is closed."""
@@ -138,10 +143,10 @@ class SourceChannel:
                 return
 
     def close(self) -> None:
-        """Close the socket (waking any blocked ``recv``) and remove its file."""
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
+        """End any blocked receive (it raises DataChannelClosed), close the socket and remove its file."""
+        sock, self._socket = self._socket, None
+        if sock is not None:
+            self._use.close(sock.close, f"source-{self.path.name}")
         self._pending.clear()
         self.path.unlink(missing_ok=True)
 
@@ -157,12 +162,19 @@ class SourceChannel:
             raise DataChannelClosed(f"{self._who()}: source channel is not open")
         return self._socket
 
-    def _set_timeout(self, sock: pynng.Socket, timeout: float | None) -> None:
-        """Only touch the socket option when the timeout changes: it is per call."""
-        ms = timeout_ms(timeout)
-        if ms != self._timeout_ms:
-            sock.recv_timeout = ms
-            self._timeout_ms = ms
+    def _wait(self, sock: pynng.Pull0, timeout: float | None) -> bytes:
+        """One message, waiting in slices until ``timeout`` (None: forever) or ``close``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._use.closing:
+                raise DataChannelClosed(f"{self._who()}: source channel closed")
+            try:
+                return sock.recv()
+            except pynng.Timeout:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise SourceTimeout(f"{self._who()}: no record within {timeout:g}s") from None
+            except pynng.Closed:
+                raise DataChannelClosed(f"{self._who()}: source channel closed") from None
 
     def _who(self) -> str:
         return f"plugin {self.plugin}: source {self.symbol}"
