@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,8 @@ DIAL_INTERVAL_S = 0.1
 LISTEN_ATTEMPTS = 20
 LISTEN_INTERVAL_S = 0.05
 RETRY_PAUSE_S = 0.1
+#: How long a blocked receive lasts before its thread looks whether its symbol is stopping.
+SLICE_MS = 100
 
 _log = logging.getLogger("sdk.channels")
 
@@ -70,9 +73,41 @@ def push_dialer(url: str, send_timeout_ms: int) -> pynng.Push0:
 
 
 def pull_listener(url: str) -> pynng.Pull0:
-    sock = pynng.Pull0()
+    """Receives wait at most ``SLICE_MS``, so the receiving thread notices a stop by itself."""
+    sock = pynng.Pull0(recv_timeout=SLICE_MS)
     listen(sock, url)
     return sock
+
+
+def close_after(thread: threading.Thread | None, sockets: list[pynng.Socket | None], timeout: float) -> None:
+    """Close ``sockets`` once ``thread``, which uses them, has ended.
+
+    nng can abort the whole process (``panic: pthread_mutex_lock: Invalid
+    argument``) when a socket is closed while another thread is inside a send
+    or receive on it, so a stop never closes a socket under its thread: it
+    waits up to ``timeout`` for the thread, and if the thread is still busy
+    (a receive waiting out its timeout, plugin code that does not return), a
+    helper thread closes the sockets when it ends.
+    """
+    open_sockets = [sock for sock in sockets if sock is not None]
+
+    def close() -> None:
+        for sock in open_sockets:
+            sock.close()
+
+    if thread is None or thread is threading.current_thread():
+        close()
+        return
+    thread.join(timeout)
+    if not thread.is_alive():
+        close()
+        return
+
+    def close_later() -> None:
+        thread.join()
+        close()
+
+    threading.Thread(target=close_later, name=f"close-{thread.name}", daemon=True).start()
 
 
 def req_dialer(url: str, keepalive_ms: int) -> pynng.Req0:
@@ -93,6 +128,27 @@ def handshake_message(capabilities: dict) -> bytes:
     return HANDSHAKE + b" " + json.dumps(capabilities, separators=(",", ":")).encode()
 
 
+def _await_reply(sock: pynng.Req0, poller: select.poll, keepalive_ms: int, closing: threading.Event) -> bytes | None:
+    """The host's answer to our request, watching ``closing`` every ``SLICE_MS``.
+
+    A REQ receive that times out cancels the request, so the wait cannot be
+    cut into timed receives; it polls the socket's receive descriptor
+    instead and takes the answer without blocking once one is there.
+    None after ``keepalive_ms`` without an answer, or when closing.
+    """
+    deadline = time.monotonic() + keepalive_ms / 1000
+    while not closing.is_set():
+        remaining_ms = int((deadline - time.monotonic()) * 1000)
+        if remaining_ms <= 0:
+            break
+        if poller.poll(min(remaining_ms, SLICE_MS)):
+            try:
+                return sock.recv(block=False)
+            except pynng.TryAgain:
+                continue
+    return None
+
+
 def serve_inverted(
     sock: pynng.Req0, handle: Callable[[bytes], bytes], closing: threading.Event, handshake: bytes = HANDSHAKE
 ) -> None:
@@ -103,19 +159,23 @@ def serve_inverted(
     ``handshake`` again: it keeps the channel alive and tells a host whose
     command got lost to send it again.  ``handle`` must not raise.
 
-    Closing a socket under a blocked call surfaces as various nng errors
-    (pynng 0.9 reports ConnectionReset), so the owner sets ``closing`` first
-    and any error then means "stop"; other errors are retried.  ``handshake``
-    is what is sent as the handshake (``handshake_message``).
+    The owner sets ``closing`` and leaves the socket to ``close_after``: it
+    is closed once this loop noticed, never under a blocked call.  If the
+    socket is closed anyway (pynng 0.9 then reports various errors, such as
+    ConnectionReset), any error after ``closing`` means "stop"; other errors
+    are retried.  ``handshake`` is what is sent as the handshake
+    (``handshake_message``).
     """
     request = handshake
+    keepalive_ms = sock.recv_timeout
+    poller = select.poll()
+    poller.register(sock.recv_fd, select.POLLIN)
     while not closing.is_set():
         try:
             sock.send(request)
-            command = sock.recv()
+            command = _await_reply(sock, poller, keepalive_ms, closing)
         except (pynng.Timeout, pynng.BadState):
-            request = handshake
-            continue
+            command = None
         except pynng.NNGException as err:
             if closing.is_set():
                 return
@@ -123,4 +183,4 @@ def serve_inverted(
             closing.wait(RETRY_PAUSE_S)
             request = handshake
             continue
-        request = handle(command)
+        request = handshake if command is None else handle(command)

@@ -33,6 +33,8 @@ __all__ = ["PluginConfig", "start"]
 #: Total time given to close every running symbol at shutdown.
 SHUTDOWN_BUDGET_S = 0.8
 PARENT_CHECK_S = 1.0
+#: How long the exit waits for the control thread to notice, so its socket is not closed under it.
+CONTROL_CLOSE_WAIT_S = 0.3
 
 _log = logging.getLogger("sdk.plugin")
 
@@ -76,11 +78,13 @@ class PluginProcess:
         self.shutdown = Shutdown()
         self._closing = threading.Event()
         self._control_socket = None
+        self._control_thread: threading.Thread | None = None
 
     def run(self) -> int:
         """Serve until a shutdown is requested; return the exit code."""
         self._install_signals()
-        threading.Thread(target=self._serve_control, name="control", daemon=True).start()
+        self._control_thread = threading.Thread(target=self._serve_control, name="control", daemon=True)
+        self._control_thread.start()
         self._wait()
         self.shutdown.request(0)  # no-op unless _wait ended because the host process is gone
         self._close()
@@ -129,8 +133,7 @@ class PluginProcess:
         for runtime in runtimes:
             runtime.stop(max(0.0, deadline - time.monotonic()))
         self._closing.set()
-        if self._control_socket is not None:
-            self._control_socket.close()
+        channels.close_after(self._control_thread, [self._control_socket], CONTROL_CLOSE_WAIT_S)
         _log.info("plugin stopped", extra={"sdk": {"plugin": self.name, "closed": len(runtimes)}})
 
 

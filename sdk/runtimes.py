@@ -3,7 +3,8 @@
 Each runtime owns its sockets and one thread.  ``start`` runs in the control
 thread and does everything that can fail (build, configure, connect) so the
 start command's reply tells the host whether the instance really runs;
-``stop`` closes the user's symbol and then its sockets.
+``stop`` closes the user's symbol and then its sockets, once the thread that
+uses them has ended (``channels.close_after``).
 
 Errors raised by plugin code never kill the process: a source reports them
 to the host with ``emit_error``, a sink with an error ack, a function with a
@@ -174,8 +175,7 @@ class SourceRuntime:
             self._thread.join(timeout)
         if self._batcher is not None:
             self._batcher.close()  # records emitted before the stop still go out
-        if self._socket is not None:
-            self._socket.close()
+        channels.close_after(self._thread, [self._socket], 0)
 
 
 class AckGate:
@@ -312,12 +312,14 @@ class SinkRuntime:
     def _run(self) -> None:
         open_error = self._open()
         batching = self._args.batch is not None
-        while True:
+        while not self._stopping:
             try:
                 data = self._data.recv()
+            except pynng.Timeout:
+                continue
             except pynng.NNGException as err:
                 if self._stopping:
-                    return  # stop closed the socket
+                    return
                 self.errors.record(err)
                 time.sleep(channels.RETRY_PAUSE_S)
                 continue
@@ -405,15 +407,13 @@ class SinkRuntime:
                 self.errors.record(err)
 
     def stop(self, timeout: float) -> None:
+        """The receiving thread notices within one receive slice; the sockets close after it ended."""
         self._stopping = True
-        if self._data is not None:
-            self._data.close()
         if self._thread is not None:
             self._thread.join(timeout)
         if self._ctx is not None:
             _close_symbol(self.control, lambda: self._sink.close(self._ctx))
-        if self._ack is not None:
-            self._ack.close()
+        channels.close_after(self._thread, [self._data, self._ack], 0)
 
 
 def _reply(state: bool, result: Any) -> bytes:
@@ -530,11 +530,10 @@ class FunctionRuntime:
         return Context(rule, op, instance, logger)
 
     def stop(self, timeout: float) -> None:
+        """The serving thread ends when its pending receive returns (at the latest after the
+        keepalive interval); its socket is closed then, not under it."""
         self._closing.set()
-        if self._socket is not None:
-            self._socket.close()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        channels.close_after(self._thread, [self._socket], 0)
 
 
 def _close_symbol(control: Control, close: Callable[[], object]) -> None:
