@@ -42,7 +42,8 @@ from loader.wire.addresses import control_path
 from loader.wire.codec import declares_batch
 from loader.wire.control import CommandFailed, CommandTimeout, ControlChannel, ControlError
 
-HEALTH_CHECK_INTERVAL_S = 0.1
+#: How long past the hung limit a silence check may fire; checks are timed, not polled.
+HUNG_CHECK_SLACK_S = 0.05
 S = PluginState
 
 
@@ -118,6 +119,9 @@ class PluginSupervisor:
         self._symbols: dict[str, dict] = {}
         self._requests: asyncio.Queue[_Request] = asyncio.Queue()
         self._unhealthy: str | None = None
+        #: Set (thread-safely) by mark_unhealthy: wakes the health watch at once instead of at its next poll.
+        self._unhealthy_marked = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._first_launch: asyncio.Future[bool] | None = None
         self._settle_waiters: list[asyncio.Future[bool]] = []
         self._task: asyncio.Task[None] | None = None
@@ -186,8 +190,14 @@ class PluginSupervisor:
         self.lifecycle.move(S.STOPPED, pid=None)
 
     def mark_unhealthy(self, reason: str) -> None:
-        """Called when the plugin fails to answer (e.g. a command timed out): restart it."""
+        """Called when the plugin fails to answer (e.g. a command timed out): restart it.
+
+        Data-plane threads call it too, so the watch is woken through the loop.
+        """
         self._unhealthy = reason
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._unhealthy_marked.set)
 
     @property
     def capabilities(self) -> dict:
@@ -481,16 +491,34 @@ class PluginSupervisor:
         """Return a reason once the plugin is judged hung.
 
         Silence only counts for plugins seen sending keepalives (eKuiper's Go
-        SDK never does); a command that got no answer counts for all.
+        SDK never does); a command that got no answer counts for all.  Nothing
+        polls: the watch sleeps until the silence could first pass the limit,
+        or until ``mark_unhealthy`` wakes it, so an idle plugin costs a wakeup
+        per keepalive period, not ten a second.
         """
+        self._loop = asyncio.get_running_loop()
         hung_after = self.settings.hung_after_s
         while True:
-            await self.clock.sleep(HEALTH_CHECK_INTERVAL_S)
+            self._unhealthy_marked.clear()
             if self._unhealthy is not None:
                 return self._unhealthy
-            silence = self.clock.now() - self.channel.last_message_at
-            if self.channel.keepalives > 0 and silence > hung_after:
-                return f"no keepalive for {silence:.1f}s (limit {hung_after:g}s): the process is alive but not answering"
+            wait = hung_after
+            if self.channel.keepalives > 0:
+                silence = self.clock.now() - self.channel.last_message_at
+                if silence > hung_after:
+                    return (f"no keepalive for {silence:.1f}s (limit {hung_after:g}s): "
+                            "the process is alive but not answering")
+                wait = hung_after - silence
+            await self._sleep_unless_marked(wait + HUNG_CHECK_SLACK_S)
+
+    async def _sleep_unless_marked(self, seconds: float) -> None:
+        sleep = asyncio.ensure_future(self.clock.sleep(seconds))
+        marked = asyncio.ensure_future(self._unhealthy_marked.wait())
+        try:
+            await asyncio.wait({sleep, marked}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleep.cancel()
+            marked.cancel()
 
     # ------------------------------------------------------------------- end
 

@@ -28,11 +28,14 @@ class FakeClock:
         self.t = 0.0
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
+        #: How many sleeps were asked for: what a poll would show up in.
+        self.sleeps = 0
 
     def now(self) -> float:
         return self.t
 
     async def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self.t + seconds, next(self._seq), future))
         await future

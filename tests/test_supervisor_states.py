@@ -8,6 +8,7 @@ driven step by step.
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -110,6 +111,41 @@ def test_a_hung_process_is_restarted():
         assert S.RESTARTING in rig.history
         await rig.clock.advance(1.0)
         assert len(rig.runner.started) == 2
+        await rig.supervisor.stop()
+    run(scenario)
+
+
+def test_a_mark_from_a_data_plane_thread_restarts_at_once_without_polling():
+    """Sinks and functions call mark_unhealthy from their own threads; no fake time passes here."""
+    async def scenario():
+        rig = Rig(probation_s=0)
+        await rig.start()
+        await settle()
+        first = rig.runner.started[0][1]
+        sleeps_before = rig.clock.sleeps
+        marker = threading.Thread(target=rig.supervisor.mark_unhealthy, args=("sink s of rule r: stalled",))
+        marker.start()
+        marker.join()
+        for _ in range(100):
+            if first in rig.runner.stopped:
+                break
+            await asyncio.sleep(0.01)
+        assert first in rig.runner.stopped and S.RESTARTING in rig.history
+        assert rig.clock.sleeps - sleeps_before <= 2  # the restart's backoff, not a poll
+        await rig.supervisor.stop()
+    run(scenario)
+
+
+def test_a_healthy_idle_plugin_is_checked_per_keepalive_period_not_polled():
+    async def scenario():
+        rig = Rig({"v1": Plan(keepalives=True)}, probation_s=0)
+        await rig.start()
+        sleeps_before = rig.clock.sleeps
+        for _ in range(60):  # a keepalive every second for a minute
+            await rig.clock.advance(1.0)
+            rig.channel.handshake(keepalives=True)
+        assert len(rig.runner.started) == 1 and rig.state is S.RUNNING
+        assert rig.clock.sleeps - sleeps_before <= 25  # one check per hung_after_s (3 s), not ten a second
         await rig.supervisor.stop()
     run(scenario)
 
