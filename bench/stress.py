@@ -4,6 +4,7 @@
     python -m bench.stress --runs 300 --only pipeline,hotswap  some scenarios only
     python -m bench.stress --runs 50 --pytest tests/test_batching.py -k upgraded
                                                                a pytest selection, 50 times
+    python -m bench.stress --runs 100 --closerace 100          python -m bench.closerace, 100 times
 
 Each run is a fresh process.  A passing run leaves nothing behind; a failing
 one keeps its output (and, for the bench, its run directory with every
@@ -31,6 +32,8 @@ KEPT = re.compile(r"^run directory kept: (.+)$", re.MULTILINE)
 def _command(args: argparse.Namespace, run_dir: Path) -> list[str]:
     if args.pytest is not None:
         return [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *args.pytest]
+    if args.closerace is not None:
+        return [sys.executable, "-m", "bench.closerace", "--rounds", str(args.closerace)]
     command = [sys.executable, "-m", "bench", "--quick", "--keep", "--out", str(run_dir / "results.json")]
     return command + (["--only", args.only] if args.only else [])
 
@@ -67,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.stress", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100, help="how many runs (default 100)")
     parser.add_argument("--only", metavar="NAME[,NAME]", help="bench scenarios to run (python -m bench --list)")
+    parser.add_argument("--closerace", type=int, metavar="ROUNDS",
+                        help="repeat python -m bench.closerace with this many rounds instead")
     parser.add_argument("--pytest", nargs=argparse.REMAINDER, help="repeat this pytest selection instead")
     parser.add_argument("--timeout", type=float, default=600, help="seconds one run may take (default 600)")
     parser.add_argument("--keep-dir", type=Path, help="where failed runs are kept (default: a new /tmp directory)")
