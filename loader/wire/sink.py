@@ -193,8 +193,12 @@ class SinkChannel:
         """
         sockets = [sock for sock in (self._push, self._acks) if sock is not None]
         self._push = self._acks = None
+        def close_sockets() -> None:
+            for sock in sockets:
+                sock.close()
+
         if sockets:
-            self._use.close(lambda: [sock.close() for sock in sockets], f"sink-{self.ack_path.name}")
+            self._use.close(close_sockets, f"sink-{self.ack_path.name}")
         self.ack_path.unlink(missing_ok=True)
 
     def _send(self, push: pynng.Push0, payload: bytes) -> None:
