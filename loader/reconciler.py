@@ -249,16 +249,16 @@ class Reconciler:
             return True
         if action in (Action.WAIT, Action.INVALID) or (action is Action.REJECT and problem is not None):
             assert problem is not None
-            return self._not_loadable(name, folder, problem, wait=action is Action.WAIT)
+            return await self._not_loadable(name, folder, problem, wait=action is Action.WAIT)
         assert spec is not None
         if action is Action.REJECT:
-            self._not_loadable(name, folder, _NotLoadable(_symbols_in_use(spec, users), version=spec.version))
+            await self._not_loadable(name, folder, _NotLoadable(_symbols_in_use(spec, users), version=spec.version))
             return False  # it depends on the rules too: look again on the next rescan
         self._reported.pop(name, None)
         try:
             spec = await self._prepare(spec, running=name in self.supervisors)
         except _NotLoadable as exc:
-            return self._not_loadable(name, folder, exc)
+            return await self._not_loadable(name, folder, exc)
         settled = True
         try:
             if action is Action.LOAD:
@@ -323,7 +323,7 @@ class Reconciler:
             raise ManifestError(str(folder), "", f"reading the folder took longer than {timeout:g}s",
                                 "check the file system, or raise folders.timeout_s") from None
 
-    def _not_loadable(self, name: str, folder: Path, problem: _NotLoadable, wait: bool = False) -> bool:
+    async def _not_loadable(self, name: str, folder: Path, problem: _NotLoadable, wait: bool = False) -> bool:
         """Report a folder that cannot be loaded now, keeping any running version; False while waiting.
 
         ``wait``: it is incomplete and changed within the grace time, so it is
@@ -335,24 +335,27 @@ class Reconciler:
         running = self.supervisors.get(name)
         if running is not None:
             life.publish(last_error=error, failed_version=problem.version, failed_error=error)
-            if self._first_report(name, "plugin.update_rejected", folder, error):
+            if await self._first_report(name, "plugin.update_rejected", folder, error):
                 log.error("plugin.update_rejected", version=running.spec.version, rejected_version=problem.version,
                           error=error, reason="the running version keeps running")
             return True
         if wait:
             life.move(S.WAITING, last_error=error)
-            if self._first_report(name, "plugin.incomplete", folder, error):
+            if await self._first_report(name, "plugin.incomplete", folder, error):
                 log.info("plugin.incomplete", error=error, reason="waiting for the folder to be complete")
             return False
         life.move(S.INVALID, last_error=error, pid=None)
-        if self._first_report(name, "plugin.invalid", folder, error):
+        if await self._first_report(name, "plugin.invalid", folder, error):
             log.error("plugin.invalid", error=error)
         return True
 
-    def _first_report(self, name: str, event: str, folder: Path, error: str) -> bool:
-        """Whether this fault of this folder content has not been logged yet (once per content digest)."""
+    async def _first_report(self, name: str, event: str, folder: Path, error: str) -> bool:
+        """Whether this fault of this folder content has not been logged yet (once per content digest).
+
+        The digest reads every file of the folder, so it runs off the event loop, bounded like every folder read.
+        """
         try:
-            content = folder_digest(folder, self.config.folders)
+            content = await self._off_loop(folder_digest, folder, self.config.folders)
         except (FolderError, ManifestError, OSError):
             content = ""  # an unreadable folder: the error text alone tells one fault from another
         key = (event, content, error)
