@@ -24,7 +24,7 @@ from sdk.batching import SourceBatcher
 from sdk.log import JsonLineFormatter, context_logger
 from sdk.protocol import names
 from sdk.protocol.control import CMD_START, TYPE_FUNC, TYPE_SINK, TYPE_SOURCE, Control, decode_command, encode_command
-from sdk.protocol.handshake import declares_batch, decode_capabilities, handshake_message, is_handshake
+from sdk.protocol.handshake import declares_batch, handshake_message, is_handshake
 from sdk.protocol.messages import (
     encode_batch_ack,
     encode_call,
@@ -88,9 +88,9 @@ def test_the_control_json_keeps_the_keys_of_both_ekuiper_sdks() -> None:
 
 def test_a_handshake_declares_what_the_plugin_accepted() -> None:
     offered = handshake_message(RuntimeArgs(protocol=1, batch=BatchOffer(16, 1.0)).capabilities)
-    assert is_handshake(offered) and declares_batch(decode_capabilities(offered))
+    assert is_handshake(offered) and declares_batch(codec.decode_capabilities(offered))
     plain = handshake_message(RuntimeArgs().capabilities)
-    assert is_handshake(plain) and decode_capabilities(plain) == {} and not declares_batch({})
+    assert is_handshake(plain) and codec.decode_capabilities(plain) == {} and not declares_batch({})
 
 
 # --- source ----------------------------------------------------------------------

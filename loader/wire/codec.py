@@ -14,8 +14,11 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from loader.jsonio import loads
+from sdk.protocol import handshake
 from sdk.protocol.jsonenc import dumps_strict as _dumps
 from sdk.protocol.messages import ACK_OK
+# The host's sink encoders are the protocol's; tests/hostile/test_non_finite.py still imports them from here.
+from sdk.protocol.messages import encode_sink, encode_sink_batch  # noqa: F401
 
 #: Bounded, NaN-free decoding (loader/jsonio.py): orjson where it is exact,
 #: Python's json for what only it reads (NaN and Infinity, which become null,
@@ -174,6 +177,11 @@ def decode_reply(data: bytes) -> tuple[bool, Any]:
         return bool(obj["state"]), obj.get("result")
     except (ValueError, KeyError, TypeError):
         return False, f"invalid function reply from plugin: {_preview(data)}"
+
+
+def decode_capabilities(message: bytes) -> dict[str, Any]:
+    """What a handshake declares (``sdk.protocol.handshake``), read with the host's bounded parser."""
+    return handshake.decode_capabilities(message, _loads)
 
 
 def _preview(data: bytes, limit: int = 200) -> str:

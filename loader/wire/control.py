@@ -44,8 +44,9 @@ from pynng import _nng
 from loader.log import get_logger
 from loader.tasks import Backoff, report_failure
 from loader.wire.addresses import claim, url
+from loader.wire.codec import decode_capabilities
 from sdk.protocol.control import encode_command
-from sdk.protocol.handshake import decode_capabilities, is_handshake
+from sdk.protocol.handshake import is_handshake
 
 
 class ControlError(Exception):

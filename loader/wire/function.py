@@ -52,11 +52,12 @@ from loader.wire.codec import (
     DataChannelClosed,
     DataChannelError,
     DataChannelTimeout,
+    decode_capabilities,
     decode_exec_batch_result,
     decode_reply,
 )
 from loader.wire.exclusive import SLICE_MS, UseLock
-from sdk.protocol.handshake import decode_capabilities, declares_batch
+from sdk.protocol.handshake import declares_batch
 from sdk.protocol.messages import encode_call, encode_exec, encode_exec_batch
 
 #: A slot older than this may have been replaced by a keepalive: drain before using it.

@@ -9,6 +9,7 @@ included) takes it for a handshake, and our host also reads what it declares.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 HANDSHAKE = b"handshake"
@@ -26,17 +27,18 @@ def is_handshake(message: bytes) -> bool:
     return message[:1] == b"h"
 
 
-def decode_capabilities(message: bytes) -> dict[str, Any]:
+def decode_capabilities(message: bytes, loads: Callable[[bytes], Any] = json.loads) -> dict[str, Any]:
     """What a handshake declares: ``handshake {"batch": 1}`` -> ``{"batch": 1}``; a plain one -> ``{}``.
 
     eKuiper's SDKs send the bare ``handshake`` and never declare anything, so
     they get the plain protocol.  Anything unreadable (not JSON, nested too
-    deep to parse, not an object) declares nothing.
+    deep to parse, not an object) declares nothing.  The host passes its own
+    bounded parser as ``loads`` (it reads all outside JSON with it).
     """
     if not message.startswith(HANDSHAKE + b" "):
         return {}
     try:
-        capabilities = json.loads(message[len(HANDSHAKE) + 1:])
+        capabilities = loads(message[len(HANDSHAKE) + 1:])
     except (ValueError, RecursionError):
         return {}
     return capabilities if isinstance(capabilities, dict) else {}
