@@ -29,6 +29,10 @@ from typing import Any
 
 import pynng
 
+from sdk.protocol.argjson import EXTENSION_KEY, PROTOCOL_VERSION
+from sdk.protocol.control import encode_command
+from sdk.protocol.handshake import is_handshake
+
 REPO = Path(__file__).resolve().parent.parent
 PLUGINS = Path(__file__).resolve().parent / "plugins"
 BENCHPLUG = PLUGINS / "benchplug.py"
@@ -178,10 +182,10 @@ class Run:
 
 def plugin_argument(ipc_dir: Path, name: str, keepalive_ms: int = 5000, batch: dict | None = None) -> str:
     """argJSON as the loader sends it (eKuiper's key plus our extension, batching offered if ``batch``)."""
-    ext: dict[str, Any] = {"protocol": 1, "pluginName": name, "ipcDir": str(ipc_dir), "keepaliveMs": keepalive_ms}
+    ext: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "pluginName": name, "ipcDir": str(ipc_dir), "keepaliveMs": keepalive_ms}
     if batch is not None:
         ext["batch"] = batch
-    return json.dumps({"sendTimeout": 1000, "portableLoader": ext})
+    return json.dumps({"sendTimeout": 1000, EXTENSION_KEY: ext})
 
 
 class RawControl:
@@ -199,15 +203,15 @@ class RawControl:
 
     def wait_handshake(self) -> None:
         message = self.sock.recv()
-        if message[:1] != b"h":
+        if not is_handshake(message):
             raise BenchError(f"{self.path.name}: expected a handshake, got {message[:80]!r}")
 
     def command(self, cmd: str, control: dict) -> None:
-        payload = json.dumps({"cmd": cmd, "arg": json.dumps(control)}).encode()
+        payload = encode_command(cmd, control)
         self.sock.send(payload)
         while True:
             answer = self.sock.recv()
-            if answer[:1] != b"h":
+            if not is_handshake(answer):
                 break
             self.sock.send(payload)
         if answer != b"ok":

@@ -40,8 +40,9 @@ from bench.harness import (
 )
 from bench.report import Row, error_row, guarded, interleave, median, ratio_row
 from loader.wire.addresses import control_path
-from loader.wire.codec import exec_meta
 from loader.wire.function import FunctionChannel
+from sdk.protocol.control import TYPE_FUNC, Control
+from sdk.protocol.messages import exec_meta
 
 PIPELINE_GOAL = 0.7
 FUNCTION_GOAL = 0.8
@@ -148,8 +149,7 @@ class _DirectFunction:
                                                 cwd=folder, stdout=log, stderr=log)
             self.control.wait_handshake()
             self.channel.open()
-            self.control.command("start", {"symbolName": "echo", "meta": {"ruleId": "", "opId": "", "instanceId": 0},
-                                           "pluginType": "func", "config": {}})
+            self.control.command("start", Control("echo", TYPE_FUNC, "", "", 0, config={}).to_dict())
         except BaseException:
             self.close(run)
             raise

@@ -33,6 +33,7 @@ from loader.wire.addresses import control_path
 from loader.wire.codec import DataChannelClosed
 from loader.wire.control import ControlChannel
 from loader.wire.source import SourceChannel, SourceTimeout
+from sdk.protocol.control import TYPE_SOURCE, Control
 
 GOAL = 0.9
 BATCH_GOAL = 5.0  # the batching extension: several records per message
@@ -64,8 +65,7 @@ class _SourcePlugin:
         assert self.control is not None
         self.rounds += 1
         rule = f"{self.name}r{self.rounds}"
-        ctrl = {"symbolName": self.symbol, "meta": {"ruleId": rule, "opId": "op", "instanceId": 0},
-                "pluginType": "source", "dataSource": "bench", "datasource": "bench", "config": {}}
+        ctrl = Control(self.symbol, TYPE_SOURCE, rule, "op", 0, "bench", {}).to_dict()
         channel = SourceChannel.for_instance(self.ipc_dir, self.name, self.symbol, rule, "op", 0)
         channel.open()
         stop_draining = threading.Event()

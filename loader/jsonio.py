@@ -105,14 +105,3 @@ def _finite_float(strict: bool):
             raise JsonError(f"{text} is out of the range of a number")
         return None
     return parse
-
-
-def finite(value: Any) -> Any:
-    """``value`` with every NaN or infinite float replaced by None (for encoding strict JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value

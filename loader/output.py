@@ -3,7 +3,7 @@
 Each line becomes one event carrying the plugin's name and pid, so a
 plugin's own output can be found in the loader's logs (journald) next to the
 loader's decisions about it.  Lines that our ``sdk`` writes are JSON objects
-with ``"src": "sdk"``; they keep their level, message and symbol context.
+with ``"src": "sdk"`` (sdk/protocol/logline.py); they keep their level, message and symbol context.
 The last lines are kept for the crash report.
 
 A plugin that floods its output must not flood the loader's log (journald
@@ -25,6 +25,7 @@ from typing import Any
 
 from loader import jsonio
 from loader.log import get_logger
+from sdk.protocol.logline import EVENT_KEY, LEVEL_KEY, MARKER, MARKER_KEY
 
 TAIL_LINES = 20
 LINES_PER_S = 200
@@ -32,7 +33,8 @@ BURST_LINES = 1000
 SUMMARY_EVERY_S = 10.0
 _LEVELS = {"debug", "info", "warning", "error", "critical"}
 #: Keys of an sdk line that the loader's own event already has, or sets itself.
-_RESERVED = {"src", "level", "event", "timestamp", "plugin", "pid", "message"}
+_RESERVED = {MARKER_KEY, LEVEL_KEY, EVENT_KEY, "timestamp", "plugin", "pid", "message"}
+_MARKER_QUOTED = f'"{MARKER_KEY}"'
 
 
 class OutputTail:
@@ -89,13 +91,13 @@ class OutputLimiter:
 
 
 def _sdk_record(line: str) -> dict[str, Any] | None:
-    if not line.startswith("{") or '"src"' not in line:
+    if not line.startswith("{") or _MARKER_QUOTED not in line:
         return None
     try:
         record = jsonio.loads(line)
     except ValueError:
         return None
-    if isinstance(record, dict) and record.get("src") == "sdk":
+    if isinstance(record, dict) and record.get(MARKER_KEY) == MARKER:
         return record
     return None
 
@@ -107,10 +109,10 @@ def emit_line(plugin: str, pid: int, stream: str, line: str) -> None:
     if record is None:
         log.info("plugin.output", stream=stream, line=line)
         return
-    level = str(record.get("level", "info")).lower()
+    level = str(record.get(LEVEL_KEY, "info")).lower()
     context = {k: v for k, v in record.items() if k not in _RESERVED}
     method = getattr(log, level if level in _LEVELS else "info")
-    method("plugin.log", message=record.get("event", ""), **context)
+    method("plugin.log", message=record.get(EVENT_KEY, ""), **context)
 
 
 async def pump(reader: asyncio.StreamReader, plugin: str, pid: int, stream: str, tail: OutputTail,

@@ -27,9 +27,8 @@ from pathlib import Path
 from loader import proctree
 from loader.config import BatchSettings
 from loader.manifest import PluginSpec
+from sdk.protocol.argjson import EXTENSION_KEY, PROTOCOL_VERSION
 
-#: Version of our protocol extensions offered in argJSON (docs/protocol.md).
-PROTOCOL_VERSION = 1
 #: Longest line read from a plugin's stdout/stderr before it is split.
 LINE_LIMIT = 1 << 20
 
@@ -52,7 +51,7 @@ def plugin_argument(spec: PluginSpec, ipc_dir: Path, keepalive_ms: int, batch: B
     }
     if batch is not None and batch.enabled:
         extension["batch"] = {"maxRecords": batch.max_records, "lingerMs": batch.linger_ms}
-    return json.dumps({"sendTimeout": 1000, "portableLoader": extension})
+    return json.dumps({"sendTimeout": 1000, EXTENSION_KEY: extension})
 
 
 def interpreter(spec: PluginSpec) -> list[str]:

@@ -39,8 +39,8 @@ from loader.runner import Clock, MonotonicClock, Process, ProcessRunner, Runner
 from loader.states import Lifecycle, PluginState
 from loader.status import StatusBoard
 from loader.wire.addresses import control_path
-from loader.wire.codec import declares_batch
 from loader.wire.control import CommandFailed, CommandTimeout, ControlChannel, ControlError
+from sdk.protocol.handshake import declares_batch
 
 #: How long past the hung limit a silence check may fire; checks are timed, not polled.
 HUNG_CHECK_SLACK_S = 0.05

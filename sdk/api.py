@@ -8,19 +8,16 @@ plugins would write by hand anyway.
 
 from __future__ import annotations
 
-import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sdk.protocol.control import TYPE_FUNC, TYPE_SINK, TYPE_SOURCE
+from sdk.protocol.messages import ACK_OK, encode_ack, encode_source_error, encode_source_record
+
 #: A sending function: takes one encoded message.
 Sender = Callable[[bytes], object]
-
-TYPE_SOURCE = "source"
-TYPE_SINK = "sink"
-TYPE_FUNC = "func"
-
 
 def _unavailable(what: str, who: str) -> Sender:
     def send(_: bytes) -> None:
@@ -79,18 +76,18 @@ class Context:
         self._error(str(error))
 
     def _send_record(self, message: Any, meta: Any) -> None:
-        self._emit(json.dumps({"message": message, "meta": meta}).encode())
+        self._emit(encode_source_record(message, meta))
 
     def _send_error(self, error: str) -> None:
-        self._emit(json.dumps({"error": error}).encode())
+        self._emit(encode_source_error(error))
 
     def ack_ok(self) -> None:
         """Acknowledge the message being collected (sinks configured with requireAck)."""
-        self._ack(b"{}")
+        self._ack(ACK_OK)
 
     def ack_error(self, error: str) -> None:
         """Report that the message being collected could not be delivered."""
-        self._ack(json.dumps({"error": str(error)}).encode())
+        self._ack(encode_ack(str(error)))
 
 
 class Source(ABC):

@@ -15,10 +15,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-#: Highest extension protocol this sdk understands.
-PROTOCOL = 1
-#: Key of our extension object inside argJSON.
-EXTENSION_KEY = "portableLoader"
+from sdk.protocol.argjson import EXTENSION_KEY
 
 DEFAULT_IPC_DIR = "/tmp"
 DEFAULT_SEND_TIMEOUT_MS = 1000

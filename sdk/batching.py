@@ -1,11 +1,10 @@
 """The batching extension, plugin side: used only when the host offered it.
 
-Shapes (docs/protocol.md, Extensions > Batching):
+Shapes (docs/protocol.md, Extensions > Batching; written and read by sdk/protocol/messages.py):
 
 - source -> host: ``{"batch": [[message, meta], ...]}``, records in emit order;
 - host -> sink: ``#batch <n>``, a newline, then ``n`` lines, each one record's
-  JSON exactly as a plain message would carry it; ``#`` cannot begin a JSON
-  text, so a plain message is never mistaken for a batch;
+  JSON exactly as a plain message would carry it (see runtimes.SinkRuntime);
 - sink ack: one per batch message, ``{}`` or ``{"error": ..., "failed": k}``;
 - function: ``ExecBatch`` (see runtimes.FunctionRuntime).
 
@@ -17,56 +16,12 @@ so no timer is made per record.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
-from json.encoder import encode_basestring_ascii
 from typing import Any
 
-try:
-    from json.encoder import c_make_encoder
-except ImportError:  # pragma: no cover - CPython always has it
-    c_make_encoder = None
-
-SINK_BATCH_PREFIX = b"#batch "
-
-
-def _not_json(obj: Any) -> Any:
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
-
-
-if c_make_encoder is not None:
-    # Reused for every record: json.dumps builds a new encoder per call, which
-    # costs more than encoding a small record does.
-    _encoder = c_make_encoder(None, _not_json, encode_basestring_ascii, None, ":", ",", False, False, True)
-
-    def compact(obj: Any) -> bytes:
-        """Compact JSON bytes of ``obj`` (as ``json.dumps(obj, separators=(",", ":"))``)."""
-        return "".join(_encoder(obj, 0)).encode()
-else:  # pragma: no cover
-    _encode = json.JSONEncoder(separators=(",", ":")).encode
-
-    def compact(obj: Any) -> bytes:
-        return _encode(obj).encode()
-
-
-def split_sink_batch(data: bytes) -> list[bytes] | None:
-    """The records of a batch message, each as its JSON bytes; None for a plain message.
-
-    Raises ValueError for a message that starts like a batch but is malformed.
-    """
-    if not data.startswith(SINK_BATCH_PREFIX):
-        return None
-    header, _, body = data.partition(b"\n")
-    try:
-        count = int(header[len(SINK_BATCH_PREFIX):])
-    except ValueError:
-        raise ValueError(f"bad batch header {header[:40]!r}") from None
-    records = body.split(b"\n") if count else []
-    if len(records) != count:
-        raise ValueError(f"the batch header announces {count} records, the message holds {len(records)}")
-    return records
+from sdk.protocol.messages import encode_batch_entry, encode_source_batch, encode_source_error
 
 
 class SourceBatcher:
@@ -104,7 +59,7 @@ class SourceBatcher:
 
     def record(self, message: Any, meta: Any) -> None:
         """Buffer one record; sends the batch when it is full."""
-        part = compact([message, meta])
+        part = encode_batch_entry(message, meta)
         with self._cond:
             parts = self._parts
             parts.append(part)
@@ -119,7 +74,7 @@ class SourceBatcher:
         """Send the records buffered so far, then the error: the host sees them in emit order."""
         with self._cond:
             self._flush_locked()
-            self._send(json.dumps({"error": text}).encode())
+            self._send(encode_source_error(text))
 
     def flush(self) -> None:
         """Send what is buffered now (a finished source, a stop)."""
@@ -143,7 +98,7 @@ class SourceBatcher:
         if not parts:
             return
         self._parts = []
-        self._send(b'{"batch":[' + b",".join(parts) + b"]}")
+        self._send(encode_source_batch(parts))
 
     def _flusher(self) -> None:
         cond = self._cond

@@ -9,7 +9,6 @@ error that names the address.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import select
@@ -19,7 +18,8 @@ from collections.abc import Callable
 
 import pynng
 
-HANDSHAKE = b"handshake"
+from sdk.protocol.handshake import HANDSHAKE
+
 DIAL_ATTEMPTS = 50
 DIAL_INTERVAL_S = 0.1
 LISTEN_ATTEMPTS = 20
@@ -117,17 +117,6 @@ def req_dialer(url: str, keepalive_ms: int) -> pynng.Req0:
     return sock
 
 
-def handshake_message(capabilities: dict) -> bytes:
-    """``handshake``, followed by the capabilities as JSON when there are any.
-
-    ``handshake {"batch":1}`` still begins with ``h``, so any host (eKuiper
-    included) takes it for a handshake; our host also reads the capabilities.
-    """
-    if not capabilities:
-        return HANDSHAKE
-    return HANDSHAKE + b" " + json.dumps(capabilities, separators=(",", ":")).encode()
-
-
 def _await_reply(sock: pynng.Req0, poller: select.poll, keepalive_ms: int, closing: threading.Event) -> bytes | None:
     """The host's answer to our request, watching ``closing`` every ``SLICE_MS``.
 
@@ -164,7 +153,7 @@ def serve_inverted(
     socket is closed anyway (pynng 0.9 then reports various errors, such as
     ConnectionReset), any error after ``closing`` means "stop"; other errors
     are retried.  ``handshake`` is what is sent as the handshake
-    (``handshake_message``).
+    (``sdk.protocol.handshake.handshake_message``).
     """
     request = handshake
     keepalive_ms = sock.recv_timeout

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 
-from sdk.api import TYPE_FUNC, PluginConfig
+from sdk.api import PluginConfig
 from sdk.args import RuntimeArgs
-from sdk.commands import CMD_START, CommandError, Control, decode_command
+from sdk.protocol.control import CMD_START, TYPE_FUNC, CommandError, Control, decode_command
 from sdk.registry import Registry
 from sdk.runtimes import RUNTIMES, FunctionRuntime, StartError, error_text
 

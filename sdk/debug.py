@@ -22,10 +22,11 @@ import time
 from typing import Any
 
 from sdk import log, plugin
-from sdk.api import TYPE_FUNC, TYPE_SINK, TYPE_SOURCE, Context, PluginConfig
+from sdk.api import Context, PluginConfig
 from sdk.args import RuntimeArgs
-from sdk.commands import Control
 from sdk.log import context_logger
+from sdk.protocol.control import TYPE_FUNC, TYPE_SINK, TYPE_SOURCE, Control
+from sdk.protocol.messages import ACK_OK, encode_ack
 from sdk.runtimes import AckGate, FunctionRuntime, error_text, requires_ack
 
 DEBUG_RULE = "debug"
@@ -136,9 +137,9 @@ def run_sink(config: PluginConfig, symbol: str, conf: dict, lines: Any) -> int:
             try:
                 sink.collect(ctx, line.encode())
             except Exception as err:
-                gate.send(json.dumps({"error": error_text(err)}).encode())
+                gate.send(encode_ack(error_text(err)))
             else:
-                gate.send(b"{}")
+                gate.send(ACK_OK)
     except KeyboardInterrupt:
         pass
     finally:

@@ -3,7 +3,7 @@
 Every line is one JSON object: ``{"src": "sdk", "level": "info", "event":
 "<message>", ...}`` plus the context keys ``symbol``, ``rule``, ``op``,
 ``instance`` when known.  The ``src`` marker lets the loader tell these lines
-apart from whatever else a plugin writes; stdout stays free for the plugin
+apart from whatever else a plugin writes (the keys: sdk/protocol/logline.py); stdout stays free for the plugin
 author's own prints.
 
 Context travels on a log record as the attribute ``sdk`` (a dict), set either
@@ -18,8 +18,8 @@ import logging
 import sys
 import traceback
 
-#: Marker that tells the host a stderr line is one of ours.
-SOURCE_MARKER = "sdk"
+from sdk.protocol.logline import EVENT_KEY, EXC_KEY, LEVEL_KEY, MARKER, MARKER_KEY
+
 #: Attributes every LogRecord has; anything else came from ``extra=`` and is shown.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "sdk"}
 _installed = False
@@ -30,9 +30,9 @@ class JsonLineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
-            "src": SOURCE_MARKER,
-            "level": record.levelname.lower(),
-            "event": record.getMessage(),
+            MARKER_KEY: MARKER,
+            LEVEL_KEY: record.levelname.lower(),
+            EVENT_KEY: record.getMessage(),
         }
         context = getattr(record, "sdk", None)
         if isinstance(context, dict):
@@ -45,7 +45,7 @@ class JsonLineFormatter(logging.Formatter):
             if key not in _STANDARD:
                 line.setdefault(key, value)
         if record.exc_info:
-            line["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+            line[EXC_KEY] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
         return json.dumps(line, default=str)
 
 

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from sdk import channels, log
 from sdk.api import PluginConfig
 from sdk.args import RuntimeArgs, parse_argv
+from sdk.protocol.handshake import handshake_message
+from sdk.protocol.names import control_name
 from sdk.control import Controller
 from sdk.registry import Registry
 
@@ -97,7 +99,7 @@ class PluginProcess:
             signal.signal(signum, lambda *_: self.shutdown.request(0))
 
     def _serve_control(self) -> None:
-        url = channels.address(self.args.ipc_dir, f"plugin_{self.name}.ipc")
+        url = channels.address(self.args.ipc_dir, control_name(self.name))
         try:
             self._control_socket = channels.req_dialer(url, self.args.keepalive_ms)
         except ConnectionError as err:
@@ -112,7 +114,7 @@ class PluginProcess:
             return
         _log.info("control channel connected", extra={"sdk": {"plugin": self.name, "url": url}})
         try:
-            handshake = channels.handshake_message(self.args.capabilities)
+            handshake = handshake_message(self.args.capabilities)
             channels.serve_inverted(self._control_socket, self.controller.handle, self._closing, handshake)
         except Exception as err:
             _log.error("control channel failed", exc_info=err, extra={"sdk": {"plugin": self.name}})

@@ -18,7 +18,6 @@ traceback, so a symbol failing on every record cannot flood the log.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -29,10 +28,26 @@ import pynng
 
 from sdk import channels
 from sdk.api import Context, Factory
-from sdk.batching import SourceBatcher, compact, split_sink_batch
 from sdk.args import RuntimeArgs
-from sdk.commands import Control
+from sdk.batching import SourceBatcher
 from sdk.log import context_logger
+from sdk.protocol.control import Control
+from sdk.protocol.handshake import handshake_message
+from sdk.protocol.jsonenc import compact
+from sdk.protocol.messages import (
+    ACK_OK,
+    ack_error_text,
+    decode_call,
+    decode_exec_meta,
+    encode_ack,
+    encode_batch_ack,
+    encode_batch_error_ack,
+    encode_exec_batch_reply,
+    encode_reply,
+    split_exec_arg,
+    split_sink_batch,
+)
+from sdk.protocol.names import ack_name, data_name, function_name
 
 _log = logging.getLogger("sdk.runtime")
 
@@ -96,7 +111,7 @@ class SourceRuntime:
             self._source.configure(control.datasource, control.config)
         except Exception as err:
             raise StartError(f"{control.describe()}: configure failed: {error_text(err)}") from err
-        url = channels.address(self._args.ipc_dir, f"{control.channel_name}.ipc")
+        url = channels.address(self._args.ipc_dir, data_name(control.rule_id, control.op_id, control.instance_id))
         try:
             self._socket = channels.push_dialer(url, self._args.send_timeout_ms)
         except ConnectionError as err:
@@ -234,37 +249,6 @@ class AckGate:
             self._send(payload)
 
 
-def _error_ack(text: str) -> bytes:
-    return json.dumps({"error": text}).encode()
-
-
-def _batch_error_ack(failed: int, total: int, first: str) -> bytes:
-    """The one ack of a batch in which ``failed`` records failed; ``first`` describes the first failure."""
-    text = f"{failed} of {total} records failed; first: {first}"
-    return json.dumps({"error": text, "failed": failed}).encode()
-
-
-def _batch_ack(failed: int, done: int, total: int, first: str) -> bytes:
-    """The ack of a batch: ``{}``, the error ack, plus ``"done"`` when only the first ``done`` were handled."""
-    if done == total:
-        return b"{}" if not failed else _batch_error_ack(failed, total, first)
-    ack: dict[str, Any] = {"done": done}
-    if failed:
-        ack.update(error=f"{failed} of {done} records failed; first: {first}", failed=failed)
-    return json.dumps(ack).encode()
-
-
-def _ack_error_text(payload: bytes) -> str | None:
-    """None for a positive ack the plugin made, else its error text."""
-    if payload == b"{}":
-        return None
-    try:
-        error = json.loads(payload).get("error")
-    except (ValueError, AttributeError):
-        return f"invalid ack {payload[:100]!r}"
-    return None if error is None else str(error)
-
-
 def requires_ack(config: dict) -> bool:
     return config.get("requireAck") in (True, "true")
 
@@ -298,11 +282,11 @@ class SinkRuntime:
 
     def _connect(self) -> None:
         control = self.control
-        stem = channels.address(self._args.ipc_dir, control.channel_name)
+        ipc_dir, names = self._args.ipc_dir, (control.rule_id, control.op_id, control.instance_id)
         try:
-            self._data = channels.pull_listener(f"{stem}.ipc")
+            self._data = channels.pull_listener(channels.address(ipc_dir, data_name(*names)))
             if requires_ack(control.config):
-                self._ack = channels.push_dialer(f"{stem}_ack.ipc", self._args.send_timeout_ms)
+                self._ack = channels.push_dialer(channels.address(ipc_dir, ack_name(*names)), self._args.send_timeout_ms)
                 self._gate = AckGate(self._ack.send)
         except ConnectionError as err:
             if self._data is not None:
@@ -328,15 +312,15 @@ class SinkRuntime:
                 continue
             self._gate.begin()
             if open_error is not None:
-                self._finish(_error_ack(open_error))
+                self._finish(encode_ack(open_error))
                 continue
             try:
                 self._sink.collect(self._ctx, data)
             except Exception as err:
                 self.errors.record(err)
-                self._finish(_error_ack(error_text(err)))
+                self._finish(encode_ack(error_text(err)))
             else:
-                self._finish(b"{}")
+                self._finish(ACK_OK)
 
     def _collect_batch(self, data: bytes, open_error: str | None) -> None:
         """A batch message: ``collect`` once per record, in order, then ONE ack for the whole batch.
@@ -353,11 +337,11 @@ class SinkRuntime:
         except ValueError as err:
             self.errors.record(err, "sink batch")
             gate.begin()
-            self._finish(_error_ack(f"bad batch message: {err}"))
+            self._finish(encode_ack(f"bad batch message: {err}"))
             return
         if open_error is not None:
             gate.begin()
-            self._finish(_batch_error_ack(len(records), len(records), open_error))
+            self._finish(encode_batch_error_ack(len(records), len(records), open_error))
             return
         collect, ctx = self._sink.collect, self._ctx
         if not gate.active:  # no acks wanted: the fast path
@@ -381,13 +365,13 @@ class SinkRuntime:
                 error: str | None = error_text(err)
             else:
                 acked = gate.end_record()
-                error = None if acked is None else _ack_error_text(acked)
+                error = None if acked is None else ack_error_text(acked)
             if error is not None:
                 failed += 1
                 if failed == 1:
                     first = f"record {index}: {error}"
         gate.begin()
-        self._finish(_batch_ack(failed, done, len(records), first))
+        self._finish(encode_batch_ack(failed, done, len(records), first))
 
     def _open(self) -> str | None:
         """Open the sink; on failure every message is answered with this error instead of collected."""
@@ -418,9 +402,9 @@ class SinkRuntime:
 
 def _reply(state: bool, result: Any) -> bytes:
     try:
-        return json.dumps({"state": state, "result": result}).encode()
+        return encode_reply(state, result)
     except (TypeError, ValueError) as err:
-        return json.dumps({"state": False, "result": f"result is not JSON: {error_text(err)}"}).encode()
+        return encode_reply(False, f"result is not JSON: {error_text(err)}")
 
 
 class FunctionRuntime:
@@ -442,12 +426,12 @@ class FunctionRuntime:
         self.users = 1
 
     def start(self) -> None:
-        url = channels.address(self._args.ipc_dir, f"func_{self.control.symbol}.ipc")
+        url = channels.address(self._args.ipc_dir, function_name(self.control.symbol))
         try:
             self._socket = channels.req_dialer(url, self._args.keepalive_ms)
         except ConnectionError as err:
             raise StartError(f"{self.control.describe()}: {err}") from err
-        handshake = channels.handshake_message(self._args.capabilities)
+        handshake = handshake_message(self._args.capabilities)
         self._thread = threading.Thread(
             target=channels.serve_inverted,
             args=(self._socket, self.handle, self._closing, handshake),
@@ -459,8 +443,7 @@ class FunctionRuntime:
     def handle(self, payload: bytes) -> bytes:
         """Answer one call; never raises (a failure becomes ``state: false``)."""
         try:
-            call = json.loads(payload)
-            name, arg = call["func"], call.get("arg")
+            name, arg = decode_call(payload)
             if name == "Validate":
                 problem = self._function.validate(arg)
                 return _reply(True, "") if not problem else _reply(False, str(problem))
@@ -496,7 +479,7 @@ class FunctionRuntime:
                 values.append(None)
                 errors.append([index, f"{self.control.symbol}: {error_text(err)}"])
         try:
-            return compact({"state": True, "result": {"values": values, "errors": errors}})
+            return encode_exec_batch_reply(values, errors)
         except (TypeError, ValueError, RecursionError):
             return self._exec_batch_reply_slowly(values, errors)
 
@@ -509,23 +492,19 @@ class FunctionRuntime:
                 values[index] = None
                 errors.append([index, f"{self.control.symbol}: result is not JSON: {error_text(err)}"])
         errors.sort(key=lambda entry: entry[0])
-        return compact({"state": True, "result": {"values": values, "errors": errors}})
+        return encode_exec_batch_reply(values, errors)
 
     def _split_exec_arg(self, arg: Any) -> tuple[list[Any], Context]:
         """Exec's arg is the values followed by the JSON of {ruleId, opId, instanceId, funcId}."""
-        if not isinstance(arg, list) or not arg or not isinstance(arg[-1], str):
-            raise ValueError("Exec arg must be a list ending with the function meta JSON")
-        key = arg[-1]
+        values, key = split_exec_arg(arg)
         ctx = self._contexts.get(key)
         if ctx is None:
-            ctx = self._context_for(json.loads(key))
+            ctx = self._context_for(key)
             self._contexts[key] = ctx
-        return arg[:-1], ctx
+        return values, ctx
 
-    def _context_for(self, meta: Any) -> Context:
-        if not isinstance(meta, dict):
-            raise ValueError("Exec function meta must be a JSON object")
-        rule, op, instance = str(meta.get("ruleId", "")), str(meta.get("opId", "")), meta.get("instanceId", 0)
+    def _context_for(self, meta: str) -> Context:
+        rule, op, instance = decode_exec_meta(meta)
         logger = context_logger(self.control.symbol, rule, op, instance)
         return Context(rule, op, instance, logger)
 

@@ -37,6 +37,7 @@ from loader.wire.addresses import control_path
 from loader.wire.control import ControlChannel
 from loader.wire.function import FunctionChannel, FunctionError
 from loader.wire.source import SourceChannel
+from sdk.protocol import handshake, messages
 from tests.ekuiper_env import EKUIPER_VERSION, venv_dir
 from tests.test_rules_e2e import FIXTURES, collected, env, install, install_collector, install_seqsrc  # noqa: F401
 from tests.test_rules_e2e import loader_for, seq_config, stream, write_json
@@ -45,13 +46,14 @@ from tests.test_rules_e2e import loader_for, seq_config, stream, write_json
 
 
 def test_source_batch_decodes_into_records_in_order():
-    data = codec.encode_source_batch([({"n": 1}, {"m": 1}), ({"n": 2}, None), ([{"a": 1}], None)])
+    records = [({"n": 1}, {"m": 1}), ({"n": 2}, None), ([{"a": 1}], None)]
+    data = messages.encode_source_batch([messages.encode_batch_entry(m, meta) for m, meta in records])
     assert json.loads(data) == {"batch": [[{"n": 1}, {"m": 1}], [{"n": 2}, None], [[{"a": 1}], None]]}
     assert codec.decode_source_items(data) == [
         codec.SourceItem({"n": 1}, {"m": 1}, None), codec.SourceItem({"n": 2}, None, None),
         codec.SourceItem([{"a": 1}], None, None)]
     # Plain messages decode as before, one item each.
-    assert codec.decode_source_items(codec.encode_source_record({"n": 3})) == [codec.SourceItem({"n": 3}, None, None)]
+    assert codec.decode_source_items(messages.encode_source_record({"n": 3})) == [codec.SourceItem({"n": 3}, None, None)]
     assert codec.decode_source_items(b'{"error": "boom"}') == [codec.SourceItem(None, None, "boom")]
 
 
@@ -66,17 +68,17 @@ def test_malformed_source_batches_become_error_items():
 
 def test_sink_batch_lines_are_the_plain_messages():
     records = [{"n": 1, "s": "line\nbreak"}, {"u": "\u00e9\u2028"}, [1, 2]]
-    data = codec.encode_sink_batch(records)
+    data = messages.encode_sink_batch(records)
     assert data.startswith(b"#batch 3\n")
-    assert codec.decode_sink_batch(data) == [codec.encode_sink(r) for r in records]
-    assert [json.loads(line) for line in codec.decode_sink_batch(data)] == records
-    assert codec.decode_sink_batch(codec.encode_sink({"batch": [1]})) is None  # a plain record is never a batch
+    assert messages.split_sink_batch(data) == [messages.encode_sink(r) for r in records]
+    assert [json.loads(line) for line in messages.split_sink_batch(data)] == records
+    assert messages.split_sink_batch(messages.encode_sink({"batch": [1]})) is None  # a plain record is never a batch
     with pytest.raises(ValueError):
-        codec.decode_sink_batch(b"#batch 2\n{}")
+        messages.split_sink_batch(b"#batch 2\n{}")
 
 
 def test_exec_batch_shapes():
-    call = json.loads(codec.encode_exec_batch([[1, "a"], [2, "b"]], "META"))
+    call = json.loads(messages.encode_exec_batch([[1, "a"], [2, "b"]], "META"))
     assert call == {"func": "ExecBatch", "arg": [[1, "a"], [2, "b"], "META"]}
     values, errors = codec.decode_exec_batch_result({"values": [1, None], "errors": [[1, "bad"]]}, 2)
     assert values == [1, None] and errors == {1: "bad"}
@@ -86,19 +88,19 @@ def test_exec_batch_shapes():
 
 
 def test_capabilities_come_only_from_our_handshake_form():
-    assert codec.decode_capabilities(b'handshake {"batch":1}') == {"batch": 1}
+    assert handshake.decode_capabilities(b'handshake {"batch":1}') == {"batch": 1}
     for plain in (b"handshake", b"hello", b"handshake{}", b"handshake [1]", b"handshake {bad"):
-        assert codec.decode_capabilities(plain) == {}
-    assert codec.declares_batch({"batch": 1}) and codec.declares_batch({"batch": 2})
-    assert not any(codec.declares_batch(c) for c in ({}, {"batch": 0}, {"batch": True}, {"batch": "1"}))
+        assert handshake.decode_capabilities(plain) == {}
+    assert handshake.declares_batch({"batch": 1}) and handshake.declares_batch({"batch": 2})
+    assert not any(handshake.declares_batch(c) for c in ({}, {"batch": 0}, {"batch": True}, {"batch": "1"}))
 
 
 def test_fast_encoder_matches_json_dumps():
     values = [{"a": [1, 2.5, None, True], "b": "x\n\u00e9", "c": {"d": -0.0}}, "s", 1e300, [], {}]
     for value in values:
-        assert codec.encode_sink(value) == json.dumps(value, separators=(",", ":")).encode()
+        assert messages.encode_sink(value) == json.dumps(value, separators=(",", ":")).encode()
     with pytest.raises(TypeError):
-        codec.encode_sink({"a": object()})
+        messages.encode_sink({"a": object()})
 
 
 # --- the offer: config and process argument ------------------------------------
@@ -132,9 +134,9 @@ def test_source_channel_hands_out_records_of_batches_in_order(ipc_dir):
     push = pynng.Push0(send_timeout=2000)
     push.dial(f"ipc://{channel.path}", block=True)
     try:
-        push.send(codec.encode_source_batch([({"n": n}, None) for n in range(5)]))
-        push.send(codec.encode_source_record({"n": 5}))
-        push.send(codec.encode_source_batch([({"n": n}, None) for n in range(6, 10)]))
+        push.send(messages.encode_source_batch([messages.encode_batch_entry({"n": n}, None) for n in range(5)]))
+        push.send(messages.encode_source_record({"n": 5}))
+        push.send(messages.encode_source_batch([messages.encode_batch_entry({"n": n}, None) for n in range(6, 10)]))
         assert channel.recv(2).message == {"n": 0}
         time.sleep(0.1)
         first = channel.recv_batch(3, 2)  # bounded: the rest of the batch stays queued
@@ -181,7 +183,7 @@ class SinkPeer:
     def records(self) -> list[Any]:
         out: list[Any] = []
         for message in self.messages:
-            lines = codec.decode_sink_batch(message)
+            lines = messages.split_sink_batch(message)
             out.extend(json.loads(line) for line in lines) if lines is not None else out.append(json.loads(message))
         return out
 
@@ -226,7 +228,7 @@ def test_deliver_many_without_the_capability_sends_one_plain_message_per_record(
     sink.channel.connect()
     try:
         sink.deliver_many([{"n": n} for n in range(6)])
-        assert peer.messages == [codec.encode_sink({"n": n}) for n in range(6)]
+        assert peer.messages == [messages.encode_sink({"n": n}) for n in range(6)]
     finally:
         sink.channel.close()
         peer.close()
@@ -306,22 +308,22 @@ class FunctionPeer:
                 continue
             except pynng.NNGException:
                 return
-            func, arg = codec.decode_call(call)
+            func, arg = messages.decode_call(call)
             self.calls.append((func, arg))
             if func == "ExecBatch" and self.drop_first_batch:
                 self.sock.close()  # dies without answering
                 return
             if func == "Validate":
-                request = codec.encode_reply(True, "")
+                request = messages.encode_reply(True, "")
             elif func == "Exec":
-                request = codec.encode_reply(True, arg[0] * 10) if arg[0] >= 0 else codec.encode_reply(False, "neg")
+                request = messages.encode_reply(True, arg[0] * 10) if arg[0] >= 0 else messages.encode_reply(False, "neg")
             elif func == "ExecBatch" and self.answer_batches:
                 rows = arg[:-1]
                 values = [r[0] * 10 if r[0] >= 0 else None for r in rows]
                 errors = [[i, "neg"] for i, r in enumerate(rows) if r[0] < 0]
-                request = codec.encode_reply(True, {"values": values, "errors": errors})
+                request = messages.encode_reply(True, {"values": values, "errors": errors})
             else:
-                request = codec.encode_reply(False, f"unknown function call {func!r}")
+                request = messages.encode_reply(False, f"unknown function call {func!r}")
 
     def close(self) -> None:
         self.stop.set()

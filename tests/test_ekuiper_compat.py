@@ -29,11 +29,12 @@ from pathlib import Path
 import pytest
 
 from loader.wire.addresses import control_path
-from loader.wire.codec import SourceItem, exec_meta
+from loader.wire.codec import SourceItem
 from loader.wire.control import ControlChannel
 from loader.wire.function import FunctionChannel, FunctionError
 from loader.wire.sink import SinkAckError, SinkChannel
 from loader.wire.source import SourceChannel
+from sdk.protocol.messages import exec_meta
 from tests.ekuiper_env import EkuiperEnvError, ensure_ekuiper_python
 
 # The first test of a fresh checkout builds the SDK venv (a pip install): allow for it.

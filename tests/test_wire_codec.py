@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from loader.wire import codec
+from sdk.protocol import messages
 
 
 def test_source_record_error_and_garbage():
@@ -18,37 +19,37 @@ def test_source_record_error_and_garbage():
 
 
 def test_source_round_trip():
-    item = codec.decode_source(codec.encode_source_record({"n": 1}, {"m": 2}))
+    item = codec.decode_source(messages.encode_source_record({"n": 1}, {"m": 2}))
     assert item == codec.SourceItem({"n": 1}, {"m": 2}, None)
-    assert codec.decode_source(codec.encode_source_error("x")).error == "x"
+    assert codec.decode_source(messages.encode_source_error("x")).error == "x"
 
 
 def test_sink_data_and_acks():
-    assert json.loads(codec.encode_sink({"a": "é"})) == {"a": "é"}
-    assert json.loads(codec.encode_sink([{"a": 1}, {"a": 2}])) == [{"a": 1}, {"a": 2}]
-    assert codec.encode_ack() == b"{}"
+    assert json.loads(messages.encode_sink({"a": "é"})) == {"a": "é"}
+    assert json.loads(messages.encode_sink([{"a": 1}, {"a": 2}])) == [{"a": 1}, {"a": 2}]
+    assert messages.encode_ack() == b"{}"
     assert codec.decode_ack(b"{}") is None
     assert codec.decode_ack(b"{ }") is None
-    assert codec.decode_ack(codec.encode_ack("disk full")) == "disk full"
+    assert codec.decode_ack(messages.encode_ack("disk full")) == "disk full"
     assert codec.decode_ack(b'{"error": "disk full"}') == "disk full"
     assert "invalid ack" in codec.decode_ack(b"nope")
     assert "invalid ack" in codec.decode_ack(b"[]")
 
 
 def test_function_call_shapes():
-    assert json.loads(codec.encode_call("Validate", [1, "a"])) == {"func": "Validate", "arg": [1, "a"]}
-    assert json.loads(codec.encode_call("IsAggregate", None)) == {"func": "IsAggregate", "arg": None}
-    meta = codec.exec_meta("rule1", "op1", 2, 3)
+    assert json.loads(messages.encode_call("Validate", [1, "a"])) == {"func": "Validate", "arg": [1, "a"]}
+    assert json.loads(messages.encode_call("IsAggregate", None)) == {"func": "IsAggregate", "arg": None}
+    meta = messages.exec_meta("rule1", "op1", 2, 3)
     assert isinstance(meta, str)
     assert json.loads(meta) == {"ruleId": "rule1", "opId": "op1", "instanceId": 2, "funcId": 3}
-    call = json.loads(codec.encode_exec([1, 2], meta))
+    call = json.loads(messages.encode_exec([1, 2], meta))
     assert call == {"func": "Exec", "arg": [1, 2, meta]}
-    assert codec.decode_call(codec.encode_exec([1, 2], meta)) == ("Exec", [1, 2, meta])
+    assert messages.decode_call(messages.encode_exec([1, 2], meta)) == ("Exec", [1, 2, meta])
 
 
 def test_function_replies():
     assert codec.decode_reply(b'{"state": true, "result": 5}') == (True, 5)
-    assert codec.decode_reply(codec.encode_reply(False, "bad")) == (False, "bad")
+    assert codec.decode_reply(messages.encode_reply(False, "bad")) == (False, "bad")
     state, why = codec.decode_reply(b"handshake")
     assert state is False and "invalid function reply" in why
     assert codec.decode_reply(b'{"result": 1}')[0] is False

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from loader.wire import function as function_module
-from loader.wire.codec import DataChannelClosed, exec_meta
+from loader.wire.codec import DataChannelClosed
 from loader.wire.function import FunctionChannel, FunctionError, FunctionTimeout
+from sdk.protocol.messages import exec_meta
 
 PEER = r'''
 import json, os, sys, time

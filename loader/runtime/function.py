@@ -29,8 +29,9 @@ from loader.config import BatchSettings
 from loader.rules.parts import Part, RuleParts
 from loader.runtime import open_and_start
 from loader.supervisor import PluginSupervisor
-from loader.wire.codec import exec_meta
 from loader.wire.function import FunctionChannel, FunctionError, FunctionTimeout
+from sdk.protocol.control import TYPE_FUNC, Control
+from sdk.protocol.messages import exec_meta
 
 #: Default timeout of one call, an Exec or a whole ExecBatch (limits.function_timeout_s).
 CALL_TIMEOUT_S = 10.0
@@ -99,19 +100,14 @@ class FunctionHandle:
         self.timeout = timeout
         self.batch = batch or BatchSettings()
         self.symbol = symbol
-        self.key = f"func_{symbol}"
-        self.control = {
-            "symbolName": symbol,
-            "meta": {"ruleId": "", "opId": "", "instanceId": 0},
-            "pluginType": "func",
-            "config": config,
-        }
+        self.control = Control(symbol, TYPE_FUNC, "", "", 0, config=config)
+        self.key = self.control.key
         self.channel = FunctionChannel.for_symbol(ipc_dir, supervisor.name, symbol, timeout=timeout)
         self.users = 0
         self._aggregate: tuple[str, bool] | None = None
 
     async def start(self) -> None:
-        await open_and_start(self.channel, self.supervisor, self.key, self.control)
+        await open_and_start(self.channel, self.supervisor, self.control)
 
     async def stop(self) -> None:
         try:

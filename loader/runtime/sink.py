@@ -32,14 +32,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loader.jsonio import finite
 from loader.log import get_logger
 from loader.rules.parts import RuleParts
 from loader.runtime import open_and_start
 from loader.runtime.metrics import NodeMetrics, now_ms
 from loader.supervisor import PluginSupervisor
-from loader.wire.codec import DataChannelClosed, encode_sink, encode_sink_batch
+from loader.wire.codec import DataChannelClosed
 from loader.wire.sink import AckTimeout, SinkAckError, SinkChannel, SinkTimeout
+from sdk.protocol.control import TYPE_SINK, Control
+from sdk.protocol.jsonenc import finite
+from sdk.protocol.messages import encode_sink, encode_sink_batch
 
 _NEXT_PROCESS_POLL_S = 0.02
 #: Default of limits.sink_stall_s.
@@ -53,15 +55,10 @@ class PortableSink:
         self.supervisor = supervisor
         self.symbol = symbol
         self.op_id = f"sink-{symbol}-{index}"
-        self.key = f"{rule_id}_{self.op_id}_0_{symbol}"
         self.metrics = NodeMetrics(f"sink_{symbol}_{index}_0")
         self.require_ack = bool(config.get("requireAck", False))
-        self.control = {
-            "symbolName": symbol,
-            "meta": {"ruleId": rule_id, "opId": self.op_id, "instanceId": 0},
-            "pluginType": "sink",
-            "config": config,
-        }
+        self.control = Control(symbol, TYPE_SINK, rule_id, self.op_id, 0, config=config)
+        self.key = self.control.key
         self.channel = SinkChannel.for_instance(ipc_dir, supervisor.name, symbol, rule_id, self.op_id, 0,
                                                 require_ack=self.require_ack)
         self._stopping = False
@@ -75,7 +72,7 @@ class PortableSink:
         self._stalled_since: float | None = None
 
     async def start(self) -> None:
-        await open_and_start(self.channel, self.supervisor, self.key, self.control)
+        await open_and_start(self.channel, self.supervisor, self.control)
         self.channel.connect()
 
     async def stop(self) -> None:
@@ -161,7 +158,7 @@ class PortableSink:
                 error = str(exc)
 
     def _plugin_unhealthy(self, cause: str) -> None:
-        self.supervisor.mark_unhealthy(f"sink {self.symbol} of rule {self.control['meta']['ruleId']}: {cause}")
+        self.supervisor.mark_unhealthy(f"sink {self.symbol} of rule {self.control.rule_id}: {cause}")
 
     def _note_stall(self, error: str, sent_at: float) -> None:
         """After ``stall_s`` without progress: degrade the rule and have the plugin restarted."""

@@ -21,6 +21,7 @@ from loader.runtime.metrics import now_ms
 from loader.supervisor import PluginSupervisor
 from loader.wire.codec import DataChannelClosed
 from loader.wire.source import SourceChannel, SourceTimeout
+from sdk.protocol.control import TYPE_SOURCE, Control
 
 #: Called with a batch of records and the bytes they took on the wire.
 Consumer = Callable[[list[Any], int], None]
@@ -39,15 +40,8 @@ class SourceInstance:
         self.symbol = symbol
         self.rule_id = rule_id
         self.op_id = op_id
-        self.key = f"{rule_id}_{op_id}_0_{symbol}"
-        self.control = {
-            "symbolName": symbol,
-            "meta": {"ruleId": rule_id, "opId": op_id, "instanceId": 0},
-            "pluginType": "source",
-            "dataSource": datasource,
-            "datasource": datasource,
-            "config": config,
-        }
+        self.control = Control(symbol, TYPE_SOURCE, rule_id, op_id, 0, datasource, config)
+        self.key = self.control.key
         self.channel = SourceChannel.for_instance(ipc_dir, supervisor.name, symbol, rule_id, op_id, 0)
         self._consumers: dict[str, tuple[Consumer, ErrorConsumer]] = {}
         self._thread: threading.Thread | None = None
@@ -69,7 +63,7 @@ class SourceInstance:
         return not self._consumers
 
     async def start(self) -> None:
-        await open_and_start(self.channel, self.supervisor, self.key, self.control)
+        await open_and_start(self.channel, self.supervisor, self.control)
         self._thread = threading.Thread(target=self._receive, name=f"source-{self.key}", daemon=True)
         self._thread.start()
 

@@ -1,7 +1,8 @@
 """Where each channel of the protocol lives.
 
 eKuiper's SDKs hard-code these names under /tmp; the loader puts them under
-its configurable IPC directory, which defaults to /tmp for that reason.
+its configurable IPC directory, which defaults to /tmp for that reason.  The
+names themselves are the protocol's (sdk/protocol/names.py), shared with the sdk.
 """
 
 from __future__ import annotations
@@ -10,21 +11,23 @@ import socket
 import stat
 from pathlib import Path
 
+from sdk.protocol import names
+
 
 def control_path(ipc_dir: Path, plugin: str) -> Path:
-    return ipc_dir / f"plugin_{plugin}.ipc"
+    return ipc_dir / names.control_name(plugin)
 
 
 def function_path(ipc_dir: Path, symbol: str) -> Path:
-    return ipc_dir / f"func_{symbol}.ipc"
+    return ipc_dir / names.function_name(symbol)
 
 
 def data_path(ipc_dir: Path, rule_id: str, op_id: str, instance: int) -> Path:
-    return ipc_dir / f"{rule_id}_{op_id}_{instance}.ipc"
+    return ipc_dir / names.data_name(rule_id, op_id, instance)
 
 
 def ack_path(ipc_dir: Path, rule_id: str, op_id: str, instance: int) -> Path:
-    return ipc_dir / f"{rule_id}_{op_id}_{instance}_ack.ipc"
+    return ipc_dir / names.ack_name(rule_id, op_id, instance)
 
 
 def url(path: Path) -> str:

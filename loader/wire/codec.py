@@ -1,77 +1,29 @@
-"""Every JSON payload of the data channels, encoded and decoded in one place,
-plus the exceptions the three data channels share.
+"""The host's decoding of what plugins send on the data channels, plus the
+exceptions the three data channels share.
 
-These run once per record, so they are plain ``json.loads`` and a reused C
-JSON encoder, with no validation layer and no per-message objects beyond one
-small tuple: at 30,000 records/s every microsecond is about 3% of the budget.
-The control channel's ``{"cmd", "arg"}`` lives in ``control.py``.
-
-Shapes (see docs/protocol.md):
-
-- source, plugin -> host: ``{"message": {...}, "meta": {...}|null}`` or ``{"error": "text"}``;
-  batching extension: ``{"batch": [[message, meta], ...]}``
-- sink data, host -> plugin: the JSON of what the rule emits (object or array);
-  batching extension: ``#batch <n>`` then ``n`` lines, one record's JSON each
-- sink ack, plugin -> host: ``{}`` or ``{"error": "text"}``; a batch's may add
-  ``"failed": <count>`` and, from a sink stopped mid-batch, ``"done": <count>``
-- function call, host -> plugin: ``{"func": "Validate"|"Exec"|"IsAggregate", "arg": ...}``;
-  batching extension: ``{"func": "ExecBatch", "arg": [[args...], ..., "<meta>"]}``
-- function reply, plugin -> host: ``{"state": bool, "result": any}``;
-  to ``ExecBatch``: ``result`` is ``{"values": [...], "errors": [[index, "text"], ...]}``
-- handshake, plugin -> host (control and function channels): ``handshake``, or
-  ``handshake {"batch": 1}`` from a plugin declaring capabilities
+These run once per record, so they are the bounded orjson reader of
+loader/jsonio.py, with no validation layer and no per-message objects beyond
+one small tuple: at 30,000 records/s every microsecond is about 3% of the
+budget.  Everything else of the protocol (the encoders of both sides, the
+plugin side's decoders, the handshake, names and the Control) is in
+sdk/protocol/, which both sides import; docs/protocol.md gives the shapes.
 """
 
 from __future__ import annotations
 
-import json
-from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple
 
-from loader.jsonio import finite, loads
-from sdk.batching import SINK_BATCH_PREFIX, split_sink_batch
-
-try:
-    from json.encoder import c_make_encoder
-except ImportError:  # pragma: no cover - CPython always has the C accelerator
-    c_make_encoder = None
+from loader.jsonio import loads
+from sdk.protocol import handshake
+from sdk.protocol.jsonenc import dumps_strict as _dumps
+from sdk.protocol.messages import ACK_OK
+# The host's sink encoders are the protocol's; tests/hostile/test_non_finite.py still imports them from here.
+from sdk.protocol.messages import encode_sink, encode_sink_batch  # noqa: F401
 
 #: Bounded, NaN-free decoding (loader/jsonio.py): orjson where it is exact,
 #: Python's json for what only it reads (NaN and Infinity, which become null,
 #: and integers of 19 digits or more).
 _loads = loads
-
-
-def _not_json(obj: Any) -> Any:
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
-
-
-if c_make_encoder is not None:
-    # One C encoder reused for every call: json.dumps builds a new one per call,
-    # which costs more than encoding a small record.  Same output as
-    # json.dumps(separators=(",", ":")); no circular-reference check (records
-    # come from JSON, and a cycle still fails, with RecursionError).
-    # NaN and Infinity are refused (allow_nan false) and the value is encoded
-    # again with them as null: strict JSON for every peer, at no cost when
-    # there are none (a rule's arithmetic can still make one, 1e308 * 10).
-    _encoder = c_make_encoder(None, _not_json, encode_basestring_ascii, None, ":", ",", False, False, False)
-
-    def _dumps(obj: Any) -> str:
-        try:
-            return "".join(_encoder(obj, 0))
-        except ValueError:
-            return "".join(_encoder(finite(obj), 0))
-else:  # pragma: no cover
-    _strict_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-
-    def _dumps(obj: Any) -> str:
-        try:
-            return _strict_encode(obj)
-        except ValueError:
-            return _strict_encode(finite(obj))
-
-ACK_OK = b"{}"
-HANDSHAKE = b"handshake"
 
 
 class DataChannelError(Exception):
@@ -103,20 +55,6 @@ class SourceItem(NamedTuple):
 
 
 # --- source ---------------------------------------------------------------
-
-
-def encode_source_record(message: Any, meta: dict | None = None) -> bytes:
-    """What a source plugin sends for one record (used by tests and our sdk peers)."""
-    return _dumps({"message": message, "meta": meta}).encode()
-
-
-def encode_source_error(error: str) -> bytes:
-    return _dumps({"error": error}).encode()
-
-
-def encode_source_batch(records: list[tuple[Any, dict | None]]) -> bytes:
-    """What a source plugin sends for several records under the batching extension (used by tests)."""
-    return _dumps({"batch": [[message, meta] for message, meta in records]}).encode()
 
 
 def decode_source_items(data: bytes) -> list[SourceItem]:
@@ -178,27 +116,6 @@ def decode_source(data: bytes) -> SourceItem:
 # --- sink -----------------------------------------------------------------
 
 
-def encode_sink(data: Any) -> bytes:
-    """The JSON of what a rule emits: an object, or an array of objects when batched."""
-    return _dumps(data).encode()
-
-
-def encode_sink_batch(records: list) -> bytes:
-    """Several results in one sink message (batching extension): a ``#batch <n>`` line, then one line per record.
-
-    Each line is exactly the bytes a plain message of that record would be, so
-    the plugin hands them to ``collect`` without decoding them.  Compact JSON
-    never contains a raw newline (strings escape it), so lines cannot be confused.
-    """
-    parts = [_dumps(record) for record in records]
-    return SINK_BATCH_PREFIX + (f"{len(parts)}\n" + "\n".join(parts)).encode()
-
-
-#: The parser of a batched sink message lives with the plugin side that needs
-#: it (sdk has no dependency on the loader); the host uses the same one.
-decode_sink_batch = split_sink_batch
-
-
 def ack_counts(data: bytes) -> tuple[int | None, int | None]:
     """``(failed, done)`` of a batch ack; None where the ack does not say.
 
@@ -235,26 +152,7 @@ def decode_ack(data: bytes) -> str | None:
     return f"invalid ack from plugin: {_preview(data)}"
 
 
-def encode_ack(error: str | None = None) -> bytes:
-    """What a sink plugin sends back (used by tests and our sdk peers)."""
-    return ACK_OK if error is None else _dumps({"error": error}).encode()
-
-
 # --- function -------------------------------------------------------------
-
-
-def encode_call(func: str, arg: Any) -> bytes:
-    return _dumps({"func": func, "arg": arg}).encode()
-
-
-def encode_exec(args: list, meta: str) -> bytes:
-    """An ``Exec`` call: the argument values followed by the meta string, in one list."""
-    return _dumps({"func": "Exec", "arg": [*args, meta]}).encode()
-
-
-def encode_exec_batch(rows: list[list], meta: str) -> bytes:
-    """An ``ExecBatch`` call (batching extension): one argument list per row, then the meta string."""
-    return _dumps({"func": "ExecBatch", "arg": [*rows, meta]}).encode()
 
 
 def decode_exec_batch_result(result: Any, rows: int) -> tuple[list, dict[int, str]]:
@@ -272,26 +170,6 @@ def decode_exec_batch_result(result: Any, rows: int) -> tuple[list, dict[int, st
     return values, errors
 
 
-def exec_meta(rule_id: str, op_id: str, instance_id: int, func_id: int) -> str:
-    """The last ``Exec`` argument: a JSON *string* naming the calling function instance.
-
-    eKuiper's SDKs key per-instance function contexts on it. It is constant for
-    one function call site, so callers compute it once and reuse it.
-    """
-    return _dumps({"ruleId": rule_id, "opId": op_id, "instanceId": instance_id, "funcId": func_id})
-
-
-def decode_call(data: bytes) -> tuple[str, Any]:
-    """``(func, arg)`` of a call (used by tests and our sdk peers)."""
-    obj = _loads(data)
-    return obj["func"], obj.get("arg")
-
-
-def encode_reply(state: bool, result: Any) -> bytes:
-    """What a function plugin answers (used by tests and our sdk peers)."""
-    return _dumps({"state": state, "result": result}).encode()
-
-
 def decode_reply(data: bytes) -> tuple[bool, Any]:
     """``(state, result)``; a malformed reply is ``(False, <why>)``."""
     try:
@@ -301,28 +179,9 @@ def decode_reply(data: bytes) -> tuple[bool, Any]:
         return False, f"invalid function reply from plugin: {_preview(data)}"
 
 
-# --- handshake --------------------------------------------------------------
-
-
 def decode_capabilities(message: bytes) -> dict[str, Any]:
-    """What a handshake declares: ``handshake {"batch": 1}`` -> ``{"batch": 1}``; a plain one -> ``{}``.
-
-    eKuiper's SDKs send the bare ``handshake`` and never declare anything, so
-    they get the plain protocol.  Anything unreadable declares nothing.
-    """
-    if not message.startswith(HANDSHAKE + b" "):
-        return {}
-    try:
-        capabilities = _loads(message[len(HANDSHAKE) + 1:])
-    except ValueError:
-        return {}
-    return capabilities if isinstance(capabilities, dict) else {}
-
-
-def declares_batch(capabilities: dict[str, Any]) -> bool:
-    """True when a plugin process declared that it understands batch messages (version 1 or later)."""
-    version = capabilities.get("batch")
-    return isinstance(version, int) and not isinstance(version, bool) and version >= 1
+    """What a handshake declares (``sdk.protocol.handshake``), read with the host's bounded parser."""
+    return handshake.decode_capabilities(message, _loads)
 
 
 def _preview(data: bytes, limit: int = 200) -> str:

@@ -33,7 +33,6 @@ plugin, so eKuiper-SDK plugins are checked too.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -46,6 +45,8 @@ from loader.log import get_logger
 from loader.tasks import Backoff, report_failure
 from loader.wire.addresses import claim, url
 from loader.wire.codec import decode_capabilities
+from sdk.protocol.control import encode_command
+from sdk.protocol.handshake import is_handshake
 
 
 class ControlError(Exception):
@@ -62,16 +63,6 @@ class CommandTimeout(ControlError):
 
 class ProcessGone(ControlError):
     """The plugin process went away while a command was pending."""
-
-
-def encode_command(cmd: str, control: dict) -> bytes:
-    """A control command: ``arg`` is the Control as a JSON *string*, as eKuiper sends it."""
-    return json.dumps({"cmd": cmd, "arg": json.dumps(control)}).encode()
-
-
-def is_handshake(message: bytes) -> bool:
-    """eKuiper's SDKs treat any request beginning with ``h`` as a handshake."""
-    return message[:1] == b"h"
 
 
 @dataclass

@@ -55,12 +55,10 @@ from loader.wire.codec import (
     decode_capabilities,
     decode_exec_batch_result,
     decode_reply,
-    declares_batch,
-    encode_call,
-    encode_exec,
-    encode_exec_batch,
 )
 from loader.wire.exclusive import SLICE_MS, UseLock
+from sdk.protocol.handshake import declares_batch
+from sdk.protocol.messages import encode_call, encode_exec, encode_exec_batch
 
 #: A slot older than this may have been replaced by a keepalive: drain before using it.
 #: Far below any keepalive interval in use (eKuiper: 5 s), and far above a call's duration.
@@ -131,7 +129,7 @@ class FunctionChannel:
         self.call("Validate", args)
 
     def exec(self, args: list, meta: str, timeout: float | None = None) -> Any:
-        """Run the function on ``args``; ``meta`` is ``codec.exec_meta(...)`` of the call site."""
+        """Run the function on ``args``; ``meta`` is ``sdk.protocol.messages.exec_meta(...)`` of the call site."""
         return self.call_raw(encode_exec(args, meta), "Exec", timeout)
 
     def is_aggregate(self) -> bool:

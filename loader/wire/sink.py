@@ -36,15 +36,14 @@ import pynng
 
 from loader.wire.addresses import ack_path, data_path, url
 from loader.wire.codec import (
-    ACK_OK,
     DataChannelClosed,
     DataChannelError,
     DataChannelTimeout,
     ack_counts,
     decode_ack,
-    encode_sink,
 )
 from loader.wire.exclusive import SLICE_MS, UseLock
+from sdk.protocol.messages import ACK_OK, encode_sink
 
 #: Without requireAck, acks a plugin sends anyway are discarded every this many sends,
 #: so the plugin's ack socket never fills up and blocks it.
