@@ -17,8 +17,6 @@ from loader.jsonio import loads
 from sdk.protocol import handshake
 from sdk.protocol.jsonenc import dumps_strict as _dumps
 from sdk.protocol.messages import ACK_OK
-# The host's sink encoders are the protocol's; tests/hostile/test_non_finite.py still imports them from here.
-from sdk.protocol.messages import encode_sink, encode_sink_batch  # noqa: F401
 
 #: Bounded, NaN-free decoding (loader/jsonio.py): orjson where it is exact,
 #: Python's json for what only it reads (NaN and Infinity, which become null,

@@ -10,7 +10,8 @@ import json
 import math
 from pathlib import Path
 
-from loader.wire.codec import decode_source_items, encode_sink, encode_sink_batch
+from loader.wire.codec import decode_source_items
+from sdk.protocol.messages import encode_sink, encode_sink_batch
 from tests.loader_harness import start_loader
 from tests.test_rules_e2e import install_collector, rule, stream, wait_collected
 
