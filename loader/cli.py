@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import zipfile
 from pathlib import Path
 
 from loader.config import ConfigError, load_config
@@ -136,16 +135,17 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _package(args: argparse.Namespace) -> int:
-    """Validate, then zip the folder's content (what the digest covers) with paths relative to it."""
-    from loader.digest import content_files
+    """Validate, then zip the folder's content with paths relative to it, plus the sdk it imports
+    (loader/packaging.py: so the zip also runs under eKuiper, whose Python has no ``sdk``)."""
+    from loader.packaging import write_zip
 
     folder = args.folder.absolute()
     if _validate(argparse.Namespace(folder=folder)) != 0:
         return 1
     output = args.output or Path(f"{folder.name}.zip")
-    with zipfile.ZipFile(output, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in content_files(folder):
-            archive.write(path, str(path.relative_to(folder)))
+    vendored = write_zip(load_plugin(folder), output)
+    if vendored:
+        print(f"  sdk:     {vendored} files of the sdk package included next to the executable")
     print(f"wrote {output}")
     return 0
 
