@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -234,3 +235,47 @@ def test_read_only_etc_dir_answers_503_naming_it_and_leaves_nothing(processes, e
     assert not loader.find("api.internal_error")
     code, body = api.upload("POST", "/plugins/portables?name=collector", zip_bytes(collector_files()))
     assert code == 201, body  # a plugin that writes nothing to etc_dir still installs
+
+
+def test_entries_without_mode_bits_install_and_the_executable_is_runnable(tmp_path):
+    """eKuiper accepts zips that store no Unix attributes (made on Windows, say); so do we:
+    their files get 0644, and the manifest's executable 0755 so a compiled plugin can run."""
+    from loader.api.archive import extract
+
+    archive = tmp_path / "modeless.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, data in {"gomirror.json": '{"version": "v1", "language": "go", "executable": "./bin/mirror",'
+                                            ' "sources": ["random"]}',
+                           "bin/mirror": "\x7fELF", "sources/random.yaml": "default: {}\n"}.items():
+            info = zipfile.ZipInfo(name)
+            info.create_system = 0  # made on Windows: MS-DOS attributes only ("archive"), no Unix mode
+            info.external_attr = 0x20
+            zf.writestr(info, data)
+        info = zipfile.ZipInfo("lib/helper.txt")  # Python's writestr stores 0600 without a file type
+        zf.writestr(info, "x")
+    dest = tmp_path / "gomirror"
+    dest.mkdir()
+    extract(archive, dest, "gomirror", 1 << 20)
+    assert (dest / "bin" / "mirror").stat().st_mode & 0o777 == 0o755
+    assert (dest / "sources" / "random.yaml").stat().st_mode & 0o777 == 0o644
+    assert (dest / "gomirror.json").stat().st_mode & 0o777 == 0o644
+    assert (dest / "lib" / "helper.txt").stat().st_mode & 0o777 == 0o600
+
+
+def test_an_entry_typed_as_a_fifo_or_device_is_refused(tmp_path):
+    import stat
+
+    from loader.api.archive import ArchiveError, extract
+
+    for kind in (stat.S_IFIFO, stat.S_IFCHR, stat.S_IFSOCK):
+        archive = tmp_path / "typed.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr("p.json", "{}")
+            info = zipfile.ZipInfo("pipe")
+            info.external_attr = (kind | 0o644) << 16
+            zf.writestr(info, "")
+        dest = tmp_path / f"p{kind}"
+        dest.mkdir()
+        with pytest.raises(ArchiveError) as caught:
+            extract(archive, dest, "p", 1 << 20)
+        assert caught.value.code == "bad_entry_type" and "'pipe'" in str(caught.value)

@@ -30,6 +30,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from loader.api.errors import STORAGE_ERRNOS
+from loader.jsonio import loads
 
 CHUNK = 64 * 1024
 MAX_ENTRIES = 10_000
@@ -275,6 +276,30 @@ def extract(archive: Path, dest: Path, name: str, limit: int) -> None:
                 raise ArchiveError("bad_archive", f"entry {info.filename!r}: cannot create the link: {exc}") from None
         for info, parts, link_target in links:
             _check_link(dest, dest.joinpath(*parts), info.filename, link_target)
+        modeless = {"/".join(parts) for info, parts, kind in entries if kind == "file" and not info.external_attr >> 16}
+        _executable_runnable(dest, name, modeless)
+
+
+def _executable_runnable(dest: Path, name: str, modeless: set[str]) -> None:
+    """Give the manifest's executable mode 0755 when its entry carried no mode bits.
+
+    Zips made on Windows, or by tools that store no Unix attributes, have
+    none; eKuiper accepts them, and a compiled plugin would otherwise not be
+    runnable (every such file gets 0644).  A manifest that cannot be read here
+    is left to the manifest check, which reports it precisely.
+    """
+    if not modeless:
+        return
+    try:
+        manifest = loads((dest / f"{name}.json").read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return
+    executable = manifest.get("executable") if isinstance(manifest, dict) else None
+    if not isinstance(executable, str):
+        return
+    key = "/".join(part for part in executable.replace("\\", "/").split("/") if part not in ("", "."))
+    if key in modeless:
+        os.chmod(dest / key, 0o755)
 
 
 def _plan(infos: list[zipfile.ZipInfo], name: str, limit: int) -> list[tuple[zipfile.ZipInfo, list[str], str]]:
@@ -303,7 +328,7 @@ def _plan(infos: list[zipfile.ZipInfo], name: str, limit: int) -> list[tuple[zip
             kind = "link"
         elif info.is_dir() or stat.S_ISDIR(mode):
             kind = "dir"
-        elif mode and not stat.S_ISREG(mode):
+        elif stat.S_IFMT(mode) and not stat.S_ISREG(mode):  # permission bits alone (no type) are a file
             raise ArchiveError("bad_entry_type", f"entry {raw!r} is neither a file, a folder nor a link")
         else:
             kind = "file"
