@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import pynng
 
@@ -174,6 +174,8 @@ class SourceRuntime:
 
     def _report(self, err: Exception) -> None:
         self.errors.record(err)
+        if self._ctx is None:
+            return
         try:
             self._ctx.emit_error(error_text(err))
         except Exception as send_err:
@@ -294,11 +296,13 @@ class SinkRuntime:
             raise StartError(f"{control.describe()}: {err}") from err
 
     def _run(self) -> None:
+        sock = self._data
+        assert sock is not None, "start() connects before the thread runs"
         open_error = self._open()
         batching = self._args.batch is not None
         while not self._stopping:
             try:
-                data = self._data.recv()
+                data = sock.recv()
             except pynng.Timeout:
                 continue
             except pynng.NNGException as err:
@@ -333,7 +337,7 @@ class SinkRuntime:
         """
         gate = self._gate
         try:
-            records = split_sink_batch(data)
+            records = split_sink_batch(data) or []  # a batch message: never None here
         except ValueError as err:
             self.errors.record(err, "sink batch")
             gate.begin()
@@ -526,4 +530,13 @@ def _close_symbol(control: Control, close: Callable[[], object]) -> None:
         )
 
 
-RUNTIMES = {"source": SourceRuntime, "sink": SinkRuntime, "func": FunctionRuntime}
+class Runtime(Protocol):
+    """What the control loop needs of a running symbol instance."""
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float) -> None: ...
+
+
+RUNTIMES: dict[str, Callable[[Control, Factory, RuntimeArgs], Runtime]] = {
+    "source": SourceRuntime, "sink": SinkRuntime, "func": FunctionRuntime}

@@ -20,10 +20,8 @@ import math
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-try:
-    from json.encoder import c_make_encoder
-except ImportError:  # pragma: no cover - CPython always has the C accelerator
-    c_make_encoder = None
+#: The C accelerator of json's encoder; CPython always has it, other interpreters may not.
+c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
 
 
 def finite(value: Any) -> Any:
