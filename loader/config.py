@@ -160,7 +160,7 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> L
     )
     for key, value in (overrides or {}).items():
         if value is not None:
-            config = replace(config, **{key: Path(value) if key.endswith("_dir") else value})
+            config = replace(config, **{key: Path(value) if key.endswith("_dir") else value})  # type: ignore[arg-type]
     rest_from_flag = (overrides or {}).get("rest") is not None
     parse_rest_address(config.rest, "--rest" if rest_from_flag else f"{path}: rest" if path else "rest")
     return config.resolved()

@@ -52,8 +52,8 @@ def loads(data: str | bytes, strict: bool = False) -> Any:
 
     NaN and Infinity become None, or a JsonError with ``strict``.
     """
-    long_number = _long_number_bytes if isinstance(data, bytes) else _long_number_text
-    if orjson is not None and long_number(data) is None:
+    long = _long_number_bytes(data) if isinstance(data, bytes) else _long_number_text(data)
+    if orjson is not None and long is None:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -78,7 +78,7 @@ def _nesting_depth(data: str | bytes) -> int:
     Up to MAX_DEPTH it is the count of opening brackets (an upper bound), so
     ordinary input costs two ``count`` calls.
     """
-    opening = data.count(b"[" if isinstance(data, bytes) else "[") + data.count(b"{" if isinstance(data, bytes) else "{")
+    opening = data.count(b"[") + data.count(b"{") if isinstance(data, bytes) else data.count("[") + data.count("{")
     if opening <= MAX_DEPTH:
         return opening
     if isinstance(data, bytes):

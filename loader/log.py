@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import MutableMapping
 from typing import Any, Callable, TextIO
 
 import structlog
@@ -30,7 +31,7 @@ _LEVEL_NUMBERS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": loggi
                   "error": logging.ERROR, "critical": logging.CRITICAL, "exception": logging.ERROR}
 
 
-def _drop_below_level(logger: Any, method: str, event: dict) -> dict:
+def _drop_below_level(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     if _LEVEL_NUMBERS.get(method, logging.INFO) < _min_level:
         raise structlog.DropEvent
     return event
@@ -63,10 +64,10 @@ class EventOutput:
     debug = info = warning = warn = error = critical = exception = log = msg
 
 
-def _output_stage(renderer: Any, with_fields: bool) -> Callable[[Any, str, dict], tuple[tuple, dict]]:
+def _output_stage(renderer: Any, with_fields: bool) -> Callable[[Any, str, MutableMapping[str, Any]], tuple[tuple, dict]]:
     """The last processor: render the line, and hand the event's fields along for the journal."""
 
-    def render(logger: Any, method: str, event: dict) -> tuple[tuple, dict]:
+    def render(logger: Any, method: str, event: MutableMapping[str, Any]) -> tuple[tuple, dict]:
         level = event.get("level", method)
         line = renderer(logger, method, event)
         return (line,), {"level": level, "event": event if with_fields else None}

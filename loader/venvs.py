@@ -146,6 +146,7 @@ class VenvBuilder:
         shim.mkdir(parents=True, exist_ok=True)
         for name in SHIM_MODULES:
             module = importlib.import_module(name)
+            assert module.__file__ is not None, f"{name} is a module with a file"
             source = Path(module.__file__)
             if source.name.startswith("__init__."):
                 source = source.parent

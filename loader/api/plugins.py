@@ -26,7 +26,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable, Coroutine
 
 from loader.api.archive import ArchiveError, extract, fetch, remove_tree
 from loader.api import shipped as shipped_configs
@@ -200,7 +200,7 @@ class PluginInstaller:
     async def delete(self, name: str) -> dict[str, Any]:
         return await self._shielded(self._delete, name)
 
-    async def _shielded(self, action: Callable[..., Awaitable[dict[str, Any]]], *args: Any) -> dict[str, Any]:
+    async def _shielded(self, action: Callable[..., Coroutine[Any, Any, dict[str, Any]]], *args: Any) -> dict[str, Any]:
         """Run ``action`` to its end even if the client goes away: a half-done swap is worse than a late one."""
         task = asyncio.get_running_loop().create_task(action(*args))
         self._tasks.add(task)

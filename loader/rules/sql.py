@@ -140,7 +140,7 @@ class CompiledQuery:
     def apply_many(self, rows: list[Row]) -> list[Any]:
         """Per record, in order: its output record, None (filtered out) or the exception that failed it."""
         outcomes: list[Any] = [None] * len(rows)
-        todo = range(len(rows))
+        todo: list[int] = list(range(len(rows)))
         batch = self.scope.batch = _Batch()
         apply = self.apply
         try:
@@ -174,7 +174,7 @@ _CLAUSES = {
 }
 
 
-def position(node: exp.Expression, sql: str) -> str:
+def position(node: exp.Expr, sql: str) -> str:
     """``line L, column C`` of the first token of ``node`` that sqlglot located."""
     for sub in node.walk():
         meta = getattr(sub, "meta", None) or {}
@@ -189,7 +189,7 @@ def position(node: exp.Expression, sql: str) -> str:
     return f"line {line}, column {column}"
 
 
-def unsupported(node: exp.Expression, sql: str, construct: str) -> SqlError:
+def unsupported(node: exp.Expr, sql: str, construct: str) -> SqlError:
     return SqlError(f"{position(node, sql)}: {construct} is not supported in rules (supported: {SUPPORTED})")
 
 
@@ -201,10 +201,10 @@ def parse_select(sql: str) -> SelectPlan:
         detail = exc.errors[0] if exc.errors else {}
         where = f"line {detail.get('line', '?')}, column {detail.get('col', '?')}"
         raise SqlError(f"{where}: {detail.get('description', str(exc))}") from None
-    statements = [s for s in statements if s is not None]
-    if len(statements) != 1:
-        raise SqlError(f"a rule has exactly one SELECT statement, found {len(statements)}")
-    tree = statements[0]
+    present = [s for s in statements if s is not None]
+    if len(present) != 1:
+        raise SqlError(f"a rule has exactly one SELECT statement, found {len(present)}")
+    tree = present[0]
     if not isinstance(tree, exp.Select):
         raise unsupported(tree, sql, f"{tree.key.upper()} statement")
     for key, construct in _CLAUSES.items():
@@ -218,10 +218,10 @@ def parse_select(sql: str) -> SelectPlan:
             continue
         _check_expression(item, sql)
         plan.projections.append(Projection(_output_name(item), item.this if isinstance(item, exp.Alias) else item))
-    where = tree.args.get("where")
-    if where is not None:
-        _check_expression(where.this, sql)
-        plan.where = where.this
+    condition = tree.args.get("where")
+    if condition is not None:
+        _check_expression(condition.this, sql)
+        plan.where = condition.this
     plan.functions = [(name, args) for node in _all_nodes(plan) for name, args in [_function_call(node)] if name]
     return plan
 
@@ -252,7 +252,7 @@ _ALLOWED = (
 )
 
 
-def _check_expression(node: exp.Expression, sql: str) -> None:
+def _check_expression(node: exp.Expr, sql: str) -> None:
     for sub in node.walk():
         if isinstance(sub, (exp.Select, exp.Subquery)):
             raise unsupported(sub, sql, "a subquery")
@@ -294,8 +294,8 @@ def _function_call(node: exp.Expression) -> tuple[str | None, list[exp.Expressio
 
 # --------------------------------------------------------------------- compile
 
-_ARITHMETIC = {exp.Add: operator.add, exp.Sub: operator.sub, exp.Mul: operator.mul, exp.Mod: operator.mod}
-_COMPARISON = {exp.EQ: operator.eq, exp.NEQ: operator.ne, exp.GT: operator.gt, exp.GTE: operator.ge,
+_ARITHMETIC: dict[type[exp.Expr], Callable[[Any, Any], Any]] = {exp.Add: operator.add, exp.Sub: operator.sub, exp.Mul: operator.mul, exp.Mod: operator.mod}
+_COMPARISON: dict[type[exp.Expr], Callable[[Any, Any], Any]] = {exp.EQ: operator.eq, exp.NEQ: operator.ne, exp.GT: operator.gt, exp.GTE: operator.ge,
                exp.LT: operator.lt, exp.LTE: operator.le}
 
 
@@ -320,12 +320,14 @@ class _Compiler:
         if isinstance(node, exp.Boolean):
             truth = bool(node.this)
             return lambda row: truth
-        if type(node) in _ARITHMETIC:
-            return _null_safe(_ARITHMETIC[type(node)], self.compile(node.this), self.compile(node.expression))
+        arithmetic = _ARITHMETIC.get(type(node))
+        if arithmetic is not None:
+            return _null_safe(arithmetic, self.compile(node.this), self.compile(node.expression))
         if isinstance(node, exp.Div):
             return _null_safe(_divide, self.compile(node.this), self.compile(node.expression))
-        if type(node) in _COMPARISON:
-            return _compare(_COMPARISON[type(node)], self.compile(node.this), self.compile(node.expression))
+        comparison = _COMPARISON.get(type(node))
+        if comparison is not None:
+            return _compare(comparison, self.compile(node.this), self.compile(node.expression))
         if isinstance(node, exp.Neg):
             inner = self.compile(node.this)
             return lambda row: None if (v := inner(row)) is None else -v
