@@ -29,6 +29,7 @@ and a single order of events is easy to reason about.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -418,7 +419,7 @@ class RuleManager:
             supervisor = self._provider(entry, "functions", name)
             config = object_config("functions", name, supervisor.spec.folder, self.config.etc_dir)
             handle = await self.functions.acquire(supervisor, name, config)
-            entry.stop_actions.append(lambda h=handle: self.functions.release(h))
+            entry.stop_actions.append(functools.partial(self.functions.release, handle))
             await _check_function(handle, name, literal_arguments(args))
             resolved[name] = handle
         return resolved
