@@ -204,6 +204,8 @@ class RuleManager:
 
     def _log_health(self, entry: RuleEntry) -> None:
         appeared, cleared = changes(entry.logged_causes, self.causes(entry))
+        if not appeared and not cleared:
+            return  # the common case, every second for every rule: no logger bound for nothing
         log = get_logger(rule=entry.id)
         for cause in cleared:
             del entry.logged_causes[cause.key]
