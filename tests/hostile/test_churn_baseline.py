@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api_fixtures import Api, free_port
+from tests.api_fixtures import Api, free_port, wait_until
 from tests.hostile.rules_env import (
     RULES_FIXTURES, install_collector, install_seqsrc, rss_mb, rule, source_config, stream, write_json,
 )
@@ -32,9 +32,11 @@ REST_RULES_PER_ROUND = 3
 #: An fd or two may be open at the moment of a reading without being a leak (a REST connection
 #: the test's last call left in the server's keep-alive, an inotify watch being set up).
 FD_SLACK = 2
-#: The default executor and the folder-reading pool start threads only when work piles up; one more
-#: than at the baseline is a pool grown to its bound, not a thread per plugin or rule left behind.
-THREAD_SLACK = 1
+#: The loader's thread pools (the default executor, up to 6 threads on 2 cores, and the 4 folder
+#: readers) start a thread only when work overlaps, so after one warm-up round they may still grow:
+#: baselines of 29 to 31 threads all ended at 30 or 31.  A leak is a thread per rule or plugin per
+#: round, dozens over the churn (a rule left running: 31 -> 70), far past this.
+THREAD_SLACK = 3
 #: What the loader may grow by: a round leaves ~1 MB of events in memory (none are kept per rule
 #: or plugin once gone), Python's allocator keeps arenas it freed, and the steady rule's metrics
 #: and buffers. A plugin or rule left behind costs its sockets' nng buffers (MBs each) so a leak of
@@ -162,7 +164,7 @@ def test_a_minute_of_plugin_and_rule_churn_returns_to_baseline(processes, tmp_pa
     ping_within(api.url)
     assert all(pid_alive(p) for p in steady_pids.values()), steady_pids
     assert records_mid > records_before, (records_before, records_mid)
-    assert _records(api) > records_mid
+    assert wait_until(lambda: _records(api) > records_mid, timeout=5), "the steady rule stopped after the churn"
     assert loader.find("rule.error") == [] and loader.find("task.failed") == []
     assert [line for line in loader.raw if "Traceback" in line] == []
     # Nothing of the steady rule was lost: once it is gone its sink's file holds 1..N in order.
