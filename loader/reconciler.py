@@ -116,8 +116,26 @@ class Reconciler:
         return {p.name for p in root.iterdir() if is_candidate(p) and p.is_dir()}
 
     async def reconcile_all(self) -> None:
-        names = self.folder_names() | set(self.supervisors) | set(self.lifecycles) | set(self.board.names())
-        await asyncio.gather(*(self.reconcile(name) for name in sorted(names)))
+        names = sorted(self.folder_names() | set(self.supervisors) | set(self.lifecycles) | set(self.board.names()))
+        settled = await self._settled(names)
+        await asyncio.gather(*(self.reconcile(name) for name in names if name not in settled))
+
+    async def _settled(self, names: list[str]) -> set[str]:
+        """The names a reconcile would leave at once: nothing in their folder or process changed.
+
+        Their fingerprints are taken in one trip to the folder-reading threads,
+        so a rescan of 200 idle plugins costs one hand-over, not 200 (each one
+        a future, a timeout and a wakeup of the event loop).  A name being
+        reconciled right now, or any name when the walk times out, goes the
+        usual way.
+        """
+        try:
+            fingerprints = await self._off_loop(_fingerprints, self.config.plugins_dir, names, self.config.folders)
+        except ManifestError:
+            return set()
+        return {name for name, fingerprint in zip(names, fingerprints)
+                if not self._locks[name].locked()
+                and self.memo.unchanged(name, fingerprint, self._running_digest(name))}
 
     async def reconcile(self, name: str) -> None:
         """Bring plugin ``name`` to the state its folder asks for; never raises."""
@@ -434,3 +452,8 @@ def _recently_changed(folder: Path, grace_s: float, limits: FolderLimits) -> boo
         except OSError:
             continue
     return time.time() - newest < grace_s
+
+
+def _fingerprints(root: Path, names: list[str], limits: FolderLimits) -> list[tuple]:
+    """``stat_fingerprint`` of each plugin folder (a hidden or vanished one gets the empty fingerprint)."""
+    return [stat_fingerprint(root / name, limits) if is_candidate(root / name) else () for name in names]

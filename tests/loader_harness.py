@@ -87,19 +87,20 @@ class LoaderProcess:
 
 def start_loader(processes, plugins_dir: Path, ipc_dir: Path, data_dir: Path,
                  extra_config: str = "", settle_ms: int = 100, env_extra: dict[str, str] | None = None,
-                 wait_ready: bool = True, wrapper: list[str] | None = None) -> LoaderProcess:
+                 wait_ready: bool = True, wrapper: list[str] | None = None, rescan_s: float = 1) -> LoaderProcess:
     """Start the loader with a per-test config; returns once its first scan is done (``loader.scan_complete``).
 
     ``loader.ready`` comes earlier, as soon as the loader serves; tests mostly
     want the plugins already in the folder to have been looked at.  ``wrapper``
-    is a command the loader's command line is appended to (a sandbox).
+    is a command the loader's command line is appended to (a sandbox).  ``rescan_s`` is short by
+    default so tests see missed changes soon; a test measuring idle cost passes the loader's default.
     """
     config = data_dir / "loader.yaml"
     data_dir.mkdir(parents=True, exist_ok=True)
     config.write_text(
         f"plugins_dir: {plugins_dir}\nipc_dir: {ipc_dir}\ndata_dir: {data_dir}\nrest: 'off'\n"
         f"log: {{format: json, level: info}}\n"
-        f"watch: {{settle_ms: {settle_ms}, rescan_s: 1, incomplete_grace_s: 3}}\n"
+        f"watch: {{settle_ms: {settle_ms}, rescan_s: {rescan_s}, incomplete_grace_s: 3}}\n"
         f"updates: {{probation_s: 0.1}}\n" + extra_config
     )
     env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,6 +206,8 @@ class RuleManager:
 
     def _log_health(self, entry: RuleEntry) -> None:
         appeared, cleared = changes(entry.logged_causes, self.causes(entry))
+        if not appeared and not cleared:
+            return  # the common case, every second for every rule: no logger bound for nothing
         log = get_logger(rule=entry.id)
         for cause in cleared:
             del entry.logged_causes[cause.key]
@@ -273,13 +276,14 @@ class RuleManager:
     async def _reconcile_rule(self, rule_id: str) -> None:
         path = self.rules_dir / f"{rule_id}.json"
         entry = self.rules.get(rule_id)
+        if self._same_file(path) and entry is not None and self._file_stats[path] is not None:
+            return  # one stat per rule and rescan: most rules have not changed
         if not path.is_file():
+            self._file_stats.pop(path, None)  # rule ids come and go: remember only files that exist
             if entry is not None:
                 await self._stop(entry, reason="rule file removed")
                 del self.rules[rule_id]
                 get_logger(rule=rule_id).info("rule.deleted")
-            return
-        if self._same_file(path) and entry is not None:
             return
         try:
             raw = _read_json(path)
@@ -472,9 +476,12 @@ class RuleManager:
 
     @staticmethod
     def _names(folder: Path) -> set[str]:
-        if not folder.is_dir():
+        """Names of the ``*.json`` files in ``folder`` (a plain listing: every rescan lists 400 rules)."""
+        try:
+            entries = os.listdir(folder)
+        except OSError:  # missing (nothing defined yet) or unreadable: as glob saw it, no names
             return set()
-        return {p.stem for p in folder.glob("*.json") if not p.name.startswith(".")}
+        return {entry[:-5] for entry in entries if entry.endswith(".json") and not entry.startswith(".")}
 
     async def restart_rule(self, rule_id: str) -> bool:
         """Stop and start a rule again (REST restart, or retrying a waiting/failed one); False if unknown."""

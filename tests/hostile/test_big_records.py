@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from tests.api_fixtures import free_port
+from tests.hostile.helpers import snapshot
 from tests.hostile.rules_env import install_collector, install_hostilefix, rss_mb, rule, source_config, stream
 from tests.hostile.survival import Bystander, assert_survived, get_json
 from tests.loader_harness import start_loader
@@ -43,6 +44,7 @@ def test_big_records_into_a_sink_that_never_acks_keep_the_loader_bounded(process
     rule(data, "heavy", "SELECT n, blob FROM huge",
          [{"collect": {"path": str(tmp_path / "never.jsonl"), "requireAck": True, "delay_ms": 10_000_000}}])
     loader.wait_for("rule.started", timeout=20, rule="heavy")
+    before = [snapshot(folder) for folder in (plugins, etc, data / "rules")]
 
     samples: list[tuple[float, float]] = []
     started = time.monotonic()
@@ -58,3 +60,4 @@ def test_big_records_into_a_sink_that_never_acks_keep_the_loader_bounded(process
     assert status["status"] == "running" and status["source_huge_0_records_in_total"] >= 1, status
     print(f"baseline {baseline:.0f} MB, peak {second_half:.0f} MB")
     assert_survived(url, loader, bystander)
+    assert [snapshot(folder) for folder in (plugins, etc, data / "rules")] == before

@@ -14,6 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
+from tests.hostile.helpers import snapshot
 from tests.test_rules_e2e import (  # noqa: F401
     env, install_collector, install_seqsrc, loader_for, rule, seq_config, stream, wait_collected,
 )
@@ -38,6 +39,7 @@ def test_a_plugin_dialling_anothers_control_socket_is_refused(processes, env):
     stream(env["data"])
     out = env["out"] / "r1.jsonl"
     rule(env["data"], "r1", "SELECT n FROM demo", out)
+    before = [snapshot(env[key]) for key in ("plugins", "etc")] + [snapshot(env["data"] / "rules")]
     loader = loader_for(processes, env)
 
     intruder_pid = loader.wait_for("plugin.spawned", plugin="intruder")["pid"]
@@ -51,3 +53,4 @@ def test_a_plugin_dialling_anothers_control_socket_is_refused(processes, env):
     assert not [line for line in loader.raw if "intruder got" in line], "the intruder was given a command"
     # It keeps redialling, and is refused each time, but logged once.
     assert len(loader.find("plugin.control_intruder", intruder_pid=intruder_pid)) == 1
+    assert [snapshot(env[key]) for key in ("plugins", "etc")] + [snapshot(env["data"] / "rules")] == before

@@ -20,7 +20,7 @@ from loader.digest import folder_digest
 from loader.folders import FolderError, FolderLimits, walk
 from loader.manifest import ManifestError, load_plugin
 from tests.api_fixtures import start_api
-from tests.hostile.helpers import assert_serving
+from tests.hostile.helpers import assert_serving, snapshot
 from tests.loader_harness import make_plugin
 
 
@@ -115,6 +115,7 @@ def test_loader_keeps_serving_with_hostile_folders(processes, tmp_path, ipc_dir)
     (loops / "b").symlink_to(".")
     (plugins / "self").symlink_to(plugins)
     (plugins / "up").symlink_to("..")
+    before = snapshot(plugins)  # regular files only: FIFOs and links are not read
     api = start_api(processes, plugins, ipc_dir, data, extra="folders: {max_files: 2000, timeout_s: 5}\n")
     loader = api.loader
     fifo = loader.wait_for("plugin.invalid", plugin="fifo")
@@ -135,3 +136,4 @@ def test_loader_keeps_serving_with_hostile_folders(processes, tmp_path, ipc_dir)
     assert loader.terminate(timeout=15) == 0  # SIGTERM is not ignored
     assert time.monotonic() - started < 15
     assert not loader.find("task.failed")
+    assert snapshot(plugins) == before

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from loader.diagnose import explain_no_handshake
 from tests.api_fixtures import start_api
-from tests.hostile.helpers import assert_serving
+from tests.hostile.helpers import assert_serving, snapshot
 from tests.loader_harness import make_plugin
 
 LISTEN = Path("/run/pl/plugin_p.ipc")
@@ -60,6 +60,7 @@ def test_launch_failures_are_explained_and_others_keep_running(processes, tmp_pa
     _raw(make_plugin(plugins, "nointerp", language="sh", executable="run.sh"), "#!/nonexistent/interpreter\n")
     folder = make_plugin(plugins, "isdir", executable="code")
     (folder / "code").mkdir()
+    before = snapshot(plugins)  # failing launches leave the plugins' folders as they are
     api = start_api(processes, plugins, ipc_dir, tmp_path / "data",
                     extra="supervisor: {handshake_timeout_s: 5, restart_backoff_initial_s: 5}\n")
     loader = api.loader
@@ -76,6 +77,7 @@ def test_launch_failures_are_explained_and_others_keep_running(processes, tmp_pa
     invalid = loader.wait_for("plugin.invalid", plugin="isdir")["error"]
     assert "executable 'code' is a directory, not a program" in invalid
     assert_serving(api, ["good"])
+    assert snapshot(plugins) == before
 
 
 SLOW_START = '''

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from loader.wire.codec import decode_source_items
 from sdk.protocol.messages import encode_sink, encode_sink_batch
+from tests.hostile.helpers import snapshot
 from tests.loader_harness import start_loader
 from tests.test_rules_e2e import install_collector, rule, stream, wait_collected
 
@@ -62,6 +63,7 @@ def test_nan_from_a_source_is_null_in_the_log_and_the_sink(processes, tmp_path: 
     # n * 1e308 * 10 overflows to Infinity inside the rule: also null on the way out
     rule(data, "r1", "SELECT n, nan, inf, ninf, ok, n * 1e308 * 10 AS big FROM demo", out,
          extra_actions=[{"log": {}}])
+    before = [snapshot(plugins), snapshot(data / "rules")]
     loader = start_loader(processes, plugins, ipc_dir, data)
     rows = wait_collected(out, 10)
     assert rows[0] == {"n": 1, "nan": None, "inf": None, "ninf": None, "ok": 1.5, "big": None}
@@ -69,6 +71,7 @@ def test_nan_from_a_source_is_null_in_the_log_and_the_sink(processes, tmp_path: 
     logged = loader.wait_for("sink.log", rule="r1", count=10)
     assert logged["record"]["nan"] is None and logged["record"]["big"] is None
     assert loader.terminate() == 0
+    assert [snapshot(plugins), snapshot(data / "rules")] == before
     for line in loader.raw:  # every line of the JSON log is strict JSON
         if line.startswith("{"):
             _strict(line)

@@ -18,6 +18,7 @@ import socket
 import time
 
 from tests.api_fixtures import free_port
+from tests.hostile.helpers import snapshot
 from tests.hostile.survival import Bystander, assert_survived, ping_within
 from tests.loader_harness import make_plugin, start_loader
 
@@ -48,6 +49,7 @@ def test_slow_clients_neither_exhaust_descriptors_nor_stop_a_plugin_restart(proc
     make_plugin(plugins, "victim")
     victim = loader.wait_for("plugin.running", timeout=20, plugin="victim")
     lines_before = len(loader.raw)
+    before = snapshot(plugins)
 
     clients: list[socket.socket] = []
     peak_fds = 0
@@ -93,3 +95,4 @@ def test_slow_clients_neither_exhaust_descriptors_nor_stop_a_plugin_restart(proc
     assert limited and limited[0]["closed"].get("evicted", 0) > 0, limited
     assert len(new_lines) < 60, f"{len(new_lines)} log lines during the attack"
     assert_survived(url, loader, bystander)
+    assert snapshot(plugins) == before

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.api_fixtures import collector_files, seqsrc_files, start_api, write_zip
+from tests.hostile.helpers import snapshot
 from tests.hostile.survival import Bystander, assert_survived
 
 DEADLINE_S = 2.0
@@ -86,6 +87,7 @@ def test_trickling_downloads_hit_the_deadline_and_never_block_rule_admission(pro
                expect=201)
     api.ok("POST", "/streams", {"sql": 'CREATE STREAM demo () WITH (TYPE="seq", DATASOURCE="t", FORMAT="json")'},
            expect=201)
+    before = [snapshot(folder) for folder in (plugins, etc)]  # the failed installs must leave both as they are
 
     def install(index: int) -> tuple[int, dict, float]:
         started = time.monotonic()
@@ -118,6 +120,7 @@ def test_trickling_downloads_hit_the_deadline_and_never_block_rule_admission(pro
     assert all(held < DEADLINE_S + 2 * TRICKLE_EVERY_S + 1 for held in server.hung_up), server.hung_up
     assert sorted(p.name for p in plugins.iterdir()) == ["bystander", "collector", "seqsrc"], "staging left behind"
     assert_survived(api.url, api.loader, bystander)
+    assert [snapshot(folder) for folder in (plugins, etc)] == before
 
 
 def _wait(predicate, timeout: float) -> bool:

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tests.api_fixtures import free_port
+from tests.hostile.helpers import snapshot
 from tests.hostile.rules_env import (
     install_collector, install_hostilefix, install_seqsrc, rule, source_config, stream,
 )
@@ -42,6 +43,7 @@ def test_a_function_that_never_returns_degrades_the_rule_and_restarts_its_plugin
     stream(data, "demo", "seq")
     rule(data, "hung", "SELECT n, hang(n) AS h FROM demo", [{"nop": {}}])
     started = loader.wait_for("rule.started", timeout=20, rule="hung")
+    before = [snapshot(folder) for folder in (plugins, tmp_path / "etc", data / "rules")]
 
     degraded = loader.wait_for("rule.degraded", timeout=10, rule="hung", cause="function timeout")
     took = _seconds_between(started, degraded)
@@ -58,6 +60,7 @@ def test_a_function_that_never_returns_degrades_the_rule_and_restarts_its_plugin
     assert any(c["symbol"] == "hang" and c["cause"] == "function timeout" for c in status["causes"]), status
     assert "function hang" in status["message"]
     assert_survived(url, loader, bystander)
+    assert [snapshot(folder) for folder in (plugins, tmp_path / "etc", data / "rules")] == before
 
 
 def test_a_sink_that_never_acks_degrades_the_rule_and_restarts_its_plugin(processes, tmp_path, ipc_dir):
@@ -72,6 +75,7 @@ def test_a_sink_that_never_acks_degrades_the_rule_and_restarts_its_plugin(proces
     rule(data, "stuck", "SELECT n FROM demo",
          [{"collect": {"path": str(out), "requireAck": True, "delay_ms": 10_000_000}}])
     started = loader.wait_for("rule.started", timeout=20, rule="stuck")
+    before = [snapshot(folder) for folder in (plugins, tmp_path / "etc", data / "rules")]
 
     degraded = loader.wait_for("rule.degraded", timeout=15, rule="stuck", cause="sink stalled")
     assert (degraded["symbol"], degraded["plugin"], degraded["cause"]) == ("collect", "collector", "sink stalled"), degraded
@@ -86,6 +90,7 @@ def test_a_sink_that_never_acks_degrades_the_rule_and_restarts_its_plugin(proces
     assert any(c["symbol"] == "collect" and c["cause"] == "sink stalled" for c in status["causes"]), status
     assert "sink collect" in status["message"]
     assert_survived(url, loader, bystander)
+    assert [snapshot(folder) for folder in (plugins, tmp_path / "etc", data / "rules")] == before
 
 
 def _seconds_between(first: dict, second: dict) -> float:
