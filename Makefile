@@ -65,10 +65,14 @@ test: $(STAMP) system-deps
 test-system: $(STAMP)
 	PYTHON_VENV=$(PY) tests/system/run
 
-# Wheel and sdist into dist/, built in an isolated env with the pinned setuptools.
+# Wheels and sdists into dist/, built in an isolated env with the pinned
+# setuptools: the loader, and the sdk as a distribution of its own
+# (portable-loader-sdk, from sdk/pyproject.toml; docs/sdk.md).
 dist: $(TOOLS_STAMP)
 	rm -rf dist
 	$(TOOLS)/bin/python -m build --quiet --outdir dist .
+	$(TOOLS)/bin/python -m build --quiet --outdir dist sdk
+	rm -rf sdk/*.egg-info sdk/build
 	@ls -1 dist
 
 # Re-resolve every lock to the newest versions pyproject.toml and tools.in

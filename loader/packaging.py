@@ -29,9 +29,20 @@ _IMPORTS_SDK = re.compile(rb"^\s*(?:from\s+sdk(?:\.|\s)|import\s+sdk\b)", re.MUL
 
 
 def sdk_files() -> list[Path]:
-    """The source files of the installed ``sdk`` package (its subpackages included, no bytecode)."""
-    root = Path(sdk.__file__).resolve().parent
-    return sorted(path for path in root.rglob("*.py") if "__pycache__" not in path.parts)
+    """The modules of the installed ``sdk`` package and of its subpackages (folders with an ``__init__.py``).
+
+    Only those: a checkout's ``sdk/`` also holds the sdk's own pyproject.toml
+    and, after a build, build folders that are no part of the package.
+    """
+    return sorted(_package_modules(Path(sdk.__file__).resolve().parent))
+
+
+def _package_modules(package: Path) -> list[Path]:
+    modules = list(package.glob("*.py"))
+    for sub in package.iterdir():
+        if sub.is_dir() and (sub / "__init__.py").is_file():
+            modules += _package_modules(sub)
+    return modules
 
 
 def imports_sdk(files: list[Path]) -> bool:

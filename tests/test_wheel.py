@@ -111,3 +111,27 @@ def test_installed_wheel_validates_and_serves_the_demo(built: Path, tmp_path: Pa
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=10) as response:
         assert "/rules" in json.load(response)["paths"]
     assert loader.terminate(timeout=30) == 0
+
+
+def test_the_sdk_distribution_installs_alone_and_runs_a_plugin(tmp_path: Path):
+    """``portable-loader-sdk`` (sdk/pyproject.toml, built by make dist): a venv with only it and pynng
+    runs a plugin, from outside the checkout, without the loader."""
+    source = tmp_path / "sdk-src"
+    shutil.copytree(REPO / "sdk", source, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
+    out = tmp_path / "dist"
+    run([sys.executable, "-m", "build", "--quiet", "--wheel", "--outdir", str(out), str(source)], cwd=tmp_path)
+    wheel = only(out, "portable_loader_sdk-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = {str(p.relative_to(REPO)) for p in (REPO / "sdk").rglob("*.py") if "__pycache__" not in p.parts}
+    assert modules <= names and not any(n.startswith("loader/") for n in names), names - modules
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path)
+    python = str(venv / "bin" / "python")
+    run([python, "-m", "pip", "install", "--quiet", str(wheel)], cwd=tmp_path)
+    counted = run([python, "-m", "sdk.debug", str(REPO / "plugins/portable/demo/demo.py"), "source", "counter",
+                   "--conf", '{"interval": 10}', "--count", "2"], cwd=tmp_path, timeout=60)
+    assert len([line for line in counted.stdout.splitlines() if line.strip()]) == 2, counted.stdout
+    alone = run([python, "-c", "import importlib.util, sdk; print(sdk.__file__, importlib.util.find_spec('loader'))"],
+                cwd=tmp_path)
+    path, loader_spec = alone.stdout.split()
+    assert Path(path).is_relative_to(venv) and loader_spec == "None", alone.stdout
