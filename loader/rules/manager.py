@@ -48,7 +48,7 @@ from loader.rules.health import Cause, NodeFacts, PluginFacts, causes, changes
 from loader.rules.parts import RuleParts
 from loader.rules.pipeline import RulePipeline, Sink
 from loader.rules.sql import SqlError, compile_query, literal_arguments, parse_select
-from loader.rules.symbol_config import SymbolConfigError, object_config, source_config
+from loader.rules.symbol_config import SymbolConfigError, source_config
 from loader.runtime.function import FunctionHandle, FunctionPool
 from loader.runtime.metrics import now_ms
 from loader.runtime.sink import BUILTIN_SINKS, PortableSink
@@ -405,8 +405,7 @@ class RuleManager:
         if builtin is not None and self.registry.owner("sinks", symbol) is None:
             return builtin(rule_id, index)
         supervisor = self._provider(entry, "sinks", symbol)
-        config = object_config("sinks", symbol, supervisor.spec.folder, self.config.etc_dir, props)
-        return PortableSink(supervisor, symbol, rule_id, index, config, self.config.ipc_dir, parts,
+        return PortableSink(supervisor, symbol, rule_id, index, dict(props), self.config.ipc_dir, parts,
                             self.config.limits.sink_stall_s)
 
     async def _functions(self, entry: RuleEntry, plan) -> dict[str, Any]:
@@ -421,8 +420,7 @@ class RuleManager:
                     continue
                 raise _Waiting(f"no loaded plugin provides the function {name!r} and it is not a built-in")
             supervisor = self._provider(entry, "functions", name)
-            config = object_config("functions", name, supervisor.spec.folder, self.config.etc_dir)
-            handle = await self.functions.acquire(supervisor, name, config)
+            handle = await self.functions.acquire(supervisor, name, {})  # as in eKuiper: no configuration
             entry.stop_actions.append(functools.partial(self.functions.release, handle))
             await _check_function(handle, name, literal_arguments(args))
             resolved[name] = handle

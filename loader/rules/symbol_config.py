@@ -1,11 +1,15 @@
-"""Configuration handed to a symbol when it starts.
+"""Configuration handed to a source when it starts.
 
-Sources read eKuiper-style YAML with named keys (``default`` first): the
-stream's ``CONF_KEY`` picks a key, merged over ``default``.  A plugin may ship
-its own file in its folder (``sources/<symbol>.yaml``); the file in
-``etc/sources/`` overrides it key by key.  Sinks and functions read one JSON
-object each (``sinks/<symbol>.json``, ``functions/<symbol>.json``), the rule's
-action properties overriding both for sinks.
+As in eKuiper, only a source has configuration files: YAML with named keys
+(``default`` first), of which the stream's ``CONF_KEY`` picks one, merged
+over ``default``.  A plugin may ship its own ``sources/<symbol>.yaml``; the
+file in ``etc/sources/`` overrides it key by key.  A sink's configuration is
+its rule action's properties, and a function has none.
+
+The JSON files of an eKuiper plugin (``sources/<symbol>.json``,
+``sinks/<symbol>.json``, ``functions/<symbol>.json``) are metadata for a UI
+(``about``, ``libs``, ``properties``, ...), never configuration, so nothing
+here reads them: eKuiper's own examples ship both kinds side by side.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from typing import Any
 
 import yaml
 
-from loader import jsonio
 from loader.folders import MAX_DEFINITION_BYTES, FolderError, read_regular
 
 
@@ -28,7 +31,7 @@ def _read(path: Path) -> dict[str, Any]:
         return {}
     try:
         text = read_regular(path, MAX_DEFINITION_BYTES).decode("utf-8")
-        data = jsonio.loads(text, strict=True) if path.suffix == ".json" else yaml.safe_load(text)
+        data = yaml.safe_load(text)
     except (OSError, ValueError, yaml.YAMLError, FolderError) as exc:
         raise SymbolConfigError(f"{path}: cannot read it: {exc}") from None
     except RecursionError:  # YAML nested deeper than its recursive reader goes
@@ -41,7 +44,7 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _source_files(symbol: str, folder: Path) -> list[Path]:
-    return [folder / "sources" / f"{symbol}{suffix}" for suffix in (".yaml", ".yml", ".json")]
+    return [folder / "sources" / f"{symbol}{suffix}" for suffix in (".yaml", ".yml")]
 
 
 def source_config(symbol: str, conf_key: str, plugin_folder: Path | None, etc_dir: Path) -> dict[str, Any]:
@@ -58,10 +61,3 @@ def source_config(symbol: str, conf_key: str, plugin_folder: Path | None, etc_di
             f"CONF_KEY {conf_key!r} is not defined for source {symbol!r}: add it to "
             f"{etc_dir / 'sources' / (symbol + '.yaml')} or use one of {sorted(merged) or ['default']}")
     return {**merged.get("default", {}), **merged.get(conf_key, {})}
-
-
-def object_config(kind: str, symbol: str, plugin_folder: Path | None, etc_dir: Path,
-                  overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Sink (``kind="sinks"``) or function (``kind="functions"``) configuration."""
-    shipped = _read(plugin_folder / kind / f"{symbol}.json") if plugin_folder else {}
-    return {**shipped, **_read(etc_dir / kind / f"{symbol}.json"), **(overrides or {})}
