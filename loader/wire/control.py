@@ -199,7 +199,7 @@ class ControlChannel:
         backoff = Backoff()
         while True:
             try:
-                message = await self._socket.arecv()
+                message = await self._next_message(self._socket)
                 self.last_message_at = time.monotonic()
                 await self._on_message(message)
             except pynng.exceptions.Closed:
@@ -214,6 +214,21 @@ class ControlChannel:
                 await asyncio.sleep(report_failure("control_reader", exc, backoff, plugin=self.plugin))
             else:
                 backoff.succeeded()
+
+    async def _next_message(self, sock: pynng.Rep0) -> bytes:
+        """The next message, taken without blocking once the socket's receive descriptor says one is there.
+
+        ``arecv`` costs an nng callback thread, a hand-over of the GIL and an
+        event-loop wakeup per message: with 200 plugins sending keepalives that
+        was most of an idle loader's CPU.  The loop's own selector watches the
+        descriptor instead, only while the reader waits.  Raises pynng.Closed
+        once the socket is closed.
+        """
+        while True:
+            try:
+                return sock.recv(block=False)
+            except pynng.TryAgain:
+                await _readable(sock.recv_fd)
 
     async def _on_message(self, message: bytes) -> None:
         if is_handshake(message):
@@ -253,6 +268,22 @@ class ControlChannel:
         if self._inflight is cmd:
             # Its answer may still come; it will be treated as a stray result.
             self._inflight = None
+
+
+async def _readable(fd: int) -> None:
+    """Return once ``fd`` is readable; the loop watches it only meanwhile."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
 
 
 def peer_pid(pipe: pynng.Pipe) -> int | None:
