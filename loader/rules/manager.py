@@ -251,6 +251,8 @@ class RuleManager:
                                           f"{path.name}; name the file {new.name}.json")
             except DefinitionError as exc:
                 error = str(exc)
+        else:
+            self._file_stats.pop(path, None)  # stream names come and go: remember only files that exist
         log = get_logger(stream=name)
         if error is not None:
             if self.stream_errors.get(name) != error:
