@@ -41,6 +41,7 @@ from sdk.protocol import handshake, messages
 from tests.ekuiper_env import EKUIPER_VERSION, venv_dir
 from tests.test_rules_e2e import FIXTURES, collected, env, install, install_collector, install_seqsrc  # noqa: F401
 from tests.test_rules_e2e import loader_for, seq_config, stream, write_json
+from tests.waiting import wait_until as _wait_until
 
 # --- codec -------------------------------------------------------------------
 
@@ -587,12 +588,9 @@ def probed(path: Path) -> list[tuple[dict, float]]:
     return rows
 
 
-def wait_until(condition, timeout: float = 20.0, what: str = "condition", detail=lambda: "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s; {detail()}")
-        time.sleep(0.05)
+def wait_until(condition, timeout: float = 20.0, what: str = "condition", detail=None) -> None:
+    """This file's waits: 20 s unless said, and always failing with what was awaited."""
+    _wait_until(condition, timeout, what=what, detail=detail)
 
 
 def noted(observed: Path, filename: str) -> list[int]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.loader_harness import make_plugin, pid_alive, start_loader
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -24,15 +25,6 @@ def dirs(tmp_path: Path, ipc_dir: Path) -> dict[str, Path]:
 
 def loader_for(processes, dirs, **kw):
     return start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"], **kw)
-
-
-def wait_until(predicate, timeout: float = 5.0, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 def test_dropped_folder_runs_and_is_listed_in_logs(processes, dirs):

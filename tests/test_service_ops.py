@@ -25,6 +25,7 @@ from loader.systemd import Notifier, keep_notifying
 from tests.api_fixtures import free_port
 from tests.loader_harness import REPO, make_plugin, pid_alive, start_loader
 from tests.test_rules_e2e import install_collector, install_seqsrc, rule, seq_config, stream, wait_collected
+from tests.waiting import wait_until
 
 UNIT = REPO / "etc" / "systemd" / "portable-loader.service"
 
@@ -113,15 +114,6 @@ class NotifySocket:
         self._closed = True
         self._thread.join(1)
         self.sock.close()
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_ready_status_watchdog_and_stopping_reach_systemd_in_order(processes, dirs):

@@ -6,7 +6,6 @@ import io
 import json
 import socket
 import stat
-import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.loader_harness import LoaderProcess, start_loader
+from tests.waiting import wait_until  # noqa: F401 - tests import it from here too
 
 REPO = Path(__file__).resolve().parent.parent.parent
 RULES_FIXTURES = REPO / "tests" / "rules_fixtures"
@@ -110,12 +110,3 @@ def write_zip(path: Path, files: dict[str, bytes | str], **kw: Any) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(zip_bytes(files, **kw))
     return path.as_uri()
-
-
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
