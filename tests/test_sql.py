@@ -97,3 +97,11 @@ def test_function_calls_are_listed_with_literal_validate_arguments():
 def test_logical_operators_are_not_function_calls():
     plan = parse_select("SELECT a AND b AS both, lower(s) FROM demo WHERE (a OR b) AND NOT c")
     assert [name for name, _ in plan.functions] == ["lower"]
+
+
+def test_double_quotes_are_strings_and_backticks_quote_identifiers_as_in_ekuiper():
+    """eKuiper reads "..." as a string; read as a column (ANSI), WHERE v = "v1" passed nothing, silently."""
+    rows = [{"v": "v1", "load1": 2, "my col": 7}, {"v": "v2", "load1": 0.5, "my col": 8}]
+    out = run('SELECT v, CASE WHEN load1 > 1 THEN "high" ELSE \'low\' END AS lvl, `my col` AS c '
+              'FROM demo WHERE v = "v1" OR `my col` = 8', rows)
+    assert out == [{"v": "v1", "lvl": "high", "c": 7}, {"v": "v2", "lvl": "low", "c": 8}]

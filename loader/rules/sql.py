@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import sqlglot
-from sqlglot import exp
+from sqlglot import exp, tokens
+from sqlglot.dialects.dialect import Dialect
 
 Row = dict
 Evaluator = Callable[[Row], Any]
@@ -193,10 +194,22 @@ def unsupported(node: exp.Expr, sql: str, construct: str) -> SqlError:
     return SqlError(f"{position(node, sql)}: {construct} is not supported in rules (supported: {SUPPORTED})")
 
 
+class EkuiperDialect(Dialect):
+    """eKuiper's lexical rules: ``"..."`` is a string, as ``'...'`` is; backticks quote identifiers.
+
+    Under sqlglot's default (ANSI) rules ``WHERE v = "v1"`` compares two
+    columns and passes nothing, and ``THEN "high"`` yields null, silently.
+    """
+
+    class Tokenizer(tokens.Tokenizer):
+        QUOTES = ["'", '"']
+        IDENTIFIERS = ["`"]
+
+
 def parse_select(sql: str) -> SelectPlan:
     """Parse ``sql`` and check it is inside the subset."""
     try:
-        statements = sqlglot.parse(sql)
+        statements = sqlglot.parse(sql, read=EkuiperDialect)
     except sqlglot.errors.ParseError as exc:
         detail = exc.errors[0] if exc.errors else {}
         where = f"line {detail.get('line', '?')}, column {detail.get('col', '?')}"
