@@ -105,3 +105,18 @@ def test_double_quotes_are_strings_and_backticks_quote_identifiers_as_in_ekuiper
     out = run('SELECT v, CASE WHEN load1 > 1 THEN "high" ELSE \'low\' END AS lvl, `my col` AS c '
               'FROM demo WHERE v = "v1" OR `my col` = 8', rows)
     assert out == [{"v": "v1", "lvl": "high", "c": 7}, {"v": "v2", "lvl": "low", "c": 8}]
+
+
+def test_arrow_selects_keys_of_nested_objects_as_in_ekuiper():
+    """eKuiper's json_expr examples: name->first is named "first"; ops->functionA.numArgs; a chain."""
+    row = {"name": {"first": "Tom", "last": "Anderson"}, "ops": {"functionA": {"numArgs": 2}},
+           "a": {"b": {"c": 5}}, "flat": 3}
+    out = run("SELECT demo.name->first, ops->functionA.numArgs AS num, a->b->c AS deep, flat->x AS none "
+              "FROM demo WHERE name->last = 'Anderson'", [row, {"name": {"last": "Other"}}])
+    assert out == [{"first": "Tom", "num": 2, "deep": 5, "none": None}]
+    assert parse_select("SELECT name->first FROM demo").functions == []  # an operator, not a function call
+
+
+def test_arrow_to_something_other_than_a_field_is_refused_naming_it():
+    with pytest.raises(SqlError, match="-> followed by anything but a field name"):
+        parse_select("SELECT name->'first' FROM demo")

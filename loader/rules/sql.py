@@ -39,7 +39,7 @@ Evaluator = Callable[[Row], Any]
 #: a callable taking the evaluated argument list, or None if unknown.
 FunctionResolver = Callable[[str, int], Callable[[list], Any] | None]
 
-SUPPORTED = "SELECT columns, *, nested a.b, aliases, literals, arithmetic, comparisons, AND/OR/NOT, CASE, " \
+SUPPORTED = "SELECT columns, *, nested a.b and a->b, aliases, literals, arithmetic, comparisons, AND/OR/NOT, CASE, " \
             "IS NULL, IN, BETWEEN and function calls, FROM one stream, WHERE"
 
 
@@ -254,6 +254,8 @@ def _output_name(item: exp.Expression) -> str:
         return item.alias
     if isinstance(item, exp.Column):
         return item.name
+    if isinstance(item, exp.JSONExtract) and isinstance(item.expression, exp.Column):
+        return item.expression.name  # eKuiper: name->first is named "first"
     name, _ = _function_call(item)
     return name or item.sql()
 
@@ -271,6 +273,8 @@ def _check_expression(node: exp.Expr, sql: str) -> None:
             raise unsupported(sub, sql, "a subquery")
         if isinstance(sub, exp.AggFunc) and not isinstance(sub, exp.Anonymous):
             raise unsupported(sub, sql, f"aggregate function {sub.sql_name()} (windows are not supported yet)")
+        if isinstance(sub, exp.JSONExtract) and not isinstance(sub.expression, (exp.Column, exp.Dot)):
+            raise unsupported(sub, sql, "-> followed by anything but a field name")
         if isinstance(sub, exp.Star) and not isinstance(sub.parent, exp.Func):
             raise unsupported(sub, sql, "* inside an expression")
         if not isinstance(sub, _ALLOWED) and not isinstance(sub, exp.Star):
@@ -286,7 +290,8 @@ def _all_nodes(plan: SelectPlan):
 
 #: Func subclasses that are operators or conditionals, never calls to resolve: sqlglot 30 made the AND/OR/XOR
 #: connectors Func nodes, so without this they would be looked up as functions named "and" and "or".
-_NOT_CALLS = (exp.Case, exp.If, exp.Connector)
+#: Func nodes that are operators of the language, not calls: ``a->b`` parses as JSONExtract.
+_NOT_CALLS = (exp.Case, exp.If, exp.Connector, exp.JSONExtract)
 
 
 def _function_call(node: exp.Expression) -> tuple[str | None, list[exp.Expression]]:
@@ -325,6 +330,8 @@ class _Compiler:
             return self.compile(node.this)
         if isinstance(node, (exp.Column, exp.Dot)):
             return self._column(node)
+        if isinstance(node, exp.JSONExtract):
+            return self._arrow(node)
         if isinstance(node, exp.Literal):
             value = node.this if node.is_string else _number(node.this)
             return lambda row: value
@@ -369,6 +376,12 @@ class _Compiler:
             key = parts[0]
             return lambda row: row.get(key)
         return lambda row: _nested(row, parts)
+
+    def _arrow(self, node: exp.JSONExtract) -> Evaluator:
+        """``x->a.b``: key ``a``, then ``b``, of the object ``x`` evaluates to (eKuiper's ``->``)."""
+        inner = self.compile(node.this)
+        steps = [p.name for p in reversed(list(_column_parts(node.expression)))]
+        return lambda row: _nested(inner(row), steps)
 
     def _logic(self, node: exp.Expression) -> Evaluator:
         if isinstance(node, exp.Not):
