@@ -208,8 +208,8 @@ def test_deliver_many_sends_batches_in_order_when_the_plugin_declared_them(ipc_d
     peer = SinkPeer(sink.channel, reply=lambda m: b"{}" if require_ack else None)
     sink.channel.connect()
     try:
-        sink.deliver_many([{"n": n} for n in range(10)])
-        sink.deliver_many([{"n": 10}])  # a lone record goes as a plain message
+        sink.deliver_many([[{"n": n}] for n in range(10)])
+        sink.deliver_many([[{"n": 10}]])  # a lone record goes as a plain message
         sink.deliver({"n": 11})
         deadline = time.monotonic() + 3
         while len(peer.messages) < 5 and time.monotonic() < deadline:
@@ -228,7 +228,7 @@ def test_deliver_many_without_the_capability_sends_one_plain_message_per_record(
     peer = SinkPeer(sink.channel)
     sink.channel.connect()
     try:
-        sink.deliver_many([{"n": n} for n in range(6)])
+        sink.deliver_many([[{"n": n}] for n in range(6)])
         assert peer.messages == [messages.encode_sink({"n": n}) for n in range(6)]
     finally:
         sink.channel.close()
@@ -245,7 +245,7 @@ def test_an_error_ack_of_a_batch_counts_its_failed_records(ipc_dir):
     peer = SinkPeer(sink.channel, reply)
     sink.channel.connect()
     try:
-        sink.deliver_many([{"n": n} for n in range(3)])
+        sink.deliver_many([[{"n": n}] for n in range(3)])
         sink.deliver({"n": 3})
         metrics = sink.metrics
         assert (metrics.records_in, metrics.records_out, metrics.exceptions) == (4, 2, 2)
@@ -270,7 +270,7 @@ def test_a_partial_ack_sends_the_rest_to_the_next_process(ipc_dir):
 
     threading.Thread(target=next_process, daemon=True).start()
     try:
-        sink.deliver_many([{"n": n} for n in range(4)])
+        sink.deliver_many([[{"n": n}] for n in range(4)])
         done_at = time.monotonic()
         # The plugin said it stopped after the first record: the other three waited for the
         # next process (generation 2) rather than racing the stopping one, and went once.
@@ -523,7 +523,7 @@ def test_pipeline_delivers_each_batch_in_order_to_every_sink():
     sinks = [Recorder(), Recorder()]
     pipeline = RulePipeline("r", "s", compiled("SELECT n, f(n) AS m FROM s WHERE n <> 3", {"f": f}), sinks)
     pipeline.on_records([{"n": n} for n in range(6)] + ["not a record"])
-    expected = [{"n": n, "m": -n} for n in range(6) if n != 3]
+    expected = [[{"n": n, "m": -n}] for n in range(6) if n != 3]
     assert all(s.batches == [expected] for s in sinks)
     assert len(f.batches) == 1
     assert pipeline.source_metrics.exceptions == 1 and pipeline.op_metrics.records_out == 5

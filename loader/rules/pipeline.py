@@ -2,7 +2,13 @@
 
 The source's thread hands batches of records to ``offer``; the rule's own
 worker thread takes everything buffered at once, applies the query to that
-batch and hands the results, in order, to every sink's ``deliver_many``.  A
+batch and hands the results, in order, to every sink's ``deliver_many``.
+
+What a sink is given is a list of *emissions*: an emission is one result of
+the rule as eKuiper produces it, a list of rows (one row for a query without
+a window, every row of a window's group otherwise).  The sink decides how an
+emission becomes messages (eKuiper sends it as one JSON array unless the
+action sets ``sendSingle``).  A
 record that makes the query fail (a function error, a division by zero) is
 counted as an exception of the operator and dropped; the rule keeps running.
 
@@ -19,13 +25,16 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 from loader.rules.buffer import DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, RecordBuffer
 from loader.rules.parts import RuleParts
 from loader.rules.sql import CompiledQuery
 from loader.runtime.metrics import NodeMetrics, now_ms
 from loader.tasks import Backoff, report_failure
+
+#: One result of a rule: the rows eKuiper would send to a sink as one JSON array.
+Emission: TypeAlias = list[dict[str, Any]]
 
 TAKE_POLL_S = 0.5
 #: Longest the worker pauses after repeated failures; records wait in the buffer meanwhile.
@@ -39,9 +48,7 @@ class Sink(Protocol):
 
     async def stop(self) -> None: ...
 
-    def deliver(self, record: Any) -> None: ...
-
-    def deliver_many(self, records: list[Any]) -> None: ...
+    def deliver_many(self, emissions: list[Emission]) -> None: ...
 
 
 class RulePipeline:
@@ -144,8 +151,9 @@ class RulePipeline:
         if not results:
             return
         op.gave(len(results), now)
+        emissions = [[row] for row in results]
         for sink in self.sinks:
-            sink.deliver_many(results)
+            sink.deliver_many(emissions)
 
     def on_source_error(self, error: str) -> None:
         self.source_metrics.error(error)

@@ -1,8 +1,9 @@
 """Where a rule's results go: portable sink instances and the built-in sinks.
 
-Every sink has the same small surface: ``await start()``, ``deliver(record)``
-and ``deliver_many(records)`` called on the rule's data-plane thread,
-``await stop()``, and ``metrics``.
+Every sink has the same small surface: ``await start()``,
+``deliver_many(emissions)`` called on the rule's data-plane thread (an
+emission is one result of the rule, a list of rows: see
+loader/rules/pipeline.py), ``await stop()``, and ``metrics``.
 
 Batching: when the sink's plugin process declared it understands batches
 (and batching is enabled), ``deliver_many`` sends up to ``batch.max_records``
@@ -84,10 +85,11 @@ class PortableSink:
             self.log.warning("sink.stop_failed", error=str(exc))
 
     def deliver(self, record: Any) -> None:
-        self.deliver_many([record])
+        self.deliver_many([[record]])
 
-    def deliver_many(self, records: list[Any]) -> None:
-        """Send every record, in order; returns once each was delivered, refused, or the sink stopped."""
+    def deliver_many(self, emissions: list[list[Any]]) -> None:
+        """Send every row, in order; returns once each was delivered, refused, or the sink stopped."""
+        records = [row for emission in emissions for row in emission]
         self.metrics.took(len(records), now_ms())
         supervisor = self.supervisor
         done, total = 0, len(records)
@@ -215,9 +217,10 @@ class LogSink(_BuiltinSink):
         self.log.info("sink.log", record=finite(record))  # NaN/Infinity as null: the log stays strict JSON
         self.metrics.gave(1, now)
 
-    def deliver_many(self, records: list[Any]) -> None:
-        for record in records:
-            self.deliver(record)
+    def deliver_many(self, emissions: list[list[Any]]) -> None:
+        for emission in emissions:
+            for record in emission:
+                self.deliver(record)
 
 
 class NopSink(_BuiltinSink):
@@ -226,13 +229,11 @@ class NopSink(_BuiltinSink):
     def __init__(self, rule_id: str, index: int) -> None:
         super().__init__("nop", index)
 
-    def deliver(self, record: Any) -> None:
-        self.deliver_many([record])
-
-    def deliver_many(self, records: list[Any]) -> None:
+    def deliver_many(self, emissions: list[list[Any]]) -> None:
         now = now_ms()
-        self.metrics.took(len(records), now)
-        self.metrics.gave(len(records), now)
+        count = sum(len(emission) for emission in emissions)
+        self.metrics.took(count, now)
+        self.metrics.gave(count, now)
 
 
 #: Sink types the loader provides itself, used when no loaded plugin provides a sink of that name.

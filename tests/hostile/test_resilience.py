@@ -198,7 +198,7 @@ def test_rule_worker_survives_an_exception(log_lines):
         pipeline.offer([{"n": 1}])
         await _await(lambda: sink.deliver_many.calls >= 1)
         pipeline.offer([{"n": 2}])
-        await _await(lambda: sink.received == [{"n": 2}])
+        await _await(lambda: sink.received == [[{"n": 2}]])
         await pipeline.stop()
 
     asyncio.run(run())
