@@ -1,9 +1,12 @@
 """``portable-loader plugins|streams|rules|symbols|status``: a client of the REST API.
 
 Standard library only (urllib), so the client costs nothing beyond the
-loader's own install.  Human-readable tables by default, the API's JSON with
-``--json``.  Exit codes: 0 done, 1 the loader refused (its error is
-printed), 3 the loader could not be reached.
+loader's own install.  The API answers as eKuiper does: plain text for a
+change that succeeded, JSON for lists and descriptions, and eKuiper's error
+``{"error": <number>, "message": ...}`` (with the loader's ``code`` word)
+served as text; the client reads all three.  Human-readable tables by
+default, the API's JSON with ``--json``.  Exit codes: 0 done, 1 the loader
+refused (its error is printed), 3 the loader could not be reached.
 """
 
 from __future__ import annotations
@@ -30,9 +33,14 @@ EXIT_REFUSED, EXIT_UNREACHABLE = 1, 3
 
 
 class ApiFailure(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    """A refusal: HTTP status, eKuiper's error number, the loader's code word and the message."""
+
+    def __init__(self, status: int, code: str, message: str, number: int | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.number = status, code, message, number
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.number, "message": self.message, "code": self.code}
 
 
 class Unreachable(Exception):
@@ -60,19 +68,29 @@ class Client:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
-                raw = response.read()
+                raw, media = response.read(), response.headers.get_content_type()
         except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                error = json.loads(raw)
-                raise ApiFailure(exc.code, str(error.get("error")), str(error.get("message"))) from None
-            except (ValueError, AttributeError):
-                raise ApiFailure(exc.code, "http_error", raw.decode(errors="replace") or exc.reason) from None
+            raise _failure(exc.code, exc.read(), str(exc.reason)) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise Unreachable(f"cannot reach the loader at {self.url}: {reason}; is it running "
                               "(portable-loader serve) with rest enabled, and is --url right?") from None
-        return json.loads(raw) if raw.strip() else None
+        if media == "application/json":
+            return json.loads(raw)
+        return raw.decode("utf-8", errors="replace") if raw.strip() else None
+
+
+def _failure(status: int, raw: bytes, reason: str) -> ApiFailure:
+    """An error answer: eKuiper's JSON (served as text) or, from anything else in between, its text."""
+    try:
+        error = json.loads(raw)
+    except ValueError:
+        error = None
+    if isinstance(error, dict) and "message" in error:
+        number = error.get("error") if isinstance(error.get("error"), int) else None
+        return ApiFailure(status, str(error.get("code") or error.get("error")), str(error["message"]), number)
+    text = raw.decode(errors="replace").strip()
+    return ApiFailure(status, "http_error", text or reason)
 
 
 # ------------------------------------------------------------------ output
@@ -155,6 +173,7 @@ def _rule_body(source: str) -> Any:
 
 
 def _plugin_result(data: dict[str, Any], verb: str) -> str:
+    """``installed demo v1.0.0: running (pid 42)`` and the install's warnings, from the plugin's status."""
     line = f"{verb} {data.get('name')} {data.get('version')}: {data.get('state')}"
     if data.get("pid"):
         line += f" (pid {data['pid']})"
@@ -165,6 +184,7 @@ def _plugin_result(data: dict[str, Any], verb: str) -> str:
 
 PLUGIN_COLUMNS = [("NAME", "name"), ("VERSION", "version"), ("STATE", "state"), ("PID", "pid"),
                   ("SOURCES", "sources"), ("SINKS", "sinks"), ("FUNCTIONS", "functions")]
+RULE_COLUMNS = [("ID", "id"), ("STATE", "state"), ("STATUS", "status"), ("MESSAGE", "message")]
 STATUS_COLUMNS = [("PLUGIN", "name"), ("STATE", "state"), ("VERSION", "version"), ("PREVIOUS", "previousVersion"),
                   ("PID", "pid"), ("RESTARTS", "restarts"), ("RULES", "refCount"), ("SINCE", "since"),
                   ("FAILED", "failedVersion"), ("ERROR", "errMsg")]
@@ -189,12 +209,13 @@ def run_plugins(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
             ("PUT", f"/plugins/portables/{_name(args.name)}")
         if "://" in args.file:  # a URL the loader fetches itself (eKuiper's form)
             body = {"name": args.name, "file": args.file} if action == "install" else {"file": args.file}
-            data = client.call(method, path.split("?")[0], body, timeout=SLOW_TIMEOUT_S)
+            message = client.call(method, path.split("?")[0], body, timeout=SLOW_TIMEOUT_S)
         else:  # a local zip or folder: sent in the body, so the loader needs no access to our files
-            data = client.upload(method, path, plugin_zip(args.file), timeout=SLOW_TIMEOUT_S)
+            message = client.upload(method, path, plugin_zip(args.file), timeout=SLOW_TIMEOUT_S)
+        data = {"message": message, **client.call("GET", f"/plugins/portables/{_name(args.name)}/status")}
         return data, _plugin_result(data, "installed" if action == "install" else "updated")
-    data = client.call("DELETE", f"/plugins/portables/{_name(args.name)}")
-    return data, data["message"]
+    message = client.call("DELETE", f"/plugins/portables/{_name(args.name)}")
+    return {"message": message}, message
 
 
 def run_streams(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
@@ -208,19 +229,19 @@ def run_streams(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
         data = client.call("GET", f"/streams/{_name(args.name)}")
         return data, fields(data)
     if action == "create":
-        data = client.call("POST", "/streams", {"sql": args.sql})
+        message = client.call("POST", "/streams", {"sql": args.sql})
     elif action == "update":
-        data = client.call("PUT", f"/streams/{_name(args.name)}", {"sql": args.sql})
+        message = client.call("PUT", f"/streams/{_name(args.name)}", {"sql": args.sql})
     else:
-        data = client.call("DELETE", f"/streams/{_name(args.name)}")
-    return data, data["message"]
+        message = client.call("DELETE", f"/streams/{_name(args.name)}")
+    return {"message": message}, message
 
 
 def run_rules(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
     action = args.action
     if action == "list":
         data = client.call("GET", "/rules")
-        return data, table(data, [("ID", "id"), ("STATE", "state"), ("STATUS", "status")]) if data else "no rules"
+        return data, table(data, RULE_COLUMNS) if data else "no rules"
     if action == "describe":
         data = client.call("GET", f"/rules/{_name(args.id)}")
         return data, json.dumps(data, indent=2)
@@ -228,15 +249,22 @@ def run_rules(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
         data = client.call("GET", f"/rules/{_name(args.id)}/status")
         return data, fields(data)
     if action == "create":
-        data = client.call("POST", "/rules", _rule_body(args.rule))
+        body = _rule_body(args.rule)
+        message = client.call("POST", "/rules", body)
+        rule_id = str(body.get("id")) if isinstance(body, dict) else args.id
     elif action == "update":
-        data = client.call("PUT", f"/rules/{_name(args.id)}", _rule_body(args.rule))
+        message = client.call("PUT", f"/rules/{_name(args.id)}", _rule_body(args.rule))
     elif action == "delete":
-        data = client.call("DELETE", f"/rules/{_name(args.id)}")
-        return data, data["message"]
+        message = client.call("DELETE", f"/rules/{_name(args.id)}")
+        return {"message": message}, message
     else:
-        data = client.call("POST", f"/rules/{_name(args.id)}/{action}")
-    text = f"{data['message']} ({data['state']}" + (f": {data['reason']})" if data.get("reason") else ")")
+        message = client.call("POST", f"/rules/{_name(args.id)}/{action}")
+    if action != "create":
+        rule_id = args.id
+    # The answer is eKuiper's sentence; what became of the rule is in its status.
+    status = client.call("GET", f"/rules/{_name(rule_id)}/status")
+    data = {"message": message, "state": status.get("state"), "reason": status.get("message") or None}
+    text = f"{message} ({data['state']}" + (f": {data['reason']})" if data["reason"] else ")")
     return data, text
 
 
@@ -259,7 +287,8 @@ def run_status(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
     head = f"portable-loader {data['version']}: {len(data['plugins'])} plugins, {data['streams']} streams, rules: {rules}"
     body = table(data["plugins"], STATUS_COLUMNS) if data["plugins"] else "no plugins"
     if rule_list:
-        body += "\n" + table(rule_list, [("RULE", "id"), ("STATE", "state"), ("STATUS", "status")])
+        body += "\n" + table(rule_list, [("RULE", "id"), ("STATE", "state"), ("STATUS", "status"),
+                                         ("MESSAGE", "message")])
     failures = [f"{p['name']}: version {p['failedVersion']} failed, {p['version']} keeps running: {p['failedError']}"
                 for p in data["plugins"] if p.get("failedVersion")]
     return {**data, "ruleList": rule_list}, "\n".join([head, body, *failures])
@@ -342,7 +371,7 @@ def run_client(args: argparse.Namespace) -> int:
         data, text = RUNNERS[args.command](client, args)
     except ApiFailure as exc:
         if args.json:
-            print(json.dumps({"error": exc.code, "message": exc.message}, indent=2))
+            print(json.dumps(exc.body(), indent=2))
         print(f"portable-loader: {exc.message} ({exc.status} {exc.code})", file=sys.stderr)
         return EXIT_REFUSED
     except Unreachable as exc:

@@ -25,7 +25,7 @@ def check_enforced(api, token: str) -> None:
         for sent in (None, "wrong-" + token, token.upper()):
             status, body = api.call(method, path, token=sent)
             assert status == 401, (method, path, sent, status)
-            assert body["error"] == "unauthorized" and "Bearer" in body["message"]
+            assert body["code"] == "unauthorized" and "Bearer" in body["message"]
     assert api.call("GET", "/rules", token=token) == (200, [])
     status, document = api.call("GET", "/openapi.json", token=token)
     assert status == 200 and document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"

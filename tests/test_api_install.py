@@ -1,6 +1,6 @@
 """REST install and update: hostile zips, bad names, broken plugins, conflicts; a real loader each time.
 
-Every refusal must be a 400 (or 409) naming the entry, must leave nothing in
+Every refusal must be a 400 in eKuiper's words, naming the entry, must leave nothing in
 the plugins folder (no staging left-overs) and nothing outside it.
 """
 
@@ -40,7 +40,8 @@ def refused(api, env, name: str, files: dict, status: int = 400, **kw) -> dict:
     url = write_zip(env["zips"] / f"{name}-{len(os.listdir(env['zips']))}.zip", files, **kw)
     code, body = api.call("POST", "/plugins/portables", {"name": name, "file": url})
     assert code == status, body
-    assert set(body) == {"error", "message"}
+    assert set(body) == {"error", "message", "code"} and body["error"] == 1000
+    assert body["message"].startswith("portable plugin create command error: "), body
     assert list(env["plugins"].iterdir()) == [], "something was left in the plugins folder"
     return body
 
@@ -49,57 +50,57 @@ def test_hostile_archives_are_refused_naming_the_entry(api, env, tmp_path):
     good = seqsrc_files()
 
     body = refused(api, env, "seqsrc", {**good, "../escaped.py": "x"})
-    assert body["error"] == "path_traversal" and "'../escaped.py'" in body["message"]
+    assert body["code"] == "path_traversal" and "'../escaped.py'" in body["message"]
     body = refused(api, env, "seqsrc", {**good, "lib/../../escaped.py": "x"})
-    assert body["error"] == "path_traversal" and "lib/../../escaped.py" in body["message"]
+    assert body["code"] == "path_traversal" and "lib/../../escaped.py" in body["message"]
     assert not (tmp_path / "escaped.py").exists() and not (env["plugins"] / "escaped.py").exists()
 
     outside = tmp_path / "absolute-target"
     body = refused(api, env, "seqsrc", {**good, str(outside): "x"})
-    assert body["error"] == "absolute_path" and str(outside) in body["message"]
+    assert body["code"] == "absolute_path" and str(outside) in body["message"]
     assert not outside.exists()
 
     body = refused(api, env, "seqsrc", good, links={"secret": "/etc/passwd"})
-    assert body["error"] == "link_out" and "'secret'" in body["message"]
+    assert body["code"] == "link_out" and "'secret'" in body["message"]
     body = refused(api, env, "seqsrc", good, links={"sub/up": "../../../outside"})
-    assert body["error"] == "link_out" and "'sub/up'" in body["message"]
+    assert body["code"] == "link_out" and "'sub/up'" in body["message"]
     # A link that stays inside lexically but escapes through another link.
     body = refused(api, env, "seqsrc", good, links={"here": "seqsrc.py", "a/self": "..", "a/b": "self/../x"})
-    assert body["error"] in ("link_out", "link_to_directory")
+    assert body["code"] in ("link_out", "link_to_directory")
     body = refused(api, env, "seqsrc", good, links={"loop": "."})
-    assert body["error"] == "link_to_directory" and "'loop'" in body["message"]
+    assert body["code"] == "link_to_directory" and "'loop'" in body["message"]
     body = refused(api, env, "seqsrc", {**good, "lnk/x.py": "x"}, links={"lnk": "seqsrc.py"})
     assert "'lnk/x.py'" in body["message"]
 
     big = os.urandom(300 * 1024)  # incompressible: the archive itself is over 0.25 MiB
     body = refused(api, env, "seqsrc", {**good, "blob.bin": big})
-    assert body["error"] == "archive_too_large" and "rest_max_upload_mb" in body["message"]
+    assert body["code"] == "archive_too_large" and "rest_max_upload_mb" in body["message"]
     bomb = b"\0" * (2 * 1024 * 1024)  # a few KiB zipped, 2 MiB unpacked
     body = refused(api, env, "seqsrc", {**good, "bomb.bin": bomb})
-    assert body["error"] == "archive_too_large" and "bomb.bin" in body["message"]
+    assert body["code"] == "archive_too_large" and "bomb.bin" in body["message"]
 
     body = refused(api, env, "bad name!", good)
-    assert body["error"] == "bad_name" and "'bad name!'" in body["message"]
+    assert body["code"] == "bad_name" and "invalid name bad name!: use 1 to 64" in body["message"]
     body = refused(api, env, "seqsrc", {**good, "sources/bad name.yaml": "default: {}"})
-    assert body["error"] == "bad_name" and "sources/bad name.yaml" in body["message"]
+    assert body["code"] == "bad_name" and "sources/bad name.yaml" in body["message"]
     body = refused(api, env, "seqsrc", {**good, "sub\\evil.py": "x"})
-    assert body["error"] == "bad_entry_name"
+    assert body["code"] == "bad_entry_name"
 
     # The loader's own folder checks, with the file and field named.
     manifest = '{"version": "v1", "language": "python", "executable": "seqsrc.py", "sources": ["seq"], "name": "x"}'
     body = refused(api, env, "seqsrc", {**good, "seqsrc.json": manifest})
-    assert body["error"] == "invalid_plugin" and "seqsrc/seqsrc.json at /name" in body["message"]
+    assert body["code"] == "invalid_plugin" and "seqsrc/seqsrc.json at /name" in body["message"]
     body = refused(api, env, "seqsrc", {"seqsrc.py": good["seqsrc.py"]})
-    assert body["error"] == "invalid_plugin" and "manifest file is missing" in body["message"]
+    assert body["code"] == "invalid_plugin" and "manifest file is missing" in body["message"]
     body = refused(api, env, "other", good)  # the manifest file must be named after the plugin
-    assert body["error"] == "invalid_plugin"
+    assert body["code"] == "invalid_plugin"
 
     (env["zips"] / "junk.zip").write_bytes(b"not a zip at all")
     status, body = api.call("POST", "/plugins/portables", {"name": "seqsrc", "file": (env["zips"] / "junk.zip").as_uri()})
-    assert status == 400 and body["error"] == "bad_archive"
+    assert status == 400 and body["code"] == "bad_archive"
     for url in ("ftp://example.invalid/x.zip", "relative/x.zip", (env["zips"] / "missing.zip").as_uri()):
         status, body = api.call("POST", "/plugins/portables", {"name": "seqsrc", "file": url})
-        assert status == 400 and body["error"] in ("bad_url", "download_failed"), (url, body)
+        assert status == 400 and body["code"] in ("bad_url", "download_failed"), (url, body)
     for payload in ({"name": "seqsrc"}, {"file": "file:///x.zip"}, ["seqsrc"], {"name": 5, "file": "file:///x"}):
         assert api.call("POST", "/plugins/portables", payload)[0] == 400, payload
 
@@ -122,12 +123,12 @@ def test_http_download_top_folder_and_modes(api, env):
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
         status, body = api.call("POST", "/plugins/portables", {"name": "seqsrc", "file": f"{base}/nothing.zip"})
-        assert status == 400 and body["error"] == "download_failed" and "404" in body["message"]
-        installed = api.ok("POST", "/plugins/portables", {"name": "seqsrc", "file": f"{base}/served.zip"}, expect=201)
+        assert status == 400 and body["code"] == "download_failed" and "404" in body["message"]
+        api.ok("POST", "/plugins/portables", {"name": "seqsrc", "file": f"{base}/served.zip"}, expect=201)
     finally:
         server.shutdown()
         server.server_close()
-    assert installed["state"] == "running"
+    assert api.ok("GET", "/plugins/portables/seqsrc/status")["state"] == "running"
     mode = (env["plugins"] / "seqsrc" / "tool.sh").stat().st_mode
     assert mode & 0o777 == 0o755, "executable bit kept, setuid dropped"
 
@@ -136,7 +137,7 @@ def test_failed_start_is_rolled_back_and_failed_update_keeps_the_old_version(api
     crash = {"seqsrc.json": seqsrc_files()["seqsrc.json"], "seqsrc.py": "import sys\nsys.exit(3)\n"}
     status, body = api.call("POST", "/plugins/portables",
                             {"name": "seqsrc", "file": write_zip(env["zips"] / "crash.zip", crash)})
-    assert status == 400 and body["error"] == "plugin_failed"
+    assert status == 400 and body["code"] == "plugin_failed"
     assert "exited before the handshake" in body["message"] and "removed again" in body["message"]
     assert list(env["plugins"].iterdir()) == []
     assert api.call("GET", "/plugins/portables/seqsrc/status")[0] == 404
@@ -147,12 +148,13 @@ def test_failed_start_is_rolled_back_and_failed_update_keeps_the_old_version(api
     assert running["state"] == "running" and running["version"] == "v1.0.0"
     status, body = api.call("POST", "/plugins/portables",
                             {"name": "seqsrc", "file": write_zip(env["zips"] / "again.zip", seqsrc_files())})
-    assert status == 409 and body["error"] == "exists"
+    assert status == 400 and body["code"] == "exists"
+    assert body["message"] == "portable plugin create command error: invalid name seqsrc: duplicate"
 
     crash2 = {"seqsrc.json": seqsrc_files("v2.0.0")["seqsrc.json"], "seqsrc.py": "import sys\nsys.exit(3)\n"}
     status, body = api.call("PUT", "/plugins/portables/seqsrc",
                             {"file": write_zip(env["zips"] / "crash2.zip", crash2)})
-    assert status == 400 and body["error"] == "plugin_failed" and "previous version v1.0.0" in body["message"]
+    assert status == 400 and body["code"] == "plugin_failed" and "previous version v1.0.0" in body["message"]
     restored = api.ok("GET", "/plugins/portables/seqsrc/status")
     assert restored["state"] == "running" and restored["version"] == "v1.0.0" and pid_alive(restored["pid"])
     assert restored["pid"] != running["pid"], "the old version was restarted after the failed swap"
@@ -161,7 +163,7 @@ def test_failed_start_is_rolled_back_and_failed_update_keeps_the_old_version(api
     invalid = {"seqsrc.json": '{"version": 1}', "seqsrc.py": "x"}
     status, body = api.call("PUT", "/plugins/portables/seqsrc",
                             {"file": write_zip(env["zips"] / "invalid.zip", invalid)})
-    assert status == 400 and body["error"] == "invalid_plugin"
+    assert status == 400 and body["code"] == "invalid_plugin"
     assert api.ok("GET", "/plugins/portables/seqsrc/status")["pid"] == restored["pid"], "the old version was touched"
 
     # The collector's function name is free, but a second plugin cannot claim seqsrc's source.
@@ -169,29 +171,36 @@ def test_failed_start_is_rolled_back_and_failed_update_keeps_the_old_version(api
     thief["collector.json"] = thief["collector.json"].replace('"sinks"', '"sources": ["seq"], "sinks"')
     status, body = api.call("POST", "/plugins/portables",
                             {"name": "collector", "file": write_zip(env["zips"] / "thief.zip", thief)})
-    assert status == 409 and body["error"] == "symbol_conflict" and "seqsrc" in body["message"]
+    assert status == 400 and body["code"] == "symbol_conflict" and "seqsrc" in body["message"]
 
-    assert api.call("PUT", "/plugins/portables/nosuch", {"file": (env["zips"] / "good.zip").as_uri()})[0] == 404
+    # An update of a plugin that is not there installs it, as eKuiper's does: here refused, the zip is seqsrc.
+    status, body = api.call("PUT", "/plugins/portables/nosuch", {"file": (env["zips"] / "good.zip").as_uri()})
+    assert status == 400 and body["code"] == "invalid_plugin" and "nosuch.json" in body["message"]
+    assert body["message"].startswith("portable plugin update command error: ")
     assert api.call("PUT", "/plugins/portables/seqsrc", {"name": "other", "file": "file:///x.zip"})[0] == 400
-    assert api.call("DELETE", "/plugins/portables/nosuch")[0] == 404
+    assert api.call("DELETE", "/plugins/portables/nosuch") == (400, {
+        "error": 1000, "message": "delete portable plugin nosuch error: portable plugin nosuch is not found",
+        "code": "not_found"})
     assert sorted(p.name for p in env["plugins"].iterdir()) == ["seqsrc"]
 
 
 def test_upload_in_the_body_gets_the_same_checks_as_a_url(api, env):
     code, body = api.upload("POST", "/plugins/portables?name=seqsrc", zip_bytes({**seqsrc_files(), "../x.py": "x"}))
-    assert code == 400 and body["error"] == "path_traversal" and "'../x.py'" in body["message"]
+    assert code == 400 and body["code"] == "path_traversal" and "'../x.py'" in body["message"]
     big = zip_bytes({**seqsrc_files(), "blob.bin": os.urandom(300 * 1024)})
     code, body = api.upload("POST", "/plugins/portables?name=seqsrc", big)
-    assert code == 400 and body["error"] == "archive_too_large" and "rest_max_upload_mb" in body["message"]
+    assert code == 400 and body["code"] == "archive_too_large" and "rest_max_upload_mb" in body["message"]
     code, body = api.upload("POST", "/plugins/portables", zip_bytes(seqsrc_files()))
-    assert code == 400 and body["error"] == "bad_name"
+    assert code == 400 and body["code"] == "bad_name"
     code, body = api.upload("POST", "/plugins/portables?name=seqsrc", b"not a zip")
-    assert code == 400 and body["error"] == "bad_archive"
+    assert code == 400 and body["code"] == "bad_archive"
     assert list(env["plugins"].iterdir()) == [], "an upload or staging folder was left behind"
     code, body = api.upload("POST", "/plugins/portables?name=seqsrc", zip_bytes(seqsrc_files()))
-    assert code == 201 and body["state"] == "running", body
+    assert (code, body) == (201, "portable plugin seqsrc is created")
+    assert api.ok("GET", "/plugins/portables/seqsrc/status")["state"] == "running"
     code, body = api.upload("PUT", "/plugins/portables/seqsrc", zip_bytes(seqsrc_files("v1.1.0")))
-    assert code == 200 and body["version"] == "v1.1.0", body
+    assert (code, body) == (200, "portable plugin seqsrc is updated")
+    assert api.ok("GET", "/plugins/portables/seqsrc/status")["version"] == "v1.1.0"
     assert api.loader.find("api.plugin_installing", plugin="seqsrc")[0]["url"].startswith("upload of ")
     assert sorted(p.name for p in env["plugins"].iterdir()) == ["seqsrc"]
 
@@ -228,7 +237,7 @@ def test_read_only_etc_dir_answers_503_naming_it_and_leaves_nothing(processes, e
     api = Api(loader, f"http://127.0.0.1:{port}")
     files = {**seqsrc_files(), "sources/seq.yaml": "default:\n  count: 1\n"}
     code, body = api.upload("POST", "/plugins/portables?name=seqsrc", zip_bytes(files))
-    assert code == 503 and body["error"] == "read_only", body
+    assert code == 503 and body["code"] == "read_only", body
     assert str(env["etc"] / "sources") in body["message"] and "ReadWritePaths=" in body["message"]
     assert list(env["plugins"].iterdir()) == []
     loader.wait_for("api.storage_error", timeout=5)  # the answer can arrive before the log line is read

@@ -59,7 +59,7 @@ def test_cli_drives_plugins_streams_and_rules(processes, env, capsys):
     code, out, _ = cli(capsys, api, "plugins", "status", "seqsrc", "--json")
     assert json.loads(out)["status"] == "running"
     code, out, _ = cli(capsys, api, "plugins", "describe", "collector")
-    assert "executable: collector.py" in out
+    assert f"executable: {env['plugins'] / 'collector' / 'collector.py'}" in out
 
     sql = 'CREATE STREAM demo () WITH (TYPE="seq", DATASOURCE="t1")'
     assert cli(capsys, api, "streams", "create", sql)[1].strip() == "Stream demo is created."
@@ -75,12 +75,13 @@ def test_cli_drives_plugins_streams_and_rules(processes, env, capsys):
     assert wait_until(lambda: out_file.exists() and len(out_file.read_text().splitlines()) > 3), (
         api.ok("GET", "/rules/r1/status"), "".join(api.loader.raw[-30:]))
     code, out, _ = cli(capsys, api, "rules", "list")
-    assert out.splitlines()[1].split() == ["r1", "running", "Running"]
+    assert out.splitlines()[0].split() == ["ID", "STATE", "STATUS", "MESSAGE"]
+    assert out.splitlines()[1].split() == ["r1", "running", "running", "-"]
     code, out, _ = cli(capsys, api, "rules", "status", "r1", "--json")
     assert json.loads(out)["status"] == "running"
-    assert "stopped" in cli(capsys, api, "rules", "stop", "r1")[1]
-    assert "running" in cli(capsys, api, "rules", "start", "r1")[1]
-    assert "restarted" in cli(capsys, api, "rules", "restart", "r1")[1]
+    assert cli(capsys, api, "rules", "stop", "r1")[1].strip() == "Rule r1 was stopped. (stopped)"
+    assert cli(capsys, api, "rules", "start", "r1")[1].strip() == "Rule r1 was started (running)"
+    assert cli(capsys, api, "rules", "restart", "r1")[1].strip() == "Rule r1 was restarted (running)"
     assert json.loads(cli(capsys, api, "rules", "describe", "r1")[1])["sql"] == "SELECT n FROM demo"
 
     code, out, _ = cli(capsys, api, "symbols")
@@ -98,11 +99,12 @@ def test_cli_drives_plugins_streams_and_rules(processes, env, capsys):
 
     # Refusals: the loader's message, exit code 1; --json gives the error object.
     code, _, err = cli(capsys, api, "rules", "create", '{"id": "bad", "sql": "SELECT FROM", "actions": [{"log": {}}]}')
-    assert code == 1 and "(400 invalid_sql)" in err
+    assert code == 1 and "(400 invalid_sql)" in err and "invalid rule json: Parse SQL SELECT FROM error" in err
     code, out, _ = cli(capsys, api, "plugins", "status", "nosuch", "--json")
-    assert code == 1 and json.loads(out)["error"] == "not_found"
+    assert code == 1 and json.loads(out) == {"error": 1002, "message": "portable plugin nosuch not found: not found",
+                                             "code": "not_found"}
     code, _, err = cli(capsys, api, "plugins", "install", "seqsrc", str(folder))
-    assert code == 1 and "already installed" in err
+    assert code == 1 and "invalid name seqsrc: duplicate (400 exists)" in err
 
     assert cli(capsys, api, "rules", "delete", "r1")[1].strip() == "Rule r1 is dropped."
     assert cli(capsys, api, "streams", "delete", "demo")[1].strip() == "Stream demo is dropped."

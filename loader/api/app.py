@@ -1,16 +1,21 @@
-"""The ASGI application: routes, bearer-token check, JSON errors.
+"""The ASGI application: routes, bearer-token check, answers shaped as eKuiper's.
 
-One route per path, dispatching on the method, so a wrong method gets a 405
-with an ``Allow`` header listing exactly what the path supports.  Every
-handler runs inside one wrapper that turns ``ApiError`` into its JSON
-answer and anything unexpected into a logged 500 (which the schemathesis
-test makes sure no request can reach).
+One route per path, dispatching on the method.  Answers are eKuiper 2.x's
+(docs/rest.md): a success message is plain text (``Stream demo is
+created.``), lists and descriptions are JSON, an error is eKuiper's JSON
+``{"error": <number>, "message": ...}`` served as ``text/plain`` (with the
+loader's ``code`` word as an extra key), an unknown path is ``404 page not
+found`` and a wrong method a 405 with an empty body.  Every handler runs
+inside one wrapper that turns ``ApiError`` into its answer and anything
+unexpected into a logged 500 (which the schemathesis test makes sure no
+request can reach).
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import platform
 import time
 from typing import Any, Awaitable, Callable
 
@@ -21,16 +26,25 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from loader.api import metadata
 from loader.api.errors import ApiError, bad_request, not_found, storage_error
 from loader.api.openapi import build_openapi
 from loader.api.plugins import PluginInstaller, check_plugin_name, is_upload, plugin_info, plugin_status, \
     receive_upload
 from loader.api.resources import KINDS, Resources, loader_version
 from loader.log import get_logger
-from loader.names import is_valid_name
+from loader.runtime.sink import BUILTIN_SINKS
 
 MAX_BODY = 1024 * 1024
 Handler = Callable[[Request], Awaitable[Any]]
+TEXT = "text/plain; charset=utf-8"
+#: eKuiper's answer to a path it does not serve (Go's, with its newline).
+NOT_FOUND_PAGE = "404 page not found\n"
+#: The words eKuiper (Go's strconv.ParseBool) takes for a boolean query parameter.
+BOOLEANS = {**dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
+            **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False)}
+#: A metadata file eKuiper does not have: its ConfKeyError number.
+CONF_KEY_ERROR = 5000
 
 
 class JsonResponse(Response):
@@ -42,8 +56,16 @@ class JsonResponse(Response):
         return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
-def error_response(error: ApiError) -> JsonResponse:
-    return JsonResponse(error.body(), status_code=error.status, headers=error.headers)
+def text_response(text: str, status: int = 200) -> Response:
+    """A plain-text answer, as eKuiper gives its success messages."""
+    return Response(text, status_code=status, media_type=TEXT)
+
+
+def error_response(error: ApiError) -> Response:
+    """eKuiper's error: its JSON as ``text/plain`` with a final newline (Go's ``http.Error``)."""
+    body = json.dumps(error.body(), ensure_ascii=True, separators=(",", ":")) + "\n"
+    headers = {"X-Content-Type-Options": "nosniff", **error.headers}
+    return Response(body, status_code=error.status, headers=headers, media_type=TEXT)
 
 
 class TokenAuth:
@@ -81,8 +103,7 @@ def _authorized(scope: Scope, expected: str) -> bool:
     return False
 
 
-async def json_body(request: Request) -> Any:
-    """The request body parsed as JSON; 400 for anything else (empty, too large, not JSON, NaN)."""
+async def read_body(request: Request) -> bytes:
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -90,24 +111,53 @@ async def json_body(request: Request) -> Any:
         if size > MAX_BODY:
             raise bad_request("body_too_large", f"the request body is over {MAX_BODY} bytes")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def decode_json(raw: bytes) -> Any:
+    """The body as JSON; ValueError saying why not (``EOF`` for an empty body, as eKuiper's decoder says)."""
     if not raw.strip():
-        raise bad_request("invalid_json", "the request needs a JSON body")
+        raise ValueError("EOF")
 
     def refuse(constant: str) -> Any:
         raise ValueError(f"{constant} is not valid JSON")
 
     try:
         return json.loads(raw, parse_constant=refuse)
-    except (ValueError, RecursionError) as exc:
-        raise bad_request("invalid_json", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"the body is not UTF-8: {exc}") from None
 
 
-async def json_object(request: Request, example: str) -> dict[str, Any]:
-    body = await json_body(request)
+async def json_body(request: Request, context: str) -> Any:
+    """The body parsed as JSON; 400 ``<context>: <why>`` for anything else (empty, too large, not JSON, NaN)."""
+    raw = await read_body(request)
+    try:
+        return decode_json(raw)
+    except ValueError as exc:
+        raise bad_request("invalid_json", f"{context}: {exc}") from None
+
+
+async def json_object(request: Request, context: str, example: str) -> dict[str, Any]:
+    body = await json_body(request, context)
     if not isinstance(body, dict):
-        raise bad_request("invalid_json", f"the body must be a JSON object, e.g. {example}")
+        raise bad_request("invalid_json", f"{context}: the body must be a JSON object, e.g. {example}")
     return body
+
+
+async def rule_body(request: Request) -> Any:
+    """A rule's JSON; eKuiper's ``invalid rule json: Parse rule <body> error : <why>.`` if it is not JSON."""
+    raw = await read_body(request)
+    try:
+        return decode_json(raw)
+    except ValueError as exc:
+        text = raw.decode("utf-8", errors="replace")
+        raise bad_request("invalid_json", f"invalid rule json: Parse rule {text} error : {exc}.") from None
+
+
+PLUGIN_BODY = "Invalid body: Error decoding the portable plugin json"
+STREAM_BODY = "Invalid body: Error decoding the statement descriptor"
 
 
 class Api:
@@ -118,8 +168,17 @@ class Api:
         self.installer = PluginInstaller(service)
         self.resources = Resources(service)
         self.log = get_logger()
+        self.started = time.monotonic()
+        #: What the last install or update of each plugin could not do (shown in its status as ``warnings``).
+        self.warnings: dict[str, list[str]] = {}
 
     # ------------------------------------------------------------ loader
+
+    async def root(self, request: Request) -> Any:
+        """eKuiper's ``GET /``: version, os, arch and uptime (JSON, served as text as eKuiper does)."""
+        info = {"version": loader_version(), "os": platform.system().lower(), "arch": platform.machine(),
+                "upTimeSeconds": int(time.monotonic() - self.started)}
+        return text_response(json.dumps(info, separators=(",", ":")))
 
     async def ping(self, request: Request) -> Response:
         return Response(status_code=200)
@@ -136,56 +195,76 @@ class Api:
 
     async def list_plugins(self, request: Request) -> Any:
         supervisors = self.service.reconciler.supervisors
-        return [plugin_info(supervisors[name].spec) for name in sorted(supervisors)]
+        plugins_dir = self.service.config.plugins_dir
+        return [plugin_info(supervisors[name].spec, plugins_dir) for name in sorted(supervisors)]
 
     async def describe_plugin(self, request: Request) -> Any:
         name = request.path_params["name"]
         supervisor = self.service.reconciler.supervisors.get(name)
         if supervisor is None:
             status = self.service.board.get(name)
-            hint = f"it is {status.state}: {status.last_error}" if status is not None and status.last_error else ""
-            raise not_found("plugin", name, hint or "list loaded plugins with GET /plugins/portables")
-        return plugin_info(supervisor.spec)
+            hint = f"; it is {status.state}: {status.last_error}" if status is not None and status.last_error else ""
+            raise not_found(f"describe portable plugin {name} error: not found{hint}")
+        return plugin_info(supervisor.spec, self.service.config.plugins_dir)
 
     async def plugin_status(self, request: Request) -> Any:
         name = request.path_params["name"]
         status = plugin_status(self.service, name)
         if status is None:
-            raise not_found("plugin", name, "list plugins with GET /plugins/portables")
+            raise not_found(f"portable plugin {name} not found: not found")
+        status["warnings"] = self.warnings.get(name, [])
         return status
 
     async def install_plugin(self, request: Request) -> Any:
         """eKuiper's JSON ``{"name", "file": URL}``, or (our addition) the zip itself as the body with ``?name=``."""
         query_name = request.query_params.get("name")
         if is_upload(request):
-            name = check_plugin_name(query_name)
+            name = _create_error(check_plugin_name, query_name)
             upload = await receive_upload(request, self.service.config)
             try:
-                return 201, await self.installer.install(name, upload)
+                result = await _awaited_create(self.installer.install(name, upload))
             finally:
                 upload.discard()
-        body = await json_object(request, '{"name": "demo", "file": "https://example.com/demo.zip"}')
-        name = check_plugin_name(body.get("name"))
-        if query_name is not None and query_name != name:
-            raise bad_request("bad_name", f"the body names plugin {name!r} but the query names {query_name!r}")
-        return 201, await self.installer.install(name, body.get("file"))
+        else:
+            body = await json_object(request, PLUGIN_BODY, '{"name": "demo", "file": "https://example.com/demo.zip"}')
+            name = _create_error(check_plugin_name, body.get("name"))
+            if query_name is not None and query_name != name:
+                raise bad_request("bad_name", f"the body names plugin {name} but the query names {query_name}")
+            result = await _awaited_create(self.installer.install(name, body.get("file")))
+        self.warnings[name] = list(result.get("warnings") or [])
+        return text_response(f"portable plugin {name} is created", 201)
 
     async def update_plugin(self, request: Request) -> Any:
+        """eKuiper's update: the new version replaces the old (running rules move to it), or is installed."""
         name = request.path_params["name"]
-        if is_upload(request):
-            check_plugin_name(name)
-            upload = await receive_upload(request, self.service.config)
-            try:
-                return await self.installer.update(name, upload)
-            finally:
-                upload.discard()
-        body = await json_object(request, '{"file": "https://example.com/demo.zip"}')
-        if "name" in body and body["name"] != name:
-            raise bad_request("bad_name", f"the body names plugin {body['name']!r} but the path names {name!r}")
-        return await self.installer.update(name, body.get("file"))
+        try:
+            if is_upload(request):
+                check_plugin_name(name)
+                upload = await receive_upload(request, self.service.config)
+                try:
+                    result = await self.installer.update(name, upload)
+                finally:
+                    upload.discard()
+            else:
+                body = await json_object(request, PLUGIN_BODY, '{"file": "https://example.com/demo.zip"}')
+                if "name" in body and body["name"] != name:
+                    raise bad_request("bad_name", f"the body names plugin {body['name']} but the path names {name}")
+                result = await self.installer.update(name, body.get("file"))
+        except ApiError as exc:
+            if exc.message.startswith(PLUGIN_BODY):
+                raise
+            raise exc.prefixed("portable plugin update command error") from None
+        self.warnings[name] = list(result.get("warnings") or [])
+        return text_response(f"portable plugin {name} is updated")
 
     async def delete_plugin(self, request: Request) -> Any:
-        return await self.installer.delete(request.path_params["name"])
+        name = request.path_params["name"]
+        try:
+            await self.installer.delete(name)
+        except ApiError as exc:
+            raise exc.prefixed(f"delete portable plugin {name} error") from None
+        self.warnings.pop(name, None)
+        return text_response(f"portable plugin {name} is deleted")
 
     async def list_udfs(self, request: Request) -> Any:
         return self.resources.udfs()
@@ -202,20 +281,26 @@ class Api:
         return self.resources.stream_details()
 
     async def create_stream(self, request: Request) -> Any:
-        return 201, await self.resources.create_stream(await json_body(request))
+        body = await json_body(request, STREAM_BODY)
+        message = await _stream_error(self.resources.create_stream, body)
+        return text_response(message, 201)
 
     async def describe_stream(self, request: Request) -> Any:
         return self.resources.describe_stream(request.path_params["name"])
 
-    async def update_stream(self, request: Request) -> Any:
+    async def replace_stream(self, request: Request) -> Any:
         name = request.path_params["name"]
-        body = await json_body(request)
-        if not is_valid_name(name):
-            raise not_found("stream", name)
-        return await self.resources.update_stream(name, body)
+        body = await json_body(request, STREAM_BODY)
+        return text_response(await _stream_error(self.resources.replace_stream, name, body))
 
     async def drop_stream(self, request: Request) -> Any:
-        return await self.resources.drop_stream(request.path_params["name"])
+        unknown = sorted(set(request.query_params) - {"force"})
+        if unknown:
+            raise bad_request("bad_parameter", f"unknown query parameter {unknown[0]}; this route takes only force")
+        force = request.query_params.get("force", "false")
+        if force not in BOOLEANS:
+            raise bad_request("bad_parameter", f"force={force} is not a boolean: use true or false")
+        return text_response(await self.resources.drop_stream(request.path_params["name"], BOOLEANS[force]))
 
     # ------------------------------------------------------------- rules
 
@@ -223,27 +308,32 @@ class Api:
         return self.resources.rule_list()
 
     async def create_rule(self, request: Request) -> Any:
-        return 201, await self.resources.create_rule(await json_body(request))
+        message = await self.resources.create_rule(await rule_body(request))
+        return text_response(message, 201)
 
     async def describe_rule(self, request: Request) -> Any:
         return self.resources.describe_rule(request.path_params["id"])
 
     async def update_rule(self, request: Request) -> Any:
         rule_id = request.path_params["id"]
-        body = await json_body(request)
-        if not is_valid_name(rule_id):
-            raise not_found("rule", rule_id)
-        return await self.resources.update_rule(rule_id, body)
+        try:
+            message = await self.resources.update_rule(rule_id, await rule_body(request))
+        except ApiError as exc:
+            raise exc.prefixed("Update rule error") from None
+        return text_response(message)
 
     async def delete_rule(self, request: Request) -> Any:
-        return await self.resources.delete_rule(request.path_params["id"])
+        return text_response(await self.resources.delete_rule(request.path_params["id"]))
 
     async def rule_status(self, request: Request) -> Any:
         return self.resources.rule_status(request.path_params["id"])
 
+    async def rule_topo(self, request: Request) -> Any:
+        return self.resources.rule_topo(request.path_params["id"])
+
     def rule_action(self, action: str) -> Handler:
         async def handle(request: Request) -> Any:
-            return await self.resources.control_rule(request.path_params["id"], action)
+            return text_response(await self.resources.control_rule(request.path_params["id"], action))
         return handle
 
     # ----------------------------------------------------------- symbols
@@ -251,6 +341,36 @@ class Api:
     def symbols(self, kind: str) -> Handler:
         async def handle(request: Request) -> Any:
             return self.resources.symbols(kind)
+        return handle
+
+    def _symbol_owners(self, kind: str) -> dict[str, str | None]:
+        """Every symbol of ``kind`` rules can use: its plugin, or None for one built in (portable ones win)."""
+        builtins: tuple[str, ...] = {"sources": (), "sinks": tuple(BUILTIN_SINKS), "functions": ()}[kind]
+        owners: dict[str, str | None] = {symbol: None for symbol in builtins}
+        for (symbol_kind, symbol), plugin in self.service.registry.symbols().items():
+            if symbol_kind == kind:
+                owners[symbol] = plugin
+        return dict(sorted(owners.items()))
+
+    def _folder(self, plugin: str | None):
+        supervisor = self.service.reconciler.supervisors.get(plugin) if plugin else None
+        return supervisor.spec.folder if supervisor is not None else None
+
+    def metadata_list(self, kind: str) -> Handler:
+        async def handle(request: Request) -> Any:
+            owners = self._symbol_owners(kind)
+            if kind == "functions":
+                return [metadata.function_group(s, p, self._folder(p)) for s, p in owners.items()]
+            return [metadata.brief(kind, s, p, self._folder(p)) for s, p in owners.items()]
+        return handle
+
+    def metadata_describe(self, kind: str) -> Handler:
+        async def handle(request: Request) -> Any:
+            name = request.path_params["name"]
+            owners = self._symbol_owners(kind)
+            if name not in owners:
+                raise bad_request("not_found", f"This plugin was not found:{name}", CONF_KEY_ERROR)
+            return metadata.describe(kind, name, owners[name], self._folder(owners[name]))
         return handle
 
     async def metrics(self, request: Request) -> Any:
@@ -264,6 +384,7 @@ class Api:
 
     def routes(self) -> list[Route]:
         table: dict[str, dict[str, Handler]] = {
+            "/": {"GET": self.root},
             "/ping": {"GET": self.ping},
             "/openapi.json": {"GET": self.openapi},
             "/status": {"GET": self.status},
@@ -276,13 +397,16 @@ class Api:
             "/plugins/udfs/{name}": {"GET": self.describe_udf},
             "/streams": {"GET": self.list_streams, "POST": self.create_stream},
             "/streamdetails": {"GET": self.stream_details},
-            "/streams/{name}": {"GET": self.describe_stream, "PUT": self.update_stream, "DELETE": self.drop_stream},
+            "/streams/{name}": {"GET": self.describe_stream, "PUT": self.replace_stream, "DELETE": self.drop_stream},
             "/rules": {"GET": self.list_rules, "POST": self.create_rule},
             "/rules/{id}": {"GET": self.describe_rule, "PUT": self.update_rule, "DELETE": self.delete_rule},
             "/rules/{id}/status": {"GET": self.rule_status},
+            "/rules/{id}/topo": {"GET": self.rule_topo},
             **{f"/rules/{{id}}/{action}": {"POST": self.rule_action(action)}
                for action in ("start", "stop", "restart")},
             **{f"/{kind}": {"GET": self.symbols(kind)} for kind in KINDS},
+            **{f"/metadata/{kind}": {"GET": self.metadata_list(kind)} for kind in KINDS},
+            **{f"/metadata/{kind}/{{name}}": {"GET": self.metadata_describe(kind)} for kind in ("sources", "sinks")},
         }
         return [Route(path, self._dispatch(methods), methods=list(methods)) for path, methods in table.items()]
 
@@ -313,12 +437,7 @@ class Api:
                 response = error_response(ApiError(500, "internal", f"the loader failed on this request: {exc}; "
                                                                     "see its log (event api.internal_error)"))
             else:
-                if isinstance(result, Response):
-                    response = result
-                elif isinstance(result, tuple):
-                    response = JsonResponse(result[1], status_code=result[0])
-                else:
-                    response = JsonResponse(result)
+                response = _as_response(result)
             if request.method not in ("GET", "HEAD"):
                 self.log.info("api.request", method=request.method, path=request.url.path,
                               status=response.status_code, ms=round((time.monotonic() - started) * 1000, 1))
@@ -326,14 +445,48 @@ class Api:
         return endpoint
 
 
+def _as_response(result: Any) -> Response:
+    if isinstance(result, tuple):
+        status, result = result
+        if isinstance(result, Response):
+            return result
+        return JsonResponse(result, status_code=status)
+    if isinstance(result, Response):
+        return result
+    return JsonResponse(result)
+
+
+def _create_error(action: Callable[..., Any], *args: Any) -> Any:
+    """Call ``action``; its refusal worded as eKuiper's install: ``portable plugin create command error: ...``."""
+    try:
+        return action(*args)
+    except ApiError as exc:
+        raise exc.prefixed("portable plugin create command error") from None
+
+
+async def _awaited_create(awaitable: Awaitable[Any]) -> Any:
+    try:
+        return await awaitable
+    except ApiError as exc:
+        raise exc.prefixed("portable plugin create command error") from None
+
+
+async def _stream_error(action: Callable[..., Awaitable[str]], *args: Any) -> str:
+    """Run a stream change; its refusal worded as eKuiper's: ``Stream command error: ...``."""
+    try:
+        return await action(*args)
+    except ApiError as exc:
+        raise exc.prefixed("Stream command error") from None
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
+    """eKuiper's router: ``404 page not found`` for an unknown path, an empty 405 for a wrong method."""
     assert isinstance(exc, HTTPException)
-    codes = {404: "not_found", 405: "method_not_allowed"}
-    messages = {404: f"no route {request.url.path!r}; see GET /openapi.json for the routes",
-                405: f"{request.method} is not allowed on {request.url.path!r}"}
-    error = ApiError(exc.status_code, codes.get(exc.status_code, "http_error"),
-                     messages.get(exc.status_code, str(exc.detail)), headers=dict(exc.headers or {}))
-    return error_response(error)
+    if exc.status_code == 404:
+        return Response(NOT_FOUND_PAGE, status_code=404, media_type=TEXT, headers={"X-Content-Type-Options": "nosniff"})
+    if exc.status_code == 405:
+        return Response(status_code=405, headers=dict(exc.headers or {}))
+    return error_response(ApiError(exc.status_code, "http_error", str(exc.detail), headers=dict(exc.headers or {})))
 
 
 def build_app(service) -> ASGIApp:

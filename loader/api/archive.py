@@ -180,8 +180,11 @@ def _fetch(url: str, dest: Path, limit: int, timeout_s: float) -> None:
         if not path.is_absolute():
             raise ArchiveError("bad_url", f"file URL {url!r} needs an absolute path: file:///absolute/path.zip")
         try:
+            if not path.exists():  # eKuiper's words
+                raise ArchiveError("download_failed", f"fail to download file {url}: stat {path}: no such file or "
+                                                      "directory")
             if not path.is_file():
-                raise ArchiveError("download_failed", f"{path} does not exist on the loader's host (or is not a file)")
+                raise ArchiveError("download_failed", f"{path} on the loader's host is not a file")
             if path.stat().st_size > limit:
                 raise ArchiveError("archive_too_large", f"{path} is {path.stat().st_size} bytes, over the limit of "
                                    f"{_megabytes(limit)} (rest_max_upload_mb)")

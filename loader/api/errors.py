@@ -1,8 +1,11 @@
-"""The one shape of every REST error: ``{"error": code, "message": text}``.
+"""The one shape of every REST error, eKuiper's: ``{"error": <number>, "message": text}``.
 
-Handlers raise ``ApiError``; the application turns it into a JSON response
-with its status.  ``code`` is a stable machine-readable word (scripts match
-on it), ``message`` names what was wrong and what to do.
+Handlers raise ``ApiError``; the application serves its ``body()`` as
+eKuiper does, as ``text/plain``.  ``number`` is eKuiper's error code (1000 a
+bad request, 1002 not found, 2201 a sink not defined, 3000 a stream error),
+``message`` names what was wrong and what to do, and ``code`` (an extra key
+eKuiper does not send, which its clients ignore) is the loader's stable
+machine-readable word for scripts that need to tell errors apart.
 """
 
 from __future__ import annotations
@@ -14,29 +17,40 @@ from pathlib import Path
 #: errnos that mean "the loader cannot write there", not a bug: answered 503/507 with the path and the fix.
 STORAGE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
+#: eKuiper's error numbers (its errorx codes) the loader answers with.
+GENERAL, NOT_FOUND, SINK_UNDEFINED, STREAM_ERROR = 1000, 1002, 2201, 3000
+
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                 number: int = GENERAL) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or {}
+        self.number = number
 
-    def body(self) -> dict[str, str]:
-        return {"error": self.code, "message": self.message}
+    def body(self) -> dict[str, object]:
+        return {"error": self.number, "message": self.message, "code": self.code}
 
-
-def bad_request(code: str, message: str) -> ApiError:
-    return ApiError(400, code, message)
-
-
-def not_found(what: str, name: str, hint: str = "") -> ApiError:
-    return ApiError(404, "not_found", f"{what} {name!r} does not exist" + (f"; {hint}" if hint else ""))
+    def prefixed(self, prefix: str) -> ApiError:
+        """The same error as eKuiper words it in a context: ``<prefix>: <message>``."""
+        return ApiError(self.status, self.code, f"{prefix}: {self.message}", self.headers, self.number)
 
 
-def conflict(code: str, message: str) -> ApiError:
-    return ApiError(409, code, message)
+def bad_request(code: str, message: str, number: int = GENERAL) -> ApiError:
+    return ApiError(400, code, message, number=number)
+
+
+def not_found(message: str) -> ApiError:
+    """eKuiper's 404: its NOT_FOUND number; the message is eKuiper's sentence for the route."""
+    return ApiError(404, "not_found", message, number=NOT_FOUND)
+
+
+def conflict(code: str, message: str, number: int = GENERAL) -> ApiError:
+    """Something exists already, or belongs to another plugin: eKuiper answers these 400, and so do we."""
+    return ApiError(400, code, message, number=number)
 
 
 def storage_error(exc: OSError) -> ApiError | None:

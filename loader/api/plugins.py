@@ -60,11 +60,16 @@ def iso_time(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def plugin_info(spec: PluginSpec) -> dict[str, Any]:
-    """The manifest as eKuiper lists a portable plugin: name, version, language, executable, symbols."""
+def plugin_info(spec: PluginSpec, plugins_dir: Path) -> dict[str, Any]:
+    """The manifest as eKuiper lists a portable plugin: name, version, language, executable, symbols.
+
+    ``executable`` is its absolute path in the plugins folder, as eKuiper gives it
+    (the process itself runs from a snapshot of that folder).
+    """
     info: dict[str, Any] = {"name": spec.name}
     info.update(spec.manifest)
     info["name"] = spec.name
+    info["executable"] = str(plugins_dir.absolute() / spec.name / str(spec.manifest.get("executable", "")))
     for kind in SYMBOL_KINDS:
         info[kind] = spec.symbols(kind)
     return info
@@ -154,9 +159,12 @@ async def receive_upload(request, config) -> Upload:
 
 
 def check_plugin_name(name: Any) -> str:
+    """eKuiper's ``invalid name <name>: ...`` sentence, with what a name may be."""
+    if name is None or name == "":
+        raise bad_request("bad_name", "invalid name : should not be empty")
     if not is_valid_name(name):
-        raise bad_request("bad_name", f"plugin name {name!r} is not allowed: use 1 to 64 letters, digits, '_' or '-', "
-                                      "starting with a letter or digit")
+        raise bad_request("bad_name", f"invalid name {name}: use 1 to 64 letters, digits, '_' or '-', starting with "
+                                      "a letter or digit")
     return name
 
 
@@ -195,7 +203,14 @@ class PluginInstaller:
         return await self._shielded(self._install, name, url)
 
     async def update(self, name: str, url: Any) -> dict[str, Any]:
+        """eKuiper's update replaces the plugin or, when there is none, installs it."""
+        check_plugin_name(name)
+        if not self.installed(name):
+            return await self._shielded(self._install, name, url)
         return await self._shielded(self._update, name, url)
+
+    def installed(self, name: str) -> bool:
+        return _exists(self.config.plugins_dir / name) or name in self.service.reconciler.supervisors
 
     async def delete(self, name: str) -> dict[str, Any]:
         return await self._shielded(self._delete, name)
@@ -215,8 +230,7 @@ class PluginInstaller:
         async with self._locks[name]:
             target = self.config.plugins_dir / name
             if _exists(target) or name in self.service.reconciler.supervisors:
-                raise conflict("exists", f"plugin {name!r} is already installed; update it with PUT "
-                                         f"/plugins/portables/{name} or delete it first")
+                raise conflict("exists", f"invalid name {name}: duplicate")
             staged = await self._run_staging(name, url)
             try:
                 self._check_symbols(staged.spec)
@@ -256,7 +270,7 @@ class PluginInstaller:
         async with self._locks[name]:
             target = self.config.plugins_dir / name
             if not _exists(target):
-                raise not_found("plugin", name, "install it with POST /plugins/portables")
+                raise not_found(f"portable plugin {name} is not found")
             running = self.service.reconciler.supervisors.get(name)
             old_version = running.spec.version if running is not None else None
             staged = await self._run_staging(name, url)
@@ -297,7 +311,7 @@ class PluginInstaller:
             target = self.config.plugins_dir / name
             known = name in self.service.reconciler.supervisors or self.service.board.get(name) is not None
             if not is_valid_name(name) or not (_exists(target) or known):
-                raise not_found("plugin", name)
+                raise bad_request("not_found", f"portable plugin {name} is not found")
             version = self.service.reconciler.supervisors[name].spec.version \
                 if name in self.service.reconciler.supervisors else None
             aside = _aside(target) if _exists(target) else None

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from loader import jsonio
-from loader.api.errors import bad_request, conflict, not_found
+from loader.api.ekuiper import ekuiper_rule_status, misplaced_stream_keyword, rule_topology, stream_options
+from loader.api.errors import SINK_UNDEFINED, STREAM_ERROR, bad_request, conflict, not_found
 from loader.files import write_json_atomic
 from loader.names import is_valid_name
 from loader.rules.builtins import BUILTINS
@@ -56,30 +57,32 @@ class Resources:
         return sorted(set(self.rules.streams) | set(self.rules.stream_errors))
 
     def stream_details(self) -> list[dict[str, Any]]:
-        return [self._stream_view(name, brief=True) for name in self.stream_names()]
-
-    def describe_stream(self, name: str) -> dict[str, Any]:
-        if name not in self.rules.streams and name not in self.rules.stream_errors:
-            raise not_found("stream", name, "list streams with GET /streams")
-        return self._stream_view(name, brief=False)
-
-    def _stream_view(self, name: str, brief: bool) -> dict[str, Any]:
-        stream = self.rules.streams.get(name)
-        error = self.rules.stream_errors.get(name)
-        if brief:
+        """eKuiper's ``name``, ``type``, ``format``, then the loader's datasource, confKey, shared (and error)."""
+        details = []
+        for name in self.stream_names():
+            stream = self.rules.streams.get(name)
             view: dict[str, Any] = {"name": name}
             if stream is not None:
                 view.update(type=stream.type, format=stream.format, datasource=stream.datasource,
                             confKey=stream.conf_key, shared=stream.shared)
-        else:
-            view = {"Name": name}
-            if stream is not None:
-                view["Options"] = {"TYPE": stream.type, "DATASOURCE": stream.datasource, "CONF_KEY": stream.conf_key,
-                                   "FORMAT": stream.format.upper(), "SHARED": str(stream.shared).lower()}
-                view["sql"] = stream.sql
-                view["fields"] = stream.fields
-        if error is not None:
-            view["error"] = error
+            if name in self.rules.stream_errors:
+                view["error"] = self.rules.stream_errors[name]
+            details.append(view)
+        return details
+
+    def describe_stream(self, name: str) -> dict[str, Any]:
+        """eKuiper's stream description (``Name``, ``StreamFields``, ``Options``, ...) plus the SQL as written."""
+        if name not in self.rules.streams and name not in self.rules.stream_errors:
+            raise bad_request("not_found", f"describe stream error: Describe stream fails, {name} is not found.",
+                              STREAM_ERROR)
+        stream = self.rules.streams.get(name)
+        view: dict[str, Any] = {"Name": name, "StreamFields": None, "Options": None, "StreamType": 0,
+                                "Statement": None}
+        if stream is not None:
+            view["Options"] = stream_options(stream)
+            view["sql"] = stream.sql
+        if name in self.rules.stream_errors:
+            view["error"] = self.rules.stream_errors[name]
         return view
 
     def _stream_path(self, name: str) -> Path:
@@ -89,39 +92,45 @@ class Resources:
     def _parse_stream(body: Any):
         if not isinstance(body, dict):
             raise bad_request("invalid_stream", 'the body must be a JSON object {"sql": "CREATE STREAM ..."}')
+        sql = body.get("sql")
+        if isinstance(sql, str):
+            keyword = misplaced_stream_keyword(sql)
+            if keyword is not None:
+                raise bad_request("invalid_stream", f'found "{keyword}", expected keyword stream or table.',
+                                  STREAM_ERROR)
         try:
             return stream_from_json(body, "request body")
         except DefinitionError as exc:
-            raise bad_request("invalid_stream", str(exc)) from None
+            raise bad_request("invalid_stream", str(exc), STREAM_ERROR) from None
         except Exception as exc:  # the DDL reader must never turn odd input into a 500
-            raise bad_request("invalid_stream", f"request body at /sql: cannot read the stream SQL: {exc}") from None
+            raise bad_request("invalid_stream", f"request body at /sql: cannot read the stream SQL: {exc}",
+                              STREAM_ERROR) from None
 
-    async def create_stream(self, body: Any) -> dict[str, Any]:
+    async def create_stream(self, body: Any) -> str:
         stream = self._parse_stream(body)
         async with self._streams_lock:
             path = self._stream_path(stream.name)
             if stream.name in self.rules.streams or path.exists():
-                raise conflict("exists", f"stream {stream.name!r} already exists; change it with PUT "
-                                         f"/streams/{stream.name} or drop it first")
+                raise conflict("exists", f"Create stream fails: Item {stream.name} already exists.", STREAM_ERROR)
             write_json_atomic(path, {"sql": stream.sql})
             await self.rules.reconcile_stream(stream.name)
             await self._reject_if_invalid(stream.name, path, previous=None)
-        return {"message": f"Stream {stream.name} is created."}
+        return f"Stream {stream.name} is created."
 
-    async def update_stream(self, name: str, body: Any) -> dict[str, Any]:
+    async def replace_stream(self, name: str, body: Any) -> str:
+        """eKuiper's PUT: replaces the stream, or creates it when there is none."""
         stream = self._parse_stream(body)
         if stream.name != name:
-            raise bad_request("invalid_stream", f"the SQL defines stream {stream.name!r} but the path names {name!r}; "
-                                                "a stream cannot be renamed, create the new one and drop the old")
+            raise bad_request("invalid_stream", f"the SQL defines stream {stream.name} but the path names {name}; "
+                                                "a stream cannot be renamed, create the new one and drop the old",
+                              STREAM_ERROR)
         async with self._streams_lock:
             path = self._stream_path(name)
-            if not path.is_file() and name not in self.rules.streams:
-                raise not_found("stream", name, "create it with POST /streams")
             previous = _read_bytes(path)
             write_json_atomic(path, {"sql": stream.sql})
             await self.rules.reconcile_stream(name)
             await self._reject_if_invalid(name, path, previous)
-        return {"message": f"Stream {name} is updated."}
+        return f"Stream {name} is replaced."
 
     async def _reject_if_invalid(self, name: str, path: Path, previous: bytes | None) -> None:
         error = self.rules.stream_errors.get(name)
@@ -132,30 +141,40 @@ class Resources:
         else:
             _write_bytes_atomic(path, previous)
         await self.rules.reconcile_stream(name)
-        raise bad_request("invalid_stream", error)
+        raise bad_request("invalid_stream", error, STREAM_ERROR)
 
-    async def drop_stream(self, name: str) -> dict[str, Any]:
+    async def drop_stream(self, name: str, force: bool) -> str:
+        """eKuiper's drop: refused while a rule reads the stream (unless ``force``); an unknown name is fine."""
         async with self._streams_lock:
+            users = sorted(rule_id for rule_id, entry in self.rules.rules.items() if _rule_stream(entry) == name)
+            if users and not force:
+                raise bad_request("in_use", f"stream {name} has been referenced by other rules")
+            if not is_valid_name(name):
+                raise bad_request("bad_name", f"invalid name {name}: use 1 to 64 letters, digits, '_' or '-', "
+                                              "starting with a letter or digit")
             path = self._stream_path(name)
-            known = name in self.rules.streams or name in self.rules.stream_errors
-            if not is_valid_name(name) or not (path.is_file() or known):
-                raise not_found("stream", name)
-            path.unlink(missing_ok=True)
-            await self.rules.reconcile_stream(name)
-        return {"message": f"Stream {name} is dropped."}
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                await self.rules.reconcile_stream(name)
+        return f"Stream {name} is dropped."
 
     # -------------------------------------------------------------- rules
 
     def rule_list(self) -> list[dict[str, Any]]:
+        """eKuiper's brief (``status`` running or stopped) plus the loader's ``state`` and, if any, why."""
         listed = []
         for rule_id, entry in sorted(self.rules.rules.items()):
             found = self.rules.causes(entry)
-            if found:
-                message = "; ".join(cause.message for cause in found)
-                listed.append({"id": rule_id, "status": f"Running: degraded: {message}", "state": "degraded"})
-            else:
-                listed.append({"id": rule_id, "status": _ekuiper_rule_status(entry.state, entry.error),
-                               "state": entry.state})
+            state = "degraded" if found else entry.state
+            message = "; ".join(cause.message for cause in found) if found else (entry.error or "")
+            raw = entry.raw if isinstance(entry.raw, dict) else {}
+            brief = {"id": rule_id, "name": raw.get("name") or rule_id,
+                     "status": "running" if entry.state == "running" else "stopped",
+                     "tags": raw.get("tags"), "trace": False, "version": str(raw.get("version") or ""),
+                     "state": state}
+            if message:
+                brief["message"] = message
+            listed.append(brief)
         return listed
 
     def _rule_path(self, rule_id: str) -> Path:
@@ -166,7 +185,7 @@ class Resources:
 
     def describe_rule(self, rule_id: str) -> dict[str, Any]:
         if not self._known_rule(rule_id):
-            raise not_found("rule", rule_id, "list rules with GET /rules")
+            raise not_found(f"Describe rule error: Rule {rule_id} is not found.")
         path = self._rule_path(rule_id)
         try:
             data = jsonio.loads(path.read_text(), strict=True)
@@ -180,80 +199,86 @@ class Resources:
         return data
 
     def rule_status(self, rule_id: str) -> dict[str, Any]:
-        status = self.rules.status(rule_id) if is_valid_name(rule_id) else None
-        if status is None:
-            raise not_found("rule", rule_id, "list rules with GET /rules")
-        return status
+        entry = self.rules.rules.get(rule_id) if is_valid_name(rule_id) else None
+        status = self.rules.status(rule_id) if entry is not None else None
+        if entry is None or status is None:
+            raise not_found(f"get rule status error: Rule {rule_id} is not found")
+        return ekuiper_rule_status(entry, status)
+
+    def rule_topo(self, rule_id: str) -> dict[str, Any]:
+        entry = self.rules.rules.get(rule_id) if is_valid_name(rule_id) else None
+        if entry is None:
+            raise not_found(f"get rule topo error: Rule {rule_id} is not found")
+        return rule_topology(entry.definition, _rule_stream(entry))
 
     def check_rule(self, body: Any) -> RuleDef:
-        """Everything a rule needs, checked now: the answer to POST/PUT is 400 rather than a waiting rule."""
+        """Everything a rule needs, checked now: the answer to POST/PUT is 400 rather than a waiting rule.
+
+        The messages are eKuiper's where it says the same thing; the loader's
+        own (naming the field and the fix) where it knows more.
+        """
         if not isinstance(body, dict):
-            raise bad_request("invalid_rule", 'the body must be a JSON object {"id", "sql", "actions": [...]}')
+            raise bad_request("invalid_rule", 'invalid rule json: the body must be a JSON object {"id", "sql", '
+                                              '"actions": [...]}')
         try:
             rule = rule_from_json(body, "request body")
         except DefinitionError as exc:
-            raise bad_request("invalid_rule", str(exc)) from None
+            raise bad_request("invalid_rule", f"invalid rule json: {exc}") from None
+        if not rule.sql.lstrip()[:6].upper() == "SELECT":
+            raise bad_request("invalid_sql", f"invalid rule json: SQL {rule.sql} is not a select statement.")
         try:
             plan = parse_select(rule.sql)
         except SqlError as exc:
-            raise bad_request("invalid_sql", f"rule {rule.id!r}: {exc}") from None
+            raise bad_request("invalid_sql", _sql_error(rule.sql, str(exc))) from None
         except Exception as exc:  # e.g. a tokenizer error: still the client's SQL, not our fault
-            raise bad_request("invalid_sql", f"rule {rule.id!r}: cannot parse the SQL: {exc}") from None
+            raise bad_request("invalid_sql", _sql_error(rule.sql, f"cannot parse the SQL: {exc}")) from None
+        registry = self.service.registry
+        for name, _args in plan.functions:  # eKuiper's parser knows its functions: checked before the stream
+            if registry.owner("functions", name) is None and name not in BUILTINS:
+                raise bad_request("unavailable", _sql_error(rule.sql, f"function {name} not found"))
         stream = self.rules.streams.get(plan.stream)
         if stream is None:
-            raise bad_request("unavailable", f"rule {rule.id!r}: stream {plan.stream!r} is not defined; create it with "
-                                             "POST /streams first")
-        registry = self.service.registry
+            raise bad_request("unavailable", f"fail to get stream {plan.stream}, please check if stream is created")
         if registry.owner("sources", stream.type) is None:
-            raise bad_request("unavailable", f"rule {rule.id!r}: stream {plan.stream!r} reads source {stream.type!r}, "
-                                             "which no loaded plugin provides; install one that does "
-                                             "(POST /plugins/portables)")
+            raise bad_request("unavailable", f"stream {plan.stream} reads source {stream.type}, which no loaded plugin "
+                                             "provides; install one that does (POST /plugins/portables)")
         for action in rule.actions:
             if registry.owner("sinks", action.sink) is None and action.sink not in BUILTIN_SINKS:
-                raise bad_request("unavailable", f"rule {rule.id!r}: sink {action.sink!r} is neither built in "
-                                                 f"({', '.join(BUILTIN_SINKS)}) nor provided by a loaded plugin")
-        known = {name for name, _args in plan.functions
-                 if registry.owner("functions", name) is not None or name in BUILTINS}
-        for name, _args in plan.functions:
-            if name not in known:
-                raise bad_request("unavailable", f"rule {rule.id!r}: function {name!r} is neither built in nor "
-                                                 "provided by a loaded plugin")
+                raise bad_request("unavailable", f"sink {action.sink} is not defined", SINK_UNDEFINED)
         try:
             compile_query(plan, lambda name, index: _noop)
         except SqlError as exc:
-            raise bad_request("invalid_sql", f"rule {rule.id!r}: {exc}") from None
+            raise bad_request("invalid_sql", _sql_error(rule.sql, str(exc))) from None
         except Exception as exc:
-            raise bad_request("invalid_sql", f"rule {rule.id!r}: the SQL cannot be compiled: {exc}") from None
+            raise bad_request("invalid_sql", _sql_error(rule.sql, f"the SQL cannot be compiled: {exc}")) from None
         return rule
 
-    async def create_rule(self, body: Any) -> dict[str, Any]:
+    async def create_rule(self, body: Any) -> str:
         rule = self.check_rule(body)
         async with self._rules_lock:
             path = self._rule_path(rule.id)
             if rule.id in self.rules.rules or path.exists():
-                raise conflict("exists", f"rule {rule.id!r} already exists; change it with PUT /rules/{rule.id} "
-                                         "or delete it first")
+                raise conflict("exists", f"rule {rule.id} already exists")
             write_json_atomic(path, body)
             await self.rules.reconcile_rule(rule.id)
             await self._reject_if_failed(rule.id, path, previous=None)
-        return {"message": f"Rule {rule.id} was created successfully.", **self._state(rule.id)}
+        return f"Rule {rule.id} was created successfully."
 
-    async def update_rule(self, rule_id: str, body: Any) -> dict[str, Any]:
+    async def update_rule(self, rule_id: str, body: Any) -> str:
+        """eKuiper's PUT: replaces the rule, or creates it when there is none."""
         if isinstance(body, dict) and "id" not in body:
             body = {**body, "id": rule_id}
         rule = self.check_rule(body)
         if rule.id != rule_id:
-            raise bad_request("invalid_rule", f"the body has id {rule.id!r} but the path names {rule_id!r}; a rule "
+            raise bad_request("invalid_rule", f"the body has id {rule.id} but the path names {rule_id}; a rule "
                                               "cannot be renamed")
         async with self._rules_lock:
             path = self._rule_path(rule_id)
-            if not self._known_rule(rule_id):
-                raise not_found("rule", rule_id, "create it with POST /rules")
             previous = _read_bytes(path)
             write_json_atomic(path, body)
             await self.rules.reconcile_rule(rule_id)
             await self._reject_if_failed(rule_id, path, previous)
-        return {"message": f"Rule {rule_id} was updated successfully.", **self._state(rule_id)}
+        return f"Rule {rule_id} was updated successfully."
 
     async def _reject_if_failed(self, rule_id: str, path: Path, previous: bytes | None) -> None:
         """A rule that could not start (a symbol refused its config, ...) is not kept: restore what was there."""
@@ -266,30 +291,31 @@ class Resources:
         else:
             _write_bytes_atomic(path, previous)
         await self.rules.reconcile_rule(rule_id)
-        raise bad_request("rule_failed", f"rule {rule_id!r} could not start: {error}")
+        raise bad_request("rule_failed", f"rule {rule_id} could not start: {error}")
 
-    async def delete_rule(self, rule_id: str) -> dict[str, Any]:
+    async def delete_rule(self, rule_id: str) -> str:
         async with self._rules_lock:
             if not self._known_rule(rule_id):
-                raise not_found("rule", rule_id)
+                raise bad_request("not_found", f"Delete rule error: rule {rule_id} not found")
             self._rule_path(rule_id).unlink(missing_ok=True)
             await self.rules.reconcile_rule(rule_id)
-        return {"message": f"Rule {rule_id} is dropped."}
+        return f"Rule {rule_id} is dropped."
 
-    async def control_rule(self, rule_id: str, action: str) -> dict[str, Any]:
+    async def control_rule(self, rule_id: str, action: str) -> str:
         """start, stop or restart: persisted as ``triggered`` in the rule file, then reconciled."""
         async with self._rules_lock:
             if not self._known_rule(rule_id):
-                raise not_found("rule", rule_id, "list rules with GET /rules")
+                raise not_found(f"{action} rule error: Rule {rule_id} is not found in registry, please check if it "
+                                "is created")
             path = self._rule_path(rule_id)
             try:
                 data = jsonio.loads(path.read_text(), strict=True)
             except (OSError, ValueError) as exc:
-                raise bad_request("invalid_rule", f"{path}: cannot read the rule file ({exc}); replace it with PUT "
-                                                  f"/rules/{rule_id}") from None
+                raise bad_request("invalid_rule", f"{action} rule error: {path}: cannot read the rule file ({exc}); "
+                                                  f"replace it with PUT /rules/{rule_id}") from None
             if not isinstance(data, dict):
-                raise bad_request("invalid_rule", f"{path}: the rule file is not a JSON object; replace it with PUT "
-                                                  f"/rules/{rule_id}")
+                raise bad_request("invalid_rule", f"{action} rule error: {path}: the rule file is not a JSON object; "
+                                                  f"replace it with PUT /rules/{rule_id}")
             triggered = action != "stop"
             changed = data.get("triggered", True) != triggered
             if changed:
@@ -300,18 +326,9 @@ class Resources:
                 await self.rules.restart_rule(rule_id)
             entry = self.rules.rules.get(rule_id)
             if triggered and entry is not None and entry.state == "error":
-                raise bad_request("rule_failed", f"rule {rule_id!r} could not start: {entry.error}")
-        verb = {"start": "started", "stop": "stopped", "restart": "restarted"}[action]
-        return {"message": f"Rule {rule_id} was {verb}.", **self._state(rule_id)}
-
-    def _state(self, rule_id: str) -> dict[str, Any]:
-        entry = self.rules.rules.get(rule_id)
-        if entry is None:
-            return {"state": "waiting"}
-        view: dict[str, Any] = {"state": entry.state}
-        if entry.error:
-            view["reason"] = entry.error
-        return view
+                raise bad_request("rule_failed", f"{action} rule error: rule {rule_id} could not start: {entry.error}")
+        return {"start": f"Rule {rule_id} was started", "stop": f"Rule {rule_id} was stopped.",
+                "restart": f"Rule {rule_id} was restarted"}[action]
 
     # ------------------------------------------------------------ symbols
 
@@ -337,7 +354,8 @@ class Resources:
     def describe_udf(self, name: str) -> dict[str, Any]:
         plugin = self.service.registry.owner("functions", name)
         if plugin is None:
-            raise not_found("function", name, "no loaded plugin provides it; list them with GET /plugins/udfs")
+            raise not_found(f"function {name} is not found; no loaded plugin provides it, list them with GET "
+                            "/plugins/udfs")
         return {"name": name, "plugin": plugin}
 
     # ------------------------------------------------------------- status
@@ -351,14 +369,19 @@ class Resources:
                 "streams": len(self.rules.streams)}
 
 
-def _ekuiper_rule_status(state: str, error: str | None) -> str:
-    if state == "running":
-        return "Running"
-    if state == "stopped":
-        return "Stopped: canceled manually."
-    if state == "waiting":
-        return f"Stopped: waiting: {error}" if error else "Stopped: waiting."
-    return f"Stopped: {error}" if error else "Stopped: error."
+def _rule_stream(entry: Any) -> str | None:
+    """The stream a rule reads: known once it started, else read from its SQL (None if that cannot be parsed)."""
+    if entry.stream is not None or entry.definition is None:
+        return entry.stream
+    try:
+        return parse_select(entry.definition.sql).stream
+    except Exception:  # a rule with SQL outside the subset reads nothing yet
+        return None
+
+
+def _sql_error(sql: str, problem: str) -> str:
+    """eKuiper's sentence for SQL it cannot use: ``invalid rule json: Parse SQL <sql> error: <problem>.``"""
+    return f"invalid rule json: Parse SQL {sql} error: {problem.rstrip('.')}."
 
 
 def _read_bytes(path: Path) -> bytes | None:

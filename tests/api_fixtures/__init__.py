@@ -36,7 +36,10 @@ class Api:
 
     def call(self, method: str, path: str, body: Any = None, token: str | None = "default",
              timeout: float = 60.0) -> tuple[int, Any]:
-        """(status, parsed JSON or None); never raises on HTTP errors."""
+        """(status, body): JSON parsed (eKuiper's errors too, served as text), other text as a str, None if empty.
+
+        Never raises on HTTP errors.
+        """
         data = json.dumps(body).encode() if body is not None else None
         return self.send(method, path, data, "application/json", token, timeout)
 
@@ -46,6 +49,12 @@ class Api:
 
     def send(self, method: str, path: str, data: bytes | None, content_type: str, token: str | None,
              timeout: float) -> tuple[int, Any]:
+        status, _headers, raw = self.exchange(method, path, data, content_type, token, timeout)
+        return status, parse_body(raw)
+
+    def exchange(self, method: str, path: str, data: bytes | None, content_type: str = "application/json",
+                 token: str | None = "default", timeout: float = 60.0) -> tuple[int, Any, bytes]:
+        """(status, headers, raw body) of one request."""
         request = urllib.request.Request(self.url + path, data=data, method=method)
         if data is not None:
             request.add_header("Content-Type", content_type)
@@ -54,15 +63,24 @@ class Api:
             request.add_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
-                status, raw = response.status, response.read()
+                return response.status, response.headers, response.read()
         except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
-        return status, (json.loads(raw) if raw.strip() else None)
+            return exc.code, exc.headers, exc.read()
 
     def ok(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
         status, data = self.call(method, path, body)
         assert status == expect, f"{method} {path}: {status} {data}"
         return data
+
+
+def parse_body(raw: bytes) -> Any:
+    """A body as the tests read it: JSON when it is JSON, else the text, None when empty."""
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", errors="replace")
 
 
 def start_api(processes, plugins: Path, ipc: Path, data: Path, extra: str = "", token: str | None = None) -> Api:
