@@ -48,7 +48,7 @@ def test_rule_over_a_failing_source_is_degraded_then_recovers(processes, tmp_pat
     assert (degraded["symbol"], degraded["plugin"], degraded["cause"]) == ("fails", "failsrc", "source error")
     assert "cannot reach the device" in degraded["error"]
     status = rule_status(api, "r1")
-    assert status["status"] == "degraded"
+    assert status["status"] == "running" and status["state"] == "degraded"
     assert status["causes"] == [{"symbol": "fails", "plugin": "failsrc", "cause": "source error",
                                  "message": degraded["error"]}]
     assert status["source_s_0_last_record_in_time"] == 0
@@ -62,7 +62,7 @@ def test_rule_over_a_failing_source_is_degraded_then_recovers(processes, tmp_pat
     os.kill(running["pid"], signal.SIGKILL)
     recovered = api.loader.wait_for("rule.recovered", rule="r1", cause="source error", timeout=20)
     assert recovered["symbol"] == "fails" and recovered["plugin"] == "failsrc"
-    status = wait_until(lambda: (s := rule_status(api, "r1"))["status"] == "running" and s, timeout=10)
+    status = wait_until(lambda: (s := rule_status(api, "r1"))["state"] == "running" and s, timeout=10)
     assert status and "causes" not in status
     assert status["source_s_0_last_record_in_time"] > 0 and status["sink_nop_0_0_last_record_out_time"] > 0
     samples = scrape(api)
@@ -86,7 +86,7 @@ def test_rule_over_a_failing_then_crash_looping_sink_is_degraded_then_recovers(p
     degraded = api.loader.wait_for("rule.degraded", rule="r2", timeout=15)
     assert (degraded["symbol"], degraded["plugin"], degraded["cause"]) == ("drop", "crashsink", "sink open failed")
     assert "broker refused the connection" in degraded["error"]
-    assert rule_status(api, "r2")["status"] == "degraded"
+    assert rule_status(api, "r2")["state"] == "degraded"
 
     # portable-loader status: the degraded rule first, before the healthy one.
     assert main(["status", "--url", api.url]) == 0
@@ -107,11 +107,11 @@ def test_rule_over_a_failing_then_crash_looping_sink_is_degraded_then_recovers(p
     plugin_causes = wait_until(lambda: [e for e in api.loader.find("rule.degraded", rule="r2")
                                         if e["cause"].startswith("plugin ")], timeout=5)
     assert plugin_causes and plugin_causes[0]["symbol"] == "drop" and plugin_causes[0]["plugin"] == "crashsink"
-    assert rule_status(api, "calm")["status"] == "running"
+    assert rule_status(api, "calm")["state"] == "running"
 
     flag.unlink()  # fixed: the next restart comes up, opens the sink and records are acked again
     api.loader.wait_for("plugin.running", plugin="crashsink", count=2, timeout=20)
-    wait_until(lambda: rule_status(api, "r2")["status"] == "running", timeout=15)
+    wait_until(lambda: rule_status(api, "r2")["state"] == "running", timeout=15)
     recovered = wait_until(lambda: (c := {e["cause"] for e in api.loader.find("rule.recovered", rule="r2")})
                            and "sink open failed" in c and any(x.startswith("plugin ") for x in c) and c, timeout=5)
     assert recovered, api.loader.find("rule.recovered", rule="r2")

@@ -153,9 +153,13 @@ async def rule_body(request: Request) -> Any:
         return decode_json(raw)
     except ValueError as exc:
         text = raw.decode("utf-8", errors="replace")
+        if len(text) > ECHO_LIMIT:  # eKuiper echoes the body; a huge one is cut
+            text = text[:ECHO_LIMIT] + "..."
         raise bad_request("invalid_json", f"invalid rule json: Parse rule {text} error : {exc}.") from None
 
 
+#: How much of a body that is not JSON an error message quotes.
+ECHO_LIMIT = 200
 PLUGIN_BODY = "Invalid body: Error decoding the portable plugin json"
 STREAM_BODY = "Invalid body: Error decoding the statement descriptor"
 

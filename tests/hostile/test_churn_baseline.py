@@ -103,7 +103,8 @@ class Churn:
         out = self.out / f"{rule_id}.jsonl"
         body = {"id": rule_id, "sql": "SELECT n, revert(name) AS r FROM steady",
                 "actions": [{"collect": {"path": str(out), "requireAck": True}}, {"nop": {}}]}
-        assert self.api.ok("POST", "/rules", body, expect=201)["state"] == "running"
+        assert self.api.ok("POST", "/rules", body, expect=201) == f"Rule {rule_id} was created successfully."
+        assert self.api.ok("GET", f"/rules/{rule_id}/status")["state"] == "running"
         self.api.ok("DELETE", f"/rules/{rule_id}")
         self.loader.wait_for("rule.deleted", timeout=30, rule=rule_id)
         out.unlink(missing_ok=True)

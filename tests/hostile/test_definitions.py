@@ -86,7 +86,8 @@ def test_rest_refuses_bad_options_and_deep_bodies_and_keeps_nothing(processes, e
     assert snapshot(data) == before
     assert_serving(api, ["seqsrc", "collector"])
     # what the schema allows still works
-    assert api.ok("POST", "/rules", {**body, "options": {"bufferLength": 8}}, expect=201)["state"] == "running"
+    api.ok("POST", "/rules", {**body, "options": {"bufferLength": 8}}, expect=201)
+    assert api.ok("GET", "/rules/r1/status")["state"] == "running"
 
 
 def test_deep_manifest_is_a_precise_error_for_validate_and_rest_install(processes, env, tmp_path):

@@ -56,7 +56,7 @@ def test_a_function_that_never_returns_degrades_the_rule_and_restarts_its_plugin
     assert restarted["pid"] != first["pid"]
 
     status = get_json(f"{url}/rules/hung/status")
-    assert status["status"] == "degraded", status
+    assert status["state"] == "degraded", status
     assert any(c["symbol"] == "hang" and c["cause"] == "function timeout" for c in status["causes"]), status
     assert "function hang" in status["message"]
     assert_survived(url, loader, bystander)
@@ -86,7 +86,7 @@ def test_a_sink_that_never_acks_degrades_the_rule_and_restarts_its_plugin(proces
     restarted = loader.wait_for("plugin.running", timeout=20, count=2, plugin="collector")
     assert restarted["pid"] != first["pid"]
     status = get_json(f"{url}/rules/stuck/status")
-    assert status["status"] == "degraded", status
+    assert status["state"] == "degraded", status
     assert any(c["symbol"] == "collect" and c["cause"] == "sink stalled" for c in status["causes"]), status
     assert "sink collect" in status["message"]
     assert_survived(url, loader, bystander)
