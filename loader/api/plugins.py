@@ -93,10 +93,11 @@ def plugin_status(service, name: str) -> dict[str, Any] | None:
     version = status.version if status is not None and status.version else (
         supervisor.spec.version if supervisor is not None else None)
     return {
-        "name": name,
         "refCount": ref_counts(service, name),
         "status": EKUIPER_STATUS.get(state, "error"),
         "errMsg": (status.last_error if status is not None else None) or "",
+        # the loader's own keys, after eKuiper's
+        "name": name,
         "pid": status.pid if status is not None else None,
         "state": state,
         "version": version,
