@@ -101,3 +101,33 @@ def test_metadata_topology_and_node_names(processes, tmp_path: Path, ipc_dir: Pa
     assert code == 200 and headers["Content-Type"].startswith("text/plain")  # eKuiper's node information
     info = json.loads(raw)
     assert set(info) == {"version", "os", "arch", "upTimeSeconds"} and info["os"] == "linux"
+
+
+def test_shapes_of_streams_and_sql_words() -> None:
+    """The pure pieces: eKuiper's stream Options and its word for CREATE <not stream>."""
+    from loader.api.ekuiper import misplaced_stream_keyword, sink_base, stream_options
+    from loader.rules.definitions import parse_stream
+
+    stream = parse_stream('CREATE STREAM s () WITH (TYPE="counter", DATASOURCE="d", FORMAT="JSON", SHARED="true")')
+    assert stream_options(stream) == {"datasource": "d", "format": "json", "confKey": "default", "type": "counter",
+                                      "shared": True}
+    assert misplaced_stream_keyword("create strem x") == "STREM"
+    assert misplaced_stream_keyword("CREATE TABLE t ()") is None and misplaced_stream_keyword("SELECT 1") is None
+    assert sink_base("sink_collect_0_0") == "collect_0"
+
+
+def test_metadata_of_a_source_file_converts_every_confkey(tmp_path: Path) -> None:
+    from loader.api.metadata import describe
+
+    (tmp_path / "sources").mkdir()
+    (tmp_path / "sources" / "random.json").write_text(json.dumps({
+        "about": {"trial": True, "description": {"en_US": "random"}}, "libs": [], "dataSource": {"default": "x"},
+        "properties": {"default": [{"name": "interval", "default": 1000, "type": "int"}],
+                       "fast": [{"name": "interval", "default": 10}]}}))
+    meta = describe("sources", "random", "demo", tmp_path)
+    assert meta["about"]["description"] == {"en": "random", "zh": ""} and meta["dataSource"] == {"default": "x"}
+    assert [f["default"] for f in meta["properties"]["default"]] == [1000]
+    assert meta["properties"]["fast"][0]["name"] == "interval" and meta["node"] is None
+    (tmp_path / "sources" / "random.json").write_text('{"libs": []}')
+    broken = describe("sources", "random", "demo", tmp_path)
+    assert "has no 'about' object" in broken["error"] and broken["about"]["installed"] is True
