@@ -194,6 +194,7 @@ def test_upload_in_the_body_gets_the_same_checks_as_a_url(api, env):
     assert code == 400 and body["code"] == "bad_name"
     code, body = api.upload("POST", "/plugins/portables?name=seqsrc", b"not a zip")
     assert code == 400 and body["code"] == "bad_archive"
+    assert body["message"].startswith("portable plugin create command error: the file is not a readable zip")
     assert list(env["plugins"].iterdir()) == [], "an upload or staging folder was left behind"
     code, body = api.upload("POST", "/plugins/portables?name=seqsrc", zip_bytes(seqsrc_files()))
     assert (code, body) == (201, "portable plugin seqsrc is created")

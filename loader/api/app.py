@@ -220,21 +220,30 @@ class Api:
         return status
 
     async def install_plugin(self, request: Request) -> Any:
-        """eKuiper's JSON ``{"name", "file": URL}``, or (our addition) the zip itself as the body with ``?name=``."""
+        """eKuiper's JSON ``{"name", "file": URL}``, or (our addition) the zip itself as the body with ``?name=``.
+
+        Every refusal but an unreadable body is worded as eKuiper's: ``portable plugin create command error: ...``.
+        """
         query_name = request.query_params.get("name")
-        if is_upload(request):
-            name = _create_error(check_plugin_name, query_name)
-            upload = await receive_upload(request, self.service.config)
-            try:
-                result = await _awaited_create(self.installer.install(name, upload))
-            finally:
-                upload.discard()
-        else:
-            body = await json_object(request, PLUGIN_BODY, '{"name": "demo", "file": "https://example.com/demo.zip"}')
-            name = _create_error(check_plugin_name, body.get("name"))
-            if query_name is not None and query_name != name:
-                raise bad_request("bad_name", f"the body names plugin {name} but the query names {query_name}")
-            result = await _awaited_create(self.installer.install(name, body.get("file")))
+        try:
+            if is_upload(request):
+                name = check_plugin_name(query_name)
+                upload = await receive_upload(request, self.service.config)
+                try:
+                    result = await self.installer.install(name, upload)
+                finally:
+                    upload.discard()
+            else:
+                body = await json_object(request, PLUGIN_BODY,
+                                         '{"name": "demo", "file": "https://example.com/demo.zip"}')
+                name = check_plugin_name(body.get("name"))
+                if query_name is not None and query_name != name:
+                    raise bad_request("bad_name", f"the body names plugin {name} but the query names {query_name}")
+                result = await self.installer.install(name, body.get("file"))
+        except ApiError as exc:
+            if exc.message.startswith(PLUGIN_BODY):
+                raise
+            raise exc.prefixed("portable plugin create command error") from None
         self.warnings[name] = list(result.get("warnings") or [])
         return text_response(f"portable plugin {name} is created", 201)
 
@@ -458,21 +467,6 @@ def _as_response(result: Any) -> Response:
     if isinstance(result, Response):
         return result
     return JsonResponse(result)
-
-
-def _create_error(action: Callable[..., Any], *args: Any) -> Any:
-    """Call ``action``; its refusal worded as eKuiper's install: ``portable plugin create command error: ...``."""
-    try:
-        return action(*args)
-    except ApiError as exc:
-        raise exc.prefixed("portable plugin create command error") from None
-
-
-async def _awaited_create(awaitable: Awaitable[Any]) -> Any:
-    try:
-        return await awaitable
-    except ApiError as exc:
-        raise exc.prefixed("portable plugin create command error") from None
 
 
 async def _stream_error(action: Callable[..., Awaitable[str]], *args: Any) -> str:
