@@ -55,7 +55,8 @@ def test_ekuiper_portable_flow_over_rest(processes, env):
 
     # The source plugin ships its config under sources/: it lands in etc/.
     seqsrc = dict(seqsrc_files(), **{"sources/seq.yaml": "default:\n  count: 1000000\n  interval_ms: 5\n"})
-    assert api.ok("POST", "/plugins/portables", {"name": "seqsrc", "file": write_zip(env["zips"] / "seqsrc.zip", seqsrc)},
+    seqsrc_url = write_zip(env["zips"] / "seqsrc.zip", seqsrc)
+    assert api.ok("POST", "/plugins/portables", {"name": "seqsrc", "file": seqsrc_url},
                   expect=201) == "portable plugin seqsrc is created"
     installed = api.ok("GET", "/plugins/portables/seqsrc/status")
     assert installed["state"] == "running" and installed["version"] == "v1.0.0" and pid_alive(installed["pid"])

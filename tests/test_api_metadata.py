@@ -45,7 +45,8 @@ def test_metadata_topology_and_node_names(processes, tmp_path: Path, ipc_dir: Pa
     assert sink["libs"] == SINK_METADATA["libs"] and sink["node"] == SINK_METADATA["node"]
     assert sink["properties"] == [{"exist": False, "name": "prefix", "default": "", "type": "string",
                                    "control": "text", "connection_related": False, "optional": True, "values": None,
-                                   "hint": {"en": "a prefix", "zh": "前缀"}, "label": {"en": "Prefix", "zh": "前缀"}}]
+                                   "hint": {"en": "a prefix", "zh": "前缀"},
+                                   "label": {"en": "Prefix", "zh": "前缀"}}]
     sinks = {entry["name"]: entry for entry in api.ok("GET", "/metadata/sinks")}
     assert sinks["print"]["about"] == sink["about"] and "log" in sinks  # built-in sinks are listed too
 
@@ -61,8 +62,8 @@ def test_metadata_topology_and_node_names(processes, tmp_path: Path, ipc_dir: Pa
     assert wait_until(lambda: "error" not in api.ok("GET", "/metadata/functions")[0], timeout=20)
     assert api.ok("GET", "/metadata/functions")[0]["functions"] == [
         {"name": "revert", "example": "revert(name)", "hint": {"en": "reverts", "zh": "反转"}}]
-    assert api.call("GET", "/metadata/sinks/nosuch") == (400, {"error": 5000, "message": "This plugin was not found:nosuch",
-                                                               "code": "not_found"})
+    assert api.call("GET", "/metadata/sinks/nosuch") == (
+        400, {"error": 5000, "message": "This plugin was not found:nosuch", "code": "not_found"})
 
     # A stream and a rule created by PUT, as eKuiper allows; its status with eKuiper 2.x's node names.
     sql = 'CREATE STREAM demo () WITH (TYPE="counter", DATASOURCE="d", CONF_KEY="fast")'

@@ -396,7 +396,8 @@ def build_openapi(token_required: bool, version: str) -> dict[str, Any]:
                                     ("stop", "Stop a rule (persisted: triggered false)", "Rule demo was stopped."),
                                     ("restart", "Restart a rule", "Rule demo was restarted")):
         paths[f"/rules/{{id}}/{action}"] = {
-            "post": _op(summary, {"200": _text("done", answer), "400": bad, "404": missing}, params=[rule], tag="rules"),
+            "post": _op(summary, {"200": _text("done", answer), "400": bad, "404": missing}, params=[rule],
+                        tag="rules"),
         }
     for kind in ("sources", "sinks", "functions"):
         paths[f"/{kind}"] = {
