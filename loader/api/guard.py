@@ -34,8 +34,10 @@ from loader.config import LimitSettings
 from loader.log import get_logger
 
 REPORT_EVERY_S = 30.0
-_BUSY_BODY = b'{"error": "busy", "message": "too many open connections (limits.rest_max_connections)"}'
-_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\n"
+#: Shaped as every other error of the API (loader/api/errors.py): eKuiper's JSON, served as text.
+_BUSY_BODY = (b'{"error":1000,"message":"too many open connections (limits.rest_max_connections)",'
+              b'"code":"busy"}\n')
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
          b"content-length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
 
 
