@@ -29,6 +29,9 @@ import pytest
 from tests.api_fixtures import REPO, Api, start_api, zip_bytes
 from tests.conftest import ProcessTracker
 
+# A live loader with its REST API, driven over HTTP.
+pytestmark = [pytest.mark.e2e]
+
 DEMO = REPO / "plugins" / "portable" / "demo"
 STREAM_SQL = 'CREATE STREAM ds () WITH (TYPE="counter", DATASOURCE="d", FORMAT="json", CONF_KEY="fast")'
 NOSUCH_SQL = STREAM_SQL.replace("STREAM ds", "STREAM nosuch")
