@@ -26,10 +26,9 @@ from loader.diagnostics import install_loop_handler, install_stack_dump
 from loader.log import configure_logging, get_logger
 from loader.reconciler import Reconciler
 from loader.registry import SymbolRegistry
-from loader.rules.manager import RuleManager
+from loader.rules.manager import RuleManager, RuleState
 from loader.reload import reload_outcome, state_path, write_state
-from loader.status import BUILDING, CRASHLOOP, INVALID, PROBATION, RESTARTING, ROLLED_BACK, RUNNING, STARTING, STATES, \
-    WAITING, StatusBoard
+from loader.status import STATES, PluginState, StatusBoard
 from loader.tasks import repeat
 from loader.systemd import Notifier, keep_notifying, watchdog_interval
 from loader.wire.addresses import remove_stale_sockets
@@ -118,8 +117,8 @@ class LoaderService:
     def status_text(self) -> str:
         """One line for systemd's STATUS=: what runs, what is still starting, what failed."""
         states = [self.rules.state_of(entry) for entry in self.rules.rules.values()]
-        return status_line({state: self.board.count(state) for state in STATES}, states.count("running"),
-                           self._scanned, states.count("degraded"))
+        return status_line({state: self.board.count(state) for state in STATES}, states.count(RuleState.RUNNING),
+                           self._scanned, states.count(RuleState.DEGRADED))
 
     async def reload(self) -> None:
         """Reread the configuration (SIGHUP), apply what can change live, rescan everything.
@@ -239,17 +238,21 @@ class LoaderService:
         self.log.info("loader.signal", signal=signal.Signals(sig).name)
 
 
-def status_line(counts: Mapping[str, int], rules_running: int, scanned: bool, rules_degraded: int = 0) -> str:
-    """systemd's STATUS= text from the plugin state counts: running, starting (venv builds), failed, rules.
+#: How systemd's STATUS= line groups the plugin states; a plugin on probation or rolled back serves.
+SERVING_STATES = (PluginState.RUNNING, PluginState.PROBATION, PluginState.ROLLED_BACK)
+STARTING_STATES = (PluginState.STARTING, PluginState.BUILDING, PluginState.WAITING)
+FAILED_STATES = (PluginState.INVALID, PluginState.CRASHLOOP, PluginState.RESTARTING)
 
-    A plugin on probation or rolled back serves, so it counts as running;
-    "loading" is the former name of "starting".
-    """
-    failed = counts.get(INVALID, 0) + counts.get(CRASHLOOP, 0) + counts.get(RESTARTING, 0)
-    starting = counts.get(STARTING, 0) + counts.get("loading", 0) + counts.get(BUILDING, 0) + counts.get(WAITING, 0)
-    parts = [f"{counts.get(RUNNING, 0) + counts.get(PROBATION, 0) + counts.get(ROLLED_BACK, 0)} running"]
+
+def status_line(counts: Mapping[str, int], rules_running: int, scanned: bool, rules_degraded: int = 0) -> str:
+    """systemd's STATUS= text from the plugin state counts: running, starting (venv builds), failed, rules."""
+    def total(states: tuple[PluginState, ...]) -> int:
+        return sum(counts.get(state, 0) for state in states)
+
+    failed, starting = total(FAILED_STATES), total(STARTING_STATES)
+    parts = [f"{total(SERVING_STATES)} running"]
     if starting:
-        building = counts.get(BUILDING, 0)
+        building = counts.get(PluginState.BUILDING, 0)
         parts.append(f"{starting} starting" + (f" ({building} building a venv)" if building else ""))
     parts.append(f"{failed} failed")
     text = f"plugins: {', '.join(parts)}; rules: {rules_running} running"

@@ -161,7 +161,7 @@ def test_ready_does_not_wait_for_a_slow_plugin_and_status_shows_it_starting(proc
 def test_status_line_counts_starting_and_building_plugins():
     from loader.service import status_line
 
-    assert status_line({"running": 2, "building": 1, "loading": 1, "crashloop": 1}, 3, True) == \
+    assert status_line({"running": 2, "building": 1, "starting": 1, "crashloop": 1}, 3, True) == \
         "plugins: 2 running, 2 starting (1 building a venv), 1 failed; rules: 3 running"
     assert status_line({}, 0, False) == "plugins: 0 running, 0 failed; rules: 0 running; first scan in progress"
 
