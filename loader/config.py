@@ -18,7 +18,6 @@ from loader.folders import FolderLimits
 from loader.manifest import load_schema
 from loader.venvs import VenvSettings
 
-
 #: Environment variable that sets (and overrides) ``rest_token``.
 TOKEN_ENV = "PORTABLE_LOADER_TOKEN"
 
@@ -95,7 +94,8 @@ class LimitSettings:
 class RuleSettings:
     """How rule health is judged (loader/rules/health.py)."""
 
-    #: How long an error of a source or sink (or a function timeout, a sink stall) keeps its rule degraded after it happened.
+    #: How long an error of a source or sink (or a function timeout, a sink stall)
+    #: keeps its rule degraded after it happened.
     degraded_hold_s: float = 10.0
 
 
@@ -125,7 +125,7 @@ class LoaderConfig:
         """``(host, port)`` of the REST API, None when it is off (validated by load_config)."""
         return parse_rest_address(self.rest, "rest")
 
-    def resolved(self) -> "LoaderConfig":
+    def resolved(self) -> LoaderConfig:
         """Absolute paths, so later chdir or symlinks do not change their meaning."""
         return replace(
             self,

@@ -17,8 +17,8 @@ import dataclasses
 import os
 import signal
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 from loader import proctree
 from loader.config import ConfigError, LoaderConfig
@@ -26,14 +26,13 @@ from loader.diagnostics import install_loop_handler, install_stack_dump
 from loader.log import configure_logging, get_logger
 from loader.reconciler import Reconciler
 from loader.registry import SymbolRegistry
-from loader.rules.manager import RuleManager, RuleState
 from loader.reload import reload_outcome, state_path, write_state
+from loader.rules.manager import RuleManager, RuleState
 from loader.status import STATES, PluginState, StatusBoard
-from loader.tasks import repeat
 from loader.systemd import Notifier, keep_notifying, watchdog_interval
-from loader.wire.addresses import remove_stale_sockets
+from loader.tasks import repeat
 from loader.watcher import Debouncer, FolderWatcher, json_file_name_of
-
+from loader.wire.addresses import remove_stale_sockets
 
 #: Settings a running loader cannot change; SIGHUP reports them as needing a restart.
 RESTART_ONLY = ("plugins_dir", "etc_dir", "data_dir", "ipc_dir", "rest")
@@ -51,9 +50,11 @@ class LoaderService:
         self.reconciler.listeners.append(self.rules.on_plugins_changed)
         self.reconciler.symbol_users = self.rules.symbol_users
         settle = config.watch.settle_ms / 1000
-        self.debouncers = [Debouncer(settle, self.reconciler.reconcile),
-                           Debouncer(settle, self.rules.reconcile_stream),
-                           Debouncer(settle, self.rules.reconcile_rule)]
+        self.debouncers = [
+            Debouncer(settle, self.reconciler.reconcile),
+            Debouncer(settle, self.rules.reconcile_stream),
+            Debouncer(settle, self.rules.reconcile_rule),
+        ]
         self.watchers = [
             FolderWatcher(config.plugins_dir, self.debouncers[0], follow_links=True),
             FolderWatcher(self.rules.streams_dir, self.debouncers[1], json_file_name_of),
@@ -79,23 +80,36 @@ class LoaderService:
         removed = remove_stale_sockets(self.config.ipc_dir)
         leftovers = proctree.claim(self.config.data_dir)
         if leftovers:
-            self.log.warning("loader.leftovers_killed", pids=leftovers,
-                             reason="processes a plugin of an earlier run started and left behind")
-        self.log.info("loader.starting", plugins_dir=str(self.config.plugins_dir), etc_dir=str(self.config.etc_dir),
-                      data_dir=str(self.config.data_dir), ipc_dir=str(self.config.ipc_dir),
-                      stale_sockets_removed=len(removed))
+            self.log.warning(
+                "loader.leftovers_killed",
+                pids=leftovers,
+                reason="processes a plugin of an earlier run started and left behind",
+            )
+        self.log.info(
+            "loader.starting",
+            plugins_dir=str(self.config.plugins_dir),
+            etc_dir=str(self.config.etc_dir),
+            data_dir=str(self.config.data_dir),
+            ipc_dir=str(self.config.ipc_dir),
+            stale_sockets_removed=len(removed),
+        )
         for watcher in self.watchers:
             watcher.start()
         api = await self._start_api()
         await asyncio.to_thread(self._write_state)
         rest = api.url if api is not None and api.serving else "off"
-        self.log.info("loader.ready", rest=rest, pid=os.getpid(),
-                      message=start_message(self.config, rest, stop_hint(os.environ, _stdin_is_terminal())))
+        self.log.info(
+            "loader.ready",
+            rest=rest,
+            pid=os.getpid(),
+            message=start_message(self.config, rest, stop_hint(os.environ, _stdin_is_terminal())),
+        )
         self.notifier.ready(self.status_text())
-        background = [asyncio.create_task(self._first_scan(), name="first-scan"),
-                      asyncio.create_task(keep_notifying(self.notifier, self.status_text, watchdog_interval()),
-                                          name="sd-notify"),
-                      asyncio.create_task(self.rules.watch_health(), name="rule-health")]
+        background = [
+            asyncio.create_task(self._first_scan(), name="first-scan"),
+            asyncio.create_task(keep_notifying(self.notifier, self.status_text, watchdog_interval()), name="sd-notify"),
+            asyncio.create_task(self.rules.watch_health(), name="rule-health"),
+        ]
         await self._stopping.wait()
         self.notifier.stopping()
         for task in background:
@@ -110,15 +124,23 @@ class LoaderService:
         await self.rules.reconcile_all()
         self._scanned = True
         self.notifier.status(self.status_text())
-        self.log.info("loader.scan_complete", plugins=len(self.reconciler.supervisors), rules=len(self.rules.rules),
-                      status=self.status_text())
+        self.log.info(
+            "loader.scan_complete",
+            plugins=len(self.reconciler.supervisors),
+            rules=len(self.rules.rules),
+            status=self.status_text(),
+        )
         await self._rescan_forever()
 
     def status_text(self) -> str:
         """One line for systemd's STATUS=: what runs, what is still starting, what failed."""
         states = [self.rules.state_of(entry) for entry in self.rules.rules.values()]
-        return status_line({state: self.board.count(state) for state in STATES}, states.count(RuleState.RUNNING),
-                           self._scanned, states.count(RuleState.DEGRADED))
+        return status_line(
+            {state: self.board.count(state) for state in STATES},
+            states.count(RuleState.RUNNING),
+            self._scanned,
+            states.count(RuleState.DEGRADED),
+        )
 
     async def reload(self) -> None:
         """Reread the configuration (SIGHUP), apply what can change live, rescan everything.
@@ -169,8 +191,12 @@ class LoaderService:
             try:
                 write_state(data_dir, state)
             except OSError as exc:
-                self.log.error("loader.state_write_failed", file=str(state_path(data_dir)), error=str(exc),
-                               reason="portable-loader reload cannot see the outcome; make data_dir writable")
+                self.log.error(
+                    "loader.state_write_failed",
+                    file=str(state_path(data_dir)),
+                    error=str(exc),
+                    reason="portable-loader reload cannot see the outcome; make data_dir writable",
+                )
 
     def _apply(self, config: LoaderConfig) -> None:
         self.config = config
@@ -246,6 +272,7 @@ FAILED_STATES = (PluginState.INVALID, PluginState.CRASHLOOP, PluginState.RESTART
 
 def status_line(counts: Mapping[str, int], rules_running: int, scanned: bool, rules_degraded: int = 0) -> str:
     """systemd's STATUS= text from the plugin state counts: running, starting (venv builds), failed, rules."""
+
     def total(states: tuple[PluginState, ...]) -> int:
         return sum(counts.get(state, 0) for state in states)
 
@@ -273,8 +300,10 @@ def stop_hint(env: Mapping[str, str], interactive: bool) -> str:
 def start_message(config: LoaderConfig, rest: str, stop: str) -> str:
     """The one line a person reads at start: what runs from where, where the API listens, how to stop."""
     api = f"REST API on {rest} (routes: {rest}/openapi.json)" if rest != "off" else "REST API off"
-    return (f"portable-loader serving: plugins from {config.plugins_dir}, symbol configuration in {config.etc_dir}, "
-            f"state in {config.data_dir}, sockets in {config.ipc_dir}; {api}; {stop}")
+    return (
+        f"portable-loader serving: plugins from {config.plugins_dir}, symbol configuration in {config.etc_dir}, "
+        f"state in {config.data_dir}, sockets in {config.ipc_dir}; {api}; {stop}"
+    )
 
 
 def _stdin_is_terminal() -> bool:

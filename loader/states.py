@@ -16,7 +16,6 @@ from typing import Any
 from loader.log import get_logger
 from loader.status import PluginState, StatusBoard
 
-
 S = PluginState
 
 #: Every legal move.  Staying in a state (a new error for an invalid folder, a

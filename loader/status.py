@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+
 class PluginState(StrEnum):
     """The states a plugin can be in; the state machine that moves between them is loader/states.py."""
 

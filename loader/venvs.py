@@ -48,8 +48,11 @@ class VenvSettings:
 
 
 def wants_venv(folder: Path, manifest: dict) -> bool:
-    return manifest.get("language") == "python" and not manifest.get("virtualEnvType") \
+    return (
+        manifest.get("language") == "python"
+        and not manifest.get("virtualEnvType")
         and (folder / REQUIREMENTS).is_file()
+    )
 
 
 def venv_key(requirements: bytes) -> str:
@@ -112,8 +115,18 @@ class VenvBuilder:
             raise
 
     def _pip_command(self, python: Path, requirements: Path) -> list[str]:
-        command = [sys.executable, "-m", "pip", "--python", str(python), "install",
-                   "--disable-pip-version-check", "--no-input", "-r", str(requirements)]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "-r",
+            str(requirements),
+        ]
         if self.settings.offline:
             command.append("--no-index")
         elif self.settings.index_url:
@@ -124,10 +137,11 @@ class VenvBuilder:
 
     async def _run(self, command: list[str], what: str) -> None:
         process = await asyncio.create_subprocess_exec(
-            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
         try:
             output, _ = await asyncio.wait_for(process.communicate(), self.settings.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             process.kill()
             await process.wait()
             raise VenvError(f"{what} took longer than {self.settings.timeout_s:g}s") from None

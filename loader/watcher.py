@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any
 
 from watchdog.events import (
     EVENT_TYPE_ATTRIB,
@@ -104,12 +105,29 @@ class Debouncer:
 NameOf = Callable[[Path], "str | None"]
 
 #: Events that can mean the content changed ("closed" is a close after writing).
-CONTENT_EVENT_TYPES = frozenset({EVENT_TYPE_CREATED, EVENT_TYPE_MODIFIED, EVENT_TYPE_CLOSED, EVENT_TYPE_DELETED,
-                                 EVENT_TYPE_MOVED, EVENT_TYPE_ATTRIB})
+CONTENT_EVENT_TYPES = frozenset(
+    {
+        EVENT_TYPE_CREATED,
+        EVENT_TYPE_MODIFIED,
+        EVENT_TYPE_CLOSED,
+        EVENT_TYPE_DELETED,
+        EVENT_TYPE_MOVED,
+        EVENT_TYPE_ATTRIB,
+    }
+)
 #: The same as watchdog event classes, so the observer does not subscribe to the others at all.
 CONTENT_EVENTS: list[type[FileSystemEvent]] = [
-    FileCreatedEvent, DirCreatedEvent, FileModifiedEvent, DirModifiedEvent, FileClosedEvent,
-    FileDeletedEvent, DirDeletedEvent, FileMovedEvent, DirMovedEvent, FileAttribEvent, DirAttribEvent,
+    FileCreatedEvent,
+    DirCreatedEvent,
+    FileModifiedEvent,
+    DirModifiedEvent,
+    FileClosedEvent,
+    FileDeletedEvent,
+    DirDeletedEvent,
+    FileMovedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    DirAttribEvent,
 ]
 
 
@@ -178,8 +196,9 @@ class FolderWatcher:
     symlinks).
     """
 
-    def __init__(self, root: Path, debouncer: Debouncer, name_of: NameOf = plugin_name_of,
-                 follow_links: bool = False) -> None:
+    def __init__(
+        self, root: Path, debouncer: Debouncer, name_of: NameOf = plugin_name_of, follow_links: bool = False
+    ) -> None:
         self.root = root
         self.debouncer = debouncer
         self._name_of = name_of
@@ -191,8 +210,12 @@ class FolderWatcher:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.root.mkdir(parents=True, exist_ok=True)
-        self._observer.schedule(_Handler(self.root, self._name_of, self._from_thread), str(self.root), recursive=True,
-                                event_filter=CONTENT_EVENTS)
+        self._observer.schedule(
+            _Handler(self.root, self._name_of, self._from_thread),
+            str(self.root),
+            recursive=True,
+            event_filter=CONTENT_EVENTS,
+        )
         self._observer.start()
         self.refresh_links()
 
@@ -206,8 +229,13 @@ class FolderWatcher:
         if not self._follow_links:
             return
         root = self.root.resolve()
-        links = {entry: target for entry in self.root.iterdir() if entry.is_symlink() and entry.is_dir()
-                 for target in [entry.resolve()] if not _overlaps(target, root)}
+        links = {
+            entry: target
+            for entry in self.root.iterdir()
+            if entry.is_symlink() and entry.is_dir()
+            for target in [entry.resolve()]
+            if not _overlaps(target, root)
+        }
         for link in list(self._link_watches):
             if link not in links:
                 self._observer.unschedule(self._link_watches.pop(link))
@@ -216,8 +244,9 @@ class FolderWatcher:
                 continue
             handler = _LinkHandler(link.name, self._from_thread)
             try:
-                self._link_watches[link] = self._observer.schedule(handler, str(target), recursive=True,
-                                                                   event_filter=CONTENT_EVENTS)
+                self._link_watches[link] = self._observer.schedule(
+                    handler, str(target), recursive=True, event_filter=CONTENT_EVENTS
+                )
             except OSError as exc:
                 get_logger(plugin=link.name).warning("plugin.watch_failed", error=str(exc))
 

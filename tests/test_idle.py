@@ -76,8 +76,7 @@ def test_manifest_warning_is_logged_once_per_content(processes, tmp_path: Path, 
     assert len(loader.find("plugin.manifest_warning", plugin="warned")) == 2
 
 
-def test_control_socket_held_by_another_process_is_logged_once_with_retries(processes, tmp_path: Path,
-                                                                             ipc_dir: Path):
+def test_control_socket_held_by_another_process_is_logged_once_with_retries(processes, tmp_path: Path, ipc_dir: Path):
     plugins = tmp_path / "plugins"
     folder = make_plugin(plugins, "held")
     squatter = pynng.Rep0()
@@ -113,8 +112,12 @@ def test_watcher_ignores_opens_and_reads_but_not_writes(tmp_path: Path):
                 list((tmp_path / "p").iterdir())
             await asyncio.sleep(0.5)
             assert poked == [], "a read reached the reconciler"
-            for change in (lambda: target.write_text("y"), lambda: target.chmod(0o600),
-                           lambda: (tmp_path / "p" / "new").write_text("n"), lambda: target.unlink()):
+            for change in (
+                lambda: target.write_text("y"),
+                lambda: target.chmod(0o600),
+                lambda: (tmp_path / "p" / "new").write_text("n"),
+                lambda: target.unlink(),
+            ):
                 before = len(poked)
                 change()
                 for _ in range(50):
