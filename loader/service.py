@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from loader import proctree
-from loader.config import ConfigError, LoaderConfig
+from loader.config import ConfigError, LiveConfig, LoaderConfig
 from loader.diagnostics import install_loop_handler, install_stack_dump
 from loader.log import configure_logging, get_logger
 from loader.reconciler import Reconciler
@@ -40,16 +40,20 @@ RESTART_ONLY = ("plugins_dir", "etc_dir", "data_dir", "ipc_dir", "rest")
 
 class LoaderService:
     def __init__(self, config: LoaderConfig, reload_config: Callable[[], LoaderConfig] | None = None) -> None:
-        self.config = config
+        #: The configuration in force, shared with every component (a reload replaces it here only).
+        self.live = LiveConfig(config)
         self._reload_config = reload_config
         self.notifier = Notifier()
         self.board = StatusBoard()
         self.registry = SymbolRegistry(config.data_dir / "symbols.json")
-        self.reconciler = Reconciler(config, self.board, self.registry)
-        self.rules = RuleManager(config, self.registry, self.reconciler.supervisors.get)
+        self.reconciler = Reconciler(self.live, self.board, self.registry)
+        self.rules = RuleManager(self.live, self.registry, self.reconciler.supervisors.get)
         self.reconciler.listeners.append(self.rules.on_plugins_changed)
         self.reconciler.symbol_users = self.rules.symbol_users
-        settle = config.watch.settle_ms / 1000
+
+        def settle() -> float:
+            return self.config.watch.settle_ms / 1000
+
         self.debouncers = [
             Debouncer(settle, self.reconciler.reconcile),
             Debouncer(settle, self.rules.reconcile_stream),
@@ -65,6 +69,10 @@ class LoaderService:
         self._scanned = False
         self._reloads = 0
         self._also_report_to: Path | None = None
+
+    @property
+    def config(self) -> LoaderConfig:
+        return self.live.current
 
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT (or ``request_stop``), then stop everything.
@@ -199,17 +207,16 @@ class LoaderService:
                 )
 
     def _apply(self, config: LoaderConfig) -> None:
-        self.config = config
+        """Put ``config`` in force: every component reads it from ``self.live`` where a setting is used.
+
+        What is left here are the things a reload does beyond new values:
+        the log configuration, and forgetting failed venv builds and folder
+        fingerprints so the rescan after a reload retries and rereads all.
+        """
+        self.live.current = config
         configure_logging(config.log_format, config.log_level)
-        self.reconciler.config = config
-        self.reconciler.venvs.settings = config.venv
         self.reconciler.venvs.forget_failures()
-        self.reconciler.memo.forget_all()  # the rescan after a reload looks at every folder again
-        self.rules.config = config
-        for supervisor in self.reconciler.supervisors.values():
-            supervisor.config, supervisor.settings = config, config.supervisor
-        for debouncer in self.debouncers:
-            debouncer.settle_s = config.watch.settle_ms / 1000
+        self.reconciler.memo.forget_all()
 
     async def _start_api(self):
         """The REST API (loader/api), unless ``rest`` is ``off``."""

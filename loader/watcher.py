@@ -60,14 +60,22 @@ WATCHER_BACKOFF_MAX_S = 1.0
 
 
 class Debouncer:
-    """Calls ``action(name)`` once ``name`` has had no poke for ``settle_s`` seconds."""
+    """Calls ``action(name)`` once ``name`` has had no poke for ``settle_s`` seconds.
 
-    def __init__(self, settle_s: float, action: Callable[[str], Awaitable[None]]) -> None:
-        self.settle_s = settle_s
+    ``settle_s`` may be a function, read at every poke, so a reload's new
+    settle time applies to the next change.
+    """
+
+    def __init__(self, settle_s: float | Callable[[], float], action: Callable[[str], Awaitable[None]]) -> None:
+        self._settle = settle_s if callable(settle_s) else (lambda: settle_s)
         self._action = action
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures: dict[str, Backoff] = {}
+
+    @property
+    def settle_s(self) -> float:
+        return self._settle()
 
     def poke(self, name: str) -> None:
         loop = asyncio.get_running_loop()

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from loader import jsonio
-from loader.config import LoaderConfig
+from loader.config import LiveConfig, LoaderConfig, live
 from loader.folders import MAX_DEFINITION_BYTES, FolderError, read_regular
 from loader.log import get_logger
 from loader.registry import SymbolRegistry
@@ -98,8 +98,10 @@ class RuleEntry:
 
 
 class RuleManager:
-    def __init__(self, config: LoaderConfig, registry: SymbolRegistry, supervisors: SupervisorLookup) -> None:
-        self.config = config
+    def __init__(self, config: LoaderConfig | LiveConfig, registry: SymbolRegistry,
+                 supervisors: SupervisorLookup) -> None:
+        self.live = live(config)
+        config = self.live.current
         self.registry = registry
         self.supervisor_of = supervisors
         self.streams_dir = config.data_dir / "streams"
@@ -113,6 +115,10 @@ class RuleManager:
         self._file_stats: dict[Path, tuple | None] = {}
         self._lock = asyncio.Lock()
         self._closing = False
+
+    @property
+    def config(self) -> LoaderConfig:
+        return self.live.current
 
     # ------------------------------------------------------------ reconcile
 
