@@ -33,7 +33,7 @@ def test_a_reload_reaches_components_created_before_and_after_it(tmp_path: Path)
     old = _config(tmp_path, settle_ms=300, keepalive_ms=5000, pip_timeout_s=600.0)
     service = LoaderService(old)
     before = service.reconciler._supervisor(spec_of("v1"), service.reconciler.lifecycle("p"))
-    assert before.settings.keepalive_ms == 5000 and service.debouncers[0].settle_s == 0.3
+    assert before.settings.keepalive_ms == 5000 and service.folders[0].debouncer.settle_s == 0.3
 
     new = dataclasses.replace(
         _config(tmp_path, settle_ms=50, keepalive_ms=1000, pip_timeout_s=30.0), log_level=old.log_level
@@ -45,4 +45,4 @@ def test_a_reload_reaches_components_created_before_and_after_it(tmp_path: Path)
         assert supervisor.config is new and supervisor.settings.keepalive_ms == 1000
     assert service.config is new and service.reconciler.config is new and service.rules.config is new
     assert service.reconciler.venvs.settings.timeout_s == 30.0
-    assert [d.settle_s for d in service.debouncers] == [0.05, 0.05, 0.05]
+    assert [f.debouncer.settle_s for f in service.folders] == [0.05, 0.05, 0.05]

@@ -123,9 +123,19 @@ class RuleManager:
     # ------------------------------------------------------------ reconcile
 
     async def reconcile_all(self) -> None:
+        """Every stream, then every rule."""
+        await self.reconcile_streams()
+        await self.reconcile_rules()
+
+    async def reconcile_streams(self) -> None:
+        """Every stream file, and every stream whose file is gone."""
         async with self._lock:
             for name in sorted(self._names(self.streams_dir) | set(self.streams) | set(self.stream_errors)):
                 await self._guarded_stream(name)
+
+    async def reconcile_rules(self) -> None:
+        """Every rule file, and every rule whose file is gone."""
+        async with self._lock:
             for rule_id in sorted(self._names(self.rules_dir) | set(self.rules)):
                 await self._guarded_rule(rule_id)
 
