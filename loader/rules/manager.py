@@ -43,7 +43,7 @@ from loader.folders import MAX_DEFINITION_BYTES, FolderError, read_regular
 from loader.log import get_logger
 from loader.registry import SymbolRegistry
 from loader.rules.buffer import DEFAULT_CAPACITY
-from loader.rules.builtins import BUILTINS
+from loader.rules.functions import BUILTINS
 from loader.rules.definitions import DefinitionError, RuleDef, StreamDef, rule_from_json, stream_from_json
 from loader.rules.health import Cause, NodeFacts, PluginFacts, causes, changes
 from loader.rules.parts import RuleParts
@@ -409,7 +409,7 @@ class RuleManager:
         sinks = [self._sink(entry, rule.id, index, action.sink, action.props, parts)
                  for index, action in enumerate(rule.actions)]
         resolved = await self._functions(entry, plan)
-        query = compile_query(plan, lambda name, index: _bind(resolved.get(name), rule.id, index, parts))
+        query = compile_query(plan, lambda name, index: _bind(resolved.get(name), rule.id, index, parts), rule.id)
         buffer_length = (rule.options or {}).get("bufferLength", DEFAULT_CAPACITY)  # schema-checked: 1..2**20
         buffer_bytes = int(self.config.limits.rule_buffer_mb * 1024 * 1024)
         pipeline = RulePipeline(rule.id, stream.name, query, sinks, buffer_length, buffer_bytes, parts)
