@@ -45,7 +45,11 @@ class Counter(Source):
 
 
 class Print(Sink):
-    """Prints every message it receives to stdout and acknowledges it."""
+    """Prints every message it receives to stdout, as it came, and acknowledges it.
+
+    A message is a JSON array of rows (one result of the rule) or, with the
+    action's ``sendSingle: true``, one row (an object): both print as they are.
+    """
 
     def configure(self, conf: dict) -> None:
         self.prefix = str(conf.get("prefix", ""))
