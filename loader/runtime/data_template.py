@@ -20,6 +20,7 @@ key as ``<no value>``, null as ``<nil>``.  Control structures (``if``,
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -31,8 +32,11 @@ SUPPORTED = ('{{.}}, {{.field}}, {{.a.b}}, {{index X 0}}, {{index X 0 "key"}}, {
              "{{/* comment */}}")
 _KEYWORDS = {"if", "else", "end", "range", "with", "define", "template", "block", "break", "continue", "nil"}
 _FUNCTIONS = {"index", "json", "toJson"}
-_TOKEN = re.compile(r"""\s*(?:(?P<str>"(?:[^"\\]|\\.)*"|`[^`]*`)|(?P<num>-?\d+(?![\w.]))|(?P<field>\.(?:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)?)"""
-                    r"""|(?P<paren>[()])|(?P<word>[A-Za-z_]\w*)|(?P<other>\S+))""")
+_TOKEN = re.compile(
+    r"""\s*(?:(?P<str>"(?:[^"\\]|\\.)*"|`[^`]*`)"""  # "string" or `raw string`
+    r"""|(?P<num>-?\d+(?![\w.]))"""  # an integer
+    r"""|(?P<field>\.(?:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)?)"""  # . or .a.b
+    r"""|(?P<paren>[()])|(?P<word>[A-Za-z_]\w*)|(?P<other>\S+))""")
 
 
 class TemplateError(ValueError):
@@ -249,8 +253,10 @@ def _print(value: Any) -> str:
 
 def _go_float(value: float) -> str:
     """Shortest digits; exponent form below 1e-4 and from 1e21 on, as Go's %v."""
-    if value != value or value in (float("inf"), float("-inf")):
-        return {True: "NaN"}.get(value != value, "+Inf" if value > 0 else "-Inf")
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
     if value == 0:
         return "0"
     digits = Decimal(repr(value)).normalize()

@@ -46,11 +46,11 @@ from loader.log import get_logger
 from loader.rules.parts import RuleParts
 from loader.runtime import open_and_start
 from loader.runtime.metrics import NodeMetrics, now_ms
+from loader.runtime.sink_options import Message, SinkOptions, messages, sink_options
 from loader.supervisor import PluginSupervisor
 from loader.wire.codec import DataChannelClosed
 from loader.wire.sink import AckTimeout, SinkAckError, SinkChannel, SinkTimeout
 from sdk.protocol.control import TYPE_SINK, Control
-from loader.runtime.sink_options import Message, SinkOptions, messages, sink_options
 from sdk.protocol.jsonenc import finite
 from sdk.protocol.messages import encode_sink, encode_sink_batch
 
