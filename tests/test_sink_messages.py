@@ -199,7 +199,7 @@ def test_sinks_get_arrays_by_default_objects_with_send_single_and_the_selected_f
     out = {name: env["out"] / f"{name}.jsonl" for name in ("plain", "single", "fields", "exclude")}
     config_out = env["out"] / "config.json"
     rule_file(env["data"], "r1", "SELECT n, revert(name) AS r FROM demo", [
-        collect(out["plain"], config_out=str(config_out)),
+        collect(out["plain"], config_out=str(config_out), bufferLength=16, omitIfEmpty=True),
         collect(out["single"], sendSingle=True),
         collect(out["fields"], fields=["r"]),
         collect(out["exclude"], excludeFields=["n"], sendSingle=True),
@@ -216,7 +216,8 @@ def test_sinks_get_arrays_by_default_objects_with_send_single_and_the_selected_f
     assert logged["message"] == {"n": 5}
     # as in eKuiper, every action property reaches the sink's configure, the common ones too
     assert json.loads(config_out.read_text()) == {"path": str(out["plain"]), "requireAck": True,
-                                                  "config_out": str(config_out)}
+                                                  "config_out": str(config_out), "bufferLength": 16,
+                                                  "omitIfEmpty": True}
 
 
 def test_data_template_and_omit_if_empty_end_to_end(processes, env):
