@@ -4,7 +4,7 @@ Runs under the portable loader and, unchanged apart from the import, under
 eKuiper.  Try it without a host:
 
     python -m sdk.debug plugins/portable/demo/demo.py source counter --conf '{"interval": 100}' --count 5
-    echo '{"a": 1}' | python -m sdk.debug plugins/portable/demo/demo.py sink print
+    echo '[{"a": 1}]' | python -m sdk.debug plugins/portable/demo/demo.py sink print
     python -m sdk.debug plugins/portable/demo/demo.py function revert --args '["hello"]'
 """
 
