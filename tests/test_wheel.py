@@ -126,7 +126,8 @@ def test_installed_wheel_validates_and_serves_the_demo(built: Path, tmp_path: Pa
     running = loader.wait_for("plugin.running", timeout=60, plugin="demo")
     assert running["version"] == "v1.0.0"
     delivered = loader.wait_for("sink.log", timeout=60, count=3, rule="demo")
-    assert delivered["record"]["n"] % 2 == 0 and delivered["record"]["reverted"] == "retnuoc"
+    [row] = delivered["message"]  # one result: the array of its one row, as a sink gets it
+    assert row["n"] % 2 == 0 and row["reverted"] == "retnuoc"
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=10) as response:
         assert "/rules" in json.load(response)["paths"]

@@ -431,7 +431,7 @@ class RuleManager:
               parts: RuleParts | None = None) -> Sink:
         builtin = BUILTIN_SINKS.get(symbol)
         if builtin is not None and self.registry.owner("sinks", symbol) is None:
-            return builtin(rule_id, index)
+            return builtin(rule_id, index, props)
         supervisor = self._provider(entry, "sinks", symbol)
         return PortableSink(supervisor, symbol, rule_id, index, dict(props), self.config.ipc_dir, parts,
                             self.config.limits.sink_stall_s)
