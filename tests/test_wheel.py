@@ -29,7 +29,8 @@ import pytest
 from tests.api_fixtures import free_port
 from tests.loader_harness import REPO, LoaderProcess
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+# Builds the wheel and installs it into fresh venvs: real pip, real processes.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
 INSTALL_TIMEOUT_S = 600
 
