@@ -181,15 +181,21 @@ _CLAUSES = {
 
 
 def position(node: exp.Expr, sql: str) -> str:
-    """``line L, column C`` of the first token of ``node`` that sqlglot located."""
+    """``line L, column C`` where ``node`` starts in ``sql`` (its first token that sqlglot located)."""
     for sub in node.walk():
         meta = getattr(sub, "meta", None) or {}
+        if "start" in meta:
+            return _line_column(sql, int(meta["start"]))
         if "line" in meta:
             return f"line {meta['line']}, column {meta['col']}"
     text = node.sql()
     index = sql.find(text)
     if index < 0:
         return "somewhere in the statement"
+    return _line_column(sql, index)
+
+
+def _line_column(sql: str, index: int) -> str:
     line = sql.count("\n", 0, index) + 1
     column = index - (sql.rfind("\n", 0, index) + 1) + 1
     return f"line {line}, column {column}"
@@ -252,12 +258,16 @@ def parse_select(sql: str) -> SelectPlan:
             raise unsupported(tree.args[key] if isinstance(tree.args[key], exp.Expression) else tree, sql, construct)
     stream = _stream_of(tree, sql)
     plan = SelectPlan(sql=sql, stream=stream, star=False, projections=[], where=None)
+    unnamed = 0
     for item in tree.expressions:
         if isinstance(item, exp.Star):
             plan.star = True
             continue
         _check_expression(item, sql)
-        plan.projections.append(Projection(_output_name(item), item.this if isinstance(item, exp.Alias) else item,
+        name = _output_name(item)
+        if name is None:  # eKuiper names unaliased expressions kuiper_field_0, kuiper_field_1, ...
+            name, unnamed = f"kuiper_field_{unnamed}", unnamed + 1
+        plan.projections.append(Projection(name, item.this if isinstance(item, exp.Alias) else item,
                                           aliased=isinstance(item, exp.Alias)))
     condition = tree.args.get("where")
     if condition is not None:
@@ -278,17 +288,16 @@ def _stream_of(tree: exp.Select, sql: str) -> str:
     return table.name
 
 
-def _output_name(item: exp.Expression) -> str:
+def _output_name(item: exp.Expression) -> str | None:
+    """A field's name as eKuiper gives it: its alias, column, key after ->, or function; None for the others."""
     if isinstance(item, exp.Alias):
         return item.alias
     if isinstance(item, exp.Column):
         return item.name
     if isinstance(item, exp.JSONExtract) and isinstance(item.expression, exp.Column):
         return item.expression.name  # eKuiper: name->first is named "first"
-    if isinstance(item, exp.Bracket):
-        return _output_name(item.this)  # eKuiper: children[0] is named "children"
     name, _ = _function_call(item)
-    return name or item.sql()
+    return name
 
 
 _ALLOWED = (
