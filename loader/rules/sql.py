@@ -307,8 +307,8 @@ _ALLOWED = (
     exp.BitwiseAnd, exp.BitwiseOr, exp.BitwiseXor, exp.Bracket, exp.Slice,
 )
 
-#: Calls the compiler reads itself: ``meta(key)`` names source metadata, not a value.
-SPECIAL_FORMS = frozenset({"meta"})
+#: Calls the compiler reads itself: ``meta(key)`` (and ``mqtt(key)``) name source metadata, not a value.
+SPECIAL_FORMS = frozenset({"meta", "mqtt"})
 
 #: What users call the constructs sqlglot has node names for, in refusals.
 _CONSTRUCTS: dict[type, str] = {
@@ -346,7 +346,7 @@ def _check_expression(node: exp.Expr, sql: str) -> None:
             raise unsupported(sub, sql, f"AS inside an expression ({describe(sub)})")
         if isinstance(sub, exp.Bracket) and len(sub.expressions) != 1:
             raise unsupported(sub, sql, f"{describe(sub)} (one index or slice per [])")
-        if isinstance(sub, exp.Anonymous) and str(sub.this).lower() == "meta":
+        if isinstance(sub, exp.Anonymous) and str(sub.this).lower() in SPECIAL_FORMS:
             _check_meta(sub, sql)
         if not isinstance(sub, _ALLOWED) and not isinstance(sub, exp.Star):
             raise unsupported(sub, sql, describe(sub))
@@ -356,7 +356,7 @@ def _check_meta(node: exp.Anonymous, sql: str) -> None:
     """``meta(key)``, ``meta(stream.key)`` or ``meta(key->nested)``: a metadata key, not an expression."""
     args = node.expressions
     if len(args) != 1 or _meta_path(args[0]) is None:
-        raise SqlError(f"{position(node, sql)}: meta takes one metadata key, e.g. meta(topic) or "
+        raise SqlError(f"{position(node, sql)}: {str(node.this).lower()} takes one metadata key, e.g. meta(topic) or "
                        f"meta(reading->device), got {describe(node)}")
 
 
@@ -466,7 +466,7 @@ class _Compiler:
         if isinstance(node, exp.Case):
             return self._case(node)
         name, args = _function_call(node)
-        if name == "meta":
+        if name in SPECIAL_FORMS:  # meta(key); mqtt(topic) is eKuiper's meta for MQTT sources
             return self._meta(node)
         if name:
             return self._call(node, name, args)
