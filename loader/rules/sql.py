@@ -33,7 +33,7 @@ from sqlglot import exp, parser, tokens
 from sqlglot.dialects.dialect import Dialect
 
 from loader.rules import operators
-from loader.rules.functions import NOT_LITERAL
+from loader.rules.functions import NOT_LITERAL, Builtin
 
 Row = dict
 Evaluator = Callable[[Row], Any]
@@ -448,7 +448,7 @@ class _Compiler:
             return _arithmetic(symbol, self.compile(node.this), self.compile(node.expression))
         symbol = _COMPARISON.get(type(node))
         if symbol is not None:
-            return _binary(operators.compare, symbol, self.compile(node.this), self.compile(node.expression))
+            return _binary(operators.comparator(symbol), self.compile(node.this), self.compile(node.expression))
         if isinstance(node, exp.Neg):
             inner = self.compile(node.this)
             return lambda row: operators.negate(inner(row))
@@ -514,8 +514,10 @@ class _Compiler:
             return lambda row: operators.logical_not(inner(row))
         left, right = self.compile(node.this), self.compile(node.expression)
         if isinstance(node, exp.And):
-            return lambda row: operators.logical_and(left(row), lambda: right(row))
-        return lambda row: operators.logical_or(left(row), lambda: right(row))
+            and_rest = operators.and_rest
+            return lambda row: False if (a := left(row)) is False else and_rest(a, right(row))
+        or_rest = operators.or_rest
+        return lambda row: True if (a := left(row)) is True else or_rest(a, right(row))
 
     def _in(self, node: exp.In) -> Evaluator:
         value = self.compile(node.this)
@@ -579,7 +581,8 @@ class _Compiler:
             function = bind(self.rule_id)
         evaluators = [self.compile(a) for a in args if not isinstance(a, exp.Star)]
         if getattr(function, "many", None) is None:
-            return lambda row: function([e(row) for e in evaluators])
+            call = function.call if isinstance(function, Builtin) else function  # without __call__'s hop
+            return lambda row: call([e(row) for e in evaluators])
         self.batch_functions.append(function)
         scope = self.scope
 
@@ -665,17 +668,17 @@ def _number(text: str) -> int | float:
         return float(text)
 
 
-def _binary(op: Callable[[str, Any, Any], Any], symbol: str, left: Evaluator, right: Evaluator) -> Evaluator:
-    return lambda row: op(symbol, left(row), right(row))
+def _binary(op: Callable[[Any, Any], Any], left: Evaluator, right: Evaluator) -> Evaluator:
+    return lambda row: op(left(row), right(row))
 
 
 def _arithmetic(symbol: str, left: Evaluator, right: Evaluator) -> Evaluator:
     """Null on the left is null without evaluating the right (no function call for a null operand)."""
-    arithmetic = operators.arithmetic
+    compute = operators.arithmetic_of(symbol)
 
     def evaluate(row: Row) -> Any:
         a = left(row)
-        return None if a is None else arithmetic(symbol, a, right(row))
+        return None if a is None else compute(a, right(row))
 
     return evaluate
 
