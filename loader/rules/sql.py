@@ -278,6 +278,14 @@ def parse_select(sql: str) -> SelectPlan:
     return plan
 
 
+def call_position(plan: SelectPlan, name: str) -> str:
+    """``line L, column C`` of the rule's first call of function ``name`` (for messages about it)."""
+    for node in _all_nodes(plan):
+        if _function_call(node)[0] == name:
+            return position(node, plan.sql)
+    return "somewhere in the statement"
+
+
 def _stream_of(tree: exp.Select, sql: str) -> str:
     source = tree.args.get("from_") or tree.args.get("from")
     if source is None:

@@ -8,7 +8,7 @@ so each function body only handles real values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 #: any null argument makes the result null, the body is not called
@@ -85,8 +85,8 @@ def _arity(low: int, high: int | None) -> str:
 
 
 def table(*builtins: Builtin | RuleScoped, aliases: dict[str, str] | None = None) -> dict[str, Any]:
-    """Name -> built-in, with ``aliases`` (alias -> name) pointing at the same built-in."""
+    """Name -> built-in, with ``aliases`` (alias -> name): the same function under the name the user writes."""
     entries: dict[str, Any] = {b.name: b for b in builtins}
     for alias, name in (aliases or {}).items():
-        entries[alias] = entries[name]
+        entries[alias] = replace(entries[name], name=alias)
     return entries
