@@ -1,15 +1,18 @@
 """The rule SQL subset: parse with sqlglot, check the subset, compile to closures.
 
-Supported: ``SELECT`` with ``*``, columns, nested fields (``a.b.c``),
-aliases, literals, arithmetic, comparisons, ``AND``/``OR``/``NOT``,
-``IS [NOT] NULL``, ``IN``, ``BETWEEN``, ``CASE`` and function calls;
-``FROM`` one stream; ``WHERE``.  Anything else is rejected when the rule is
-created, naming the construct and its line and column.
+Supported: ``SELECT`` with ``*`` (and extra fields), columns, nested fields
+(``a.b.c``, ``a->b``), ``a[i]`` and ``a[i:j]``, aliases (usable in WHERE),
+literals, arithmetic and bitwise operators, comparisons, ``AND``/``OR``/``NOT``,
+``IS [NOT] NULL``, ``IN``, ``BETWEEN``, ``LIKE``, ``CASE``, ``meta(key)`` and
+function calls; ``FROM`` one stream; ``WHERE``.  Anything else is rejected
+when the rule is created, naming the construct and its line and column.
+docs/rules.md has the table against eKuiper's SQL.
 
 Expressions are compiled once into nested Python closures over a record
-(``dict``), so evaluating a rule per record does no tree walking.  SQL's
-three-valued logic is kept where it matters: arithmetic on NULL is NULL and a
-comparison with NULL is not true, so such records are filtered out.
+(``dict``), so evaluating a rule per record does no tree walking.  The
+values follow eKuiper's rules (loader/rules/operators.py): null
+comparisons, integer arithmetic staying integer, and a record whose
+evaluation fails (mixed kinds, division by zero) failing alone.
 
 Batched function calls: a resolved function may also offer ``many(rows)``
 (one result per argument list, a failed row's result being an exception) and
