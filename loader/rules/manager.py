@@ -48,7 +48,7 @@ from loader.rules.definitions import DefinitionError, RuleDef, StreamDef, rule_f
 from loader.rules.health import Cause, NodeFacts, PluginFacts, causes, changes
 from loader.rules.parts import RuleParts
 from loader.rules.pipeline import RulePipeline, Sink
-from loader.rules.sql import SqlError, compile_query, literal_arguments, parse_select
+from loader.rules.sql import SqlError, call_position, compile_query, literal_arguments, parse_select
 from loader.rules.symbol_config import SymbolConfigError, source_config
 from loader.runtime.function import FunctionHandle, FunctionPool
 from loader.runtime.metrics import now_ms
@@ -446,7 +446,8 @@ class RuleManager:
                 if name in BUILTINS:
                     resolved[name] = BUILTINS[name]
                     continue
-                raise _Waiting(f"no loaded plugin provides the function {name!r} and it is not a built-in")
+                raise _Waiting(f"{call_position(plan, name)}: no loaded plugin provides the function {name!r} "
+                               "and it is not a built-in")
             supervisor = self._provider(entry, "functions", name)
             handle = await self.functions.acquire(supervisor, name, {})  # as in eKuiper: no configuration
             entry.stop_actions.append(functools.partial(self.functions.release, handle))
