@@ -18,7 +18,6 @@ from loader.folders import FolderLimits
 from loader.manifest import load_schema
 from loader.venvs import VenvSettings
 
-
 #: Environment variable that sets (and overrides) ``rest_token``.
 TOKEN_ENV = "PORTABLE_LOADER_TOKEN"
 
@@ -95,7 +94,8 @@ class LimitSettings:
 class RuleSettings:
     """How rule health is judged (loader/rules/health.py)."""
 
-    #: How long an error of a source or sink (or a function timeout, a sink stall) keeps its rule degraded after it happened.
+    #: How long an error of a source or sink (or a function timeout, a sink stall)
+    #: keeps its rule degraded after it happened.
     degraded_hold_s: float = 10.0
 
 
@@ -125,7 +125,7 @@ class LoaderConfig:
         """``(host, port)`` of the REST API, None when it is off (validated by load_config)."""
         return parse_rest_address(self.rest, "rest")
 
-    def resolved(self) -> "LoaderConfig":
+    def resolved(self) -> LoaderConfig:
         """Absolute paths, so later chdir or symlinks do not change their meaning."""
         return replace(
             self,
@@ -134,6 +134,24 @@ class LoaderConfig:
             data_dir=self.data_dir.absolute(),
             ipc_dir=self.ipc_dir.absolute(),
         )
+
+
+class LiveConfig:
+    """The configuration in force, shared by every component that reads settings.
+
+    Components keep this holder and read ``current`` where a setting is used,
+    never a copy taken at construction: a reload (SIGHUP) replaces
+    ``current`` once and every reader sees the new settings, so no code has
+    to remember which object holds which setting.
+    """
+
+    def __init__(self, config: LoaderConfig) -> None:
+        self.current = config
+
+
+def live(config: LoaderConfig | LiveConfig) -> LiveConfig:
+    """The holder to keep: ``config`` itself, or a new holder of a fixed configuration (tests)."""
+    return config if isinstance(config, LiveConfig) else LiveConfig(config)
 
 
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> LoaderConfig:

@@ -28,8 +28,9 @@ _FILE_LINE = re.compile(r'^\s*File "([^"]+)", line (\d+)')
 _EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit|Interrupt|Warning)(?::\s.*)?$")
 
 
-def explain_no_handshake(outcome: str, returncode: int | None, tail: list[str], plugin: str,
-                         listening: Path, executable: Path) -> str:
+def explain_no_handshake(
+    outcome: str, returncode: int | None, tail: list[str], plugin: str, listening: Path, executable: Path
+) -> str:
     """The error for a launch without handshake.
 
     ``outcome`` says what happened (``process exited before the handshake
@@ -38,23 +39,31 @@ def explain_no_handshake(outcome: str, returncode: int | None, tail: list[str], 
     """
     other = dialed_name(tail, plugin)
     if other is not None:
-        return (f"{outcome}; its output shows it dialing plugin_{other}.ipc: the program declares the name "
-                f"{other!r}, the folder is {plugin!r}; rename one to match")
+        return (
+            f"{outcome}; its output shows it dialing plugin_{other}.ipc: the program declares the name "
+            f"{other!r}, the folder is {plugin!r}; rename one to match"
+        )
     error = python_error(tail)
     if error is not None:
         return f"{error}: the program failed before its handshake ({outcome}); fix the program"
     last = last_line(tail)
     said = f"; its output: {last!r}" if last else ""
     if returncode == 126:
-        return (f"{outcome}: the program could not be executed (no execute permission, not a program the "
-                f"system can run, or a directory){said}; check {executable} (chmod +x, its #! line)")
+        return (
+            f"{outcome}: the program could not be executed (no execute permission, not a program the "
+            f"system can run, or a directory){said}; check {executable} (chmod +x, its #! line)"
+        )
     if returncode == 127:
-        return (f"{outcome}: a program was not found: the interpreter on the #! line of {executable}, or a "
-                f"command it runs{said}; install it or fix the #! line")
+        return (
+            f"{outcome}: a program was not found: the interpreter on the #! line of {executable}, or a "
+            f"command it runs{said}; install it or fix the #! line"
+        )
     if returncode not in (None, 0) and last:
         return f"{outcome}{said}"
-    return (f"{outcome}; the loader listens on {listening}; the plugin program may declare a different name "
-            f"than its folder {plugin!r} (eKuiper SDK plugins also need ipc_dir /tmp)")
+    return (
+        f"{outcome}; the loader listens on {listening}; the plugin program may declare a different name "
+        f"than its folder {plugin!r} (eKuiper SDK plugins also need ipc_dir /tmp)"
+    )
 
 
 def dialed_name(tail: list[str], plugin: str) -> str | None:

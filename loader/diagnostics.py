@@ -62,10 +62,18 @@ def thread_stacks(frames: dict[int, FrameType], threads: list[threading.Thread])
     out = []
     for ident, frame in sorted(frames.items()):
         thread = by_ident.get(ident)
-        stack = [f"{f.filename}:{f.lineno} in {f.name}" + (f": {f.line}" if f.line else "")
-                 for f in traceback.extract_stack(frame)]
-        out.append({"thread": thread.name if thread is not None else f"thread-{ident}", "ident": ident,
-                    "daemon": thread.daemon if thread is not None else None, "stack": stack})
+        stack = [
+            f"{f.filename}:{f.lineno} in {f.name}" + (f": {f.line}" if f.line else "")
+            for f in traceback.extract_stack(frame)
+        ]
+        out.append(
+            {
+                "thread": thread.name if thread is not None else f"thread-{ident}",
+                "ident": ident,
+                "daemon": thread.daemon if thread is not None else None,
+                "stack": stack,
+            }
+        )
     return out
 
 
@@ -81,16 +89,19 @@ def _on_dump_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def _excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
-    get_logger().critical("loader.uncaught_exception", error=f"{kind.__name__}: {value}",
-                          exc_info=(kind, value, tb))
+    get_logger().critical("loader.uncaught_exception", error=f"{kind.__name__}: {value}", exc_info=(kind, value, tb))
 
 
 def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
     if args.exc_type is SystemExit:
         return
     name = args.thread.name if args.thread is not None else None
-    get_logger().error("loader.thread_exception", thread=name, error=f"{args.exc_type.__name__}: {args.exc_value}",
-                       exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+    get_logger().error(
+        "loader.thread_exception",
+        thread=name,
+        error=f"{args.exc_type.__name__}: {args.exc_value}",
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )
 
 
 #: asyncio reports a failed accept (out of file descriptors) on every retry, once a second per
@@ -107,10 +118,14 @@ def _accept_failed(context: dict[str, Any]) -> bool:
     now = time.monotonic()
     if now - _accept_failures["last"] >= ACCEPT_REPORT_EVERY_S:
         exc = context.get("exception")
-        get_logger().error("api.accept_failed", error=f"{type(exc).__name__}: {exc}" if exc else None,
-                           failures=_accept_failures["count"], period_s=ACCEPT_REPORT_EVERY_S,
-                           reason="out of file descriptors (or memory); new connections wait; check "
-                                  "LimitNOFILE and limits.rest_max_connections")
+        get_logger().error(
+            "api.accept_failed",
+            error=f"{type(exc).__name__}: {exc}" if exc else None,
+            failures=_accept_failures["count"],
+            period_s=ACCEPT_REPORT_EVERY_S,
+            reason="out of file descriptors (or memory); new connections wait; check "
+            "LimitNOFILE and limits.rest_max_connections",
+        )
         _accept_failures["count"], _accept_failures["last"] = 0, now
     return True
 
@@ -128,10 +143,17 @@ def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) ->
     get_logger().error("loader.task_exception", **fields)
 
 
-def _showwarning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                 file: Any = None, line: str | None = None) -> None:
-    get_logger().warning("loader.python_warning", category=category.__name__, error=str(message),
-                         file=f"{filename}:{lineno}")
+def _showwarning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    get_logger().warning(
+        "loader.python_warning", category=category.__name__, error=str(message), file=f"{filename}:{lineno}"
+    )
 
 
 class LogRecordsAsEvents(logging.Handler):
@@ -149,5 +171,4 @@ class LogRecordsAsEvents(logging.Handler):
         except Exception:
             message = str(record.msg)
         method = "error" if record.levelno >= logging.ERROR else "warning"
-        getattr(get_logger(), method)(self.event, logger=record.name, message=message,
-                                      exc_info=record.exc_info or None)
+        getattr(get_logger(), method)(self.event, logger=record.name, message=message, exc_info=record.exc_info or None)

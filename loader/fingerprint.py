@@ -50,8 +50,7 @@ def stat_fingerprint(folder: Path, limits: FolderLimits | None = None) -> Finger
             st = path.stat()
         except OSError:
             continue
-        parts.append((os.path.relpath(path, folder), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
-                      st.st_mode))
+        parts.append((os.path.relpath(path, folder), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode))
     return tuple(parts)
 
 

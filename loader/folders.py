@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 
 @dataclass(frozen=True)
@@ -145,8 +145,10 @@ class _Walker:
     def _file(self, path: Path, relative: str, st: os.stat_result) -> Entry:
         self.total += st.st_size
         if self.total > self.limits.max_bytes:
-            raise FolderError(f"{self.folder}: its files add up to more than {self.limits.max_mb:g} MiB "
-                              f"(at {path}); remove what the plugin does not need, or raise folders.max_mb")
+            raise FolderError(
+                f"{self.folder}: its files add up to more than {self.limits.max_mb:g} MiB "
+                f"(at {path}); remove what the plugin does not need, or raise folders.max_mb"
+            )
         return Entry(relative, path, "file", st.st_size, st.st_mtime_ns, st.st_mode)
 
     def _first_visit(self, st: os.stat_result) -> bool:
@@ -159,8 +161,10 @@ class _Walker:
     def _count(self, path: Path) -> None:
         self.count += 1
         if self.count > self.limits.max_files:
-            raise FolderError(f"{self.folder}: more than {self.limits.max_files} entries (at {path}); remove what "
-                              "the plugin does not need, or raise folders.max_files")
+            raise FolderError(
+                f"{self.folder}: more than {self.limits.max_files} entries (at {path}); remove what "
+                "the plugin does not need, or raise folders.max_files"
+            )
 
 
 def _refuse_special(path: Path, mode: int, target: Path) -> None:
@@ -169,8 +173,10 @@ def _refuse_special(path: Path, mode: int, target: Path) -> None:
     if kind is None:
         return
     via = "" if target == path else f" (it links to {target})"
-    raise FolderError(f"{path} is a {kind}{via}; a plugin folder may hold only regular files, directories "
-                      "and links to them: remove it")
+    raise FolderError(
+        f"{path} is a {kind}{via}; a plugin folder may hold only regular files, directories "
+        "and links to them: remove it"
+    )
 
 
 def _special_kind(mode: int) -> str | None:

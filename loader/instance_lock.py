@@ -7,8 +7,9 @@ directory before it touches anything, and writes its pid into it so a
 second loader can say who holds the state.  The kernel drops the lock when
 the process ends, however it ends, so a killed loader never leaves a stale
 lock behind; a loader that stops cleanly also removes the files (while still
-holding the lock, and a loader that locked a file just removed tries again).  The descriptors are not inherited by plugin processes
-(Python opens files non-inheritable), so an orphaned plugin cannot keep it.
+holding the lock, and a loader that locked a file just removed tries again).
+The descriptors are not inherited by plugin processes (Python opens files
+non-inheritable), so an orphaned plugin cannot keep it.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def lock_directories(directories: list[Path]) -> DirectoryLock:
     seen: set[Path] = set()
     try:
         for directory in directories:
-            path = (directory.resolve() / LOCK_NAME)
+            path = directory.resolve() / LOCK_NAME
             if path in seen:  # data_dir == ipc_dir: a second flock on the same file would fail
                 continue
             seen.add(path)

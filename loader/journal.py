@@ -24,7 +24,8 @@ import fcntl
 import os
 import socket
 import struct
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 SOCKET_PATH = "/run/systemd/journal/socket"
 IDENTIFIER = "portable-loader"
@@ -35,8 +36,14 @@ PRIORITIES = {"debug": 7, "info": 6, "warning": 4, "warn": 4, "error": 3, "excep
 #: Event key -> journal field.  ``pid`` in our events is always a plugin's
 #: process; journald's own ``_PID`` is the sender (the loader) and is trusted,
 #: so ours is ``PLUGIN_PID``.
-FIELDS = {"event": "EVENT", "plugin": "PLUGIN", "rule": "RULE", "version": "VERSION", "symbol": "SYMBOL",
-          "pid": "PLUGIN_PID"}
+FIELDS = {
+    "event": "EVENT",
+    "plugin": "PLUGIN",
+    "rule": "RULE",
+    "version": "VERSION",
+    "symbol": "SYMBOL",
+    "pid": "PLUGIN_PID",
+}
 
 
 def stream_is_journal(journal_stream: str | None, fd: int) -> bool:
@@ -99,8 +106,9 @@ class JournalSocket:
             return False
         try:
             os.write(fd, data)
-            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
-                        | fcntl.F_SEAL_SEAL)
+            fcntl.fcntl(
+                fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
+            )
             rights = (socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]).tobytes())
             self._sock.sendmsg([], [rights], 0, self.path)
             return True

@@ -104,4 +104,5 @@ def _finite_float(strict: bool):
         if strict:
             raise JsonError(f"{text} is out of the range of a number")
         return None
+
     return parse

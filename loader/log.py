@@ -13,8 +13,8 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import MutableMapping
-from typing import Any, Callable, TextIO
+from collections.abc import Callable, MutableMapping
+from typing import Any, TextIO
 
 import structlog
 
@@ -27,8 +27,14 @@ JOURNAL_SOCKET_ENV = "PORTABLE_LOADER_JOURNAL_SOCKET"
 #: The minimum level, read by a processor at each event (not frozen into
 #: loggers bound earlier), so a SIGHUP reload changes it for every logger.
 _min_level = logging.INFO
-_LEVEL_NUMBERS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-                  "error": logging.ERROR, "critical": logging.CRITICAL, "exception": logging.ERROR}
+_LEVEL_NUMBERS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "exception": logging.ERROR,
+}
 
 
 def _drop_below_level(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -64,7 +70,9 @@ class EventOutput:
     debug = info = warning = warn = error = critical = exception = log = msg
 
 
-def _output_stage(renderer: Any, with_fields: bool) -> Callable[[Any, str, MutableMapping[str, Any]], tuple[tuple, dict]]:
+def _output_stage(
+    renderer: Any, with_fields: bool
+) -> Callable[[Any, str, MutableMapping[str, Any]], tuple[tuple, dict]]:
     """The last processor: render the line, and hand the event's fields along for the journal."""
 
     def render(logger: Any, method: str, event: MutableMapping[str, Any]) -> tuple[tuple, dict]:

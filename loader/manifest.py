@@ -17,9 +17,9 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from importlib import resources
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ class PluginSpec:
         return list(self.manifest.get(kind) or [])
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> dict[str, Any]:
     """A JSON Schema shipped in ``schema/`` (package data ``loader.schemas``), parsed once."""
     return json.loads(resources.files(SCHEMA_PACKAGE).joinpath(name).read_text(encoding="utf-8"))
@@ -107,7 +107,9 @@ def load_plugin(folder: Path, limits: FolderLimits | None = None, strict: bool =
     name = folder.name
     if not is_valid_name(name):
         raise ManifestError(
-            str(folder), "", f"folder name {name!r} is not a valid plugin name",
+            str(folder),
+            "",
+            f"folder name {name!r} is not a valid plugin name",
             "rename it to 1-64 letters, digits, '_' or '-', starting with a letter or digit",
         )
     path = manifest_path(folder)
@@ -148,8 +150,11 @@ def _read_json(path: Path) -> dict[str, Any]:
         text = _read_manifest_text(path)
     except FileNotFoundError:
         raise ManifestError(
-            str(path), "", "manifest file is missing",
-            f"add {path.name} (the folder name plus .json) to the plugin folder", incomplete=True,
+            str(path),
+            "",
+            "manifest file is missing",
+            f"add {path.name} (the folder name plus .json) to the plugin folder",
+            incomplete=True,
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(str(path), "", f"cannot read manifest: {exc}", "make it a readable UTF-8 file") from None
@@ -225,12 +230,16 @@ def _check_semantics(path: Path, folder: Path, manifest: dict[str, Any]) -> None
     declared = manifest.get("name")
     if declared is not None and declared != folder.name:
         raise ManifestError(
-            str(path), "/name", f"name {declared!r} differs from the folder name {folder.name!r}",
+            str(path),
+            "/name",
+            f"name {declared!r} differs from the folder name {folder.name!r}",
             f"rename the folder to {declared!r} or set name to {folder.name!r}",
         )
     if not any(manifest.get(kind) for kind in SYMBOL_KINDS):
         raise ManifestError(
-            str(path), "/", "the plugin declares no symbol",
+            str(path),
+            "/",
+            "the plugin declares no symbol",
             "list at least one name under sources, sinks or functions",
         )
 
@@ -239,34 +248,47 @@ def _check_executable(path: Path, folder: Path, manifest: dict[str, Any]) -> Pat
     relative = manifest["executable"]
     if os.path.isabs(relative):
         raise ManifestError(
-            str(path), "/executable", f"executable {relative!r} is an absolute path",
+            str(path),
+            "/executable",
+            f"executable {relative!r} is an absolute path",
             "give a path relative to the plugin folder",
         )
     candidate = folder / relative
     resolved = candidate.resolve()
     if not resolved.is_relative_to(folder.resolve()):
         raise ManifestError(
-            str(path), "/executable", f"executable {relative!r} resolves to {resolved}, outside the plugin folder",
+            str(path),
+            "/executable",
+            f"executable {relative!r} resolves to {resolved}, outside the plugin folder",
             "keep the program (and any symlink target) inside the plugin folder",
         )
     if resolved.is_dir():
         raise ManifestError(
-            str(path), "/executable", f"executable {relative!r} is a directory, not a program",
+            str(path),
+            "/executable",
+            f"executable {relative!r} is a directory, not a program",
             "point executable at the program file inside it",
         )
     if resolved.exists() and not resolved.is_file():
         raise ManifestError(
-            str(path), "/executable", f"executable {relative!r} is not a regular file",
+            str(path),
+            "/executable",
+            f"executable {relative!r} is not a regular file",
             "point executable at the program file",
         )
     if not resolved.is_file():
         raise ManifestError(
-            str(path), "/executable", f"executable {relative!r} does not exist in {folder}",
-            f"copy {relative} into the plugin folder or fix the executable key", incomplete=True,
+            str(path),
+            "/executable",
+            f"executable {relative!r} does not exist in {folder}",
+            f"copy {relative} into the plugin folder or fix the executable key",
+            incomplete=True,
         )
     if manifest["language"] != "python" and not os.access(resolved, os.X_OK):
         raise ManifestError(
-            str(path), "/executable", f"executable {relative!r} is not executable",
+            str(path),
+            "/executable",
+            f"executable {relative!r} is not executable",
             f"run chmod +x on {relative}",
         )
     return resolved

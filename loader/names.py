@@ -22,7 +22,6 @@ def check_name(name: object, what: str) -> str:
     """Return ``name`` or raise ValueError saying which name is wrong and what is allowed."""
     if not is_valid_name(name):
         raise ValueError(
-            f"{what} {name!r} is not allowed: use 1 to 64 letters, digits, '_' or '-', "
-            "starting with a letter or digit"
+            f"{what} {name!r} is not allowed: use 1 to 64 letters, digits, '_' or '-', starting with a letter or digit"
         )
     return name  # type: ignore[return-value]

@@ -56,8 +56,9 @@ class OutputTail:
 class OutputLimiter:
     """A token bucket of log lines for one plugin process (both its streams), and what it held back."""
 
-    def __init__(self, rate: float = LINES_PER_S, burst: int = BURST_LINES,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: float = LINES_PER_S, burst: int = BURST_LINES, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rate = rate
         self.burst = burst
         self._clock = clock
@@ -115,8 +116,14 @@ def emit_line(plugin: str, pid: int, stream: str, line: str) -> None:
     method("plugin.log", message=record.get(EVENT_KEY, ""), **context)
 
 
-async def pump(reader: asyncio.StreamReader, plugin: str, pid: int, stream: str, tail: OutputTail,
-               limiter: OutputLimiter | None = None) -> None:
+async def pump(
+    reader: asyncio.StreamReader,
+    plugin: str,
+    pid: int,
+    stream: str,
+    tail: OutputTail,
+    limiter: OutputLimiter | None = None,
+) -> None:
     """Read ``reader`` to its end, remembering each line and logging those ``limiter`` lets through."""
     limiter = limiter if limiter is not None else OutputLimiter()
     while True:
@@ -138,6 +145,9 @@ async def pump(reader: asyncio.StreamReader, plugin: str, pid: int, stream: str,
 def _report_suppressed(counts: tuple[int, int] | None, plugin: str, pid: int) -> None:
     if counts is not None:
         get_logger(plugin=plugin, pid=pid).warning(
-            "plugin.output_suppressed", lines=counts[0], bytes=counts[1],
+            "plugin.output_suppressed",
+            lines=counts[0],
+            bytes=counts[1],
             reason=f"the plugin printed more than {LINES_PER_S} lines/s (bursts of {BURST_LINES}); "
-                   "these lines were not logged")
+            "these lines were not logged",
+        )

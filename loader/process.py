@@ -157,7 +157,7 @@ async def _terminate_group(process: asyncio.subprocess.Process, grace_s: float) 
     try:
         await asyncio.wait_for(process.wait(), grace_s)
         return False
-    except asyncio.TimeoutError:
+    except TimeoutError:
         signal_group(process.pid, signal.SIGKILL)
         await process.wait()
         return True

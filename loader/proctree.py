@@ -98,6 +98,7 @@ def descendants(root: int) -> list[int]:
 
 def _children_reader():  # noqa: ANN202 - a function of a pid
     if Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists():
+
         def listed(pid: int) -> list[int]:
             found: list[int] = []
             try:
@@ -110,6 +111,7 @@ def _children_reader():  # noqa: ANN202 - a function of a pid
                 except (OSError, ValueError):
                     continue
             return found
+
         return listed
     parents: dict[int, list[int]] = {}
     for pid in _pids():

@@ -59,8 +59,7 @@ def syntax_error(path: Path, limits: FolderLimits | None = None) -> str | None:
     return None
 
 
-def first_syntax_error(folder: Path, executable: Path,
-                       limits: FolderLimits | None = None) -> tuple[Path, str] | None:
+def first_syntax_error(folder: Path, executable: Path, limits: FolderLimits | None = None) -> tuple[Path, str] | None:
     """The first source of the plugin that does not compile, with the error; FolderError if unsafe to read."""
     for path in python_sources(folder, executable, limits):
         error = syntax_error(path, limits)

@@ -25,11 +25,12 @@ import dataclasses
 import shutil
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
-from loader.config import LoaderConfig
+from loader.config import LiveConfig, LoaderConfig, live
 from loader.decision import Action, Folder, Observed, Running, decide
 from loader.digest import content_files, folder_digest
 from loader.fingerprint import FolderMemo, stat_fingerprint
@@ -69,10 +70,16 @@ class _NotLoadable(Exception):
 
 
 class Reconciler:
-    def __init__(self, config: LoaderConfig, board: StatusBoard, registry: SymbolRegistry,
-                 factory: SupervisorFactory | None = None) -> None:
-        self.config = config
-        self.venvs = VenvBuilder(config.data_dir / "venvs", config.venv)
+    def __init__(
+        self,
+        config: LoaderConfig | LiveConfig,
+        board: StatusBoard,
+        registry: SymbolRegistry,
+        factory: SupervisorFactory | None = None,
+    ) -> None:
+        self.live = live(config)
+        config = self.live.current
+        self.venvs = VenvBuilder(config.data_dir / "venvs", lambda: self.config.venv)
         self.snapshots = SnapshotStore(config.data_dir / "snapshots", config.updates.snapshots_kept)
         self.board = board
         self.registry = registry
@@ -93,8 +100,12 @@ class Reconciler:
         #: Which running rules use which symbols of a plugin (set by the service to the rule manager's).
         self.symbol_users: SymbolUsers = lambda plugin: {}
 
+    @property
+    def config(self) -> LoaderConfig:
+        return self.live.current
+
     def _supervisor(self, spec: PluginSpec, lifecycle: Lifecycle) -> PluginSupervisor:
-        return PluginSupervisor(spec, self.config, self.board, lifecycle=lifecycle, on_good=self._keep_good)
+        return PluginSupervisor(spec, self.live, self.board, lifecycle=lifecycle, on_good=self._keep_good)
 
     def _keep_good(self, spec: PluginSpec) -> None:
         """A version passed probation: keep its snapshot as a rollback target, prune the rest."""
@@ -133,9 +144,11 @@ class Reconciler:
             fingerprints = await self._off_loop(_fingerprints, self.config.plugins_dir, names, self.config.folders)
         except ManifestError:
             return set()
-        return {name for name, fingerprint in zip(names, fingerprints)
-                if not self._locks[name].locked()
-                and self.memo.unchanged(name, fingerprint, self._running_digest(name))}
+        return {
+            name
+            for name, fingerprint in zip(names, fingerprints, strict=True)
+            if not self._locks[name].locked() and self.memo.unchanged(name, fingerprint, self._running_digest(name))
+        }
 
     async def reconcile(self, name: str) -> None:
         """Bring plugin ``name`` to the state its folder asks for; never raises."""
@@ -245,11 +258,21 @@ class Reconciler:
     def _removed_in_use(self, old: PluginSpec, new: PluginSpec) -> dict[tuple[str, str], list[str]]:
         """Symbols ``old`` declares, ``new`` does not, and running rules use: with those rules."""
         used = self.symbol_users(old.name)
-        return {key: rules for key, rules in used.items()
-                if rules and key[1] in old.symbols(key[0]) and key[1] not in new.symbols(key[0])}
+        return {
+            key: rules
+            for key, rules in used.items()
+            if rules and key[1] in old.symbols(key[0]) and key[1] not in new.symbols(key[0])
+        }
 
-    async def _act(self, name: str, folder: Path, action: Action, spec: PluginSpec | None,
-                   problem: _NotLoadable | None, users: dict[tuple[str, str], list[str]]) -> bool:
+    async def _act(
+        self,
+        name: str,
+        folder: Path,
+        action: Action,
+        spec: PluginSpec | None,
+        problem: _NotLoadable | None,
+        users: dict[tuple[str, str], list[str]],
+    ) -> bool:
         """Do what ``decide`` chose; True when the outcome is settled (nothing to look at until the folder changes)."""
         if action is Action.NOTHING:
             return True
@@ -293,11 +316,15 @@ class Reconciler:
         try:
             snapshot = await self._off_loop(lambda _folder: self.snapshots.take(spec), spec.folder)
         except ManifestError as exc:
-            raise _NotLoadable(f"{exc} (while taking a snapshot: is the folder still being written?)",
-                               exc.incomplete, exc.version) from None
+            raise _NotLoadable(
+                f"{exc} (while taking a snapshot: is the folder still being written?)", exc.incomplete, exc.version
+            ) from None
         except OSError as exc:
-            raise _NotLoadable(f"cannot take a snapshot of {spec.folder} in {self.snapshots.root}: {exc}; "
-                               "make data_dir writable and check free space", version=spec.version) from None
+            raise _NotLoadable(
+                f"cannot take a snapshot of {spec.folder} in {self.snapshots.root}: {exc}; "
+                "make data_dir writable and check free space",
+                version=spec.version,
+            ) from None
         try:
             return await self._with_venv(snapshot, running)
         except VenvError as exc:
@@ -326,8 +353,9 @@ class Reconciler:
     async def _still_copying(self, folder: Path) -> bool:
         """Whether an incomplete folder changed within the grace time (a copy may still be going on)."""
         try:
-            return await self._off_loop(_recently_changed, folder, self.config.watch.incomplete_grace_s,
-                                        self.config.folders)
+            return await self._off_loop(
+                _recently_changed, folder, self.config.watch.incomplete_grace_s, self.config.folders
+            )
         except ManifestError:
             return False
 
@@ -337,9 +365,13 @@ class Reconciler:
         future = asyncio.get_running_loop().run_in_executor(_FOLDER_READERS, function, folder, *args)
         try:
             return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
-            raise ManifestError(str(folder), "", f"reading the folder took longer than {timeout:g}s",
-                                "check the file system, or raise folders.timeout_s") from None
+        except TimeoutError:
+            raise ManifestError(
+                str(folder),
+                "",
+                f"reading the folder took longer than {timeout:g}s",
+                "check the file system, or raise folders.timeout_s",
+            ) from None
 
     async def _not_loadable(self, name: str, folder: Path, problem: _NotLoadable, wait: bool = False) -> bool:
         """Report a folder that cannot be loaded now, keeping any running version; False while waiting.
@@ -354,8 +386,13 @@ class Reconciler:
         if running is not None:
             life.publish(last_error=error, failed_version=problem.version, failed_error=error)
             if await self._first_report(name, "plugin.update_rejected", folder, error):
-                log.error("plugin.update_rejected", version=running.spec.version, rejected_version=problem.version,
-                          error=error, reason="the running version keeps running")
+                log.error(
+                    "plugin.update_rejected",
+                    version=running.spec.version,
+                    rejected_version=problem.version,
+                    error=error,
+                    reason="the running version keeps running",
+                )
             return True
         if wait:
             life.move(S.WAITING, last_error=error)
@@ -397,8 +434,12 @@ class Reconciler:
         supervisor = self._factory(spec, self.lifecycle(spec.name))
         key = (spec.name, "control_socket")
         if not self._repeats.active(key):  # retries while another process holds the socket are not news
-            get_logger(plugin=spec.name).info("plugin.loading", version=spec.version,
-                                              folder=str(spec.source or spec.folder), snapshot=str(spec.folder))
+            get_logger(plugin=spec.name).info(
+                "plugin.loading",
+                version=spec.version,
+                folder=str(spec.source or spec.folder),
+                snapshot=str(spec.folder),
+            )
         try:
             await supervisor.open()
         except OSError as exc:
@@ -412,13 +453,18 @@ class Reconciler:
 
     async def _swap(self, supervisor: PluginSupervisor, spec: PluginSpec) -> None:
         old = supervisor.spec.version
-        get_logger(plugin=spec.name).info("plugin.updating", version=spec.version, previous_version=old,
-                                          snapshot=str(spec.folder))
+        get_logger(plugin=spec.name).info(
+            "plugin.updating", version=spec.version, previous_version=old, snapshot=str(spec.folder)
+        )
         self.registry.register(spec)
         ok = await supervisor.swap(spec)
         if ok:
-            get_logger(plugin=spec.name).info("plugin.updated", version=spec.version, previous_version=old,
-                                              pid=supervisor.process.pid if supervisor.process else None)
+            get_logger(plugin=spec.name).info(
+                "plugin.updated",
+                version=spec.version,
+                previous_version=old,
+                pid=supervisor.process.pid if supervisor.process else None,
+            )
         else:
             self.registry.register(supervisor.spec)  # rolled back (or still retrying the new one)
 
@@ -433,10 +479,14 @@ class Reconciler:
 
 def _symbols_in_use(spec: PluginSpec, users: dict[tuple[str, str], list[str]]) -> str:
     """The refusal of a version that drops symbols running rules use, naming both and the fix."""
-    parts = [f"{kind[:-1]} {symbol!r} (used by rule{'s' if len(rules) > 1 else ''} {', '.join(sorted(rules))})"
-             for (kind, symbol), rules in sorted(users.items())]
-    return (f"version {spec.version} no longer declares {'; '.join(parts)}, which running rules use; "
-            f"stop those rules first, or declare the symbol again in {spec.name}.json")
+    parts = [
+        f"{kind[:-1]} {symbol!r} (used by rule{'s' if len(rules) > 1 else ''} {', '.join(sorted(rules))})"
+        for (kind, symbol), rules in sorted(users.items())
+    ]
+    return (
+        f"version {spec.version} no longer declares {'; '.join(parts)}, which running rules use; "
+        f"stop those rules first, or declare the symbol again in {spec.name}.json"
+    )
 
 
 def _recently_changed(folder: Path, grace_s: float, limits: FolderLimits) -> bool:

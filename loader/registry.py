@@ -52,11 +52,14 @@ class SymbolRegistry:
                     continue
                 claimant = self._claims.get((kind, symbol))
                 if claimant is not None and claimant != spec.name and exists(claimant):
-                    clashes.append(f"{kind[:-1]} {symbol!r} belongs to plugin {claimant!r}, which declared it "
-                                   "first (it keeps it while its folder exists, running or not)")
+                    clashes.append(
+                        f"{kind[:-1]} {symbol!r} belongs to plugin {claimant!r}, which declared it "
+                        "first (it keeps it while its folder exists, running or not)"
+                    )
         if clashes:
             raise SymbolConflict(
-                f"plugin {spec.name!r} not loaded: " + "; ".join(clashes)
+                f"plugin {spec.name!r} not loaded: "
+                + "; ".join(clashes)
                 + f"; rename the symbol in {spec.name}.json or remove the other plugin"
             )
 

@@ -24,7 +24,7 @@ import json
 import os
 import signal
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -53,7 +53,7 @@ def read_state(path: Path) -> dict[str, Any] | None:
 
 def reload_outcome(outcome: str, **details: Any) -> dict[str, Any]:
     """What the service reports for one reload: ``reloaded`` or ``reload_failed``, with details."""
-    return {"outcome": outcome, "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **details}
+    return {"outcome": outcome, "time": datetime.now(UTC).isoformat(timespec="milliseconds"), **details}
 
 
 def answer_to(state: dict[str, Any] | None, pid: int, reloads_before: int) -> dict[str, Any] | None:
@@ -136,6 +136,9 @@ def run_reload(config_path: Path | None, pid: int | None, timeout: float, out: T
             print(f"portable-loader: the loader (pid {pid}) exited during the reload", file=err)
             return EXIT_NO_SERVICE
         time.sleep(POLL_S)
-    print(f"portable-loader: no answer from the loader (pid {pid}) within {timeout:g}s in {path}; "
-          "is its data_dir the one in this configuration file?", file=err)
+    print(
+        f"portable-loader: no answer from the loader (pid {pid}) within {timeout:g}s in {path}; "
+        "is its data_dir the one in this configuration file?",
+        file=err,
+    )
     return EXIT_NO_SERVICE

@@ -10,8 +10,8 @@ carrying how many meetings were held back since the last line (``repeated``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Callable, Hashable
 
 #: Default interval between two lines about the same repeating condition.
 REPEAT_INTERVAL_S = 300.0

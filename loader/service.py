@@ -17,24 +17,22 @@ import dataclasses
 import os
 import signal
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 from loader import proctree
-from loader.config import ConfigError, LoaderConfig
+from loader.changes import ChangeSource, PeriodicRescan, WatchedFolder
+from loader.config import ConfigError, LiveConfig, LoaderConfig
 from loader.diagnostics import install_loop_handler, install_stack_dump
 from loader.log import configure_logging, get_logger
 from loader.reconciler import Reconciler
 from loader.registry import SymbolRegistry
-from loader.rules.manager import RuleManager
 from loader.reload import reload_outcome, state_path, write_state
-from loader.status import BUILDING, CRASHLOOP, INVALID, PROBATION, RESTARTING, ROLLED_BACK, RUNNING, STARTING, STATES, \
-    WAITING, StatusBoard
-from loader.tasks import repeat
+from loader.rules.manager import RuleManager, RuleState
+from loader.status import STATES, PluginState, StatusBoard
 from loader.systemd import Notifier, keep_notifying, watchdog_interval
+from loader.watcher import FolderWatcher, NameOf, json_file_name_of, plugin_name_of
 from loader.wire.addresses import remove_stale_sockets
-from loader.watcher import Debouncer, FolderWatcher, json_file_name_of
-
 
 #: Settings a running loader cannot change; SIGHUP reports them as needing a restart.
 RESTART_ONLY = ("plugins_dir", "etc_dir", "data_dir", "ipc_dir", "rest")
@@ -42,29 +40,66 @@ RESTART_ONLY = ("plugins_dir", "etc_dir", "data_dir", "ipc_dir", "rest")
 
 class LoaderService:
     def __init__(self, config: LoaderConfig, reload_config: Callable[[], LoaderConfig] | None = None) -> None:
-        self.config = config
+        #: The configuration in force, shared with every component (a reload replaces it here only).
+        self.live = LiveConfig(config)
         self._reload_config = reload_config
         self.notifier = Notifier()
         self.board = StatusBoard()
         self.registry = SymbolRegistry(config.data_dir / "symbols.json")
-        self.reconciler = Reconciler(config, self.board, self.registry)
-        self.rules = RuleManager(config, self.registry, self.reconciler.supervisors.get)
+        self.reconciler = Reconciler(self.live, self.board, self.registry)
+        self.rules = RuleManager(self.live, self.registry, self.reconciler.supervisors.get)
         self.reconciler.listeners.append(self.rules.on_plugins_changed)
         self.reconciler.symbol_users = self.rules.symbol_users
-        settle = config.watch.settle_ms / 1000
-        self.debouncers = [Debouncer(settle, self.reconciler.reconcile),
-                           Debouncer(settle, self.rules.reconcile_stream),
-                           Debouncer(settle, self.rules.reconcile_rule)]
-        self.watchers = [
-            FolderWatcher(config.plugins_dir, self.debouncers[0], follow_links=True),
-            FolderWatcher(self.rules.streams_dir, self.debouncers[1], json_file_name_of),
-            FolderWatcher(self.rules.rules_dir, self.debouncers[2], json_file_name_of),
-        ]
+
+        #: Set once the first full scan is done: the periodic rescans begin then.
+        self._scanned = asyncio.Event()
+        self.folders = self._watched_folders()
         self.log = get_logger()
         self._stopping = asyncio.Event()
-        self._scanned = False
         self._reloads = 0
         self._also_report_to: Path | None = None
+
+    @property
+    def config(self) -> LoaderConfig:
+        return self.live.current
+
+    def _watched_folders(self) -> list[WatchedFolder]:
+        """Plugins, streams and rules: each watched by watchdog and rescanned periodically (loader/changes.py)."""
+
+        def settle() -> float:
+            return self.config.watch.settle_ms / 1000
+
+        def sources(path: Path, name_of: NameOf, follow_links: bool = False) -> list[ChangeSource]:
+            rescan = PeriodicRescan(lambda: self.config.watch.rescan_s, begin=self._scanned.wait)
+            return [FolderWatcher(path, name_of, follow_links), rescan]
+
+        plugins, rules = self.reconciler, self.rules
+        return [
+            WatchedFolder(
+                "plugins",
+                self.config.plugins_dir,
+                plugins.reconcile,
+                plugins.reconcile_all,
+                settle,
+                sources(self.config.plugins_dir, plugin_name_of, follow_links=True),
+            ),
+            WatchedFolder(
+                "streams",
+                rules.streams_dir,
+                rules.reconcile_stream,
+                rules.reconcile_streams,
+                settle,
+                sources(rules.streams_dir, json_file_name_of),
+            ),
+            WatchedFolder(
+                "rules",
+                rules.rules_dir,
+                rules.reconcile_rule,
+                rules.reconcile_rules,
+                settle,
+                sources(rules.rules_dir, json_file_name_of),
+            ),
+        ]
 
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT (or ``request_stop``), then stop everything.
@@ -80,23 +115,36 @@ class LoaderService:
         removed = remove_stale_sockets(self.config.ipc_dir)
         leftovers = proctree.claim(self.config.data_dir)
         if leftovers:
-            self.log.warning("loader.leftovers_killed", pids=leftovers,
-                             reason="processes a plugin of an earlier run started and left behind")
-        self.log.info("loader.starting", plugins_dir=str(self.config.plugins_dir), etc_dir=str(self.config.etc_dir),
-                      data_dir=str(self.config.data_dir), ipc_dir=str(self.config.ipc_dir),
-                      stale_sockets_removed=len(removed))
-        for watcher in self.watchers:
-            watcher.start()
+            self.log.warning(
+                "loader.leftovers_killed",
+                pids=leftovers,
+                reason="processes a plugin of an earlier run started and left behind",
+            )
+        self.log.info(
+            "loader.starting",
+            plugins_dir=str(self.config.plugins_dir),
+            etc_dir=str(self.config.etc_dir),
+            data_dir=str(self.config.data_dir),
+            ipc_dir=str(self.config.ipc_dir),
+            stale_sockets_removed=len(removed),
+        )
+        for folder in self.folders:
+            folder.start()
         api = await self._start_api()
         await asyncio.to_thread(self._write_state)
         rest = api.url if api is not None and api.serving else "off"
-        self.log.info("loader.ready", rest=rest, pid=os.getpid(),
-                      message=start_message(self.config, rest, stop_hint(os.environ, _stdin_is_terminal())))
+        self.log.info(
+            "loader.ready",
+            rest=rest,
+            pid=os.getpid(),
+            message=start_message(self.config, rest, stop_hint(os.environ, _stdin_is_terminal())),
+        )
         self.notifier.ready(self.status_text())
-        background = [asyncio.create_task(self._first_scan(), name="first-scan"),
-                      asyncio.create_task(keep_notifying(self.notifier, self.status_text, watchdog_interval()),
-                                          name="sd-notify"),
-                      asyncio.create_task(self.rules.watch_health(), name="rule-health")]
+        background = [
+            asyncio.create_task(self._first_scan(), name="first-scan"),
+            asyncio.create_task(keep_notifying(self.notifier, self.status_text, watchdog_interval()), name="sd-notify"),
+            asyncio.create_task(self.rules.watch_health(), name="rule-health"),
+        ]
         await self._stopping.wait()
         self.notifier.stopping()
         for task in background:
@@ -106,20 +154,27 @@ class LoaderService:
         await self.shutdown()
 
     async def _first_scan(self) -> None:
-        """Reconcile every plugin folder, then streams and rules; then keep rescanning."""
+        """Reconcile every plugin folder, then streams and rules; the periodic rescans begin after it."""
         await self.reconciler.reconcile_all()
         await self.rules.reconcile_all()
-        self._scanned = True
+        self._scanned.set()
         self.notifier.status(self.status_text())
-        self.log.info("loader.scan_complete", plugins=len(self.reconciler.supervisors), rules=len(self.rules.rules),
-                      status=self.status_text())
-        await self._rescan_forever()
+        self.log.info(
+            "loader.scan_complete",
+            plugins=len(self.reconciler.supervisors),
+            rules=len(self.rules.rules),
+            status=self.status_text(),
+        )
 
     def status_text(self) -> str:
         """One line for systemd's STATUS=: what runs, what is still starting, what failed."""
         states = [self.rules.state_of(entry) for entry in self.rules.rules.values()]
-        return status_line({state: self.board.count(state) for state in STATES}, states.count("running"),
-                           self._scanned, states.count("degraded"))
+        return status_line(
+            {state: self.board.count(state) for state in STATES},
+            states.count(RuleState.RUNNING),
+            self._scanned.is_set(),
+            states.count(RuleState.DEGRADED),
+        )
 
     async def reload(self) -> None:
         """Reread the configuration (SIGHUP), apply what can change live, rescan everything.
@@ -170,21 +225,24 @@ class LoaderService:
             try:
                 write_state(data_dir, state)
             except OSError as exc:
-                self.log.error("loader.state_write_failed", file=str(state_path(data_dir)), error=str(exc),
-                               reason="portable-loader reload cannot see the outcome; make data_dir writable")
+                self.log.error(
+                    "loader.state_write_failed",
+                    file=str(state_path(data_dir)),
+                    error=str(exc),
+                    reason="portable-loader reload cannot see the outcome; make data_dir writable",
+                )
 
     def _apply(self, config: LoaderConfig) -> None:
-        self.config = config
+        """Put ``config`` in force: every component reads it from ``self.live`` where a setting is used.
+
+        What is left here are the things a reload does beyond new values:
+        the log configuration, and forgetting failed venv builds and folder
+        fingerprints so the rescan after a reload retries and rereads all.
+        """
+        self.live.current = config
         configure_logging(config.log_format, config.log_level)
-        self.reconciler.config = config
-        self.reconciler.venvs.settings = config.venv
         self.reconciler.venvs.forget_failures()
-        self.reconciler.memo.forget_all()  # the rescan after a reload looks at every folder again
-        self.rules.config = config
-        for supervisor in self.reconciler.supervisors.values():
-            supervisor.config, supervisor.settings = config, config.supervisor
-        for debouncer in self.debouncers:
-            debouncer.settle_s = config.watch.settle_ms / 1000
+        self.reconciler.memo.forget_all()
 
     async def _start_api(self):
         """The REST API (loader/api), unless ``rest`` is ``off``."""
@@ -202,20 +260,11 @@ class LoaderService:
 
     async def shutdown(self) -> None:
         self.log.info("loader.stopping")
-        for watcher in self.watchers:
-            watcher.stop()
+        for folder in self.folders:
+            folder.stop()
         await self.rules.shutdown()
         await self.reconciler.shutdown()
         self.log.info("loader.stopped")
-
-    async def _rescan_forever(self) -> None:
-        """Every ``watch.rescan_s``; a pass that fails is logged (task.failed) and the next one still runs."""
-        await repeat("rescan", self._rescan, lambda: self.config.watch.rescan_s)
-
-    async def _rescan(self) -> None:
-        self.watchers[0].refresh_links()
-        await self.reconciler.reconcile_all()
-        await self.rules.reconcile_all()
 
     def _prepare_directories(self) -> None:
         for path in (self.config.plugins_dir, self.config.data_dir, self.config.ipc_dir):
@@ -239,17 +288,22 @@ class LoaderService:
         self.log.info("loader.signal", signal=signal.Signals(sig).name)
 
 
-def status_line(counts: Mapping[str, int], rules_running: int, scanned: bool, rules_degraded: int = 0) -> str:
-    """systemd's STATUS= text from the plugin state counts: running, starting (venv builds), failed, rules.
+#: How systemd's STATUS= line groups the plugin states; a plugin on probation or rolled back serves.
+SERVING_STATES = (PluginState.RUNNING, PluginState.PROBATION, PluginState.ROLLED_BACK)
+STARTING_STATES = (PluginState.STARTING, PluginState.BUILDING, PluginState.WAITING)
+FAILED_STATES = (PluginState.INVALID, PluginState.CRASHLOOP, PluginState.RESTARTING)
 
-    A plugin on probation or rolled back serves, so it counts as running;
-    "loading" is the former name of "starting".
-    """
-    failed = counts.get(INVALID, 0) + counts.get(CRASHLOOP, 0) + counts.get(RESTARTING, 0)
-    starting = counts.get(STARTING, 0) + counts.get("loading", 0) + counts.get(BUILDING, 0) + counts.get(WAITING, 0)
-    parts = [f"{counts.get(RUNNING, 0) + counts.get(PROBATION, 0) + counts.get(ROLLED_BACK, 0)} running"]
+
+def status_line(counts: Mapping[str, int], rules_running: int, scanned: bool, rules_degraded: int = 0) -> str:
+    """systemd's STATUS= text from the plugin state counts: running, starting (venv builds), failed, rules."""
+
+    def total(states: tuple[PluginState, ...]) -> int:
+        return sum(counts.get(state, 0) for state in states)
+
+    failed, starting = total(FAILED_STATES), total(STARTING_STATES)
+    parts = [f"{total(SERVING_STATES)} running"]
     if starting:
-        building = counts.get(BUILDING, 0)
+        building = counts.get(PluginState.BUILDING, 0)
         parts.append(f"{starting} starting" + (f" ({building} building a venv)" if building else ""))
     parts.append(f"{failed} failed")
     text = f"plugins: {', '.join(parts)}; rules: {rules_running} running"
@@ -270,8 +324,10 @@ def stop_hint(env: Mapping[str, str], interactive: bool) -> str:
 def start_message(config: LoaderConfig, rest: str, stop: str) -> str:
     """The one line a person reads at start: what runs from where, where the API listens, how to stop."""
     api = f"REST API on {rest} (routes: {rest}/openapi.json)" if rest != "off" else "REST API off"
-    return (f"portable-loader serving: plugins from {config.plugins_dir}, symbol configuration in {config.etc_dir}, "
-            f"state in {config.data_dir}, sockets in {config.ipc_dir}; {api}; {stop}")
+    return (
+        f"portable-loader serving: plugins from {config.plugins_dir}, symbol configuration in {config.etc_dir}, "
+        f"state in {config.data_dir}, sockets in {config.ipc_dir}; {api}; {stop}"
+    )
 
 
 def _stdin_is_terminal() -> bool:

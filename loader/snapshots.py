@@ -101,8 +101,11 @@ class SnapshotStore:
         if not plugin_root.is_dir():
             return []
         homes = [p for p in plugin_root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-        good = sorted((p for p in homes if (p / GOOD_MARKER).exists()),
-                      key=lambda p: (p / GOOD_MARKER).stat().st_mtime_ns, reverse=True)
+        good = sorted(
+            (p for p in homes if (p / GOOD_MARKER).exists()),
+            key=lambda p: (p / GOOD_MARKER).stat().st_mtime_ns,
+            reverse=True,
+        )
         keep = set(good[: self.keep]) | in_use | self._pinned
         removed = [p for p in homes if p not in keep]
         for home in removed:

@@ -11,25 +11,10 @@ condition), logs ``plugin.state`` and publishes to the board.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from loader.log import get_logger
-from loader.status import StatusBoard
-
-
-class PluginState(StrEnum):
-    WAITING = "waiting"  # folder incomplete (still being copied?), not an error yet
-    BUILDING = "building"  # its Python venv is being built from requirements.txt
-    STARTING = "starting"  # process spawned, handshake pending
-    PROBATION = "probation"  # handshaken; must stay up for updates.probation_s to count as good
-    RUNNING = "running"  # passed probation
-    RESTARTING = "restarting"  # process exited or hung; a restart is scheduled
-    CRASHLOOP = "crashloop"  # restarted too often in a short window; still retried, slowly
-    ROLLED_BACK = "rolled_back"  # a new version failed; the last good one runs again
-    INVALID = "invalid"  # the folder cannot be loaded; last_error says why
-    STOPPED = "stopped"  # nothing runs: not loaded yet, unloaded, or stopping
-
+from loader.status import PluginState, StatusBoard
 
 S = PluginState
 
@@ -82,11 +67,11 @@ class Lifecycle:
             if reason:
                 keys["reason"] = reason
             get_logger(plugin=self.name).debug("plugin.state", **{"from": str(old), "to": str(new)}, **keys)
-        self.board.set_state(self.name, str(new), **fields)
+        self.board.set_state(self.name, new, **fields)
 
     def publish(self, **fields: Any) -> None:
         """Update fields on the board without a state change."""
-        self.board.set_state(self.name, str(self.state), **fields)
+        self.board.set_state(self.name, self.state, **fields)
 
     @property
     def serving(self) -> bool:

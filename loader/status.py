@@ -9,29 +9,33 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
-# The states a plugin can be in, as plain words for readers of the board; the
-# state machine that moves between them is loader/states.py.
-WAITING = "waiting"  # folder incomplete (still being copied?), not an error yet
-BUILDING = "building"  # its Python venv is being built from requirements.txt
-STARTING = "starting"  # process starting, handshake pending
-LOADING = STARTING  # the former name of STARTING
-PROBATION = "probation"  # handshaken, must stay up for the probation period
-RUNNING = "running"
-RESTARTING = "restarting"  # process exited or hung; a restart is scheduled
-CRASHLOOP = "crashloop"  # restarted too often in a short window; still retried, slowly
-ROLLED_BACK = "rolled_back"  # a new version failed; the last good version runs again
-INVALID = "invalid"  # the folder cannot be loaded; last_error says why
-STOPPED = "stopped"  # unloaded, or stopping
 
-STATES = (WAITING, BUILDING, STARTING, PROBATION, RUNNING, RESTARTING, CRASHLOOP, ROLLED_BACK, INVALID, STOPPED)
+class PluginState(StrEnum):
+    """The states a plugin can be in; the state machine that moves between them is loader/states.py."""
+
+    WAITING = "waiting"  # folder incomplete (still being copied?), not an error yet
+    BUILDING = "building"  # its Python venv is being built from requirements.txt
+    STARTING = "starting"  # process spawned, handshake pending
+    PROBATION = "probation"  # handshaken; must stay up for updates.probation_s to count as good
+    RUNNING = "running"  # passed probation
+    RESTARTING = "restarting"  # process exited or hung; a restart is scheduled
+    CRASHLOOP = "crashloop"  # restarted too often in a short window; still retried, slowly
+    ROLLED_BACK = "rolled_back"  # a new version failed; the last good one runs again
+    INVALID = "invalid"  # the folder cannot be loaded; last_error says why
+    STOPPED = "stopped"  # nothing runs: not loaded yet, unloaded, or stopping
+
+
+#: Every state, in the order readers list them.
+STATES = tuple(PluginState)
 
 
 @dataclass
 class PluginStatus:
     name: str
-    state: str = STOPPED
+    state: PluginState = PluginState.STOPPED
     version: str | None = None
     previous_version: str | None = None
     digest: str | None = None
@@ -63,7 +67,7 @@ class StatusBoard:
             status = self._plugins[name] = PluginStatus(name=name)
         return status
 
-    def set_state(self, name: str, state: str, **fields: Any) -> PluginStatus:
+    def set_state(self, name: str, state: PluginState, **fields: Any) -> PluginStatus:
         """Change state (resetting ``since`` only when the state really changes) and fields."""
         status = self.ensure(name)
         if status.state != state:
@@ -82,5 +86,5 @@ class StatusBoard:
     def snapshot(self) -> list[dict[str, Any]]:
         return [self._plugins[name].as_dict() for name in self.names()]
 
-    def count(self, state: str) -> int:
+    def count(self, state: PluginState) -> int:
         return sum(1 for s in self._plugins.values() if s.state == state)

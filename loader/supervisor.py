@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from loader.config import LoaderConfig, SupervisorSettings
+from loader.config import LiveConfig, LoaderConfig, SupervisorSettings, live
 from loader.diagnose import explain_no_handshake
 from loader.log import get_logger
 from loader.manifest import PluginSpec
@@ -84,8 +84,9 @@ class RestartPolicy:
         """(delay before the next start, whether it is a crash loop) for a run from ``started`` to ``now``."""
         if now - started >= settings.stable_after_s:
             self.reset()
-        delay = min(settings.restart_backoff_initial_s * (2 ** min(self.consecutive, 32)),
-                    settings.restart_backoff_max_s)
+        delay = min(
+            settings.restart_backoff_initial_s * (2 ** min(self.consecutive, 32)), settings.restart_backoff_max_s
+        )
         self.consecutive += 1
         self.failures.append(now)
         while self.failures and now - self.failures[0] > settings.crashloop_window_s:
@@ -94,18 +95,25 @@ class RestartPolicy:
 
 
 class PluginSupervisor:
-    def __init__(self, spec: PluginSpec, config: LoaderConfig, board: StatusBoard, *,
-                 lifecycle: Lifecycle | None = None, runner: Runner | None = None, clock: Clock | None = None,
-                 channel: ControlChannel | None = None,
-                 on_good: Callable[[PluginSpec], None] | None = None) -> None:
+    def __init__(
+        self,
+        spec: PluginSpec,
+        config: LoaderConfig | LiveConfig,
+        board: StatusBoard,
+        *,
+        lifecycle: Lifecycle | None = None,
+        runner: Runner | None = None,
+        clock: Clock | None = None,
+        channel: ControlChannel | None = None,
+        on_good: Callable[[PluginSpec], None] | None = None,
+    ) -> None:
         self.spec = spec
-        self.config = config
-        self.settings = config.supervisor
+        self.live = live(config)
         self.board = board
         self.lifecycle = lifecycle or Lifecycle(spec.name, board)
         self.runner: Runner = runner or ProcessRunner(spec.name)
         self.clock: Clock = clock or MonotonicClock()
-        self.channel = channel or ControlChannel(control_path(config.ipc_dir, spec.name), spec.name)
+        self.channel = channel or ControlChannel(control_path(self.config.ipc_dir, spec.name), spec.name)
         #: Called with a version once it passed probation (the reconciler keeps its snapshot).
         self.on_good = on_good
         self.process: Process | None = None
@@ -130,6 +138,14 @@ class PluginSupervisor:
         #: that the process they sent a record to is gone.
         self.generation = 0
         self.restarts = 0
+
+    @property
+    def config(self) -> LoaderConfig:
+        return self.live.current
+
+    @property
+    def settings(self) -> SupervisorSettings:
+        return self.live.current.supervisor
 
     @property
     def name(self) -> str:
@@ -305,8 +321,14 @@ class PluginSupervisor:
         held_back = self._repeats.check("crashloop") if looping else 0
         if held_back is not None:
             extra = {"repeated": held_back} if looping else {}
-            self.log.warning("plugin.crashloop" if looping else "plugin.restarting", version=self.spec.version,
-                             delay_s=round(delay, 3), restarts=self.restarts, reason=error, **extra)
+            self.log.warning(
+                "plugin.crashloop" if looping else "plugin.restarting",
+                version=self.spec.version,
+                delay_s=round(delay, 3),
+                restarts=self.restarts,
+                reason=error,
+                **extra,
+            )
         return await self._sleep_or_request(delay)
 
     async def _probation(self) -> _Request | Failure | None:
@@ -319,8 +341,13 @@ class PluginSupervisor:
     def _passed(self, pending: _Request | None) -> None:
         self.good = self.spec
         self.lifecycle.move(S.RUNNING, last_error=None)
-        self.log.info("plugin.running", version=self.spec.version, pid=self.process.pid if self.process else None,
-                      capabilities=self.channel.capabilities, probation_s=self.config.updates.probation_s)
+        self.log.info(
+            "plugin.running",
+            version=self.spec.version,
+            pid=self.process.pid if self.process else None,
+            capabilities=self.channel.capabilities,
+            probation_s=self.config.updates.probation_s,
+        )
         if self.on_good is not None:
             self.on_good(self.spec)
         self._settle(True)
@@ -332,8 +359,14 @@ class PluginSupervisor:
         failed = self.spec
         self.failed = (failed, error)
         self.spec = self.good
-        self.log.error("plugin.rolled_back", version=failed.version, restored_version=self.good.version,
-                       failed_digest=failed.digest[:16], restored_digest=self.good.digest[:16], cause=error)
+        self.log.error(
+            "plugin.rolled_back",
+            version=failed.version,
+            restored_version=self.good.version,
+            failed_digest=failed.digest[:16],
+            restored_digest=self.good.digest[:16],
+            cause=error,
+        )
         self.lifecycle.publish(failed_version=failed.version, failed_error=error)
 
     def _adopt(self, request: _Request) -> _Request:
@@ -372,9 +405,14 @@ class PluginSupervisor:
         A request (stop, swap) arriving before the handshake ends the launch.
         """
         spec = self.spec
-        self.lifecycle.move(S.STARTING, reason="rollback" if rollback else None, version=spec.version,
-                            digest=spec.digest, pid=None,
-                            symbols={k: spec.symbols(k) for k in ("sources", "sinks", "functions")})
+        self.lifecycle.move(
+            S.STARTING,
+            reason="rollback" if rollback else None,
+            version=spec.version,
+            digest=spec.digest,
+            pid=None,
+            symbols={k: spec.symbols(k) for k in ("sources", "sinks", "functions")},
+        )
         self.channel.expect_new_process()
         self.generation += 1
         self._unhealthy = None
@@ -383,7 +421,9 @@ class PluginSupervisor:
         try:
             self.process = await self.runner.start(spec, argument, self.tail)
         except OSError as exc:
-            return self._launch_failed(f"cannot start {spec.executable}: {exc}; check the executable and its interpreter")
+            return self._launch_failed(
+                f"cannot start {spec.executable}: {exc}; check the executable and its interpreter"
+            )
         pid = self.process.pid
         self.channel.admit(pid)  # only this process's group may hold the control channel now
         self.lifecycle.publish(pid=pid)  # the new process's pid, never the old one's
@@ -399,14 +439,24 @@ class PluginSupervisor:
         if rollback:
             assert self.failed is not None
             failed, error = self.failed
-            self.lifecycle.move(S.ROLLED_BACK, reason=f"version {failed.version} failed", pid=pid,
-                                last_error=f"version {failed.version} failed and was rolled back: {error}")
-            self.log.info("plugin.running", version=spec.version, pid=pid, capabilities=self.channel.capabilities,
-                          rolled_back_from=failed.version)
+            self.lifecycle.move(
+                S.ROLLED_BACK,
+                reason=f"version {failed.version} failed",
+                pid=pid,
+                last_error=f"version {failed.version} failed and was rolled back: {error}",
+            )
+            self.log.info(
+                "plugin.running",
+                version=spec.version,
+                pid=pid,
+                capabilities=self.channel.capabilities,
+                rolled_back_from=failed.version,
+            )
         else:
             self.lifecycle.move(S.PROBATION, pid=pid, last_error=None)
-            self.log.info("plugin.on_probation", version=spec.version, pid=pid,
-                          probation_s=self.config.updates.probation_s)
+            self.log.info(
+                "plugin.on_probation", version=spec.version, pid=pid, probation_s=self.config.updates.probation_s
+            )
         return None
 
     async def _await_handshake(self) -> str | _Request | None:
@@ -428,14 +478,19 @@ class PluginSupervisor:
         if exited.done():
             await self.runner.drain(self.process)
             returncode = self.process.returncode
-            return self._explain(f"process exited before the handshake ({_how(describe_exit(returncode))})",
-                                 returncode)
+            return self._explain(f"process exited before the handshake ({_how(describe_exit(returncode))})", returncode)
         return self._explain(f"no handshake within {timeout:g}s", None)
 
     def _explain(self, outcome: str, returncode: int | None) -> str:
         """What the exit code and the output say about a missing handshake (loader/diagnose.py)."""
-        return explain_no_handshake(outcome, returncode, self.tail.lines(), self.name,
-                                    control_path(self.config.ipc_dir, self.name), self.spec.executable)
+        return explain_no_handshake(
+            outcome,
+            returncode,
+            self.tail.lines(),
+            self.name,
+            control_path(self.config.ipc_dir, self.name),
+            self.spec.executable,
+        )
 
     async def _replay_symbols(self) -> Failure | None:
         # Until none is left: a rule may start symbols while this awaits the
@@ -454,8 +509,13 @@ class PluginSupervisor:
 
     def _launch_failed(self, error: str) -> Failure:
         self.lifecycle.publish(last_error=error)
-        self.log.error("plugin.start_failed", version=self.spec.version,
-                       pid=self.process.pid if self.process else None, error=error, output_tail=self.tail.lines())
+        self.log.error(
+            "plugin.start_failed",
+            version=self.spec.version,
+            pid=self.process.pid if self.process else None,
+            error=error,
+            output_tail=self.tail.lines(),
+        )
         return Failure(error)
 
     # ----------------------------------------------------------------- watch
@@ -478,8 +538,9 @@ class PluginSupervisor:
         if exited.done():
             await self.runner.drain(self.process)
             how = describe_exit(self.process.returncode)
-            self.log.error("plugin.exited", version=self.spec.version, pid=self.process.pid,
-                           output_tail=self.tail.lines(), **how)
+            self.log.error(
+                "plugin.exited", version=self.spec.version, pid=self.process.pid, output_tail=self.tail.lines(), **how
+            )
             return Failure(f"process exited ({_how(how)})")
         if health.done():
             reason = health.result()
@@ -506,8 +567,10 @@ class PluginSupervisor:
             if self.channel.keepalives > 0:
                 silence = self.clock.now() - self.channel.last_message_at
                 if silence > hung_after:
-                    return (f"no keepalive for {silence:.1f}s (limit {hung_after:g}s): "
-                            "the process is alive but not answering")
+                    return (
+                        f"no keepalive for {silence:.1f}s (limit {hung_after:g}s): "
+                        "the process is alive but not answering"
+                    )
                 wait = hung_after - silence
             await self._sleep_unless_marked(wait + HUNG_CHECK_SLACK_S)
 
@@ -528,7 +591,9 @@ class PluginSupervisor:
             return
         killed = await self.runner.stop(process, self.settings.stop_grace_s)
         if killed:
-            self.log.warning("plugin.killed", pid=process.pid, reason=f"ignored SIGTERM for {self.settings.stop_grace_s:g}s")
+            self.log.warning(
+                "plugin.killed", pid=process.pid, reason=f"ignored SIGTERM for {self.settings.stop_grace_s:g}s"
+            )
         self.log.info("plugin.stopped", version=self.spec.version, pid=process.pid, **describe_exit(process.returncode))
         self.process = None
 

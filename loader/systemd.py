@@ -16,7 +16,7 @@ import asyncio
 import os
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from loader.log import get_logger
 
@@ -72,8 +72,9 @@ def watchdog_interval() -> float | None:
         return None
 
 
-async def keep_notifying(notifier: Notifier, status: Callable[[], str], interval: float | None,
-                         status_every: float = 2.0) -> None:
+async def keep_notifying(
+    notifier: Notifier, status: Callable[[], str], interval: float | None, status_every: float = 2.0
+) -> None:
     """Ping the watchdog (when enabled) and refresh STATUS= when it changes, from the event loop."""
     period = min(interval, status_every) if interval else status_every
     last_status = ""

@@ -15,7 +15,8 @@ failure that repeats cannot flood the log or spin a core) and carries on.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from loader.log import get_logger
 
@@ -44,9 +45,14 @@ class Backoff:
 def report_failure(task: str, exc: BaseException, backoff: Backoff | None = None, **context: Any) -> float:
     """Log ``task.failed`` with the traceback; return the delay to wait (0 without a backoff)."""
     delay = backoff.failed() if backoff is not None else 0.0
-    get_logger(**context).error("task.failed", task=task, error=f"{type(exc).__name__}: {exc}",
-                                failures=backoff.failures if backoff is not None else 1,
-                                retry_in_s=round(delay, 3), exc_info=exc)
+    get_logger(**context).error(
+        "task.failed",
+        task=task,
+        error=f"{type(exc).__name__}: {exc}",
+        failures=backoff.failures if backoff is not None else 1,
+        retry_in_s=round(delay, 3),
+        exc_info=exc,
+    )
     return delay
 
 

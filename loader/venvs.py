@@ -25,6 +25,7 @@ import hashlib
 import importlib
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,8 +49,11 @@ class VenvSettings:
 
 
 def wants_venv(folder: Path, manifest: dict) -> bool:
-    return manifest.get("language") == "python" and not manifest.get("virtualEnvType") \
+    return (
+        manifest.get("language") == "python"
+        and not manifest.get("virtualEnvType")
         and (folder / REQUIREMENTS).is_file()
+    )
 
 
 def venv_key(requirements: bytes) -> str:
@@ -58,13 +62,18 @@ def venv_key(requirements: bytes) -> str:
 
 
 class VenvBuilder:
-    def __init__(self, venvs_dir: Path, settings: VenvSettings) -> None:
+    def __init__(self, venvs_dir: Path, settings: VenvSettings | Callable[[], VenvSettings]) -> None:
         self.venvs_dir = venvs_dir
-        self.settings = settings
+        #: Read at each build, so a reload's new settings apply to the next one.
+        self._settings = settings if callable(settings) else (lambda: settings)
         self._locks: dict[str, asyncio.Lock] = {}
         #: Builds that failed, by venv key: not retried on every rescan, only
         #: when the requirements change or after forget_failures() (SIGHUP).
         self._failed: dict[str, str] = {}
+
+    @property
+    def settings(self) -> VenvSettings:
+        return self._settings()
 
     def python_for(self, folder: Path) -> Path:
         """Where the venv's interpreter is (built or not) for a plugin folder."""
@@ -112,8 +121,18 @@ class VenvBuilder:
             raise
 
     def _pip_command(self, python: Path, requirements: Path) -> list[str]:
-        command = [sys.executable, "-m", "pip", "--python", str(python), "install",
-                   "--disable-pip-version-check", "--no-input", "-r", str(requirements)]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "-r",
+            str(requirements),
+        ]
         if self.settings.offline:
             command.append("--no-index")
         elif self.settings.index_url:
@@ -124,10 +143,11 @@ class VenvBuilder:
 
     async def _run(self, command: list[str], what: str) -> None:
         process = await asyncio.create_subprocess_exec(
-            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
         try:
             output, _ = await asyncio.wait_for(process.communicate(), self.settings.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             process.kill()
             await process.wait()
             raise VenvError(f"{what} took longer than {self.settings.timeout_s:g}s") from None

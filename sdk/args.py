@@ -99,8 +99,14 @@ def _batch(value: object) -> BatchOffer | None:
         return None
     if isinstance(value, dict):
         records, linger = value.get("maxRecords"), value.get("lingerMs")
-        if (isinstance(records, int) and not isinstance(records, bool) and records >= 1
-                and isinstance(linger, (int, float)) and not isinstance(linger, bool) and 0 <= linger <= 60000):
+        if (
+            isinstance(records, int)
+            and not isinstance(records, bool)
+            and records >= 1
+            and isinstance(linger, (int, float))
+            and not isinstance(linger, bool)
+            and 0 <= linger <= 60000
+        ):
             return BatchOffer(max_records=records, linger_ms=float(linger))
     details = {"key": "batch", "value": repr(value), "error": "ignored, no batching"}
     _log.warning("bad process argument", extra={"sdk": details})

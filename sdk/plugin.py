@@ -25,9 +25,9 @@ from collections.abc import Callable
 from sdk import channels, log
 from sdk.api import PluginConfig
 from sdk.args import RuntimeArgs, parse_argv
+from sdk.control import Controller
 from sdk.protocol.handshake import handshake_message
 from sdk.protocol.names import control_name
-from sdk.control import Controller
 from sdk.registry import Registry
 
 __all__ = ["PluginConfig", "start"]

@@ -166,14 +166,25 @@ class FakeRunner:
 
 def spec_of(version: str, name: str = "p", sources: tuple[str, ...] = ("s",)) -> PluginSpec:
     folder = Path("/nonexistent") / version / name
-    return PluginSpec(name=name, folder=folder, digest=f"digest-{version}", executable=folder / "main.py",
-                      manifest={"version": version, "language": "python", "executable": "main.py",
-                                "sources": list(sources)})
+    return PluginSpec(
+        name=name,
+        folder=folder,
+        digest=f"digest-{version}",
+        executable=folder / "main.py",
+        manifest={"version": version, "language": "python", "executable": "main.py", "sources": list(sources)},
+    )
 
 
 def config(probation_s: float = 10.0, **supervisor: float) -> LoaderConfig:
-    settings = dict(handshake_timeout_s=5.0, restart_backoff_initial_s=1.0, restart_backoff_max_s=8.0,
-                    stable_after_s=30.0, crashloop_restarts=3, crashloop_window_s=60.0, hung_after_s=3.0,
-                    stop_grace_s=1.0)
+    settings = dict(
+        handshake_timeout_s=5.0,
+        restart_backoff_initial_s=1.0,
+        restart_backoff_max_s=8.0,
+        stable_after_s=30.0,
+        crashloop_restarts=3,
+        crashloop_window_s=60.0,
+        hung_after_s=3.0,
+        stop_grace_s=1.0,
+    )
     settings.update(supervisor)
     return LoaderConfig(supervisor=SupervisorSettings(**settings), updates=UpdateSettings(probation_s=probation_s))

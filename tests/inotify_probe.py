@@ -48,7 +48,7 @@ class OpenCounter:
                 offset = 0
                 while offset < len(data):
                     wd, mask, _, length = _EVENT.unpack_from(data, offset)
-                    name = data[offset + _EVENT.size:offset + _EVENT.size + length].rstrip(b"\0")
+                    name = data[offset + _EVENT.size : offset + _EVENT.size + length].rstrip(b"\0")
                     offset += _EVENT.size + length
                     path = self._folders[wd] / os.fsdecode(name) if wd in self._folders and name else None
                     if mask & IN_OPEN and path in self.counts:
@@ -69,7 +69,7 @@ class OpenCounter:
     def close(self) -> None:
         os.close(self.fd)
 
-    def __enter__(self) -> "OpenCounter":
+    def __enter__(self) -> OpenCounter:
         return self
 
     def __exit__(self, *exc: object) -> None:

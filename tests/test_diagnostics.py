@@ -11,7 +11,7 @@ import threading
 from loader.diagnostics import thread_stacks
 from tests.loader_harness import REPO, make_plugin, start_loader
 
-FAULTS = r'''
+FAULTS = r"""
 import asyncio, gc, logging, threading, warnings
 from loader.diagnostics import install_exception_hooks, install_loop_handler
 from loader.log import configure_logging
@@ -41,13 +41,14 @@ asyncio.run(main())
 warnings.warn("something is deprecated", DeprecationWarning, stacklevel=1)
 logging.getLogger("some.library").error("library trouble")
 raise KeyError("main went wrong")
-'''
+"""
 
 
 def test_uncaught_exceptions_warnings_and_library_logs_are_one_json_event_each():
     warnings_on = ["-W", "always"]
-    result = subprocess.run([sys.executable, *warnings_on, "-c", FAULTS], capture_output=True, text=True, cwd=REPO,
-                            timeout=30)
+    result = subprocess.run(
+        [sys.executable, *warnings_on, "-c", FAULTS], capture_output=True, text=True, cwd=REPO, timeout=30
+    )
     assert result.returncode == 1
     lines = (result.stdout + result.stderr).splitlines()
     events = [json.loads(line) for line in lines]  # every line is JSON: no raw traceback text

@@ -14,8 +14,9 @@ from pathlib import Path
 import pynng
 import pytest
 
+from loader.changes import WatchedFolder
 from loader.repeats import Repeats
-from loader.watcher import Debouncer, FolderWatcher
+from loader.watcher import FolderWatcher
 from tests.inotify_probe import OpenCounter
 from tests.loader_harness import make_plugin, start_loader
 
@@ -76,8 +77,7 @@ def test_manifest_warning_is_logged_once_per_content(processes, tmp_path: Path, 
     assert len(loader.find("plugin.manifest_warning", plugin="warned")) == 2
 
 
-def test_control_socket_held_by_another_process_is_logged_once_with_retries(processes, tmp_path: Path,
-                                                                             ipc_dir: Path):
+def test_control_socket_held_by_another_process_is_logged_once_with_retries(processes, tmp_path: Path, ipc_dir: Path):
     plugins = tmp_path / "plugins"
     folder = make_plugin(plugins, "held")
     squatter = pynng.Rep0()
@@ -103,8 +103,9 @@ def test_watcher_ignores_opens_and_reads_but_not_writes(tmp_path: Path):
 
     async def scenario() -> list[str]:
         poked: list[str] = []
-        debouncer = Debouncer(0.05, lambda name: _record(poked, name))
-        watcher = FolderWatcher(tmp_path, debouncer)
+        watcher = WatchedFolder(
+            "plugins", tmp_path, lambda name: _record(poked, name), _never, lambda: 0.05, [FolderWatcher(tmp_path)]
+        )
         watcher.start()
         try:
             await asyncio.sleep(0.3)
@@ -113,8 +114,12 @@ def test_watcher_ignores_opens_and_reads_but_not_writes(tmp_path: Path):
                 list((tmp_path / "p").iterdir())
             await asyncio.sleep(0.5)
             assert poked == [], "a read reached the reconciler"
-            for change in (lambda: target.write_text("y"), lambda: target.chmod(0o600),
-                           lambda: (tmp_path / "p" / "new").write_text("n"), lambda: target.unlink()):
+            for change in (
+                lambda: target.write_text("y"),
+                lambda: target.chmod(0o600),
+                lambda: (tmp_path / "p" / "new").write_text("n"),
+                lambda: target.unlink(),
+            ):
                 before = len(poked)
                 change()
                 for _ in range(50):
@@ -175,3 +180,7 @@ def test_fingerprint_sees_changes_that_keep_size_and_mtime(tmp_path: Path, chang
         (folder / "main.py").write_text("print(2)")
         os.utime(folder / "main.py", ns=(st.st_atime_ns, st.st_mtime_ns))
     assert stat_fingerprint(folder) != before
+
+
+async def _never() -> None:
+    raise AssertionError("no rescan runs in this test")

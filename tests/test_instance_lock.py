@@ -65,10 +65,17 @@ def test_lock_directories_names_the_holder(tmp_path: Path):
         import subprocess
         import sys
 
-        probe = ("import sys; from pathlib import Path; from loader.instance_lock import lock_directories, AlreadyRunning\n"
-                 "try:\n    lock_directories([Path(sys.argv[1])])\nexcept AlreadyRunning as e:\n    print(e.pid)\n")
-        out = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "b")], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent.parent, timeout=30)
+        probe = (
+            "import sys; from pathlib import Path; from loader.instance_lock import lock_directories, AlreadyRunning\n"
+            "try:\n    lock_directories([Path(sys.argv[1])])\nexcept AlreadyRunning as e:\n    print(e.pid)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", probe, str(tmp_path / "b")],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+            timeout=30,
+        )
         assert out.stdout.strip() == str(os.getpid()), out.stderr
     finally:
         held.release()

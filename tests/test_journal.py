@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -32,9 +31,9 @@ def parse_entry(data: bytes) -> dict[str, str]:
             fields[name.decode()] = value.decode()
             pos = end + 1
         else:
-            (size,) = struct.unpack("<Q", data[end + 1:end + 9])
-            value = data[end + 9:end + 9 + size]
-            assert data[end + 9 + size:end + 10 + size] == b"\n", "binary field not terminated by a newline"
+            (size,) = struct.unpack("<Q", data[end + 1 : end + 9])
+            value = data[end + 9 : end + 9 + size]
+            assert data[end + 9 + size : end + 10 + size] == b"\n", "binary field not terminated by a newline"
             fields[line.decode()] = value.decode()
             pos = end + 10 + size
     return fields
@@ -61,7 +60,7 @@ class FakeJournal:
         while not self._closed:
             try:
                 data, ancillary, _flags, _addr = self.sock.recvmsg(1 << 20, socket.CMSG_SPACE(fd_size))
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             for level, kind, payload in ancillary:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -105,7 +104,7 @@ def test_multi_line_values_use_the_binary_safe_form_and_round_trip():
     fields = {"MESSAGE": '{"event":"x"}', "TRACE": "line one\nline two\n", "EMPTY": ""}
     data = encode(fields)
     assert b"TRACE\n" + struct.pack("<Q", len("line one\nline two\n")) in data
-    assert b"MESSAGE={\"event\":\"x\"}\n" in data
+    assert b'MESSAGE={"event":"x"}\n' in data
     assert parse_entry(data) == fields
 
 
@@ -144,15 +143,26 @@ def start_under_journal(processes, tmp_path: Path, ipc_dir: Path, socket_path: P
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     config = data / "loader.yaml"
-    config.write_text(f"plugins_dir: {plugins}\nipc_dir: {ipc_dir}\ndata_dir: {data}\nrest: 'off'\n"
-                      "log: {format: json, level: info}\nwatch: {settle_ms: 100, rescan_s: 1}\n"
-                      "updates: {probation_s: 0.1}\n")
+    config.write_text(
+        f"plugins_dir: {plugins}\nipc_dir: {ipc_dir}\ndata_dir: {data}\nrest: 'off'\n"
+        "log: {format: json, level: info}\nwatch: {settle_ms: 100, rescan_s: 1}\n"
+        "updates: {probation_s: 0.1}\n"
+    )
     read_end, write_end = os.pipe()
     info = os.fstat(write_end)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", JOURNAL_STREAM=f"{info.st_dev}:{info.st_ino}",
-               PORTABLE_LOADER_JOURNAL_SOCKET=str(socket_path))
-    proc = processes.popen([sys.executable, "-m", "loader", "serve", "--config", str(config)],
-                           stdout=write_end, stderr=write_end, cwd=REPO, env=env)
+    env = dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        JOURNAL_STREAM=f"{info.st_dev}:{info.st_ino}",
+        PORTABLE_LOADER_JOURNAL_SOCKET=str(socket_path),
+    )
+    proc = processes.popen(
+        [sys.executable, "-m", "loader", "serve", "--config", str(config)],
+        stdout=write_end,
+        stderr=write_end,
+        cwd=REPO,
+        env=env,
+    )
     os.close(write_end)
     stdout = os.fdopen(read_end, "r")
     lines: list[str] = []

@@ -98,8 +98,9 @@ def test_partial_copy_waits_instead_of_failing(processes, dirs):
     loader = loader_for(processes, dirs)
     folder = dirs["plugins"] / "car"
     folder.mkdir()
-    (folder / "car.json").write_text(json.dumps(
-        {"version": "v1.0.0", "language": "python", "executable": "main.py", "sources": ["s"]}))
+    (folder / "car.json").write_text(
+        json.dumps({"version": "v1.0.0", "language": "python", "executable": "main.py", "sources": ["s"]})
+    )
     incomplete = loader.wait_for("plugin.incomplete", plugin="car")
     assert "main.py" in incomplete["error"]
     time.sleep(1.0)  # well past the settle time, within the grace
@@ -113,8 +114,9 @@ def test_incomplete_folder_becomes_invalid_after_grace(processes, dirs):
     loader = loader_for(processes, dirs)
     folder = dirs["plugins"] / "car"
     folder.mkdir()
-    (folder / "car.json").write_text(json.dumps(
-        {"version": "v1", "language": "python", "executable": "main.py", "sources": ["s"]}))
+    (folder / "car.json").write_text(
+        json.dumps({"version": "v1", "language": "python", "executable": "main.py", "sources": ["s"]})
+    )
     invalid = loader.wait_for("plugin.invalid", plugin="car", timeout=8)
     assert "executable 'main.py' does not exist" in invalid["error"]
 
@@ -134,8 +136,9 @@ def test_sigkilled_plugin_restarts_within_a_second(processes, dirs):
 
 def test_stopped_plugin_is_detected_as_hung_and_restarted(processes, dirs):
     make_plugin(dirs["plugins"], "car")
-    loader = loader_for(processes, dirs,
-                        extra_config="supervisor: {keepalive_ms: 100, hung_after_s: 1.0, stop_grace_s: 0.5}\n")
+    loader = loader_for(
+        processes, dirs, extra_config="supervisor: {keepalive_ms: 100, hung_after_s: 1.0, stop_grace_s: 0.5}\n"
+    )
     first = loader.wait_for("plugin.running", plugin="car")
     time.sleep(0.5)  # let it show it sends keepalives
     os.kill(first["pid"], signal.SIGSTOP)
@@ -161,16 +164,23 @@ def test_plugin_without_keepalives_is_not_judged_by_silence(processes, dirs):
 
 def test_crash_loop_is_reported_and_backs_off(processes, dirs):
     make_plugin(dirs["plugins"], "crashy", behaviour={"crash_after_s": 0.05, "crash_code": 7})
-    loader = loader_for(processes, dirs, extra_config=(
-        "supervisor: {crashloop_restarts: 3, crashloop_window_s: 30, restart_backoff_initial_s: 0.1,"
-        " restart_backoff_max_s: 0.8}\n"))
+    loader = loader_for(
+        processes,
+        dirs,
+        extra_config=(
+            "supervisor: {crashloop_restarts: 3, crashloop_window_s: 30, restart_backoff_initial_s: 0.1,"
+            " restart_backoff_max_s: 0.8}\n"
+        ),
+    )
     crashloop = loader.wait_for("plugin.crashloop", plugin="crashy", timeout=10)
     assert crashloop["restarts"] >= 3
     exited = loader.wait_for("plugin.exited", plugin="crashy")
     assert exited["exit_code"] == 7
     assert any("crashing on purpose" in line for line in exited["output_tail"])
-    delays = [e["delay_s"] for e in loader.find("plugin.restarting", plugin="crashy")
-              + loader.find("plugin.crashloop", plugin="crashy")]
+    delays = [
+        e["delay_s"]
+        for e in loader.find("plugin.restarting", plugin="crashy") + loader.find("plugin.crashloop", plugin="crashy")
+    ]
     assert sorted(delays)[:3] == [0.1, 0.2, 0.4]
     assert max(delays) <= 0.8
 

@@ -36,8 +36,9 @@ def test_metrics_follow_plugins_and_rules(processes, tmp_path: Path, ipc_dir: Pa
     install_seqsrc(plugins)
     seq_config(etc, default={"count": 100000, "interval_ms": 2})
     stream(data)
-    write_json(data / "rules" / "r1.json", {"id": "r1", "sql": "SELECT n FROM demo WHERE n % 2 = 0",
-                                            "actions": [{"nop": {}}]})
+    write_json(
+        data / "rules" / "r1.json", {"id": "r1", "sql": "SELECT n FROM demo WHERE n % 2 = 0", "actions": [{"nop": {}}]}
+    )
     api = start_api(processes, plugins, ipc_dir, data, extra=f"etc_dir: {etc}\n")
     running = api.loader.wait_for("plugin.running", plugin="car")
     samples = scrape(api)
@@ -51,8 +52,11 @@ def test_metrics_follow_plugins_and_rules(processes, tmp_path: Path, ipc_dir: Pa
 
     def counted() -> dict:
         now = scrape(api)
-        return now if (value(now, "portable_loader_rule_records_out_total", rule="r1", node="sink_nop_0_0") or 0) > 50 \
+        return (
+            now
+            if (value(now, "portable_loader_rule_records_out_total", rule="r1", node="sink_nop_0_0") or 0) > 50
             else {}
+        )
 
     samples = wait_until(counted)
     assert samples, "no records counted at the nop sink"

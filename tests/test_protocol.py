@@ -51,8 +51,14 @@ def test_argjson_written_by_the_host_is_read_by_the_sdk() -> None:
     spec = PluginSpec(name="car", folder=Path("car"), manifest={}, digest="d", executable=Path("car/car.py"))
     argument = plugin_argument(spec, Path("/run/ipc"), 7000, BatchSettings(max_records=64, linger_ms=3.0))
     args = parse_argv(["car.py", argument])
-    assert args == RuntimeArgs(send_timeout_ms=1000, ipc_dir="/run/ipc", keepalive_ms=7000, plugin_name="car",
-                               protocol=1, batch=BatchOffer(max_records=64, linger_ms=3.0))
+    assert args == RuntimeArgs(
+        send_timeout_ms=1000,
+        ipc_dir="/run/ipc",
+        keepalive_ms=7000,
+        plugin_name="car",
+        protocol=1,
+        batch=BatchOffer(max_records=64, linger_ms=3.0),
+    )
 
 
 def test_the_host_listens_where_the_plugin_dials() -> None:
@@ -67,9 +73,11 @@ def test_the_host_listens_where_the_plugin_dials() -> None:
 
 
 def test_a_start_command_reaches_the_plugin_as_sent() -> None:
-    for control in (Control("mqtt", TYPE_SOURCE, "r1", "src-s", 0, "topic/a", {"qos": 1}),
-                    Control("file", TYPE_SINK, "r1", "sink-file-0", 0, config={"requireAck": True}),
-                    Control("inc", TYPE_FUNC, "", "", 0, config={})):
+    for control in (
+        Control("mqtt", TYPE_SOURCE, "r1", "src-s", 0, "topic/a", {"qos": 1}),
+        Control("file", TYPE_SINK, "r1", "sink-file-0", 0, config={"requireAck": True}),
+        Control("inc", TYPE_FUNC, "", "", 0, config={}),
+    ):
         cmd, received = decode_command(encode_command(CMD_START, control.to_dict()))
         assert (cmd, received) == (CMD_START, control)
         assert received.key == control.key
@@ -78,8 +86,14 @@ def test_a_start_command_reaches_the_plugin_as_sent() -> None:
 
 def test_the_control_json_keeps_the_keys_of_both_ekuiper_sdks() -> None:
     source = json.loads(Control("mqtt", TYPE_SOURCE, "r1", "o1", 0, "t", {}).to_json())
-    assert source == {"symbolName": "mqtt", "meta": {"ruleId": "r1", "opId": "o1", "instanceId": 0},
-                      "pluginType": "source", "dataSource": "t", "datasource": "t", "config": {}}
+    assert source == {
+        "symbolName": "mqtt",
+        "meta": {"ruleId": "r1", "opId": "o1", "instanceId": 0},
+        "pluginType": "source",
+        "dataSource": "t",
+        "datasource": "t",
+        "config": {},
+    }
     go_style = {**source, "dataSource": "from-go"}
     del go_style["datasource"]
     assert Control.from_dict(go_style).datasource == "from-go"
@@ -104,10 +118,12 @@ def test_records_and_errors_a_source_emits_reach_the_host() -> None:
     ctx.emit({"x": math.nan}, None)  # Python's json writes NaN; the host reads it as null
     ctx.emit_error("broken")
     items = [item for data in sent for item in codec.decode_source_items(data)]
-    assert items == [codec.SourceItem({"n": 1, "s": "é"}, {"topic": "t"}, None),
-                     codec.SourceItem([{"n": 2}], None, None),
-                     codec.SourceItem({"x": None}, None, None),
-                     codec.SourceItem(None, None, "broken")]
+    assert items == [
+        codec.SourceItem({"n": 1, "s": "é"}, {"topic": "t"}, None),
+        codec.SourceItem([{"n": 2}], None, None),
+        codec.SourceItem({"x": None}, None, None),
+        codec.SourceItem(None, None, "broken"),
+    ]
 
 
 def test_a_source_batch_reaches_the_host_in_emit_order() -> None:
@@ -123,7 +139,8 @@ def test_a_source_batch_reaches_the_host_in_emit_order() -> None:
     assert len(sent) == 3 and sent[0].startswith(b'{"batch":')
     items = [item for data in sent for item in codec.decode_source_items(data)]
     assert items == [codec.SourceItem({"n": n}, {"k": n} if n % 2 else None, None) for n in range(4)] + [
-        codec.SourceItem(None, None, "late")]
+        codec.SourceItem(None, None, "late")
+    ]
 
 
 # --- sink ------------------------------------------------------------------------
@@ -208,5 +225,9 @@ def test_an_sdk_log_line_is_recognised_by_the_host() -> None:
     assert parsed is not None
     assert parsed["event"] == "slow" and parsed["level"] == "warning"
     assert {k: parsed[k] for k in ("symbol", "rule", "op", "instance")} == {
-        "symbol": "counter", "rule": "r1", "op": "o1", "instance": 0}
+        "symbol": "counter",
+        "rule": "r1",
+        "op": "o1",
+        "instance": 0,
+    }
     assert _sdk_record(json.dumps({"level": "info", "event": "not ours"})) is None

@@ -13,8 +13,13 @@ from tests.test_service_ops import NotifySocket, wait_until
 
 
 def reload(config: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "loader", "reload", "--config", str(config), "--timeout", "20",
-                           *extra], capture_output=True, text=True, cwd=REPO, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "loader", "reload", "--config", str(config), "--timeout", "20", *extra],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
 
 
 def test_invalid_config_fails_before_signalling_and_the_old_config_still_applies(processes, tmp_path, ipc_dir):

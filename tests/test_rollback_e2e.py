@@ -12,7 +12,15 @@ from pathlib import Path
 from tests.api_fixtures import start_api
 from tests.loader_harness import REPO, make_plugin, pid_alive
 from tests.test_rules_e2e import (  # noqa: F401  (env is a fixture)
-    collected, env, install_collector, install_seqsrc, rule, seq_config, stream, wait_collected, write_json,
+    collected,
+    env,
+    install_collector,
+    install_seqsrc,
+    rule,
+    seq_config,
+    stream,
+    wait_collected,
+    write_json,
 )
 
 SYNTAX_ERROR = "\n\ndef broken()\n    return 1\n"
@@ -51,8 +59,13 @@ def test_syntax_error_saved_in_place_keeps_the_old_version_serving(processes, en
     status = api.ok("GET", "/plugins/portables/car/status")
     assert status["version"] == "v1.0.0" and status["pid"] == running["pid"]
     assert status["failedVersion"] == "v2.0.0" and "SyntaxError: expected ':'" in status["failedError"]
-    cli = subprocess.run([sys.executable, "-m", "loader", "status", "--url", api.url], capture_output=True,
-                         text=True, cwd=REPO, timeout=30)
+    cli = subprocess.run(
+        [sys.executable, "-m", "loader", "status", "--url", api.url],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+    )
     assert "car: version v2.0.0 failed, v1.0.0 keeps running: " in cli.stdout and "SyntaxError" in cli.stdout, cli
 
     # The running process reads its snapshot, not the folder being edited.
@@ -67,8 +80,13 @@ def test_syntax_error_saved_in_place_keeps_the_old_version_serving(processes, en
 
 def test_version_exiting_after_handshake_is_rolled_back_and_the_rule_flows_again(processes, env):
     out = _steady_rule(env)
-    api = start_api(processes, env["plugins"], env["ipc"], env["data"],
-                    extra=f"etc_dir: {env['etc']}\nupdates: {{probation_s: 4}}\n")
+    api = start_api(
+        processes,
+        env["plugins"],
+        env["ipc"],
+        env["data"],
+        extra=f"etc_dir: {env['etc']}\nupdates: {{probation_s: 4}}\n",
+    )
     loader = api.loader
     first = loader.wait_for("plugin.running", plugin="seqsrc", timeout=15)
     wait_collected(out, 20)
@@ -76,9 +94,14 @@ def test_version_exiting_after_handshake_is_rolled_back_and_the_rule_flows_again
     folder = env["plugins"] / "seqsrc"
     program = folder / "seqsrc.py"
     good = program.read_text()
-    program.write_text(good.replace('if __name__ == "__main__":\n', 'if __name__ == "__main__":\n'
-                                    '    import os, threading\n'
-                                    '    threading.Timer(2.0, os._exit, args=(3,)).start()\n'))
+    program.write_text(
+        good.replace(
+            'if __name__ == "__main__":\n',
+            'if __name__ == "__main__":\n'
+            "    import os, threading\n"
+            "    threading.Timer(2.0, os._exit, args=(3,)).start()\n",
+        )
+    )
     manifest = json.loads((folder / "seqsrc.json").read_text())
     (folder / "seqsrc.json").write_text(json.dumps({**manifest, "version": "v2.0.0"}))
 
@@ -125,9 +148,10 @@ def test_removing_a_symbol_a_running_rule_uses_is_refused_until_the_rule_stops(p
     wait_collected(out, before + 10)  # still flowing
     assert api.ok("GET", "/plugins/portables/seqsrc/status")["failedVersion"] == "v2.0.0"
 
-    write_json(env["data"] / "rules" / "r1.json",
-               {"id": "r1", "sql": "SELECT n FROM demo", "actions": [{"collect": {"path": str(out)}}],
-                "triggered": False})
+    write_json(
+        env["data"] / "rules" / "r1.json",
+        {"id": "r1", "sql": "SELECT n FROM demo", "actions": [{"collect": {"path": str(out)}}], "triggered": False},
+    )
     updated = loader.wait_for("plugin.updated", plugin="seqsrc", timeout=10)
     assert updated["version"] == "v2.0.0"
 

@@ -19,7 +19,15 @@ import time
 import pytest
 
 from tests.test_rules_e2e import (  # noqa: F401
-    collected, env, install_collector, install_seqsrc, loader_for, rule, seq_config, stream, write_json,
+    collected,
+    env,
+    install_collector,
+    install_seqsrc,
+    loader_for,
+    rule,
+    seq_config,
+    stream,
+    write_json,
 )
 
 CHURN_S = 60.0
@@ -27,8 +35,10 @@ CHURN_S = 60.0
 
 def _churn_rule(data, rule_id: str, stream_name: str, kind: str, out) -> None:
     if kind == "nop":
-        write_json(data / "rules" / f"{rule_id}.json",
-                   {"id": rule_id, "sql": f"SELECT n FROM {stream_name}", "actions": [{"nop": {}}]})
+        write_json(
+            data / "rules" / f"{rule_id}.json",
+            {"id": rule_id, "sql": f"SELECT n FROM {stream_name}", "actions": [{"nop": {}}]},
+        )
     else:
         rule(data, rule_id, f"SELECT n, name FROM {stream_name}", out, require_ack=kind == "ack")
 
@@ -38,8 +48,7 @@ def _churn_rule(data, rule_id: str, stream_name: str, kind: str, out) -> None:
 def test_rules_deleted_and_recreated_under_batched_load(processes, env):
     install_seqsrc(env["plugins"])
     install_collector(env["plugins"])
-    seq_config(env["etc"], default={"count": 10_000_000, "interval_ms": 2},
-               burst={"count": 20_000, "interval_ms": 0})
+    seq_config(env["etc"], default={"count": 10_000_000, "interval_ms": 2}, burst={"count": 20_000, "interval_ms": 0})
     stream(env["data"], "steady")
     stream(env["data"], "own", conf_key="burst")
     stream(env["data"], "shared", conf_key="burst", shared=True)

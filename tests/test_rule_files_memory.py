@@ -17,8 +17,9 @@ from loader.rules.manager import RuleManager
 
 
 def test_deleted_stream_and_rule_files_are_forgotten(tmp_path: Path) -> None:
-    config = LoaderConfig(plugins_dir=tmp_path / "plugins", data_dir=tmp_path / "data", ipc_dir=tmp_path / "ipc",
-                          etc_dir=tmp_path / "etc")
+    config = LoaderConfig(
+        plugins_dir=tmp_path / "plugins", data_dir=tmp_path / "data", ipc_dir=tmp_path / "ipc", etc_dir=tmp_path / "etc"
+    )
     manager = RuleManager(config, SymbolRegistry(), lambda name: None)
     manager.streams_dir.mkdir(parents=True)
     manager.rules_dir.mkdir(parents=True)

@@ -15,13 +15,16 @@ from pathlib import Path
 import pytest
 
 from loader.cli import main
+from loader.rules.health import NodeFacts, StuckFacts
 from tests.api_fixtures import start_api, wait_until
 from tests.test_metrics import scrape, value
 from tests.test_rules_e2e import install, install_seqsrc, seq_config, stream, write_json
 
 HEALTH = "rules: {degraded_hold_s: 1}\n"
-FAST_RESTARTS = ("supervisor: {restart_backoff_initial_s: 0.05, restart_backoff_max_s: 0.5, crashloop_restarts: 2, "
-                 "crashloop_window_s: 60}\n")
+FAST_RESTARTS = (
+    "supervisor: {restart_backoff_initial_s: 0.05, restart_backoff_max_s: 0.5, crashloop_restarts: 2, "
+    "crashloop_window_s: 60}\n"
+)
 
 
 @pytest.fixture
@@ -49,8 +52,9 @@ def test_rule_over_a_failing_source_is_degraded_then_recovers(processes, tmp_pat
     assert "cannot reach the device" in degraded["error"]
     status = rule_status(api, "r1")
     assert status["status"] == "running" and status["state"] == "degraded"
-    assert status["causes"] == [{"symbol": "fails", "plugin": "failsrc", "cause": "source error",
-                                 "message": degraded["error"]}]
+    assert status["causes"] == [
+        {"symbol": "fails", "plugin": "failsrc", "cause": "source error", "message": degraded["error"]}
+    ]
     assert status["source_s_0_last_record_in_time"] == 0
     assert api.ok("GET", "/status")["rules"]["degraded"] == 1
     samples = scrape(api)
@@ -70,16 +74,19 @@ def test_rule_over_a_failing_source_is_degraded_then_recovers(processes, tmp_pat
     assert value(samples, "portable_loader_rule_last_record_out_timestamp_seconds", rule="r1", node="sink_nop_0_0") > 0
 
 
-def test_rule_over_a_failing_then_crash_looping_sink_is_degraded_then_recovers(processes, tmp_path: Path,
-                                                                               ipc_dir: Path, flag, capsys):
+def test_rule_over_a_failing_then_crash_looping_sink_is_degraded_then_recovers(
+    processes, tmp_path: Path, ipc_dir: Path, flag, capsys
+):
     plugins, data, etc = tmp_path / "plugins", tmp_path / "data", tmp_path / "etc"
     install_seqsrc(plugins)
     install(plugins, "crashsink", sinks=["drop"])
     seq_config(etc, default={"count": 10_000_000, "interval_ms": 5})
     stream(data)
     write_json(data / "rules" / "calm.json", {"id": "calm", "sql": "SELECT n FROM demo", "actions": [{"nop": {}}]})
-    write_json(data / "rules" / "r2.json", {"id": "r2", "sql": "SELECT n FROM demo",
-                                            "actions": [{"drop": {"requireAck": True}}]})
+    write_json(
+        data / "rules" / "r2.json",
+        {"id": "r2", "sql": "SELECT n FROM demo", "actions": [{"drop": {"requireAck": True}}]},
+    )
     flag.write_text("open")  # the sink's open raises: the sdk error-acks every record
     api = start_api(processes, plugins, ipc_dir, data, extra=f"etc_dir: {etc}\n" + HEALTH + FAST_RESTARTS)
 
@@ -99,21 +106,30 @@ def test_rule_over_a_failing_then_crash_looping_sink_is_degraded_then_recovers(p
     pid = api.loader.find("plugin.running", plugin="crashsink")[-1]["pid"]
     os.kill(pid, signal.SIGKILL)
     api.loader.wait_for("plugin.crashloop", plugin="crashsink", timeout=20)
-    crashloop = wait_until(lambda: [c for c in rule_status(api, "r2").get("causes", [])
-                                    if c["cause"] == "plugin crashloop"], timeout=10)
+    crashloop = wait_until(
+        lambda: [c for c in rule_status(api, "r2").get("causes", []) if c["cause"] == "plugin crashloop"], timeout=10
+    )
     assert crashloop, rule_status(api, "r2")
     assert crashloop[0]["symbol"] == "drop" and crashloop[0]["plugin"] == "crashsink"
     assert "crashsink is crashloop" in crashloop[0]["message"] and "exit code 3" in crashloop[0]["message"]
-    plugin_causes = wait_until(lambda: [e for e in api.loader.find("rule.degraded", rule="r2")
-                                        if e["cause"].startswith("plugin ")], timeout=5)
+    plugin_causes = wait_until(
+        lambda: [e for e in api.loader.find("rule.degraded", rule="r2") if e["cause"].startswith("plugin ")], timeout=5
+    )
     assert plugin_causes and plugin_causes[0]["symbol"] == "drop" and plugin_causes[0]["plugin"] == "crashsink"
     assert rule_status(api, "calm")["state"] == "running"
 
     flag.unlink()  # fixed: the next restart comes up, opens the sink and records are acked again
     api.loader.wait_for("plugin.running", plugin="crashsink", count=2, timeout=20)
     wait_until(lambda: rule_status(api, "r2")["state"] == "running", timeout=15)
-    recovered = wait_until(lambda: (c := {e["cause"] for e in api.loader.find("rule.recovered", rule="r2")})
-                           and "sink open failed" in c and any(x.startswith("plugin ") for x in c) and c, timeout=5)
+    recovered = wait_until(
+        lambda: (
+            (c := {e["cause"] for e in api.loader.find("rule.recovered", rule="r2")})
+            and "sink open failed" in c
+            and any(x.startswith("plugin ") for x in c)
+            and c
+        ),
+        timeout=5,
+    )
     assert recovered, api.loader.find("rule.recovered", rule="r2")
     last = api.loader.find("rule.recovered", rule="r2")[-1]
     assert last["remaining_causes"] == 0
@@ -121,22 +137,32 @@ def test_rule_over_a_failing_then_crash_looping_sink_is_degraded_then_recovers(p
     assert status["sink_drop_0_0_last_record_out_time"] > 0
 
 
-def _sink(**kw) -> "NodeFacts":
-    from loader.rules.health import NodeFacts
+def _sink(**kw) -> NodeFacts:
 
-    facts = {"kind": "sink", "symbol": "drop", "plugin": "mq", "last_ok_ms": 0, "last_error_ms": 0, "error": "",
-             "error_generation": 1, "generation": 1}
+    facts = {
+        "kind": "sink",
+        "symbol": "drop",
+        "plugin": "mq",
+        "last_ok_ms": 0,
+        "last_error_ms": 0,
+        "error": "",
+        "error_generation": 1,
+        "generation": 1,
+    }
     return NodeFacts(**{**facts, **kw})
 
 
-@pytest.mark.parametrize("node, now, expected", [
-    (_sink(), 5000, None),  # never an error
-    (_sink(last_error_ms=1000, error="sink open failed: x"), 99_000, "sink open failed"),  # latest, this process
-    (_sink(last_error_ms=1000, error="bad record", last_ok_ms=1500), 1800, "records error-acked"),  # within hold
-    (_sink(last_error_ms=1000, error="bad record", last_ok_ms=1500), 2100, None),  # ok since, hold passed
-    (_sink(last_error_ms=1000, error="sink open failed: x", generation=2), 2100, None),  # old process, hold passed
-    (_sink(kind="source", last_error_ms=1000, error="RuntimeError: down"), 9000, "source error"),
-])
+@pytest.mark.parametrize(
+    "node, now, expected",
+    [
+        (_sink(), 5000, None),  # never an error
+        (_sink(last_error_ms=1000, error="sink open failed: x"), 99_000, "sink open failed"),  # latest, this process
+        (_sink(last_error_ms=1000, error="bad record", last_ok_ms=1500), 1800, "records error-acked"),  # within hold
+        (_sink(last_error_ms=1000, error="bad record", last_ok_ms=1500), 2100, None),  # ok since, hold passed
+        (_sink(last_error_ms=1000, error="sink open failed: x", generation=2), 2100, None),  # old process, hold passed
+        (_sink(kind="source", last_error_ms=1000, error="RuntimeError: down"), 9000, "source error"),
+    ],
+)
 def test_node_causes_follow_latest_outcome_process_and_hold(node, now, expected):
     from loader.rules.health import causes
 
@@ -154,21 +180,29 @@ def test_plugin_states_cycling_during_a_crash_loop_are_one_cause():
     assert appeared == [] and [c.cause for c in cleared] == ["plugin restarting"]
 
 
-def _stuck(**kw) -> "StuckFacts":
-    from loader.rules.health import StuckFacts
+def _stuck(**kw) -> StuckFacts:
 
-    facts = {"kind": "function", "symbol": "hang", "plugin": "fx", "last_ok_ms": 0, "last_failed_ms": 0,
-             "error": "no answer in 1s (limits.function_timeout_s)"}
+    facts = {
+        "kind": "function",
+        "symbol": "hang",
+        "plugin": "fx",
+        "last_ok_ms": 0,
+        "last_failed_ms": 0,
+        "error": "no answer in 1s (limits.function_timeout_s)",
+    }
     return StuckFacts(**{**facts, **kw})
 
 
-@pytest.mark.parametrize("part, now, expected", [
-    (_stuck(), 5000, None),  # never stuck
-    (_stuck(last_failed_ms=1000), 99_000, "function timeout"),  # not answered since: a restart alone is no proof
-    (_stuck(last_failed_ms=1000, last_ok_ms=1500), 1800, "function timeout"),  # answered, within hold
-    (_stuck(last_failed_ms=1000, last_ok_ms=1500), 2100, None),  # answered, hold passed
-    (_stuck(kind="sink", symbol="collect", last_failed_ms=1000), 9000, "sink stalled"),
-])
+@pytest.mark.parametrize(
+    "part, now, expected",
+    [
+        (_stuck(), 5000, None),  # never stuck
+        (_stuck(last_failed_ms=1000), 99_000, "function timeout"),  # not answered since: a restart alone is no proof
+        (_stuck(last_failed_ms=1000, last_ok_ms=1500), 1800, "function timeout"),  # answered, within hold
+        (_stuck(last_failed_ms=1000, last_ok_ms=1500), 2100, None),  # answered, hold passed
+        (_stuck(kind="sink", symbol="collect", last_failed_ms=1000), 9000, "sink stalled"),
+    ],
+)
 def test_stuck_parts_are_causes_until_they_answer_again(part, now, expected):
     from loader.rules.health import causes
 

@@ -13,7 +13,9 @@ def argv(obj: object) -> list[str]:
 
 def test_no_argument_is_plain_ekuiper_behaviour() -> None:
     assert parse_argv(["plugin.py"]) == RuntimeArgs()
-    assert RuntimeArgs() == RuntimeArgs(send_timeout_ms=1000, ipc_dir="/tmp", keepalive_ms=5000, plugin_name=None, protocol=0)
+    assert RuntimeArgs() == RuntimeArgs(
+        send_timeout_ms=1000, ipc_dir="/tmp", keepalive_ms=5000, plugin_name=None, protocol=0
+    )
 
 
 def test_ekuiper_argument_only_sets_send_timeout() -> None:

@@ -38,7 +38,10 @@ def test_extension_plugin_name_and_ipc_dir_are_honoured(harness) -> None:
 def test_start_errors_are_readable_replies_and_the_plugin_keeps_serving(harness) -> None:
     host, proc = harness.plugin()
     reply = host.command("start", control("badconf", "source"))
-    assert reply == "source badconf of rule rule1 op op1 instance 0: configure failed: ValueError: interval must be positive"
+    assert (
+        reply
+        == "source badconf of rule rule1 op op1 instance 0: configure failed: ValueError: interval must be positive"
+    )
     assert "has no source named 'nope'" in host.command("start", control("nope", "source"))
     assert "invalid pluginType" in host.command("start", {**control("seq", "source"), "pluginType": "filter"})
     assert "not JSON" in host.call(b"garbage").decode()
@@ -52,7 +55,9 @@ def test_sigterm_closes_every_symbol_and_exits_zero(harness) -> None:
     harness.pull("r1_o1_0.ipc")
     harness.pull("r2_o1_0_ack.ipc")
     source = control("forever", "source", "r1", "o1", config={"marker": str(marker)})
-    sink = control("collect", "sink", "r2", "o1", config={"marker": str(marker), "out": "/dev/null", "requireAck": True})
+    sink = control(
+        "collect", "sink", "r2", "o1", config={"marker": str(marker), "out": "/dev/null", "requireAck": True}
+    )
     assert host.command("start", source) == "ok"
     assert host.command("start", sink) == "ok"
     started = time.monotonic()
@@ -74,7 +79,17 @@ def test_stderr_is_json_lines_with_context(harness) -> None:
     lines = stderr_lines(harness.ipc_dir)
     assert all(line["src"] == "sdk" and line["level"] in ("debug", "info", "warning", "error") for line in lines)
     hello = [line for line in lines if line["event"] == "hello from the plugin"]
-    assert hello == [{"src": "sdk", "level": "info", "event": "hello from the plugin", "symbol": "logs", "rule": "rule1", "op": "op1", "instance": 0}]
+    assert hello == [
+        {
+            "src": "sdk",
+            "level": "info",
+            "event": "hello from the plugin",
+            "symbol": "logs",
+            "rule": "rule1",
+            "op": "op1",
+            "instance": 0,
+        }
+    ]
     started = [line for line in lines if line["event"] == "source started"]
     assert started and started[0]["symbol"] == "logs" and started[0]["rule"] == "rule1"
 

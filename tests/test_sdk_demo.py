@@ -32,7 +32,13 @@ def test_manifest_lists_the_symbols_the_program_serves() -> None:
 
 def test_demo_serves_counter_print_and_revert(harness) -> None:
     host = harness.control_host("demo")
-    proc = launch(harness.processes, ext_arg(harness.ipc_dir, plugin_name="demo"), harness.ipc_dir, program=DEMO_PY, stdout=subprocess.PIPE)
+    proc = launch(
+        harness.processes,
+        ext_arg(harness.ipc_dir, plugin_name="demo"),
+        harness.ipc_dir,
+        program=DEMO_PY,
+        stdout=subprocess.PIPE,
+    )
     host.wait_handshake()
 
     pull = harness.pull("r_src_0.ipc")
@@ -40,7 +46,9 @@ def test_demo_serves_counter_print_and_revert(harness) -> None:
     assert host.command("start", counter) == "ok"
     assert [recv_json(pull)["message"] for _ in range(3)] == [{"n": n, "name": "fast"} for n in (1, 2, 3)]
     assert host.command("stop", counter) == "ok"
-    assert "interval must be a positive" in host.command("start", control("counter", "source", "r", "bad", config={"interval": 0}))
+    assert "interval must be a positive" in host.command(
+        "start", control("counter", "source", "r", "bad", config={"interval": 0})
+    )
 
     ack = harness.pull("r_snk_0_ack.ipc")
     assert host.command("start", control("print", "sink", "r", "snk", config={"requireAck": True})) == "ok"
@@ -58,7 +66,11 @@ def test_demo_serves_counter_print_and_revert(harness) -> None:
 
 def debug(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "sdk.debug", str(DEMO_PY), *args], input=stdin, capture_output=True, text=True, timeout=20
+        [sys.executable, "-m", "sdk.debug", str(DEMO_PY), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=20,
     )
 
 
@@ -84,7 +96,11 @@ def test_debug_runner_function_prints_replies() -> None:
         {"call": "IsAggregate", "args": None, "reply": {"state": True, "result": False}},
         {"call": "Validate", "args": ["abc"], "reply": {"state": True, "result": ""}},
         {"call": "Exec", "args": ["abc"], "reply": {"state": True, "result": "cba"}},
-        {"call": "Validate", "args": ["a", "b"], "reply": {"state": False, "result": "revert takes exactly 1 argument, got 2"}},
+        {
+            "call": "Validate",
+            "args": ["a", "b"],
+            "reply": {"state": False, "result": "revert takes exactly 1 argument, got 2"},
+        },
         {"call": "Exec", "args": ["a", "b"], "reply": {"state": True, "result": "a"}},
     ]
 

@@ -23,14 +23,20 @@ def test_validate_exec_and_is_aggregate(harness) -> None:
     # Exec receives only the values; the last element is the function meta, seen through ctx.
     reply = fn.invoke("Exec", ["ab", 1, None, func_meta("r7", "o3")])
     assert reply == {"state": True, "result": {"joined": "ab1None", "rule": "r7", "op": "o3"}}
-    assert fn.invoke("Nope", None) == {"state": False, "result": "unknown function call 'Nope': expected Validate, Exec or IsAggregate"}
+    assert fn.invoke("Nope", None) == {
+        "state": False,
+        "result": "unknown function call 'Nope': expected Validate, Exec or IsAggregate",
+    }
 
 
 def test_errors_are_replies_not_crashes(harness) -> None:
     _, proc, fn = start_function(harness, "divide")
     assert fn.invoke("IsAggregate", None) == {"state": True, "result": True}
     assert fn.invoke("Exec", [6, 3, func_meta()]) == {"state": True, "result": 2.0}
-    assert fn.invoke("Exec", [1, 0, func_meta()]) == {"state": False, "result": "divide: ZeroDivisionError: division by zero"}
+    assert fn.invoke("Exec", [1, 0, func_meta()]) == {
+        "state": False,
+        "result": "divide: ZeroDivisionError: division by zero",
+    }
     assert fn.invoke("Exec", [1, 2])["state"] is False  # no meta string
     assert fn.invoke("Exec", [4, 2, func_meta()]) == {"state": True, "result": 2.0}
     assert proc.poll() is None

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import itertools
 import json
 import os
 import re
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -39,9 +39,20 @@ def dirs(tmp_path: Path, ipc_dir: Path) -> dict[str, Path]:
 
 def test_unit_file_verifies_and_has_what_the_service_needs(tmp_path):
     text = UNIT.read_text()
-    for directive in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "TimeoutStopSec=", "KillMode=mixed",
-                      "PrivateTmp=yes", "NoNewPrivileges=yes", "ProtectSystem=strict", "User=portable-loader",
-                      "StateDirectory=portable-loader", "RuntimeDirectory=portable-loader", "ExecReload="):
+    for directive in (
+        "Type=notify",
+        "WatchdogSec=",
+        "Restart=on-failure",
+        "TimeoutStopSec=",
+        "KillMode=mixed",
+        "PrivateTmp=yes",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "User=portable-loader",
+        "StateDirectory=portable-loader",
+        "RuntimeDirectory=portable-loader",
+        "ExecReload=",
+    ):
         assert directive in text, directive
     # Verify the unit as installed by docs/operations.md, with this checkout's venv as /opt/portable-loader/venv.
     installed = tmp_path / "portable-loader.service"
@@ -56,16 +67,22 @@ def test_unit_file_security_exposure_is_at_most_2(tmp_path):
     """What ``systemd-analyze security portable-loader`` scores, measured offline on the shipped unit."""
     installed = tmp_path / "portable-loader.service"
     installed.write_text(UNIT.read_text())
-    result = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(installed)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(installed)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     found = re.search(r"Overall exposure level for portable-loader\.service: (\d+\.\d+)", result.stdout)
     assert found, f"systemd-analyze (needs systemd >= 250 for --offline) said: {result.stdout[-500:]}{result.stderr}"
     assert float(found.group(1)) <= 2.0, result.stdout
 
 
-MDWE = ("import ctypes, os, sys; "
-        "assert ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) == 0, 'PR_SET_MDWE needs Linux >= 6.3'; "
-        "os.execv(sys.argv[1], sys.argv[1:])")
+MDWE = (
+    "import ctypes, os, sys; "
+    "assert ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) == 0, 'PR_SET_MDWE needs Linux >= 6.3'; "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
 
 
 def test_loader_and_plugins_run_with_memory_deny_write_execute(processes, dirs, tmp_path):
@@ -78,8 +95,14 @@ def test_loader_and_plugins_run_with_memory_deny_write_execute(processes, dirs, 
     stream(dirs["data"])
     out = tmp_path / "out.jsonl"
     rule(dirs["data"], "r1", "SELECT n FROM demo", out)
-    loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"], extra_config=f"etc_dir: {etc}\n",
-                          wrapper=[sys.executable, "-c", MDWE])
+    loader = start_loader(
+        processes,
+        dirs["plugins"],
+        dirs["ipc"],
+        dirs["data"],
+        extra_config=f"etc_dir: {etc}\n",
+        wrapper=[sys.executable, "-c", MDWE],
+    )
     for name in ("seqsrc", "collector", "car"):
         loader.wait_for("plugin.running", plugin=name, timeout=20)
     wait_collected(out, 5)
@@ -103,7 +126,7 @@ class NotifySocket:
         while not self._closed:
             try:
                 data = self.sock.recv(4096)
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             self.messages.append((time.monotonic(), data.decode()))
 
@@ -120,8 +143,13 @@ def test_ready_status_watchdog_and_stopping_reach_systemd_in_order(processes, di
     notify = NotifySocket(dirs["ipc"] / "notify.sock")
     try:
         make_plugin(dirs["plugins"], "car")
-        loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"], env_extra={
-            "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000"})
+        loader = start_loader(
+            processes,
+            dirs["plugins"],
+            dirs["ipc"],
+            dirs["data"],
+            env_extra={"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000"},
+        )
         assert wait_until(lambda: sum(line == "WATCHDOG=1" for line in notify.lines()) >= 3)
         assert loader.terminate() == 0
         assert wait_until(lambda: "STOPPING=1" in notify.lines())
@@ -132,7 +160,7 @@ def test_ready_status_watchdog_and_stopping_reach_systemd_in_order(processes, di
         assert "STATUS=plugins: 1 running, 0 failed; rules: 0 running" in statuses
         assert lines[ready + 1].startswith("STATUS=plugins:")
         pings = [t for t, m in notify.messages if m == "WATCHDOG=1"]
-        gaps = [b - a for a, b in zip(pings, pings[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(pings)]
         assert max(gaps) < 0.5, gaps  # every half WatchdogSec (0.2 s here), with slack
     finally:
         notify.close()
@@ -142,15 +170,25 @@ def test_ready_does_not_wait_for_a_slow_plugin_and_status_shows_it_starting(proc
     notify = NotifySocket(dirs["ipc"] / "notify.sock")
     try:
         make_plugin(dirs["plugins"], "slow", behaviour={"start_delay_s": 6})
-        loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"], wait_ready=False,
-                              extra_config="supervisor: {handshake_timeout_s: 30}\n",
-                              env_extra={"NOTIFY_SOCKET": str(notify.path)})
+        loader = start_loader(
+            processes,
+            dirs["plugins"],
+            dirs["ipc"],
+            dirs["data"],
+            wait_ready=False,
+            extra_config="supervisor: {handshake_timeout_s: 30}\n",
+            env_extra={"NOTIFY_SOCKET": str(notify.path)},
+        )
         ready = loader.wait_for("loader.ready")
         assert wait_until(lambda: "READY=1" in notify.lines())
         assert loader.find("plugin.running") == [], "READY waited for the plugin's start"
         assert "stop with: kill -TERM" in ready["message"] and str(dirs["plugins"]) in ready["message"]
-        assert wait_until(lambda: "STATUS=plugins: 0 running, 1 starting, 0 failed; rules: 0 running; "
-                                  "first scan in progress" in notify.lines())
+        assert wait_until(
+            lambda: (
+                "STATUS=plugins: 0 running, 1 starting, 0 failed; rules: 0 running; "
+                "first scan in progress" in notify.lines()
+            )
+        )
         loader.wait_for("plugin.running", plugin="slow", timeout=30)
         loader.wait_for("loader.scan_complete")
         assert wait_until(lambda: "STATUS=plugins: 1 running, 0 failed; rules: 0 running" in notify.lines())
@@ -161,8 +199,10 @@ def test_ready_does_not_wait_for_a_slow_plugin_and_status_shows_it_starting(proc
 def test_status_line_counts_starting_and_building_plugins():
     from loader.service import status_line
 
-    assert status_line({"running": 2, "building": 1, "loading": 1, "crashloop": 1}, 3, True) == \
-        "plugins: 2 running, 2 starting (1 building a venv), 1 failed; rules: 3 running"
+    assert (
+        status_line({"running": 2, "building": 1, "starting": 1, "crashloop": 1}, 3, True)
+        == "plugins: 2 running, 2 starting (1 building a venv), 1 failed; rules: 3 running"
+    )
     assert status_line({}, 0, False) == "plugins: 0 running, 0 failed; rules: 0 running; first scan in progress"
 
 
@@ -170,14 +210,17 @@ def test_console_start_message_says_what_runs_where_and_how_to_stop(processes, d
     from loader.config import LoaderConfig
     from loader.service import start_message, stop_hint
 
-    assert stop_hint({"INVOCATION_ID": "x", "NOTIFY_SOCKET": "/run/n"}, True) == \
-        "stop with: systemctl stop portable-loader"
+    assert (
+        stop_hint({"INVOCATION_ID": "x", "NOTIFY_SOCKET": "/run/n"}, True)
+        == "stop with: systemctl stop portable-loader"
+    )
     assert stop_hint({}, True) == "stop with Ctrl-C"
     text = start_message(LoaderConfig(), "http://127.0.0.1:9081", "stop with Ctrl-C")
     assert "REST API on http://127.0.0.1:9081" in text and "sockets in /tmp" in text
     port = free_port()  # the config refuses port 0
-    loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"],
-                          extra_config=f"rest: 127.0.0.1:{port}\n")
+    loader = start_loader(
+        processes, dirs["plugins"], dirs["ipc"], dirs["data"], extra_config=f"rest: 127.0.0.1:{port}\n"
+    )
     ready = loader.find("loader.ready")[0]
     assert ready["rest"] == f"http://127.0.0.1:{port}" and ready["rest"] in ready["message"]
     for key in ("plugins", "data", "ipc"):
@@ -190,7 +233,7 @@ def test_watchdog_pings_stop_while_the_loop_is_blocked(ipc_dir):
     async def scenario() -> None:
         task = asyncio.create_task(keep_notifying(Notifier(str(notify.path)), lambda: "ok", 0.05))
         await asyncio.sleep(0.5)
-        time.sleep(1.0)  # a stuck control plane: nothing on the loop runs
+        time.sleep(1.0)  # noqa: ASYNC251 - the point: a stuck control plane, nothing on the loop runs
         await asyncio.sleep(0.5)
         task.cancel()
 
@@ -198,7 +241,7 @@ def test_watchdog_pings_stop_while_the_loop_is_blocked(ipc_dir):
         asyncio.run(scenario())
         time.sleep(0.2)
         pings = [t for t, m in notify.messages if m == "WATCHDOG=1"]
-        gaps = [b - a for a, b in zip(pings, pings[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(pings)]
         assert len(pings) >= 10
         assert max(gaps) >= 0.9, "pings went on while the loop was blocked"
         assert sorted(gaps)[len(gaps) // 2] < 0.2
@@ -230,8 +273,11 @@ def test_sighup_rereads_config_and_applies_it_to_running_plugins(processes, dirs
     loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"])
     running = loader.wait_for("plugin.running", plugin="car")
     config = dirs["data"] / "loader.yaml"
-    text = config.read_text().replace("level: info", "level: warning").replace(f"ipc_dir: {dirs['ipc']}",
-                                                                            "ipc_dir: /tmp/elsewhere")
+    text = (
+        config.read_text()
+        .replace("level: info", "level: warning")
+        .replace(f"ipc_dir: {dirs['ipc']}", "ipc_dir: /tmp/elsewhere")
+    )
     text += "supervisor: {restart_backoff_initial_s: 0.3}\n"
     config.write_text(text)
     loader.proc.send_signal(signal.SIGHUP)
@@ -269,7 +315,7 @@ def build_wheel(folder: Path, name: str, version: str, value: str) -> Path:
     return wheel
 
 
-PROBE = '''
+PROBE = """
 import importlib, json, sys
 from sdk import PluginConfig, Source, start
 found = {}
@@ -286,7 +332,7 @@ class S(Source):
     def close(self, ctx): pass
 
 start(PluginConfig("NAME", sources={"NAME_src": S}, sinks={}, functions={}))
-'''
+"""
 
 
 def probe_plugin(plugins: Path, name: str, requirements: str | None) -> Path:
@@ -295,8 +341,9 @@ def probe_plugin(plugins: Path, name: str, requirements: str | None) -> Path:
     (folder / "main.py").write_text(PROBE.replace("NAME", name))
     if requirements is not None:
         (folder / "requirements.txt").write_text(requirements)
-    (folder / f"{name}.json").write_text(json.dumps(
-        {"version": "v1", "language": "python", "executable": "main.py", "sources": [f"{name}_src"]}))
+    (folder / f"{name}.json").write_text(
+        json.dumps({"version": "v1", "language": "python", "executable": "main.py", "sources": [f"{name}_src"]})
+    )
     return folder
 
 
@@ -311,8 +358,14 @@ def test_plugin_with_requirements_runs_in_its_own_venv(processes, dirs):
     build_wheel(wheels, "plmarker", "1.0", "from-wheel")
     probe_plugin(dirs["plugins"], "withreq", "plmarker==1.0\n")
     probe_plugin(dirs["plugins"], "plain", None)
-    loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"],
-                          extra_config=f"venv: {{offline: true, find_links: [{wheels}]}}\n", wait_ready=False)
+    loader = start_loader(
+        processes,
+        dirs["plugins"],
+        dirs["ipc"],
+        dirs["data"],
+        extra_config=f"venv: {{offline: true, find_links: [{wheels}]}}\n",
+        wait_ready=False,
+    )
     loader.wait_for("plugin.venv_building", plugin="withreq", timeout=30)
     loader.wait_for("plugin.running", plugin="withreq", timeout=120)
     own = probe_of(loader, "withreq")
@@ -328,8 +381,14 @@ def test_failed_venv_build_marks_plugin_invalid_with_pip_output(processes, dirs)
     wheels = dirs["tmp"] / "wheels"
     wheels.mkdir()
     probe_plugin(dirs["plugins"], "broken", "no-such-package-anywhere==9.9\n")
-    loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"],
-                          extra_config=f"venv: {{offline: true, find_links: [{wheels}]}}\n", wait_ready=False)
+    loader = start_loader(
+        processes,
+        dirs["plugins"],
+        dirs["ipc"],
+        dirs["data"],
+        extra_config=f"venv: {{offline: true, find_links: [{wheels}]}}\n",
+        wait_ready=False,
+    )
     invalid = loader.wait_for("plugin.invalid", plugin="broken", timeout=120)
     assert "requirements.txt" in invalid["error"] and "pip install failed" in invalid["error"]
     assert "no-such-package-anywhere" in invalid["error"]
@@ -342,8 +401,12 @@ def recipes() -> list[tuple[str, str]]:
     return re.findall(r"^# (.+\?)\n(journalctl .+)$", text, flags=re.MULTILINE)
 
 
-NOT_JSON = ["Started portable-loader.service - portable-loader: runs eKuiper-compatible portable plugins.",
-            "Traceback (most recent call last):", '  File "x.py", line 1, in <module>', "{broken json"]
+NOT_JSON = [
+    "Started portable-loader.service - portable-loader: runs eKuiper-compatible portable plugins.",
+    "Traceback (most recent call last):",
+    '  File "x.py", line 1, in <module>',
+    "{broken json",
+]
 
 
 def journalctl(entries: list[dict[str, str]], args: list[str]) -> str:
@@ -364,8 +427,11 @@ def journalctl(entries: list[dict[str, str]], args: list[str]) -> str:
             field, _, value = word.partition("=")
             assert field.isupper() and value, f"unknown journalctl argument {word!r}"
             matches.setdefault(field, set()).add(value)
-    found = [e["MESSAGE"] for e in entries if int(e.get("PRIORITY", "6")) <= priority
-             and all(e.get(field) in values for field, values in matches.items())]
+    found = [
+        e["MESSAGE"]
+        for e in entries
+        if int(e.get("PRIORITY", "6")) <= priority and all(e.get(field) in values for field, values in matches.items())
+    ]
     return "".join(line + "\n" for line in (found[-last:] if last else found))
 
 
@@ -373,17 +439,20 @@ def test_operations_log_recipes_answer_their_questions(processes, tmp_path, ipc_
     from tests.test_journal import FakeJournal, start_under_journal
 
     plugins, data = tmp_path / "plugins", tmp_path / "data"
-    make_plugin(plugins, "car", behaviour={"crash_after_s": 0.3, "crash_code": 3,
-                                           "print_lines": ["car: sensor offline"]})
+    make_plugin(
+        plugins, "car", behaviour={"crash_after_s": 0.3, "crash_code": 3, "print_lines": ["car: sensor offline"]}
+    )
     make_plugin(plugins, "bus", version="v2.1.0")
     (data / "rules").mkdir(parents=True)
-    (data / "rules" / "r1.json").write_text(json.dumps(
-        {"id": "r1", "sql": "SELECT a FROM s GROUP BY a", "actions": [{"log": {}}]}))
+    (data / "rules" / "r1.json").write_text(
+        json.dumps({"id": "r1", "sql": "SELECT a FROM s GROUP BY a", "actions": [{"log": {}}]})
+    )
     (data / "streams").mkdir(parents=True)
     (data / "streams" / "s.json").write_text(json.dumps({"sql": 'CREATE STREAM s () WITH (TYPE="bus_src")'}))
     (data / "streams" / "cars.json").write_text(json.dumps({"sql": 'CREATE STREAM cars () WITH (TYPE="car_src")'}))
-    (data / "rules" / "r2.json").write_text(json.dumps({"id": "r2", "sql": "SELECT * FROM cars",
-                                                        "actions": [{"nop": {}}]}))
+    (data / "rules" / "r2.json").write_text(
+        json.dumps({"id": "r2", "sql": "SELECT * FROM cars", "actions": [{"nop": {}}]})
+    )
     journal = FakeJournal(ipc_dir / "journal.sock")
     try:
         proc, stdout_lines = start_under_journal(processes, tmp_path, ipc_dir, journal.path, plugins)
@@ -408,8 +477,9 @@ def test_operations_log_recipes_answer_their_questions(processes, tmp_path, ipc_
         output = journalctl(entries, shlex.split(journal_part)[1:])
         if jq:
             mixed = "".join(f"{NOT_JSON[i % len(NOT_JSON)]}\n{line}\n" for i, line in enumerate(output.splitlines()))
-            result = subprocess.run(jq, shell=True, input=mixed + NOT_JSON[0] + "\n", capture_output=True,
-                                    text=True, timeout=30)
+            result = subprocess.run(
+                jq, shell=True, input=mixed + NOT_JSON[0] + "\n", capture_output=True, text=True, timeout=30
+            )
             assert result.returncode == 0, f"{question}: {result.stderr}"
             output = result.stdout
         answers[question] = output

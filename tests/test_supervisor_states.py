@@ -8,11 +8,12 @@ driven step by step.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 
 import pytest
 
-from loader.states import IllegalTransition, Lifecycle, PluginState, TRANSITIONS, check_move
+from loader.states import TRANSITIONS, IllegalTransition, Lifecycle, PluginState, check_move
 from loader.status import StatusBoard
 from loader.supervisor import PluginSupervisor, RestartPolicy
 from tests.fakes import FakeChannel, FakeClock, FakeRunner, Plan, config, settle, spec_of
@@ -30,9 +31,15 @@ class Rig:
         self.board = StatusBoard()
         self.good: list[str] = []
         self.supervisor = PluginSupervisor(
-            spec_of("v1"), config(**settings), self.board, lifecycle=Lifecycle("p", self.board),
-            runner=self.runner, clock=self.clock, channel=self.channel,  # type: ignore[arg-type]
-            on_good=lambda spec: self.good.append(spec.version))
+            spec_of("v1"),
+            config(**settings),
+            self.board,
+            lifecycle=Lifecycle("p", self.board),
+            runner=self.runner,
+            clock=self.clock,
+            channel=self.channel,  # type: ignore[arg-type]
+            on_good=lambda spec: self.good.append(spec.version),
+        )
 
     @property
     def state(self) -> PluginState:
@@ -67,6 +74,7 @@ def test_probation_passes_after_the_period_and_keeps_the_version():
         assert rig.history == [S.STARTING, S.PROBATION, S.RUNNING]
         await rig.supervisor.stop()
         assert rig.state is S.STOPPED and rig.runner.alive() == []
+
     run(scenario)
 
 
@@ -76,12 +84,13 @@ def test_backoff_doubles_to_the_cap_and_a_crash_loop_is_declared():
         await rig.start()
         await rig.clock.advance(40)
         starts = [t for t, _ in rig.runner.started]
-        gaps = [round(b - a, 3) for a, b in zip(starts, starts[1:])]
+        gaps = [round(b - a, 3) for a, b in itertools.pairwise(starts)]
         assert gaps[:5] == [1.0, 2.0, 4.0, 8.0, 8.0]
         failures = [state for state in rig.history if state in (S.RESTARTING, S.CRASHLOOP)]
         assert failures[:4] == [S.RESTARTING, S.RESTARTING, S.CRASHLOOP, S.CRASHLOOP]  # 3 within the window
         assert rig.good == []
         await rig.supervisor.stop()
+
     run(scenario)
 
 
@@ -112,11 +121,13 @@ def test_a_hung_process_is_restarted():
         await rig.clock.advance(1.0)
         assert len(rig.runner.started) == 2
         await rig.supervisor.stop()
+
     run(scenario)
 
 
 def test_a_mark_from_a_data_plane_thread_restarts_at_once_without_polling():
     """Sinks and functions call mark_unhealthy from their own threads; no fake time passes here."""
+
     async def scenario():
         rig = Rig(probation_s=0)
         await rig.start()
@@ -133,6 +144,7 @@ def test_a_mark_from_a_data_plane_thread_restarts_at_once_without_polling():
         assert first in rig.runner.stopped and S.RESTARTING in rig.history
         assert rig.clock.sleeps - sleeps_before <= 2  # the restart's backoff, not a poll
         await rig.supervisor.stop()
+
     run(scenario)
 
 
@@ -147,6 +159,7 @@ def test_a_healthy_idle_plugin_is_checked_per_keepalive_period_not_polled():
         assert len(rig.runner.started) == 1 and rig.state is S.RUNNING
         assert rig.clock.sleeps - sleeps_before <= 25  # one check per hung_after_s (3 s), not ten a second
         await rig.supervisor.stop()
+
     run(scenario)
 
 
@@ -174,6 +187,7 @@ def test_a_new_version_failing_probation_is_rolled_back():
         rig.supervisor.accept_folder()  # the folder holds v1 again
         assert rig.state is S.RUNNING and rig.board.get("p").failed_version is None
         await rig.supervisor.stop()
+
     run(scenario)
 
 
@@ -187,6 +201,7 @@ def test_a_new_version_that_never_handshakes_is_rolled_back():
         assert await swap is False
         assert rig.state is S.ROLLED_BACK and "no handshake within 5s" in rig.supervisor.failed[1]
         await rig.supervisor.stop()
+
     run(scenario)
 
 
@@ -200,6 +215,7 @@ def test_a_version_passing_probation_replaces_the_old_one_for_good():
         assert await swap is True
         assert rig.state is S.RUNNING and rig.good == ["v1", "v2"] and rig.supervisor.good.version == "v2"
         await rig.supervisor.stop()
+
     run(scenario)
 
 
@@ -212,6 +228,7 @@ def test_first_version_failing_probation_is_restarted_not_rolled_back():
         assert await settled is False
         assert rig.state is S.RESTARTING and rig.supervisor.failed is None
         await rig.supervisor.stop()
+
     run(scenario)
 
 
@@ -227,6 +244,7 @@ def test_a_swap_during_backoff_starts_the_new_version_at_once():
         await rig.clock.advance(10)
         assert await swap is True and rig.state is S.RUNNING
         await rig.supervisor.stop()
+
     run(scenario)
 
 
@@ -241,6 +259,7 @@ def test_a_stop_racing_a_launch_wins_without_waiting_for_the_handshake():
         assert await started is False
         assert rig.state is S.STOPPED and rig.runner.alive() == [] and rig.channel.closed
         assert rig.clock.now() == 0.0
+
     run(scenario)
 
 
@@ -255,6 +274,7 @@ def test_symbols_are_replayed_on_the_rolled_back_process():
         await swap
         assert rig.channel.commands == [("start", "s")] * 3  # v1, v2, v1 again
         await rig.supervisor.stop()
+
     run(scenario)
 
 
@@ -281,4 +301,5 @@ def test_stop_during_a_probation_answers_the_swap_and_can_be_called_twice():
         await asyncio.gather(rig.supervisor.stop(), rig.supervisor.stop())
         assert await swap is False
         assert rig.state is S.STOPPED and rig.runner.alive() == [] and rig.clock.now() == 10
+
     run(scenario)

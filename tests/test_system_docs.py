@@ -48,10 +48,15 @@ def test_the_troubleshooting_recipes_are_found() -> None:
 
 
 def test_shell_comments_are_not_headings_and_continuations_are_joined() -> None:
-    markdown = ("## Install on a device\n\n```sh\n# 1. step\npip install --require-hashes -r requirements/runtime.txt\n"
-                "cp dist/portable_loader-*.whl x\n```\n\n"
-                "## Later\n\n```sh\n# Why?\njournalctl -u x \\\n  -o cat | jq .\n```\n")
-    assert docs.install_script(markdown, "P") == "# 1. step\npip install --require-hashes -r requirements/runtime.txt\ncp P x\n"
+    markdown = (
+        "## Install on a device\n\n```sh\n# 1. step\npip install --require-hashes -r requirements/runtime.txt\n"
+        "cp dist/portable_loader-*.whl x\n```\n\n"
+        "## Later\n\n```sh\n# Why?\njournalctl -u x \\\n  -o cat | jq .\n```\n"
+    )
+    assert (
+        docs.install_script(markdown, "P")
+        == "# 1. step\npip install --require-hashes -r requirements/runtime.txt\ncp P x\n"
+    )
     assert docs.journal_recipes("d", markdown) == [docs.Recipe("d", "Why?", "journalctl -u x    -o cat | jq .")]
 
 

@@ -9,10 +9,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# mypy over every module takes seconds: a check, not a unit test (make test runs it).
+pytestmark = [pytest.mark.slow]
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 def test_mypy_finds_no_error() -> None:
-    result = subprocess.run([sys.executable, "-m", "mypy", "--no-error-summary", "--cache-dir", "/dev/null"],
-                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-error-summary", "--cache-dir", "/dev/null"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, f"mypy found errors:\n{result.stdout}{result.stderr}"

@@ -29,7 +29,8 @@ import pytest
 from tests.api_fixtures import free_port
 from tests.loader_harness import REPO, LoaderProcess
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+# Builds the wheel and installs it into fresh venvs: real pip, real processes.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
 INSTALL_TIMEOUT_S = 600
 
@@ -89,8 +90,9 @@ def test_installed_wheel_validates_and_serves_the_demo(built: Path, tmp_path: Pa
     (work / "loader.yaml").write_text("log:\n  format: json\n  level: info\nwatch:\n  settle_ms: 100\n")
     cli = str(venv / "bin" / "portable-loader")
 
-    where = run([str(venv / "bin" / "python"), "-c", "import loader, sdk; print(loader.__file__, sdk.__file__)"],
-                cwd=work).stdout
+    where = run(
+        [str(venv / "bin" / "python"), "-c", "import loader, sdk; print(loader.__file__, sdk.__file__)"], cwd=work
+    ).stdout
     assert all(Path(p).is_relative_to(venv) for p in where.split()), f"not the installed wheel: {where}"
 
     validated = run([cli, "validate", str(plugins / "demo")], cwd=work).stdout
@@ -98,15 +100,35 @@ def test_installed_wheel_validates_and_serves_the_demo(built: Path, tmp_path: Pa
 
     port = free_port()
     proc = processes.popen(
-        [cli, "serve", "--config", "loader.yaml", "--plugins-dir", str(plugins), "--etc-dir", str(etc),
-         "--data-dir", str(data), "--ipc-dir", str(ipc_dir), "--rest", f"127.0.0.1:{port}"],
-        cwd=work, env=outside_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            cli,
+            "serve",
+            "--config",
+            "loader.yaml",
+            "--plugins-dir",
+            str(plugins),
+            "--etc-dir",
+            str(etc),
+            "--data-dir",
+            str(data),
+            "--ipc-dir",
+            str(ipc_dir),
+            "--rest",
+            f"127.0.0.1:{port}",
+        ],
+        cwd=work,
+        env=outside_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     loader = LoaderProcess(proc)
     threading.Thread(target=loader._read, daemon=True).start()
     running = loader.wait_for("plugin.running", timeout=60, plugin="demo")
     assert running["version"] == "v1.0.0"
     delivered = loader.wait_for("sink.log", timeout=60, count=3, rule="demo")
-    assert delivered["record"]["n"] % 2 == 0 and delivered["record"]["reverted"] == "retnuoc"
+    [row] = delivered["message"]  # one result: the array of its one row, as a sink gets it
+    assert row["n"] % 2 == 0 and row["reverted"] == "retnuoc"
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=10) as response:
         assert "/rules" in json.load(response)["paths"]
@@ -128,10 +150,26 @@ def test_the_sdk_distribution_installs_alone_and_runs_a_plugin(tmp_path: Path):
     run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path)
     python = str(venv / "bin" / "python")
     run([python, "-m", "pip", "install", "--quiet", str(wheel)], cwd=tmp_path)
-    counted = run([python, "-m", "sdk.debug", str(REPO / "plugins/portable/demo/demo.py"), "source", "counter",
-                   "--conf", '{"interval": 10}', "--count", "2"], cwd=tmp_path, timeout=60)
+    counted = run(
+        [
+            python,
+            "-m",
+            "sdk.debug",
+            str(REPO / "plugins/portable/demo/demo.py"),
+            "source",
+            "counter",
+            "--conf",
+            '{"interval": 10}',
+            "--count",
+            "2",
+        ],
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert len([line for line in counted.stdout.splitlines() if line.strip()]) == 2, counted.stdout
-    alone = run([python, "-c", "import importlib.util, sdk; print(sdk.__file__, importlib.util.find_spec('loader'))"],
-                cwd=tmp_path)
+    alone = run(
+        [python, "-c", "import importlib.util, sdk; print(sdk.__file__, importlib.util.find_spec('loader'))"],
+        cwd=tmp_path,
+    )
     path, loader_spec = alone.stdout.split()
     assert Path(path).is_relative_to(venv) and loader_spec == "None", alone.stdout

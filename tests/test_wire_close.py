@@ -15,8 +15,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pynng
 import pytest
@@ -27,6 +28,9 @@ from loader.wire.function import FunctionChannel
 from loader.wire.sink import SinkChannel
 from loader.wire.source import SourceChannel
 from sdk import channels
+
+# Real nng sockets between threads, and the close-race loop.
+pytestmark = [pytest.mark.e2e]
 
 #: A blocked call must end within this long of ``close``.
 PROMPT_S = SLICE_S * 5
@@ -166,7 +170,12 @@ def test_sdk_close_after_closes_only_once_the_thread_ended(still_busy: bool) -> 
 def test_the_close_race_loop_survives() -> None:
     """``python -m bench.closerace`` (the reproduction of the abort) runs clean: a short run here,
     the long ones with ``python -m bench.stress --closerace`` (docs/benchmarks.md)."""
-    result = subprocess.run([sys.executable, "-m", "bench.closerace", "--rounds", "20"],
-                            cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.closerace", "--rounds", "20"],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, f"exit status {result.returncode}\n{result.stdout}\n{result.stderr[-3000:]}"
     assert "closerace: 20 rounds, no abort" in result.stdout

@@ -20,7 +20,7 @@ from loader.wire.codec import DataChannelClosed
 from loader.wire.function import FunctionChannel, FunctionError, FunctionTimeout
 from sdk.protocol.messages import exec_meta
 
-PEER = r'''
+PEER = r"""
 import json, os, sys, time
 import pynng
 
@@ -61,7 +61,7 @@ while True:
         continue
     state, result = run(request["func"], request["arg"])
     sock.send(json.dumps({"state": state, "result": result}).encode())
-'''
+"""
 
 META = exec_meta("rule1", "op1", 0, 0)
 
@@ -69,7 +69,9 @@ META = exec_meta("rule1", "op1", 0, 0)
 def start_peer(processes, path: Path, keepalive_ms: int = 5000, mode: str = "normal") -> subprocess.Popen:
     proc = processes.popen(
         [sys.executable, "-u", "-c", PEER, f"ipc://{path}", str(keepalive_ms), mode],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     line = proc.stdout.readline()
     assert line.strip() == "ready", f"function peer failed: {line}{proc.stdout.read()}"

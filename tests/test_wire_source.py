@@ -17,7 +17,7 @@ import pytest
 from loader.wire.codec import DataChannelClosed
 from loader.wire.source import SourceChannel, SourceTimeout
 
-PEER = r'''
+PEER = r"""
 import json, os, sys, time
 import pynng
 
@@ -33,13 +33,15 @@ for n in range(count):
 sock.send(json.dumps({"error": "source ran dry"}).encode())
 sock.send(b"not json")
 time.sleep(60)
-'''
+"""
 
 
 def start_peer(processes, path: Path, count: int, interval: float = 0.0) -> subprocess.Popen:
     proc = processes.popen(
         [sys.executable, "-u", "-c", PEER, f"ipc://{path}", str(count), str(interval)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     line = proc.stdout.readline()
     assert line.strip() == "ready", f"source peer failed: {line}{proc.stdout.read()}"

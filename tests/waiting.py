@@ -7,11 +7,17 @@ for a fixed time; this is how, written once.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,
-               what: str | None = None, detail: Callable[[], str] | None = None) -> Any:
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    what: str | None = None,
+    detail: Callable[[], str] | None = None,
+) -> Any:
     """Poll ``predicate`` until it returns something truthy, and return that.
 
     After ``timeout`` seconds: with ``what``, fail the test naming it (and

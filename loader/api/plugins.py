@@ -36,7 +36,7 @@ from loader.log import get_logger
 from loader.manifest import SYMBOL_KINDS, ManifestError, PluginSpec, load_plugin
 from loader.names import is_valid_name
 from loader.registry import SymbolConflict
-from loader.status import RUNNING
+from loader.status import PluginState
 
 #: Our states as eKuiper's plugin status words (``running``, ``initializing``, ``error``, ``stop``).
 EKUIPER_STATUS = {
@@ -249,7 +249,7 @@ class PluginInstaller:
             if supervisor is not None:
                 await supervisor.settled()  # the answer waits for the probation
             status = self.service.board.get(name)
-            if status is None or status.state != RUNNING:
+            if status is None or status.state != PluginState.RUNNING:
                 reason = (status.last_error if status is not None else None) or "it did not start"
                 await asyncio.to_thread(remove_tree, _aside(target))
                 await self.service.reconciler.reconcile(name)
@@ -288,7 +288,7 @@ class PluginInstaller:
             await self.service.reconciler.reconcile(name)
             status = self.service.board.get(name)
             now = self.service.reconciler.supervisors.get(name)
-            if status is None or status.state != RUNNING or now is None or now.spec.digest != staged.spec.digest:
+            if status is None or status.state != PluginState.RUNNING or now is None or now.spec.digest != staged.spec.digest:
                 reason = (status.last_error if status is not None else None) or "it did not start"
                 await _swap_folders(self.service.reconciler, name, staged.folder, target)
                 await self.service.reconciler.reconcile(name)

@@ -25,9 +25,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from loader.status import PluginState
+
 #: Plugin states in which a rule's symbols can work: a process that handshook
 #: serves, whether still on probation or the last good version after a rollback.
-WORKING_PLUGIN_STATES = frozenset({"running", "probation", "rolled_back"})
+WORKING_PLUGIN_STATES = frozenset({PluginState.RUNNING, PluginState.PROBATION, PluginState.ROLLED_BACK})
 SINK_OPEN_FAILED = "sink open failed"
 
 

@@ -33,21 +33,22 @@ import functools
 import os
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Callable
 
 from loader import jsonio
-from loader.config import LoaderConfig
+from loader.config import LiveConfig, LoaderConfig, live
 from loader.folders import MAX_DEFINITION_BYTES, FolderError, read_regular
 from loader.log import get_logger
 from loader.registry import SymbolRegistry
 from loader.rules.buffer import DEFAULT_CAPACITY
-from loader.rules.builtins import BUILTINS
+from loader.rules.functions import BUILTINS
 from loader.rules.definitions import DefinitionError, RuleDef, StreamDef, rule_from_json, stream_from_json
 from loader.rules.health import Cause, NodeFacts, PluginFacts, causes, changes
 from loader.rules.parts import RuleParts
 from loader.rules.pipeline import RulePipeline, Sink
-from loader.rules.sql import SqlError, compile_query, literal_arguments, parse_select
+from loader.rules.sql import SqlError, call_position, compile_query, literal_arguments, parse_select
 from loader.rules.symbol_config import SymbolConfigError, source_config
 from loader.runtime.function import FunctionHandle, FunctionPool
 from loader.runtime.metrics import now_ms
@@ -57,9 +58,18 @@ from loader.supervisor import PluginSupervisor
 from loader.wire.codec import DataChannelError
 from loader.wire.control import ControlError
 
-RUNNING, STOPPED, WAITING, ERROR = "running", "stopped", "waiting", "error"
-#: Reported for a running rule with causes (loader/rules/health.py); never stored in ``RuleEntry.state``.
-DEGRADED = "degraded"
+
+class RuleState(StrEnum):
+    """A rule's state as REST, metrics and systemd's status line report it."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"  # by a stop request or the rule's stop actions
+    WAITING = "waiting"  # for its stream, or for a plugin to provide a symbol it uses
+    ERROR = "error"  # could not start; ``RuleEntry.error`` says why
+    #: Reported for a running rule with causes (loader/rules/health.py); never stored in ``RuleEntry.state``.
+    DEGRADED = "degraded"
+
+
 HEALTH_INTERVAL_S = 1.0
 
 SupervisorLookup = Callable[[str], "PluginSupervisor | None"]
@@ -74,7 +84,7 @@ class RuleEntry:
     id: str
     raw: Any = None
     definition: RuleDef | None = None
-    state: str = WAITING
+    state: RuleState = RuleState.WAITING
     error: str | None = None
     pipeline: RulePipeline | None = None
     stream: str | None = None
@@ -88,8 +98,10 @@ class RuleEntry:
 
 
 class RuleManager:
-    def __init__(self, config: LoaderConfig, registry: SymbolRegistry, supervisors: SupervisorLookup) -> None:
-        self.config = config
+    def __init__(self, config: LoaderConfig | LiveConfig, registry: SymbolRegistry,
+                 supervisors: SupervisorLookup) -> None:
+        self.live = live(config)
+        config = self.live.current
         self.registry = registry
         self.supervisor_of = supervisors
         self.streams_dir = config.data_dir / "streams"
@@ -104,12 +116,26 @@ class RuleManager:
         self._lock = asyncio.Lock()
         self._closing = False
 
+    @property
+    def config(self) -> LoaderConfig:
+        return self.live.current
+
     # ------------------------------------------------------------ reconcile
 
     async def reconcile_all(self) -> None:
+        """Every stream, then every rule."""
+        await self.reconcile_streams()
+        await self.reconcile_rules()
+
+    async def reconcile_streams(self) -> None:
+        """Every stream file, and every stream whose file is gone."""
         async with self._lock:
             for name in sorted(self._names(self.streams_dir) | set(self.streams) | set(self.stream_errors)):
                 await self._guarded_stream(name)
+
+    async def reconcile_rules(self) -> None:
+        """Every rule file, and every rule whose file is gone."""
+        async with self._lock:
             for rule_id in sorted(self._names(self.rules_dir) | set(self.rules)):
                 await self._guarded_rule(rule_id)
 
@@ -143,28 +169,28 @@ class RuleManager:
         """Stop rules whose plugins went away or changed hands; retry rules that could not start."""
         async with self._lock:
             for entry in list(self.rules.values()):
-                if entry.state == RUNNING and not self._still_provided(entry):
+                if entry.state == RuleState.RUNNING and not self._still_provided(entry):
                     await self._stop(entry, reason="a plugin it uses was unloaded or no longer provides its symbol")
-                    entry.state = WAITING
-                if entry.state in (WAITING, ERROR) and entry.definition is not None and entry.definition.triggered:
+                    entry.state = RuleState.WAITING
+                if entry.state in (RuleState.WAITING, RuleState.ERROR) and entry.definition is not None and entry.definition.triggered:
                     await self._start(entry)
 
     async def shutdown(self) -> None:
         async with self._lock:
             self._closing = True
             for entry in self.rules.values():
-                if entry.state == RUNNING:
+                if entry.state == RuleState.RUNNING:
                     await self._stop(entry, reason="loader stopping")
 
     def ref_count(self, plugin: str) -> int:
         """Running rules that use a symbol of ``plugin`` (eKuiper's plugin ``refCount``)."""
-        return sum(1 for e in self.rules.values() if e.state == RUNNING and plugin in e.plugins)
+        return sum(1 for e in self.rules.values() if e.state == RuleState.RUNNING and plugin in e.plugins)
 
     def symbol_users(self, plugin: str) -> dict[tuple[str, str], list[str]]:
         """Running rules by the symbols of ``plugin`` they use: ``{(kind, symbol): [rule ids]}`` (read only)."""
         users: dict[tuple[str, str], list[str]] = {}
         for rule_id, entry in sorted(self.rules.items()):
-            if entry.state != RUNNING:
+            if entry.state != RuleState.RUNNING:
                 continue
             for kind, symbol, owner in entry.symbols:
                 if owner == plugin and rule_id not in users.setdefault((kind, symbol), []):
@@ -173,7 +199,7 @@ class RuleManager:
 
     def causes(self, entry: RuleEntry) -> list[Cause]:
         """What keeps a running rule from working now (empty: it works, or it does not run)."""
-        if entry.state != RUNNING:
+        if entry.state != RuleState.RUNNING:
             return []
         plugins = [PluginFacts(name, *self._plugin_state(supervisor),
                                tuple(sorted({symbol for _, symbol, plugin in entry.symbols if plugin == name})))
@@ -193,9 +219,9 @@ class RuleManager:
         status = supervisor.board.get(supervisor.name)
         return (status.state, status.last_error) if status is not None else ("unknown", None)
 
-    def state_of(self, entry: RuleEntry) -> str:
+    def state_of(self, entry: RuleEntry) -> RuleState:
         """The state as reported: ``degraded`` for a running rule with causes."""
-        return DEGRADED if self.causes(entry) else entry.state
+        return RuleState.DEGRADED if self.causes(entry) else entry.state
 
     async def watch_health(self, interval_s: float = HEALTH_INTERVAL_S) -> None:
         """Log ``rule.degraded`` / ``rule.recovered`` as causes appear and clear; runs until cancelled."""
@@ -223,7 +249,7 @@ class RuleManager:
         if entry is None:
             return None
         found = self.causes(entry)
-        status: dict[str, Any] = {"status": DEGRADED if found else entry.state}
+        status: dict[str, Any] = {"status": RuleState.DEGRADED if found else entry.state}
         if found:
             status["message"] = "; ".join(cause.message for cause in found)
             status["causes"] = [cause.as_dict() for cause in found]
@@ -270,7 +296,7 @@ class RuleManager:
             self.streams[name] = new
             log.info("stream.defined" if old is None else "stream.updated", type=new.type, shared=new.shared)
         for entry in list(self.rules.values()):
-            if entry.stream == name or (entry.state == WAITING and entry.definition is not None):
+            if entry.stream == name or (entry.state == RuleState.WAITING and entry.definition is not None):
                 await self._restart(entry, reason=f"stream {name} changed")
 
     # ---------------------------------------------------------------- rules
@@ -310,7 +336,7 @@ class RuleManager:
             self._set_error(entry, str(exc))
             return
         if not entry.definition.triggered:
-            entry.state, entry.error = STOPPED, None
+            entry.state, entry.error = RuleState.STOPPED, None
             get_logger(rule=rule_id).info("rule.stopped", reason="triggered is false in its file")
             return
         await self._start(entry)
@@ -328,9 +354,9 @@ class RuleManager:
             await self._build(entry, entry.definition)
         except _Waiting as exc:
             await self._unwind(entry)
-            if entry.state != WAITING or entry.error != str(exc):
+            if entry.state != RuleState.WAITING or entry.error != str(exc):
                 log.warning("rule.waiting", reason=str(exc))
-            entry.state, entry.error = WAITING, str(exc)
+            entry.state, entry.error = RuleState.WAITING, str(exc)
             return
         except (SqlError, DefinitionError, SymbolConfigError, ControlError, DataChannelError) as exc:
             await self._unwind(entry)
@@ -340,22 +366,22 @@ class RuleManager:
             await self._unwind(entry)
             self._set_error(entry, f"the rule could not start: {type(exc).__name__}: {exc}", exc_info=exc)
             return
-        entry.state, entry.error = RUNNING, None
+        entry.state, entry.error = RuleState.RUNNING, None
         log.info("rule.started", stream=entry.stream, sinks=[a.sink for a in entry.definition.actions],
                  plugins=sorted(entry.plugins))
 
     def _set_error(self, entry: RuleEntry, error: str, exc_info: BaseException | None = None) -> None:
-        if entry.state != ERROR or entry.error != error:
+        if entry.state != RuleState.ERROR or entry.error != error:
             get_logger(rule=entry.id).error("rule.error", error=error, exc_info=exc_info)
-        entry.state, entry.error = ERROR, error
+        entry.state, entry.error = RuleState.ERROR, error
 
     async def _stop(self, entry: RuleEntry, reason: str) -> None:
-        if entry.state != RUNNING and not entry.stop_actions:
+        if entry.state != RuleState.RUNNING and not entry.stop_actions:
             return
-        was_running = entry.state == RUNNING
+        was_running = entry.state == RuleState.RUNNING
         await self._unwind(entry)
         entry.last_stop = int(time.time() * 1000)
-        entry.state = STOPPED
+        entry.state = RuleState.STOPPED
         if was_running:
             get_logger(rule=entry.id).info("rule.stopped", reason=reason)
 
@@ -383,7 +409,7 @@ class RuleManager:
         sinks = [self._sink(entry, rule.id, index, action.sink, action.props, parts)
                  for index, action in enumerate(rule.actions)]
         resolved = await self._functions(entry, plan)
-        query = compile_query(plan, lambda name, index: _bind(resolved.get(name), rule.id, index, parts))
+        query = compile_query(plan, lambda name, index: _bind(resolved.get(name), rule.id, index, parts), rule.id)
         buffer_length = (rule.options or {}).get("bufferLength", DEFAULT_CAPACITY)  # schema-checked: 1..2**20
         buffer_bytes = int(self.config.limits.rule_buffer_mb * 1024 * 1024)
         pipeline = RulePipeline(rule.id, stream.name, query, sinks, buffer_length, buffer_bytes, parts)
@@ -405,7 +431,7 @@ class RuleManager:
               parts: RuleParts | None = None) -> Sink:
         builtin = BUILTIN_SINKS.get(symbol)
         if builtin is not None and self.registry.owner("sinks", symbol) is None:
-            return builtin(rule_id, index)
+            return builtin(rule_id, index, props)
         supervisor = self._provider(entry, "sinks", symbol)
         return PortableSink(supervisor, symbol, rule_id, index, dict(props), self.config.ipc_dir, parts,
                             self.config.limits.sink_stall_s)
@@ -420,7 +446,8 @@ class RuleManager:
                 if name in BUILTINS:
                     resolved[name] = BUILTINS[name]
                     continue
-                raise _Waiting(f"no loaded plugin provides the function {name!r} and it is not a built-in")
+                raise _Waiting(f"{call_position(plan, name)}: no loaded plugin provides the function {name!r} "
+                               "and it is not a built-in")
             supervisor = self._provider(entry, "functions", name)
             handle = await self.functions.acquire(supervisor, name, {})  # as in eKuiper: no configuration
             entry.stop_actions.append(functools.partial(self.functions.release, handle))

@@ -1,15 +1,18 @@
 """The rule SQL subset: parse with sqlglot, check the subset, compile to closures.
 
-Supported: ``SELECT`` with ``*``, columns, nested fields (``a.b.c``),
-aliases, literals, arithmetic, comparisons, ``AND``/``OR``/``NOT``,
-``IS [NOT] NULL``, ``IN``, ``BETWEEN``, ``CASE`` and function calls;
-``FROM`` one stream; ``WHERE``.  Anything else is rejected when the rule is
-created, naming the construct and its line and column.
+Supported: ``SELECT`` with ``*`` (and extra fields), columns, nested fields
+(``a.b.c``, ``a->b``), ``a[i]`` and ``a[i:j]``, aliases (usable in WHERE),
+literals, arithmetic and bitwise operators, comparisons, ``AND``/``OR``/``NOT``,
+``IS [NOT] NULL``, ``IN``, ``BETWEEN``, ``LIKE``, ``CASE``, ``meta(key)`` and
+function calls; ``FROM`` one stream; ``WHERE``.  Anything else is rejected
+when the rule is created, naming the construct and its line and column.
+docs/rules.md has the table against eKuiper's SQL.
 
 Expressions are compiled once into nested Python closures over a record
-(``dict``), so evaluating a rule per record does no tree walking.  SQL's
-three-valued logic is kept where it matters: arithmetic on NULL is NULL and a
-comparison with NULL is not true, so such records are filtered out.
+(``dict``), so evaluating a rule per record does no tree walking.  The
+values follow eKuiper's rules (loader/rules/operators.py): null
+comparisons, integer arithmetic staying integer, and a record whose
+evaluation fails (mixed kinds, division by zero) failing alone.
 
 Batched function calls: a resolved function may also offer ``many(rows)``
 (one result per argument list, a failed row's result being an exception) and
@@ -25,13 +28,15 @@ all respected), with the same arguments, inner calls before outer ones.
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import sqlglot
-from sqlglot import exp, tokens
+from sqlglot import exp, parser, tokens
 from sqlglot.dialects.dialect import Dialect
+
+from loader.rules import operators
+from loader.rules.functions import NOT_LITERAL, Builtin
 
 Row = dict
 Evaluator = Callable[[Row], Any]
@@ -39,8 +44,9 @@ Evaluator = Callable[[Row], Any]
 #: a callable taking the evaluated argument list, or None if unknown.
 FunctionResolver = Callable[[str, int], Callable[[list], Any] | None]
 
-SUPPORTED = "SELECT columns, *, nested a.b and a->b, aliases, literals, arithmetic, comparisons, AND/OR/NOT, CASE, " \
-            "IS NULL, IN, BETWEEN and function calls, FROM one stream, WHERE"
+SUPPORTED = "SELECT columns, * (with extra fields), nested a.b and a->b, a[i] and a[i:j], aliases, literals, " \
+            "arithmetic and & | ^, comparisons, AND/OR/NOT, CASE, IS NULL, IN, BETWEEN, LIKE, meta(key) and function " \
+            "calls, FROM one stream, WHERE; see docs/rules.md"
 
 
 class SqlError(Exception):
@@ -51,6 +57,8 @@ class SqlError(Exception):
 class Projection:
     name: str
     node: exp.Expression
+    #: named with AS: the name is an alias other expressions may use
+    aliased: bool = False
 
 
 @dataclass
@@ -176,15 +184,21 @@ _CLAUSES = {
 
 
 def position(node: exp.Expr, sql: str) -> str:
-    """``line L, column C`` of the first token of ``node`` that sqlglot located."""
+    """``line L, column C`` where ``node`` starts in ``sql`` (its first token that sqlglot located)."""
     for sub in node.walk():
         meta = getattr(sub, "meta", None) or {}
+        if "start" in meta:
+            return _line_column(sql, int(meta["start"]))
         if "line" in meta:
             return f"line {meta['line']}, column {meta['col']}"
     text = node.sql()
     index = sql.find(text)
     if index < 0:
         return "somewhere in the statement"
+    return _line_column(sql, index)
+
+
+def _line_column(sql: str, index: int) -> str:
     line = sql.count("\n", 0, index) + 1
     column = index - (sql.rfind("\n", 0, index) + 1) + 1
     return f"line {line}, column {column}"
@@ -192,6 +206,12 @@ def position(node: exp.Expr, sql: str) -> str:
 
 def unsupported(node: exp.Expr, sql: str, construct: str) -> SqlError:
     return SqlError(f"{position(node, sql)}: {construct} is not supported in rules (supported: {SUPPORTED})")
+
+
+def _builds_aggregate(build: Any) -> bool:
+    """Whether a sqlglot function builder makes an aggregate function node."""
+    made = getattr(build, "__self__", None)
+    return isinstance(made, type) and issubclass(made, exp.AggFunc)
 
 
 class EkuiperDialect(Dialect):
@@ -204,6 +224,22 @@ class EkuiperDialect(Dialect):
     class Tokenizer(tokens.Tokenizer):
         QUOTES = ["'", '"']
         IDENTIFIERS = ["`"]
+
+    class Parser(parser.Parser):
+        """Function calls as the user wrote them: ``name(args...)`` in order, never another SQL's special form.
+
+        sqlglot knows hundreds of functions of other dialects and rewrites
+        them (``cast(x, "bigint")`` expected ``CAST(x AS type)``, ``log(b, x)``
+        swapped, ``name->first`` inside a call read as a lambda).  eKuiper
+        has none of that syntax, so only aggregate functions keep their
+        typed nodes; every other call is a plain call resolved by name.
+        """
+
+        LAMBDAS = {}
+        FUNCTION_PARSERS = {}
+        NO_PAREN_FUNCTIONS = {}
+        FUNCTIONS = {name: build for name, build in parser.Parser.FUNCTIONS.items()
+                     if name == "COUNT" or _builds_aggregate(build)}
 
 
 def parse_select(sql: str) -> SelectPlan:
@@ -225,18 +261,32 @@ def parse_select(sql: str) -> SelectPlan:
             raise unsupported(tree.args[key] if isinstance(tree.args[key], exp.Expression) else tree, sql, construct)
     stream = _stream_of(tree, sql)
     plan = SelectPlan(sql=sql, stream=stream, star=False, projections=[], where=None)
+    unnamed = 0
     for item in tree.expressions:
         if isinstance(item, exp.Star):
             plan.star = True
             continue
         _check_expression(item, sql)
-        plan.projections.append(Projection(_output_name(item), item.this if isinstance(item, exp.Alias) else item))
+        name = _output_name(item)
+        if name is None:  # eKuiper names unaliased expressions kuiper_field_0, kuiper_field_1, ...
+            name, unnamed = f"kuiper_field_{unnamed}", unnamed + 1
+        plan.projections.append(Projection(name, item.this if isinstance(item, exp.Alias) else item,
+                                          aliased=isinstance(item, exp.Alias)))
     condition = tree.args.get("where")
     if condition is not None:
         _check_expression(condition.this, sql)
         plan.where = condition.this
-    plan.functions = [(name, args) for node in _all_nodes(plan) for name, args in [_function_call(node)] if name]
+    plan.functions = [(name, args) for node in _all_nodes(plan) for name, args in [_function_call(node)]
+                      if name and name not in SPECIAL_FORMS]
     return plan
+
+
+def call_position(plan: SelectPlan, name: str) -> str:
+    """``line L, column C`` of the rule's first call of function ``name`` (for messages about it)."""
+    for node in _all_nodes(plan):
+        if _function_call(node)[0] == name:
+            return position(node, plan.sql)
+    return "somewhere in the statement"
 
 
 def _stream_of(tree: exp.Select, sql: str) -> str:
@@ -249,7 +299,8 @@ def _stream_of(tree: exp.Select, sql: str) -> str:
     return table.name
 
 
-def _output_name(item: exp.Expression) -> str:
+def _output_name(item: exp.Expression) -> str | None:
+    """A field's name as eKuiper gives it: its alias, column, key after ->, or function; None for the others."""
     if isinstance(item, exp.Alias):
         return item.alias
     if isinstance(item, exp.Column):
@@ -257,14 +308,37 @@ def _output_name(item: exp.Expression) -> str:
     if isinstance(item, exp.JSONExtract) and isinstance(item.expression, exp.Column):
         return item.expression.name  # eKuiper: name->first is named "first"
     name, _ = _function_call(item)
-    return name or item.sql()
+    return name
 
 
 _ALLOWED = (
     exp.Alias, exp.Column, exp.Identifier, exp.Literal, exp.Null, exp.Boolean, exp.Paren, exp.Neg, exp.Not,
     exp.And, exp.Or, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT,
-    exp.LTE, exp.Is, exp.In, exp.Between, exp.Case, exp.If, exp.Func, exp.Dot, exp.Tuple,
+    exp.LTE, exp.Is, exp.In, exp.Between, exp.Case, exp.If, exp.Func, exp.Dot, exp.Tuple, exp.Like,
+    exp.BitwiseAnd, exp.BitwiseOr, exp.BitwiseXor, exp.Bracket, exp.Slice,
 )
+
+#: Calls the compiler reads itself: ``meta(key)`` (and ``mqtt(key)``) name source metadata, not a value.
+SPECIAL_FORMS = frozenset({"meta", "mqtt"})
+
+#: What users call the constructs sqlglot has node names for, in refusals.
+_CONSTRUCTS: dict[type, str] = {
+    exp.DPipe: "the || operator", exp.ILike: "ILIKE", exp.SimilarTo: "SIMILAR TO", exp.RegexpLike: "RLIKE",
+    exp.Window: "an OVER window", exp.Filter: "FILTER", exp.Exists: "EXISTS", exp.Interval: "INTERVAL",
+    exp.Cast: "CAST(... AS ...) (write cast(x, \"bigint\"))", exp.Lambda: "a lambda", exp.Distinct: "DISTINCT",
+    exp.Placeholder: "a placeholder", exp.Array: "an ARRAY literal", exp.Struct: "a STRUCT literal",
+    exp.IntDiv: "integer division DIV", exp.BitwiseLeftShift: "<<", exp.BitwiseRightShift: ">>",
+    exp.BitwiseNot: "~", exp.NullSafeEQ: "<=>", exp.Escape: "LIKE ... ESCAPE",
+}
+
+
+def describe(node: exp.Expr) -> str:
+    """The construct a node is, in the user's words: a known name, else its SQL text."""
+    for kind, name in _CONSTRUCTS.items():
+        if isinstance(node, kind):
+            return name
+    text = node.sql(dialect=EkuiperDialect)
+    return f"'{text[:60]}{'...' if len(text) > 60 else ''}'"
 
 
 def _check_expression(node: exp.Expr, sql: str) -> None:
@@ -277,8 +351,37 @@ def _check_expression(node: exp.Expr, sql: str) -> None:
             raise unsupported(sub, sql, "-> followed by anything but a field name")
         if isinstance(sub, exp.Star) and not isinstance(sub.parent, exp.Func):
             raise unsupported(sub, sql, "* inside an expression")
+        if isinstance(sub, exp.Alias) and sub is not node:
+            if isinstance(sub.parent, exp.Anonymous) and str(sub.parent.this).lower() == "cast":
+                raise unsupported(sub, sql, 'CAST(x AS type) (eKuiper writes cast(x, "bigint"))')
+            raise unsupported(sub, sql, f"AS inside an expression ({describe(sub)})")
+        if isinstance(sub, exp.Bracket) and len(sub.expressions) != 1:
+            raise unsupported(sub, sql, f"{describe(sub)} (one index or slice per [])")
+        if isinstance(sub, exp.Anonymous) and str(sub.this).lower() in SPECIAL_FORMS:
+            _check_meta(sub, sql)
         if not isinstance(sub, _ALLOWED) and not isinstance(sub, exp.Star):
-            raise unsupported(sub, sql, sub.key.upper())
+            raise unsupported(sub, sql, describe(sub))
+
+
+def _check_meta(node: exp.Anonymous, sql: str) -> None:
+    """``meta(key)``, ``meta(stream.key)`` or ``meta(key->nested)``: a metadata key, not an expression."""
+    args = node.expressions
+    if len(args) != 1 or _meta_path(args[0]) is None:
+        raise SqlError(f"{position(node, sql)}: {str(node.this).lower()} takes one metadata key, e.g. meta(topic) or "
+                       f"meta(reading->device), got {describe(node)}")
+
+
+def _meta_path(node: exp.Expression) -> list[str] | None:
+    """The key path of meta's argument (stream qualifier dropped), or None if it is not a key path."""
+    if isinstance(node, exp.Column):
+        return [p.name for p in reversed(list(_column_parts(node)))]
+    if isinstance(node, exp.JSONExtract):
+        head = _meta_path(node.this)
+        tail = [p.name for p in reversed(list(_column_parts(node.expression)))]
+        return None if head is None else head + tail
+    if isinstance(node, exp.Dot):
+        return [p.name for p in reversed(list(_column_parts(node)))]
+    return None
 
 
 def _all_nodes(plan: SelectPlan):
@@ -312,18 +415,27 @@ def _function_call(node: exp.Expression) -> tuple[str | None, list[exp.Expressio
 
 # --------------------------------------------------------------------- compile
 
-_ARITHMETIC: dict[type[exp.Expr], Callable[[Any, Any], Any]] = {exp.Add: operator.add, exp.Sub: operator.sub, exp.Mul: operator.mul, exp.Mod: operator.mod}
-_COMPARISON: dict[type[exp.Expr], Callable[[Any, Any], Any]] = {exp.EQ: operator.eq, exp.NEQ: operator.ne, exp.GT: operator.gt, exp.GTE: operator.ge,
-               exp.LT: operator.lt, exp.LTE: operator.le}
+#: Binary operators evaluated by loader/rules/operators.py, by the symbol eKuiper writes.
+_ARITHMETIC: dict[type[exp.Expr], str] = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/", exp.Mod: "%",
+                                          exp.BitwiseAnd: "&", exp.BitwiseOr: "|", exp.BitwiseXor: "^"}
+_COMPARISON: dict[type[exp.Expr], str] = {exp.EQ: "=", exp.NEQ: "!=", exp.GT: ">", exp.GTE: ">=", exp.LT: "<",
+                                          exp.LTE: "<="}
+
+#: Key under which a record carries its source metadata, when the source sent any (see ``meta_of``).
+META_ATTRIBUTE = "meta"
 
 
 class _Compiler:
-    def __init__(self, plan: SelectPlan, resolve: FunctionResolver) -> None:
+    def __init__(self, plan: SelectPlan, resolve: FunctionResolver, rule_id: str = "") -> None:
         self.plan = plan
         self.resolve = resolve
+        self.rule_id = rule_id
         self.function_index = 0
         self.scope = _Scope()
         self.batch_functions: list[Any] = []
+        #: SELECT aliases, usable in WHERE and the other fields as eKuiper allows (not inside their own definition)
+        self.aliases = {p.name: p.node for p in plan.projections if p.aliased}
+        self.expanding: set[str] = set()
 
     def compile(self, node: exp.Expression) -> Evaluator:
         if isinstance(node, exp.Paren):
@@ -332,6 +444,8 @@ class _Compiler:
             return self._column(node)
         if isinstance(node, exp.JSONExtract):
             return self._arrow(node)
+        if isinstance(node, exp.Bracket):
+            return self._bracket(node)
         if isinstance(node, exp.Literal):
             value = node.this if node.is_string else _number(node.this)
             return lambda row: value
@@ -340,17 +454,15 @@ class _Compiler:
         if isinstance(node, exp.Boolean):
             truth = bool(node.this)
             return lambda row: truth
-        arithmetic = _ARITHMETIC.get(type(node))
-        if arithmetic is not None:
-            return _null_safe(arithmetic, self.compile(node.this), self.compile(node.expression))
-        if isinstance(node, exp.Div):
-            return _null_safe(_divide, self.compile(node.this), self.compile(node.expression))
-        comparison = _COMPARISON.get(type(node))
-        if comparison is not None:
-            return _compare(comparison, self.compile(node.this), self.compile(node.expression))
+        symbol = _ARITHMETIC.get(type(node))
+        if symbol is not None:
+            return _arithmetic(symbol, self.compile(node.this), self.compile(node.expression))
+        symbol = _COMPARISON.get(type(node))
+        if symbol is not None:
+            return _binary(operators.comparator(symbol), self.compile(node.this), self.compile(node.expression))
         if isinstance(node, exp.Neg):
             inner = self.compile(node.this)
-            return lambda row: None if (v := inner(row)) is None else -v
+            return lambda row: operators.negate(inner(row))
         if isinstance(node, (exp.And, exp.Or, exp.Not)):
             return self._logic(node)
         if isinstance(node, exp.Is):
@@ -359,14 +471,17 @@ class _Compiler:
         if isinstance(node, exp.In):
             return self._in(node)
         if isinstance(node, exp.Between):
-            value, low, high = self.compile(node.this), self.compile(node.args["low"]), self.compile(node.args["high"])
-            return _between(value, low, high)
+            return self._between(node)
+        if isinstance(node, exp.Like):
+            return self._like(node)
         if isinstance(node, exp.Case):
             return self._case(node)
         name, args = _function_call(node)
+        if name in SPECIAL_FORMS:  # meta(key); mqtt(topic) is eKuiper's meta for MQTT sources
+            return self._meta(node)
         if name:
             return self._call(node, name, args)
-        raise unsupported(node, self.plan.sql, node.key.upper())
+        raise unsupported(node, self.plan.sql, describe(node))
 
     def _column(self, node: exp.Expression) -> Evaluator:
         parts = [p.name for p in reversed(list(_column_parts(node)))]
@@ -374,8 +489,18 @@ class _Compiler:
             parts = parts[1:]
         if len(parts) == 1:
             key = parts[0]
+            alias = self.aliases.get(key) if isinstance(node, exp.Column) and not node.table else None
+            if alias is not None and key not in self.expanding:
+                return self._alias(key, alias)
             return lambda row: row.get(key)
         return lambda row: _nested(row, parts)
+
+    def _alias(self, name: str, node: exp.Expression) -> Evaluator:
+        self.expanding.add(name)
+        try:
+            return self.compile(node)
+        finally:
+            self.expanding.discard(name)
 
     def _arrow(self, node: exp.JSONExtract) -> Evaluator:
         """``x->a.b``: key ``a``, then ``b``, of the object ``x`` evaluates to (eKuiper's ``->``)."""
@@ -383,19 +508,50 @@ class _Compiler:
         steps = [p.name for p in reversed(list(_column_parts(node.expression)))]
         return lambda row: _nested(inner(row), steps)
 
+    def _bracket(self, node: exp.Bracket) -> Evaluator:
+        """``a[i]`` and ``a[i:j]`` on arrays, as eKuiper's index and slice expressions."""
+        inner = self.compile(node.this)
+        selector = node.expressions[0]
+        if isinstance(selector, exp.Slice):
+            low = self.compile(selector.this) if selector.this is not None else (lambda row: None)
+            high = self.compile(selector.expression) if selector.expression is not None else (lambda row: None)
+            return lambda row: operators.slice_of(inner(row), low(row), high(row))
+        at = self.compile(selector)
+        return lambda row: operators.index(inner(row), at(row))
+
     def _logic(self, node: exp.Expression) -> Evaluator:
         if isinstance(node, exp.Not):
             inner = self.compile(node.this)
-            return lambda row: None if (v := inner(row)) is None else not v
+            return lambda row: operators.logical_not(inner(row))
         left, right = self.compile(node.this), self.compile(node.expression)
         if isinstance(node, exp.And):
-            return lambda row: bool(left(row)) and bool(right(row))
-        return lambda row: bool(left(row)) or bool(right(row))
+            and_rest = operators.and_rest
+            return lambda row: False if (a := left(row)) is False else and_rest(a, right(row))
+        or_rest = operators.or_rest
+        return lambda row: True if (a := left(row)) is True else or_rest(a, right(row))
 
     def _in(self, node: exp.In) -> Evaluator:
         value = self.compile(node.this)
         options = [self.compile(e) for e in node.expressions]
-        return lambda row: (v := value(row)) is not None and any(v == o(row) for o in options)
+
+        def evaluate(row: Row) -> bool:
+            v = value(row)
+            if v is None:
+                return False
+            return any(_equal(v, o(row)) for o in options)
+
+        return evaluate
+
+    def _between(self, node: exp.Between) -> Evaluator:
+        value, low, high = self.compile(node.this), self.compile(node.args["low"]), self.compile(node.args["high"])
+        compare = operators.compare
+        return lambda row: compare(">=", v := value(row), low(row)) and compare("<=", v, high(row))
+
+    def _like(self, node: exp.Like) -> Evaluator:
+        value, pattern = self.compile(node.this), self.compile(node.expression)
+        if node.args.get("negate"):
+            return lambda row: operators.logical_not(operators.like(value(row), pattern(row)))
+        return lambda row: operators.like(value(row), pattern(row))
 
     def _case(self, node: exp.Case) -> Evaluator:
         subject = self.compile(node.this) if node.this is not None else None
@@ -406,11 +562,18 @@ class _Compiler:
             base = subject(row) if subject is not None else None
             for condition, result in branches:
                 test = condition(row)
-                if (subject is not None and test == base) or (subject is None and test is True):
+                if (subject is not None and operators.compare("=", base, test)) or (subject is None and test is True):
                     return result(row)
             return default(row)
 
         return evaluate
+
+    def _meta(self, node: exp.Expression) -> Evaluator:
+        """``meta(key)``: a key of the record's source metadata (null when the source sent none)."""
+        path = _meta_path(node.expressions[0]) or []
+        if len(path) > 1 and path[0] == self.plan.stream:
+            path = path[1:]
+        return lambda row: _nested(getattr(row, META_ATTRIBUTE, None), path)
 
     def _call(self, node: exp.Expression, name: str, args: list[exp.Expression]) -> Evaluator:
         index = self.function_index
@@ -419,9 +582,18 @@ class _Compiler:
         if function is None:
             raise SqlError(f"{position(node, self.plan.sql)}: unknown function {name!r}: no loaded plugin provides it "
                            "and it is not a built-in (see docs/rules.md)")
+        check = getattr(function, "admission_error", None)
+        if check is not None:
+            problem = check(_literal_values(args))
+            if problem:
+                raise SqlError(f"{position(node, self.plan.sql)}: {problem}")
+        bind = getattr(function, "for_rule", None)
+        if bind is not None:
+            function = bind(self.rule_id)
         evaluators = [self.compile(a) for a in args if not isinstance(a, exp.Star)]
         if getattr(function, "many", None) is None:
-            return lambda row: function([e(row) for e in evaluators])
+            call = function.call if isinstance(function, Builtin) else function  # without __call__'s hop
+            return lambda row: call([e(row) for e in evaluators])
         self.batch_functions.append(function)
         scope = self.scope
 
@@ -442,9 +614,25 @@ class _Compiler:
         return evaluate
 
 
-def compile_query(plan: SelectPlan, resolve: FunctionResolver) -> CompiledQuery:
-    compiler = _Compiler(plan, resolve)
-    columns = [(p.name, compiler.compile(p.node)) for p in plan.projections]
+def _literal_values(args: list[exp.Expression]) -> list[Any]:
+    """A call's arguments for an admission check: literal values, ``NOT_LITERAL`` for the others."""
+    values: list[Any] = []
+    for arg in args:
+        if isinstance(arg, exp.Literal):
+            values.append(arg.this if arg.is_string else _number(arg.this))
+        elif isinstance(arg, exp.Neg) and isinstance(arg.this, exp.Literal) and not arg.this.is_string:
+            values.append(-_number(arg.this.this))
+        elif isinstance(arg, exp.Boolean):
+            values.append(bool(arg.this))
+        else:
+            values.append(NOT_LITERAL)
+    return values
+
+
+def compile_query(plan: SelectPlan, resolve: FunctionResolver, rule_id: str = "") -> CompiledQuery:
+    """Closures for ``plan``; ``rule_id`` is what ``rule_id()`` returns in this rule."""
+    compiler = _Compiler(plan, resolve, rule_id)
+    columns = [(p.name, compiler._alias(p.name, p.node)) for p in plan.projections]
     where = compiler.compile(plan.where) if plan.where is not None else None
     return CompiledQuery(stream=plan.stream, star=plan.star, columns=columns, where=where,
                          batch_functions=compiler.batch_functions, scope=compiler.scope)
@@ -475,7 +663,7 @@ def _column_parts(node: exp.Expression):
             yield from _column_parts(part)
 
 
-def _nested(row: Row, parts: list[str]) -> Any:
+def _nested(row: Any, parts: list[str]) -> Any:
     value: Any = row
     for part in parts:
         if not isinstance(value, dict):
@@ -491,41 +679,24 @@ def _number(text: str) -> int | float:
         return float(text)
 
 
-def _divide(a: Any, b: Any) -> Any:
-    if isinstance(a, int) and isinstance(b, int):
-        return a // b if a % b == 0 else a / b
-    return a / b
+def _binary(op: Callable[[Any, Any], Any], left: Evaluator, right: Evaluator) -> Evaluator:
+    return lambda row: op(left(row), right(row))
 
 
-def _null_safe(op: Callable[[Any, Any], Any], left: Evaluator, right: Evaluator) -> Evaluator:
+def _arithmetic(symbol: str, left: Evaluator, right: Evaluator) -> Evaluator:
+    """Null on the left is null without evaluating the right (no function call for a null operand)."""
+    compute = operators.arithmetic_of(symbol)
+
     def evaluate(row: Row) -> Any:
         a = left(row)
-        if a is None:
-            return None
-        b = right(row)
-        return None if b is None else op(a, b)
+        return None if a is None else compute(a, right(row))
 
     return evaluate
 
 
-def _compare(op: Callable[[Any, Any], bool], left: Evaluator, right: Evaluator) -> Evaluator:
-    def evaluate(row: Row) -> bool | None:
-        a, b = left(row), right(row)
-        if a is None or b is None:
-            return None
-        try:
-            return op(a, b)
-        except TypeError:
-            return None
-
-    return evaluate
-
-
-def _between(value: Evaluator, low: Evaluator, high: Evaluator) -> Evaluator:
-    def evaluate(row: Row) -> bool | None:
-        v, lo, hi = value(row), low(row), high(row)
-        if v is None or lo is None or hi is None:
-            return None
-        return lo <= v <= hi
-
-    return evaluate
+def _equal(a: Any, b: Any) -> bool:
+    """IN's equality: eKuiper's ``=``, except that values of different kinds are simply not equal."""
+    try:
+        return operators.compare("=", a, b)
+    except operators.OperatorError:
+        return False

@@ -56,8 +56,10 @@ def claim(path: Path) -> None:
     if not path.exists():
         return
     if is_live_socket(path):
-        raise OSError(f"{path} is in use by another process (another loader, or eKuiper, sharing the IPC directory?); "
-                      "stop it or give this loader its own ipc_dir")
+        raise OSError(
+            f"{path} is in use by another process (another loader, or eKuiper, sharing the IPC directory?); "
+            "stop it or give this loader its own ipc_dir"
+        )
     path.unlink(missing_ok=True)
 
 

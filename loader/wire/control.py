@@ -102,9 +102,7 @@ class ControlChannel:
         self._socket = pynng.Rep0()
         self._socket.add_pre_pipe_connect_cb(self._screen)
         self._socket.listen(url(self.path))
-        self._reader = asyncio.get_running_loop().create_task(
-            self._read_forever(), name=f"control-{self.plugin}"
-        )
+        self._reader = asyncio.get_running_loop().create_task(self._read_forever(), name=f"control-{self.plugin}")
 
     def admit(self, pid: int) -> None:
         """From now on only process group ``pid`` (the plugin process just spawned) may be connected."""
@@ -126,8 +124,12 @@ class ControlChannel:
         if peer not in self._intruders_logged and len(self._intruders_logged) < 1000:
             self._intruders_logged.add(peer)
             get_logger(plugin=self.plugin).warning(
-                "plugin.control_intruder", intruder_pid=peer, pid=self._owner, command=_command_of(peer),
-                reason="a process the loader did not start for this plugin dialled its control socket; refused")
+                "plugin.control_intruder",
+                intruder_pid=peer,
+                pid=self._owner,
+                command=_command_of(peer),
+                reason="a process the loader did not start for this plugin dialled its control socket; refused",
+            )
 
     def expect_new_process(self) -> None:
         """Forget the old process: fail what it owed us and wait for a fresh handshake."""
@@ -161,12 +163,10 @@ class ControlChannel:
         await self._send_next()
         try:
             reply = await asyncio.wait_for(asyncio.shield(cmd.done), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._forget(cmd)
             symbol = control.get("symbolName", "?")
-            raise CommandTimeout(
-                f"plugin {self.plugin}: no answer to {name} of {symbol} within {timeout:g}s"
-            ) from None
+            raise CommandTimeout(f"plugin {self.plugin}: no answer to {name} of {symbol} within {timeout:g}s") from None
         if reply != "ok":
             raise CommandFailed(f"plugin {self.plugin}: {name} of {control.get('symbolName', '?')} failed: {reply}")
 

@@ -20,7 +20,7 @@ is closed by whoever holds the lock, never while another thread is in nng.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from loader.log import get_logger
 
@@ -58,8 +58,9 @@ class UseLock:
             finally:
                 self.lock.release()
             return
-        get_logger().warning("channel.close_deferred", channel=who,
-                             reason=f"a call still used the socket after {CLOSE_WAIT_S:g}s")
+        get_logger().warning(
+            "channel.close_deferred", channel=who, reason=f"a call still used the socket after {CLOSE_WAIT_S:g}s"
+        )
 
         def close_later() -> None:
             with self.lock:

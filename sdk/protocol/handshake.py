@@ -38,7 +38,7 @@ def decode_capabilities(message: bytes, loads: Callable[[bytes], Any] = json.loa
     if not message.startswith(HANDSHAKE + b" "):
         return {}
     try:
-        capabilities = loads(message[len(HANDSHAKE) + 1:])
+        capabilities = loads(message[len(HANDSHAKE) + 1 :])
     except (ValueError, RecursionError):
         return {}
     return capabilities if isinstance(capabilities, dict) else {}

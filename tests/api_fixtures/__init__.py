@@ -34,8 +34,9 @@ class Api:
     url: str
     token: str | None = None
 
-    def call(self, method: str, path: str, body: Any = None, token: str | None = "default",
-             timeout: float = 60.0) -> tuple[int, Any]:
+    def call(
+        self, method: str, path: str, body: Any = None, token: str | None = "default", timeout: float = 60.0
+    ) -> tuple[int, Any]:
         """(status, body): JSON parsed (eKuiper's errors too, served as text), other text as a str, None if empty.
 
         Never raises on HTTP errors.
@@ -47,13 +48,21 @@ class Api:
         """A plugin zip as the request body."""
         return self.send(method, path, data, "application/zip", "default", timeout)
 
-    def send(self, method: str, path: str, data: bytes | None, content_type: str, token: str | None,
-             timeout: float) -> tuple[int, Any]:
+    def send(
+        self, method: str, path: str, data: bytes | None, content_type: str, token: str | None, timeout: float
+    ) -> tuple[int, Any]:
         status, _headers, raw = self.exchange(method, path, data, content_type, token, timeout)
         return status, parse_body(raw)
 
-    def exchange(self, method: str, path: str, data: bytes | None, content_type: str = "application/json",
-                 token: str | None = "default", timeout: float = 60.0) -> tuple[int, Any, bytes]:
+    def exchange(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None,
+        content_type: str = "application/json",
+        token: str | None = "default",
+        timeout: float = 60.0,
+    ) -> tuple[int, Any, bytes]:
         """(status, headers, raw body) of one request."""
         request = urllib.request.Request(self.url + path, data=data, method=method)
         if data is not None:
@@ -92,8 +101,9 @@ def start_api(processes, plugins: Path, ipc: Path, data: Path, extra: str = "", 
     return Api(loader, f"http://127.0.0.1:{port}", token)
 
 
-def zip_bytes(files: dict[str, bytes | str], links: dict[str, str] | None = None,
-              modes: dict[str, int] | None = None) -> bytes:
+def zip_bytes(
+    files: dict[str, bytes | str], links: dict[str, str] | None = None, modes: dict[str, int] | None = None
+) -> bytes:
     """A zip in memory: regular files (with optional modes) and symlink entries (name -> target)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:

@@ -20,8 +20,9 @@ def deep_json(depth: int = DEEP) -> str:
 
 def raw_call(api: Api, method: str, path: str, body: bytes) -> tuple[int, dict | None]:
     """An HTTP call with a body json.dumps could not even write."""
-    request = urllib.request.Request(api.url + path, data=body, method=method,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        api.url + path, data=body, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             status, raw = response.status, response.read()
@@ -44,5 +45,8 @@ def assert_serving(api: Api, running: list[str]) -> None:
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every regular file under ``folder`` with its bytes: nothing on disk changed that should not have."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and not p.is_symlink()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }

@@ -21,8 +21,9 @@ def install_fixture(plugins: Path, name: str, source: Path, **symbols: list[str]
 
 
 def install_hostilefix(plugins: Path) -> Path:
-    return install_fixture(plugins, "hostilefix", HERE / "fixtures" / "hostilefix.py",
-                           sources=["big"], functions=["hang"])
+    return install_fixture(
+        plugins, "hostilefix", HERE / "fixtures" / "hostilefix.py", sources=["big"], functions=["hang"]
+    )
 
 
 def install_seqsrc(plugins: Path) -> Path:
@@ -30,8 +31,9 @@ def install_seqsrc(plugins: Path) -> Path:
 
 
 def install_collector(plugins: Path) -> Path:
-    return install_fixture(plugins, "collector", RULES_FIXTURES / "collector.py",
-                           sinks=["collect"], functions=["revert"])
+    return install_fixture(
+        plugins, "collector", RULES_FIXTURES / "collector.py", sinks=["collect"], functions=["revert"]
+    )
 
 
 def write_json(path: Path, data: dict) -> None:

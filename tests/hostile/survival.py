@@ -33,7 +33,7 @@ class Bystander:
     pid: int
 
     @classmethod
-    def add(cls, plugins: Path, loader, name: str = "bystander") -> "Bystander":
+    def add(cls, plugins: Path, loader, name: str = "bystander") -> Bystander:
         make_plugin(plugins, name)
         event = loader.wait_for("plugin.running", timeout=20, plugin=name)
         return cls(name, event["pid"])

@@ -31,9 +31,15 @@ def test_big_records_into_a_sink_that_never_acks_keep_the_loader_bounded(process
     source_config(etc, "big", size_mb=RECORD_MB)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    loader = start_loader(processes, plugins, ipc_dir, data, extra_config=(
-        f"etc_dir: {etc}\nrest: 127.0.0.1:{port}\n"
-        f"limits: {{rule_buffer_mb: {BUFFER_MB}, sink_stall_s: 600}}\n"))
+    loader = start_loader(
+        processes,
+        plugins,
+        ipc_dir,
+        data,
+        extra_config=(
+            f"etc_dir: {etc}\nrest: 127.0.0.1:{port}\nlimits: {{rule_buffer_mb: {BUFFER_MB}, sink_stall_s: 600}}\n"
+        ),
+    )
     bystander = Bystander.add(plugins, loader)
     install_hostilefix(plugins)
     install_collector(plugins)
@@ -41,8 +47,12 @@ def test_big_records_into_a_sink_that_never_acks_keep_the_loader_bounded(process
     loader.wait_for("plugin.running", timeout=20, plugin="collector")
     baseline = rss_mb(loader.proc.pid)
     stream(data, "huge", "big")
-    rule(data, "heavy", "SELECT n, blob FROM huge",
-         [{"collect": {"path": str(tmp_path / "never.jsonl"), "requireAck": True, "delay_ms": 10_000_000}}])
+    rule(
+        data,
+        "heavy",
+        "SELECT n, blob FROM huge",
+        [{"collect": {"path": str(tmp_path / "never.jsonl"), "requireAck": True, "delay_ms": 10_000_000}}],
+    )
     loader.wait_for("rule.started", timeout=20, rule="heavy")
     before = [snapshot(folder) for folder in (plugins, etc, data / "rules")]
 

@@ -21,7 +21,14 @@ import pytest
 
 from tests.api_fixtures import Api, free_port, wait_until
 from tests.hostile.rules_env import (
-    RULES_FIXTURES, install_collector, install_seqsrc, rss_mb, rule, source_config, stream, write_json,
+    RULES_FIXTURES,
+    install_collector,
+    install_seqsrc,
+    rss_mb,
+    rule,
+    source_config,
+    stream,
+    write_json,
 )
 from tests.hostile.survival import ping_within
 from tests.loader_harness import pid_alive, start_loader
@@ -56,11 +63,16 @@ def _drop_plugin(plugins: Path, name: str, symbol: str) -> None:
     """A copy of the seqsrc plugin named ``name`` with source ``symbol``, moved in whole (as an install does)."""
     staging = plugins / f".{name}"
     staging.mkdir()
-    program = (RULES_FIXTURES / "seqsrc.py").read_text().replace(
-        'PluginConfig("seqsrc", sources={"seq"', f'PluginConfig("{name}", sources={{"{symbol}"')
+    program = (
+        (RULES_FIXTURES / "seqsrc.py")
+        .read_text()
+        .replace('PluginConfig("seqsrc", sources={"seq"', f'PluginConfig("{name}", sources={{"{symbol}"')
+    )
     (staging / f"{name}.py").write_text(program)
-    write_json(staging / f"{name}.json",
-               {"version": "v1.0.0", "language": "python", "executable": f"{name}.py", "sources": [symbol]})
+    write_json(
+        staging / f"{name}.json",
+        {"version": "v1.0.0", "language": "python", "executable": f"{name}.py", "sources": [symbol]},
+    )
     staging.rename(plugins / name)
 
 
@@ -101,8 +113,11 @@ class Churn:
 
     def _rest_rule(self, rule_id: str) -> None:
         out = self.out / f"{rule_id}.jsonl"
-        body = {"id": rule_id, "sql": "SELECT n, revert(name) AS r FROM steady",
-                "actions": [{"collect": {"path": str(out), "requireAck": True}}, {"nop": {}}]}
+        body = {
+            "id": rule_id,
+            "sql": "SELECT n, revert(name) AS r FROM steady",
+            "actions": [{"collect": {"path": str(out), "requireAck": True}}, {"nop": {}}],
+        }
         assert self.api.ok("POST", "/rules", body, expect=201) == f"Rule {rule_id} was created successfully."
         assert self.api.ok("GET", f"/rules/{rule_id}/status")["state"] == "running"
         self.api.ok("DELETE", f"/rules/{rule_id}")
@@ -137,12 +152,12 @@ def test_a_minute_of_plugin_and_rule_churn_returns_to_baseline(processes, tmp_pa
     keep = out / "keep.jsonl"
     rule(data, "keep", "SELECT n FROM steady", [{"collect": {"path": str(keep), "requireAck": True}}])
     port = free_port()
-    loader = start_loader(processes, plugins, ipc_dir, data,
-                          extra_config=f"etc_dir: {etc}\nrest: 127.0.0.1:{port}\n")
+    loader = start_loader(processes, plugins, ipc_dir, data, extra_config=f"etc_dir: {etc}\nrest: 127.0.0.1:{port}\n")
     api = Api(loader, f"http://127.0.0.1:{port}")
     loader.wait_for("rule.started", timeout=30, rule="keep")
-    steady_pids = {name: loader.wait_for("plugin.running", timeout=30, plugin=name)["pid"]
-                   for name in ("seqsrc", "collector")}
+    steady_pids = {
+        name: loader.wait_for("plugin.running", timeout=30, plugin=name)["pid"] for name in ("seqsrc", "collector")
+    }
     pid = loader.proc.pid
     churn = Churn(loader, api, plugins, data, out)
 
@@ -154,8 +169,10 @@ def test_a_minute_of_plugin_and_rule_churn_returns_to_baseline(processes, tmp_pa
         assert loader.proc.poll() is None, f"the loader exited:\n{''.join(loader.raw[-60:])}"
     records_mid = _records(api)
     after = _settled(pid, baseline)
-    print(f"\n{churn.rounds - 1} rounds in {CHURN_S:g}s; baseline {baseline}; after {after}; "
-          f"keep records {records_before} -> {records_mid}")
+    print(
+        f"\n{churn.rounds - 1} rounds in {CHURN_S:g}s; baseline {baseline}; after {after}; "
+        f"keep records {records_before} -> {records_mid}"
+    )
 
     assert after["fds"] <= baseline["fds"] + FD_SLACK, (baseline, after)
     assert after["threads"] <= baseline["threads"] + THREAD_SLACK, (baseline, after)

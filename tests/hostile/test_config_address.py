@@ -19,18 +19,31 @@ from tests.loader_harness import REPO, make_plugin
 
 def _serve(tmp_path: Path, ipc_dir: Path, rest_line: str, *flags: str) -> subprocess.CompletedProcess:
     config = tmp_path / "loader.yaml"
-    config.write_text(f"plugins_dir: {tmp_path / 'plugins'}\nipc_dir: {ipc_dir}\ndata_dir: {tmp_path / 'data'}\n"
-                      f"log: {{format: json}}\n{rest_line}\n")
-    return subprocess.run([sys.executable, "-m", "loader", "serve", "--config", str(config), *flags], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    config.write_text(
+        f"plugins_dir: {tmp_path / 'plugins'}\nipc_dir: {ipc_dir}\ndata_dir: {tmp_path / 'data'}\n"
+        f"log: {{format: json}}\n{rest_line}\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "loader", "serve", "--config", str(config), *flags],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-@pytest.mark.parametrize("rest_line, flags, message", [
-    ("rest: 'off'", ["--rest", "localhost"],
-     "--rest: 'localhost' has no port; give HOST:PORT with a port from 1 to 65535"),
-    ("rest: 127.0.0.1:99999", [], "rest: port '99999' of '127.0.0.1:99999' is not a number from 1 to 65535"),
-    ("rest: 127.0.0.1:0", [], "rest: port '0' of '127.0.0.1:0' is not a number from 1 to 65535"),
-])
+@pytest.mark.parametrize(
+    "rest_line, flags, message",
+    [
+        (
+            "rest: 'off'",
+            ["--rest", "localhost"],
+            "--rest: 'localhost' has no port; give HOST:PORT with a port from 1 to 65535",
+        ),
+        ("rest: 127.0.0.1:99999", [], "rest: port '99999' of '127.0.0.1:99999' is not a number from 1 to 65535"),
+        ("rest: 127.0.0.1:0", [], "rest: port '0' of '127.0.0.1:0' is not a number from 1 to 65535"),
+    ],
+)
 def test_bad_rest_address_refused_before_anything_starts(tmp_path, ipc_dir, rest_line, flags, message):
     make_plugin(tmp_path / "plugins", "p1")
     result = _serve(tmp_path, ipc_dir, rest_line, *flags)

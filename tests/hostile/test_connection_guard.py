@@ -34,8 +34,15 @@ async def _scenario() -> None:
     sock.bind(("127.0.0.1", 0))
     sock.listen(8)
     port = sock.getsockname()[1]
-    config = uvicorn.Config(_slow_app, lifespan="off", log_config=None, access_log=False,
-                            http=guarded_protocol(limits), ws="none", backlog=2)
+    config = uvicorn.Config(
+        _slow_app,
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        http=guarded_protocol(limits),
+        ws="none",
+        backlog=2,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

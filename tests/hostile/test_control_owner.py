@@ -16,7 +16,14 @@ from pathlib import Path
 
 from tests.hostile.helpers import snapshot
 from tests.test_rules_e2e import (  # noqa: F401
-    env, install_collector, install_seqsrc, loader_for, rule, seq_config, stream, wait_collected,
+    env,
+    install_collector,
+    install_seqsrc,
+    loader_for,
+    rule,
+    seq_config,
+    stream,
+    wait_collected,
 )
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -27,8 +34,9 @@ def install_intruder(plugins: Path, victim: str) -> None:
     folder.mkdir()
     shutil.copy(FIXTURES / "intruder.py", folder / "intruder.py")
     (folder / "victim.txt").write_text(victim)
-    (folder / "intruder.json").write_text(json.dumps(
-        {"version": "v1.0.0", "language": "python", "executable": "intruder.py", "sources": ["nothing"]}))
+    (folder / "intruder.json").write_text(
+        json.dumps({"version": "v1.0.0", "language": "python", "executable": "intruder.py", "sources": ["nothing"]})
+    )
 
 
 def test_a_plugin_dialling_anothers_control_socket_is_refused(processes, env):

@@ -9,7 +9,6 @@ start-up and over REST, and the rest of the loader runs.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -26,8 +25,14 @@ GOOD_SQL = "SELECT n FROM demo"
 
 @pytest.fixture
 def env(tmp_path: Path, ipc_dir: Path) -> dict[str, Path]:
-    dirs = {"plugins": tmp_path / "plugins", "data": tmp_path / "data", "etc": tmp_path / "etc", "ipc": ipc_dir,
-            "out": tmp_path / "out", "zips": tmp_path / "zips"}
+    dirs = {
+        "plugins": tmp_path / "plugins",
+        "data": tmp_path / "data",
+        "etc": tmp_path / "etc",
+        "ipc": ipc_dir,
+        "out": tmp_path / "out",
+        "zips": tmp_path / "zips",
+    }
     for key in ("plugins", "etc", "out", "data"):
         dirs[key].mkdir()
     return dirs
@@ -43,8 +48,9 @@ def test_bad_files_on_disk_are_reported_and_the_rest_starts(processes, env):
     rule(data, "badopt", GOOD_SQL, env["out"] / "bad.jsonl", options={"bufferLength": "abc"})
     (data / "rules" / "deeprule.json").write_text(deep_json())
     (data / "streams" / "deepstream.json").write_text(deep_json())
-    write_json(data / "streams" / "badshared.json",
-               {"sql": 'CREATE STREAM badshared () WITH (TYPE="seq", SHARED="yes")'})
+    write_json(
+        data / "streams" / "badshared.json", {"sql": 'CREATE STREAM badshared () WITH (TYPE="seq", SHARED="yes")'}
+    )
 
     api = start_api(processes, env["plugins"], env["ipc"], data, extra=f"etc_dir: {env['etc']}\n")
     loader = api.loader
@@ -64,10 +70,18 @@ def test_bad_files_on_disk_are_reported_and_the_rest_starts(processes, env):
 def test_rest_refuses_bad_options_and_deep_bodies_and_keeps_nothing(processes, env):
     data = env["data"]
     api = start_api(processes, env["plugins"], env["ipc"], data, extra=f"etc_dir: {env['etc']}\n")
-    api.ok("POST", "/plugins/portables", {"name": "seqsrc", "file": write_zip(env["zips"] / "s.zip", seqsrc_files())},
-           expect=201)
-    api.ok("POST", "/plugins/portables",
-           {"name": "collector", "file": write_zip(env["zips"] / "c.zip", collector_files())}, expect=201)
+    api.ok(
+        "POST",
+        "/plugins/portables",
+        {"name": "seqsrc", "file": write_zip(env["zips"] / "s.zip", seqsrc_files())},
+        expect=201,
+    )
+    api.ok(
+        "POST",
+        "/plugins/portables",
+        {"name": "collector", "file": write_zip(env["zips"] / "c.zip", collector_files())},
+        expect=201,
+    )
     api.ok("POST", "/streams", {"sql": 'CREATE STREAM demo () WITH (TYPE="seq", DATASOURCE="t1")'}, expect=201)
     before = snapshot(data)
 
@@ -95,8 +109,9 @@ def test_deep_manifest_is_a_precise_error_for_validate_and_rest_install(processe
     folder.mkdir()
     (folder / "deepplug.json").write_text('{"version": "v1", "sources": ' + deep_json() + "}")
     (folder / "main.py").write_text("")
-    result = subprocess.run([sys.executable, "-m", "loader", "validate", str(folder)], cwd=REPO,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "loader", "validate", str(folder)], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert "problem: not valid JSON: nested 50001 levels deep" in result.stdout

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import pytest
 
@@ -71,8 +70,16 @@ def test_directory_links_are_never_followed_so_loops_cannot_happen(tmp_path):
     entries = _run_bounded(walk, folder)
     assert time.monotonic() - started < 2
     kinds = {e.relative: e.kind for e in entries}
-    assert kinds == {"a": "link", "alias": "link", "b": "link", "loops.json": "file", "main.py": "file",
-                     "main-link.py": "file", "sub/data.txt": "file", "sub/up": "link"}
+    assert kinds == {
+        "a": "link",
+        "alias": "link",
+        "b": "link",
+        "loops.json": "file",
+        "main.py": "file",
+        "main-link.py": "file",
+        "sub/data.txt": "file",
+        "sub/up": "link",
+    }
     digest = folder_digest(folder)
     (folder / "sub" / "data.txt").write_text("y")
     assert folder_digest(folder) != digest

@@ -54,8 +54,10 @@ def _populate(plugins: Path, data: Path, etc: Path) -> None:
     source_config(etc, "seq", count=1)  # one record per rule, then the source idles
     stream(data, "steady", "seq")
     for index in range(STOPPED_RULES):
-        write_json(data / "rules" / f"stopped{index:03d}.json", {
-            "id": f"stopped{index:03d}", "sql": "SELECT n FROM steady", "actions": [{"nop": {}}], "triggered": False})
+        write_json(
+            data / "rules" / f"stopped{index:03d}.json",
+            {"id": f"stopped{index:03d}", "sql": "SELECT n FROM steady", "actions": [{"nop": {}}], "triggered": False},
+        )
     for index in range(WAITING_RULES):
         rule(data, f"waiting{index:03d}", "SELECT n FROM nowhere", [{"nop": {}}])
 
@@ -67,8 +69,15 @@ def test_two_hundred_idle_plugins_and_four_hundred_stopped_rules(processes, tmp_
     _populate(plugins, data, etc)
     port = free_port()
     started = time.monotonic()
-    loader = start_loader(processes, plugins, ipc_dir, data, wait_ready=False, rescan_s=WatchSettings().rescan_s,
-                          extra_config=f"etc_dir: {etc}\nrest: 127.0.0.1:{port}\n")
+    loader = start_loader(
+        processes,
+        plugins,
+        ipc_dir,
+        data,
+        wait_ready=False,
+        rescan_s=WatchSettings().rescan_s,
+        extra_config=f"etc_dir: {etc}\nrest: 127.0.0.1:{port}\n",
+    )
     api = Api(loader, f"http://127.0.0.1:{port}")
     loader.wait_for("loader.scan_complete", timeout=90)
     loader.wait_for("plugin.running", timeout=90, count=IDLE_PLUGINS + 1)
@@ -90,9 +99,11 @@ def test_two_hundred_idle_plugins_and_four_hundred_stopped_rules(processes, tmp_
         api.ok("POST", "/rules", body, expect=201)
         assert api.ok("GET", f"/rules/{body['id']}/status")["state"] == "running"
     per_min = CREATED_RULES / (time.monotonic() - created_at) * 60
-    print(f"\n{IDLE_PLUGINS + 1} plugins running after {all_running_s:.1f} s; idle loader CPU {percent:.2f}% "
-          f"of a core ({cpu_used * 1000:.0f} ms in {elapsed:.1f} s), {len(logged)} log lines; "
-          f"{per_min:.0f} rules/min created over REST")
+    print(
+        f"\n{IDLE_PLUGINS + 1} plugins running after {all_running_s:.1f} s; idle loader CPU {percent:.2f}% "
+        f"of a core ({cpu_used * 1000:.0f} ms in {elapsed:.1f} s), {len(logged)} log lines; "
+        f"{per_min:.0f} rules/min created over REST"
+    )
     assert percent <= CPU_GOAL_PERCENT, f"idle loader took {percent:.2f}% of a core"
     assert logged == [], f"an idle loader logged: {logged[:5]}"
     assert per_min >= RULES_PER_MIN_GOAL, f"{per_min:.0f} rules/min"

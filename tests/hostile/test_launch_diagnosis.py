@@ -19,8 +19,13 @@ from tests.loader_harness import make_plugin
 
 LISTEN = Path("/run/pl/plugin_p.ipc")
 EXE = Path("/plugins/p/main.py")
-SYNTAX_TAIL = ["rawplugin p pid 1 dialing ipc:///tmp/plugin_p.ipc", '  File "/plugins/p/main.py", line 32',
-               "    def f()", "           ^", "SyntaxError: expected ':'"]
+SYNTAX_TAIL = [
+    "rawplugin p pid 1 dialing ipc:///tmp/plugin_p.ipc",
+    '  File "/plugins/p/main.py", line 32',
+    "    def f()",
+    "           ^",
+    "SyntaxError: expected ':'",
+]
 
 
 def explain(returncode, tail, outcome="process exited before the handshake (exit code 1)"):
@@ -30,8 +35,12 @@ def explain(returncode, tail, outcome="process exited before the handshake (exit
 def test_explanations_say_what_the_evidence_shows():
     syntax = explain(1, SYNTAX_TAIL)
     assert syntax.startswith("SyntaxError: expected ':' (main.py, line 32): the program failed before its handshake")
-    traceback = ["Traceback (most recent call last):", '  File "/p/main.py", line 3, in <module>',
-                 "    import missing", "ModuleNotFoundError: No module named 'missing'"]
+    traceback = [
+        "Traceback (most recent call last):",
+        '  File "/p/main.py", line 3, in <module>',
+        "    import missing",
+        "ModuleNotFoundError: No module named 'missing'",
+    ]
     assert explain(1, traceback).startswith("ModuleNotFoundError: No module named 'missing' (main.py, line 3)")
     assert "could not be executed" in explain(126, ["setpriv: failed to execute x: Permission denied"])
     assert "a program was not found" in explain(127, ["setpriv: failed to execute x: No such file or directory"])
@@ -61,15 +70,22 @@ def test_launch_failures_are_explained_and_others_keep_running(processes, tmp_pa
     folder = make_plugin(plugins, "isdir", executable="code")
     (folder / "code").mkdir()
     before = snapshot(plugins)  # failing launches leave the plugins' folders as they are
-    api = start_api(processes, plugins, ipc_dir, tmp_path / "data",
-                    extra="supervisor: {handshake_timeout_s: 5, restart_backoff_initial_s: 5}\n")
+    api = start_api(
+        processes,
+        plugins,
+        ipc_dir,
+        tmp_path / "data",
+        extra="supervisor: {handshake_timeout_s: 5, restart_backoff_initial_s: 5}\n",
+    )
     loader = api.loader
     # A syntax error is found before the program is started (loader/pycheck.py).
     invalid = loader.wait_for("plugin.invalid", plugin="syntax")["error"]
     assert "SyntaxError: expected ':' (main.py, line 3)" in invalid, invalid
     failed = loader.wait_for("plugin.start_failed", plugin="crash")["error"]
-    assert failed.startswith("RuntimeError: no config (main.py, line 3): the program failed before its handshake "
-                             "(process exited before the handshake (exit code 1))"), failed
+    assert failed.startswith(
+        "RuntimeError: no config (main.py, line 3): the program failed before its handshake "
+        "(process exited before the handshake (exit code 1))"
+    ), failed
     failed = loader.wait_for("plugin.start_failed", plugin="noexec")["error"]
     assert "(exit code 126): the program could not be executed" in failed and "different name" not in failed
     failed = loader.wait_for("plugin.start_failed", plugin="nointerp")["error"]
@@ -80,12 +96,12 @@ def test_launch_failures_are_explained_and_others_keep_running(processes, tmp_pa
     assert snapshot(plugins) == before
 
 
-SLOW_START = '''
+SLOW_START = """
 import sys, time, runpy
 time.sleep(2)
 sys.argv = [sys.argv[0].replace("slow.py", "main.py"), *sys.argv[1:]]
 runpy.run_path(sys.argv[0], run_name="__main__")
-'''
+"""
 
 
 def test_status_never_shows_the_old_pid_while_the_new_one_loads(processes, tmp_path, ipc_dir):

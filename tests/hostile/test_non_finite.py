@@ -16,7 +16,7 @@ from tests.hostile.helpers import snapshot
 from tests.loader_harness import start_loader
 from tests.test_rules_e2e import install_collector, rule, stream, wait_collected
 
-NAN_SOURCE = '''
+NAN_SOURCE = """
 import threading
 from sdk import Context, PluginConfig, Source, start
 
@@ -34,7 +34,7 @@ class Odd(Source):
 
 if __name__ == "__main__":
     start(PluginConfig("oddsrc", sources={"seq": Odd}, sinks={}, functions={}))
-'''
+"""
 
 
 def _strict(line: str) -> dict:
@@ -56,20 +56,21 @@ def test_nan_from_a_source_is_null_in_the_log_and_the_sink(processes, tmp_path: 
     folder = plugins / "oddsrc"
     folder.mkdir(parents=True)
     (folder / "oddsrc.py").write_text(NAN_SOURCE)
-    (folder / "oddsrc.json").write_text(json.dumps({"version": "v1", "language": "python",
-                                                    "executable": "oddsrc.py", "sources": ["seq"]}))
+    (folder / "oddsrc.json").write_text(
+        json.dumps({"version": "v1", "language": "python", "executable": "oddsrc.py", "sources": ["seq"]})
+    )
     install_collector(plugins)
     stream(data, "demo")
     # n * 1e308 * 10 overflows to Infinity inside the rule: also null on the way out
-    rule(data, "r1", "SELECT n, nan, inf, ninf, ok, n * 1e308 * 10 AS big FROM demo", out,
-         extra_actions=[{"log": {}}])
+    rule(data, "r1", "SELECT n, nan, inf, ninf, ok, n * 1e308 * 10 AS big FROM demo", out, extra_actions=[{"log": {}}])
     before = [snapshot(plugins), snapshot(data / "rules")]
     loader = start_loader(processes, plugins, ipc_dir, data)
     rows = wait_collected(out, 10)
     assert rows[0] == {"n": 1, "nan": None, "inf": None, "ninf": None, "ok": 1.5, "big": None}
     assert "NaN" not in out.read_text() and "Infinity" not in out.read_text()
     logged = loader.wait_for("sink.log", rule="r1", count=10)
-    assert logged["record"]["nan"] is None and logged["record"]["big"] is None
+    [row] = logged["message"]
+    assert row["nan"] is None and row["big"] is None
     assert loader.terminate() == 0
     assert [snapshot(plugins), snapshot(data / "rules")] == before
     for line in loader.raw:  # every line of the JSON log is strict JSON

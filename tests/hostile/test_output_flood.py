@@ -44,12 +44,14 @@ def test_a_flooding_plugin_gets_a_bounded_share_of_the_log(processes, tmp_path, 
     shutil.copy(FIXTURES / "flood.py", folder / "flood.py")
     total = 200_000
     (folder / "lines.txt").write_text(str(total))
-    (folder / "flood.json").write_text(json.dumps(
-        {"version": "v1.0.0", "language": "python", "executable": "flood.py", "sources": ["nothing"]}))
+    (folder / "flood.json").write_text(
+        json.dumps({"version": "v1.0.0", "language": "python", "executable": "flood.py", "sources": ["nothing"]})
+    )
     make_plugin(plugins, "calm", sources=["calm_src"])
     started = time.monotonic()
-    loader = start_loader(processes, plugins, ipc_dir, tmp_path / "data",
-                          extra_config="supervisor: {restart_backoff_initial_s: 30}\n")
+    loader = start_loader(
+        processes, plugins, ipc_dir, tmp_path / "data", extra_config="supervisor: {restart_backoff_initial_s: 30}\n"
+    )
     first = loader.wait_for("plugin.spawned", plugin="flood")
     summary = loader.wait_for("plugin.output_suppressed", plugin="flood", pid=first["pid"], timeout=60)
     elapsed = time.monotonic() - started

@@ -22,7 +22,7 @@ from tests.api_fixtures import free_port
 from tests.hostile.survival import Bystander, assert_survived
 from tests.loader_harness import RAW_PLUGIN, pid_alive, start_loader
 
-FORKER = '''
+FORKER = """
 import os, runpy, subprocess, sys, time
 from pathlib import Path
 here = Path(__file__).resolve().parent
@@ -35,14 +35,14 @@ daemon.wait()
 with open(pids, "a") as f:
     f.write(f"{child.pid}\\n")
 runpy.run_path(str(here / "raw.py"), run_name="__main__")
-'''
+"""
 
-WRAPPER = '''#!/bin/sh
+WRAPPER = """#!/bin/sh
 # starts the plugin without exec: the shell stays the plugin's process
 "$PYTHON" "$(dirname "$0")/raw.py" "$1" &
 echo $! >> "$ESCAPE_PIDS/$(basename "$(dirname "$0")").txt"
 wait
-'''
+"""
 
 
 def _plugin(plugins: Path, name: str, executable: str, text: str, language: str) -> Path:
@@ -51,8 +51,9 @@ def _plugin(plugins: Path, name: str, executable: str, text: str, language: str)
     shutil.copy(RAW_PLUGIN, folder / "raw.py")
     (folder / executable).write_text(text)
     (folder / executable).chmod(0o755)
-    (folder / f"{name}.json").write_text(json.dumps(
-        {"version": "v1.0.0", "language": language, "executable": executable, "sources": [f"{name}_src"]}))
+    (folder / f"{name}.json").write_text(
+        json.dumps({"version": "v1.0.0", "language": language, "executable": executable, "sources": [f"{name}_src"]})
+    )
     return folder
 
 

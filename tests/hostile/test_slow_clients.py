@@ -40,10 +40,18 @@ def test_slow_clients_neither_exhaust_descriptors_nor_stop_a_plugin_restart(proc
     plugins.mkdir()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    loader = start_loader(processes, plugins, ipc_dir, data, wrapper=["prlimit", f"--nofile={LOADER_FDS}:{LOADER_FDS}"],
-                          extra_config=(f"rest: 127.0.0.1:{port}\n"
-                                        f"limits: {{rest_max_connections: {MAX_CONNECTIONS}, "
-                                        f"rest_header_timeout_s: {HEADER_TIMEOUT_S}, rest_body_timeout_s: {HEADER_TIMEOUT_S}}}\n"))
+    loader = start_loader(
+        processes,
+        plugins,
+        ipc_dir,
+        data,
+        wrapper=["prlimit", f"--nofile={LOADER_FDS}:{LOADER_FDS}"],
+        extra_config=(
+            f"rest: 127.0.0.1:{port}\n"
+            f"limits: {{rest_max_connections: {MAX_CONNECTIONS}, "
+            f"rest_header_timeout_s: {HEADER_TIMEOUT_S}, rest_body_timeout_s: {HEADER_TIMEOUT_S}}}\n"
+        ),
+    )
     loader.wait_for("api.listening")
     bystander = Bystander.add(plugins, loader)
     make_plugin(plugins, "victim")
@@ -71,7 +79,7 @@ def test_slow_clients_neither_exhaust_descriptors_nor_stop_a_plugin_restart(proc
 
         # The ones the limit kept are closed once their header time is up.
         time.sleep(HEADER_TIMEOUT_S + 1)
-        kept = clients[-MAX_CONNECTIONS // 2:]
+        kept = clients[-MAX_CONNECTIONS // 2 :]
         for client in kept:
             client.settimeout(2)
             assert client.recv(1024) in (b"",), "a connection without complete headers was kept open"
@@ -81,8 +89,10 @@ def test_slow_clients_neither_exhaust_descriptors_nor_stop_a_plugin_restart(proc
 
     # A body that stops coming is cut off too.
     with socket.create_connection(("127.0.0.1", port), timeout=HEADER_TIMEOUT_S + 3) as client:
-        client.sendall(b"POST /rules HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                       b"Content-Length: 1000\r\n\r\n{\"id\": ")
+        client.sendall(
+            b"POST /rules HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"id": '
+        )
         started = time.monotonic()
         answer = client.recv(4096)
         assert answer == b"" or b"400" in answer.split(b"\r\n")[0], answer

@@ -9,11 +9,9 @@ and stops by itself.
 from __future__ import annotations
 
 import http.server
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
@@ -28,7 +26,7 @@ SERVER_GIVES_UP_S = 30.0
 
 
 class _Trickle(http.server.BaseHTTPRequestHandler):
-    """``/body``: headers at once, then one byte of body every TRICKLE_EVERY_S; ``/headers``: the headers that slowly."""
+    """``/body``: headers at once, then a byte of body every TRICKLE_EVERY_S; ``/headers``: the headers that slowly."""
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         self.server.connections += 1  # type: ignore[attr-defined]
@@ -79,21 +77,28 @@ def test_trickling_downloads_hit_the_deadline_and_never_block_rule_admission(pro
     plugins.mkdir()
     (etc / "sources").mkdir(parents=True)
     (etc / "sources" / "seq.yaml").write_text("default:\n  count: 1000000\n  interval_ms: 5\n")
-    api = start_api(processes, plugins, ipc_dir, data, extra=(
-        f"etc_dir: {etc}\nlimits: {{download_timeout_s: {DEADLINE_S}, download_workers: {WORKERS}}}\n"))
+    api = start_api(
+        processes,
+        plugins,
+        ipc_dir,
+        data,
+        extra=(f"etc_dir: {etc}\nlimits: {{download_timeout_s: {DEADLINE_S}, download_workers: {WORKERS}}}\n"),
+    )
     bystander = Bystander.add(plugins, api.loader)
     for name, files in (("seqsrc", seqsrc_files()), ("collector", collector_files())):
-        api.ok("POST", "/plugins/portables", {"name": name, "file": write_zip(zips / f"{name}.zip", files)},
-               expect=201)
-    api.ok("POST", "/streams", {"sql": 'CREATE STREAM demo () WITH (TYPE="seq", DATASOURCE="t", FORMAT="json")'},
-           expect=201)
+        api.ok("POST", "/plugins/portables", {"name": name, "file": write_zip(zips / f"{name}.zip", files)}, expect=201)
+    api.ok(
+        "POST",
+        "/streams",
+        {"sql": 'CREATE STREAM demo () WITH (TYPE="seq", DATASOURCE="t", FORMAT="json")'},
+        expect=201,
+    )
     before = [snapshot(folder) for folder in (plugins, etc)]  # the failed installs must leave both as they are
 
     def install(index: int) -> tuple[int, dict, float]:
         started = time.monotonic()
         path = "/headers" if index == 0 else "/body"
-        status, body = api.call("POST", "/plugins/portables", {"name": f"slow{index}", "file": base + path},
-                                timeout=30)
+        status, body = api.call("POST", "/plugins/portables", {"name": f"slow{index}", "file": base + path}, timeout=30)
         return status, body, time.monotonic() - started
 
     with ThreadPoolExecutor(7) as pool:
@@ -117,7 +122,9 @@ def test_trickling_downloads_hit_the_deadline_and_never_block_rule_admission(pro
         assert took < DEADLINE_S + 2.5, took
     for _status, body, took in busy:
         assert body["code"] == "busy" and "limits.download_workers" in body["message"] and took < 1.5, body
-    assert _wait(lambda: len(server.hung_up) >= WORKERS, 2 * TRICKLE_EVERY_S + 2), "the loader kept a trickling connection open"
+    assert _wait(lambda: len(server.hung_up) >= WORKERS, 2 * TRICKLE_EVERY_S + 2), (
+        "the loader kept a trickling connection open"
+    )
     # The server notices the hang-up on its second write after it (the first still fits the socket buffer).
     assert all(held < DEADLINE_S + 2 * TRICKLE_EVERY_S + 1 for held in server.hung_up), server.hung_up
     assert sorted(p.name for p in plugins.iterdir()) == ["bystander", "collector", "seqsrc"], "staging left behind"

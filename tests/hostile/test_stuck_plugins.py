@@ -17,7 +17,12 @@ from pathlib import Path
 from tests.api_fixtures import free_port
 from tests.hostile.helpers import snapshot
 from tests.hostile.rules_env import (
-    install_collector, install_hostilefix, install_seqsrc, rule, source_config, stream,
+    install_collector,
+    install_hostilefix,
+    install_seqsrc,
+    rule,
+    source_config,
+    stream,
 )
 from tests.hostile.survival import Bystander, assert_survived, get_json
 from tests.loader_harness import start_loader
@@ -28,8 +33,13 @@ def _start(processes, tmp_path: Path, ipc_dir: Path, limits: str):
     plugins.mkdir()
     source_config(etc, "seq", count=1000000, interval_ms=20)
     port = free_port()
-    loader = start_loader(processes, plugins, ipc_dir, data, extra_config=(
-        f"etc_dir: {etc}\nrest: 127.0.0.1:{port}\nlimits: {{{limits}}}\nbatch: {{enabled: true}}\n"))
+    loader = start_loader(
+        processes,
+        plugins,
+        ipc_dir,
+        data,
+        extra_config=(f"etc_dir: {etc}\nrest: 127.0.0.1:{port}\nlimits: {{{limits}}}\nbatch: {{enabled: true}}\n"),
+    )
     return loader, plugins, data, f"http://127.0.0.1:{port}"
 
 
@@ -47,7 +57,9 @@ def test_a_function_that_never_returns_degrades_the_rule_and_restarts_its_plugin
 
     degraded = loader.wait_for("rule.degraded", timeout=10, rule="hung", cause="function timeout")
     took = _seconds_between(started, degraded)
-    assert (degraded["symbol"], degraded["plugin"], degraded["cause"]) == ("hang", "hostilefix", "function timeout"), degraded
+    assert (degraded["symbol"], degraded["plugin"], degraded["cause"]) == ("hang", "hostilefix", "function timeout"), (
+        degraded
+    )
     assert "limits.function_timeout_s" in degraded["error"], degraded
     assert took < 4, f"the first timeout took {took:.1f}s: not one limit per call"
     unhealthy = loader.wait_for("plugin.unhealthy", timeout=5, plugin="hostilefix")
@@ -72,13 +84,19 @@ def test_a_sink_that_never_acks_degrades_the_rule_and_restarts_its_plugin(proces
     loader.wait_for("plugin.running", timeout=20, plugin="seqsrc")
     stream(data, "demo", "seq")
     out = tmp_path / "never.jsonl"
-    rule(data, "stuck", "SELECT n FROM demo",
-         [{"collect": {"path": str(out), "requireAck": True, "delay_ms": 10_000_000}}])
+    rule(
+        data,
+        "stuck",
+        "SELECT n FROM demo",
+        [{"collect": {"path": str(out), "requireAck": True, "delay_ms": 10_000_000}}],
+    )
     started = loader.wait_for("rule.started", timeout=20, rule="stuck")
     before = [snapshot(folder) for folder in (plugins, tmp_path / "etc", data / "rules")]
 
     degraded = loader.wait_for("rule.degraded", timeout=15, rule="stuck", cause="sink stalled")
-    assert (degraded["symbol"], degraded["plugin"], degraded["cause"]) == ("collect", "collector", "sink stalled"), degraded
+    assert (degraded["symbol"], degraded["plugin"], degraded["cause"]) == ("collect", "collector", "sink stalled"), (
+        degraded
+    )
     assert "limits.sink_stall_s" in degraded["error"], degraded
     assert _seconds_between(started, degraded) < 9  # one ack timeout (5 s) and the stall limit
     unhealthy = loader.wait_for("plugin.unhealthy", timeout=5, plugin="collector")

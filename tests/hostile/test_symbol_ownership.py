@@ -25,8 +25,9 @@ def spec(parent: Path, name: str, sources: tuple[str, ...] = ("counter",)) -> Pl
     folder = parent / name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "main.py").write_text("print('hi')\n")
-    (folder / f"{name}.json").write_text(json.dumps(
-        {"version": "v1.0.0", "language": "python", "executable": "main.py", "sources": list(sources)}))
+    (folder / f"{name}.json").write_text(
+        json.dumps({"version": "v1.0.0", "language": "python", "executable": "main.py", "sources": list(sources)})
+    )
     return load_plugin(folder)
 
 
