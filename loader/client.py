@@ -12,8 +12,8 @@ refused (its error is printed), 3 the loader could not be reached.
 from __future__ import annotations
 
 import argparse
-import json
 import io
+import json
 import os
 import sys
 import urllib.error
@@ -73,8 +73,10 @@ class Client:
             raise _failure(exc.code, exc.read(), str(exc.reason)) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise Unreachable(f"cannot reach the loader at {self.url}: {reason}; is it running "
-                              "(portable-loader serve) with rest enabled, and is --url right?") from None
+            raise Unreachable(
+                f"cannot reach the loader at {self.url}: {reason}; is it running "
+                "(portable-loader serve) with rest enabled, and is --url right?"
+            ) from None
         if media == "application/json":
             return json.loads(raw)
         return raw.decode("utf-8", errors="replace") if raw.strip() else None
@@ -98,6 +100,7 @@ def _failure(status: int, raw: bytes, reason: str) -> ApiFailure:
 
 def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
     """Left-aligned columns: (header, key) pairs; lists are joined with commas, None is '-'."""
+
     def cell(value: Any) -> str:
         if value is None or value == "":
             return "-"
@@ -111,7 +114,9 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
 
     cells = [[header for header, _ in columns]] + [[cell(row.get(key)) for _, key in columns] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
-    lines = ["  ".join(value.ljust(width) for value, width in zip(line, widths)).rstrip() for line in cells]
+    lines = [
+        "  ".join(value.ljust(width) for value, width in zip(line, widths, strict=True)).rstrip() for line in cells
+    ]
     return "\n".join(lines)
 
 
@@ -149,8 +154,9 @@ def plugin_zip(source: str) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise SystemExit(f"portable-loader: {source}: no such file or folder (give a zip, a plugin folder or a "
-                         "URL)") from None
+        raise SystemExit(
+            f"portable-loader: {source}: no such file or folder (give a zip, a plugin folder or a URL)"
+        ) from None
     except OSError as exc:
         raise SystemExit(f"portable-loader: cannot read {source}: {exc.strerror}") from None
 
@@ -182,12 +188,28 @@ def _plugin_result(data: dict[str, Any], verb: str) -> str:
     return line
 
 
-PLUGIN_COLUMNS = [("NAME", "name"), ("VERSION", "version"), ("STATE", "state"), ("PID", "pid"),
-                  ("SOURCES", "sources"), ("SINKS", "sinks"), ("FUNCTIONS", "functions")]
+PLUGIN_COLUMNS = [
+    ("NAME", "name"),
+    ("VERSION", "version"),
+    ("STATE", "state"),
+    ("PID", "pid"),
+    ("SOURCES", "sources"),
+    ("SINKS", "sinks"),
+    ("FUNCTIONS", "functions"),
+]
 RULE_COLUMNS = [("ID", "id"), ("STATE", "state"), ("STATUS", "status"), ("MESSAGE", "message")]
-STATUS_COLUMNS = [("PLUGIN", "name"), ("STATE", "state"), ("VERSION", "version"), ("PREVIOUS", "previousVersion"),
-                  ("PID", "pid"), ("RESTARTS", "restarts"), ("RULES", "refCount"), ("SINCE", "since"),
-                  ("FAILED", "failedVersion"), ("ERROR", "errMsg")]
+STATUS_COLUMNS = [
+    ("PLUGIN", "name"),
+    ("STATE", "state"),
+    ("VERSION", "version"),
+    ("PREVIOUS", "previousVersion"),
+    ("PID", "pid"),
+    ("RESTARTS", "restarts"),
+    ("RULES", "refCount"),
+    ("SINCE", "since"),
+    ("FAILED", "failedVersion"),
+    ("ERROR", "errMsg"),
+]
 
 
 def run_plugins(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
@@ -195,8 +217,10 @@ def run_plugins(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
     if action == "list":
         manifests = client.call("GET", "/plugins/portables")
         states = {p["name"]: p for p in client.call("GET", "/status")["plugins"]}
-        rows = [{**m, "state": states.get(m["name"], {}).get("state"), "pid": states.get(m["name"], {}).get("pid")}
-                for m in manifests]
+        rows = [
+            {**m, "state": states.get(m["name"], {}).get("state"), "pid": states.get(m["name"], {}).get("pid")}
+            for m in manifests
+        ]
         return manifests, table(rows, PLUGIN_COLUMNS) if rows else "no plugins loaded"
     if action == "describe":
         data = client.call("GET", f"/plugins/portables/{_name(args.name)}")
@@ -205,8 +229,11 @@ def run_plugins(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
         data = client.call("GET", f"/plugins/portables/{_name(args.name)}/status")
         return data, fields(data)
     if action in ("install", "update"):
-        method, path = ("POST", f"/plugins/portables?name={_name(args.name)}") if action == "install" else \
-            ("PUT", f"/plugins/portables/{_name(args.name)}")
+        method, path = (
+            ("POST", f"/plugins/portables?name={_name(args.name)}")
+            if action == "install"
+            else ("PUT", f"/plugins/portables/{_name(args.name)}")
+        )
         if "://" in args.file:  # a URL the loader fetches itself (eKuiper's form)
             body = {"name": args.name, "file": args.file} if action == "install" else {"file": args.file}
             message = client.call(method, path.split("?")[0], body, timeout=SLOW_TIMEOUT_S)
@@ -222,8 +249,15 @@ def run_streams(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
     action = args.action
     if action == "list":
         data = client.call("GET", "/streamdetails")
-        columns = [("NAME", "name"), ("TYPE", "type"), ("FORMAT", "format"), ("DATASOURCE", "datasource"),
-                   ("CONF_KEY", "confKey"), ("SHARED", "shared"), ("ERROR", "error")]
+        columns = [
+            ("NAME", "name"),
+            ("TYPE", "type"),
+            ("FORMAT", "format"),
+            ("DATASOURCE", "datasource"),
+            ("CONF_KEY", "confKey"),
+            ("SHARED", "shared"),
+            ("ERROR", "error"),
+        ]
         return data, table(data, columns) if data else "no streams"
     if action == "describe":
         data = client.call("GET", f"/streams/{_name(args.name)}")
@@ -284,18 +318,29 @@ def run_status(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
     data = client.call("GET", "/status")
     rule_list = sorted(client.call("GET", "/rules"), key=lambda r: (RULE_ORDER.get(r.get("state"), 5), r["id"]))
     rules = ", ".join(f"{count} {state}" for state, count in data["rules"].items())
-    head = f"portable-loader {data['version']}: {len(data['plugins'])} plugins, {data['streams']} streams, rules: {rules}"
+    head = (
+        f"portable-loader {data['version']}: {len(data['plugins'])} plugins, {data['streams']} streams, rules: {rules}"
+    )
     body = table(data["plugins"], STATUS_COLUMNS) if data["plugins"] else "no plugins"
     if rule_list:
-        body += "\n" + table(rule_list, [("RULE", "id"), ("STATE", "state"), ("STATUS", "status"),
-                                         ("MESSAGE", "message")])
-    failures = [f"{p['name']}: version {p['failedVersion']} failed, {p['version']} keeps running: {p['failedError']}"
-                for p in data["plugins"] if p.get("failedVersion")]
+        body += "\n" + table(
+            rule_list, [("RULE", "id"), ("STATE", "state"), ("STATUS", "status"), ("MESSAGE", "message")]
+        )
+    failures = [
+        f"{p['name']}: version {p['failedVersion']} failed, {p['version']} keeps running: {p['failedError']}"
+        for p in data["plugins"]
+        if p.get("failedVersion")
+    ]
     return {**data, "ruleList": rule_list}, "\n".join([head, body, *failures])
 
 
-RUNNERS = {"plugins": run_plugins, "streams": run_streams, "rules": run_rules, "symbols": run_symbols,
-           "status": run_status}
+RUNNERS = {
+    "plugins": run_plugins,
+    "streams": run_streams,
+    "rules": run_rules,
+    "symbols": run_symbols,
+    "status": run_status,
+}
 
 
 # ------------------------------------------------------------------ parser
@@ -309,10 +354,14 @@ def _kind(value: str) -> str:
 
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=os.environ.get(URL_ENV, DEFAULT_URL),
-                        help=f"the loader's REST address (default ${URL_ENV} or {DEFAULT_URL})")
-    common.add_argument("--token", default=os.environ.get(TOKEN_ENV),
-                        help=f"bearer token, if the loader has one (default ${TOKEN_ENV})")
+    common.add_argument(
+        "--url",
+        default=os.environ.get(URL_ENV, DEFAULT_URL),
+        help=f"the loader's REST address (default ${URL_ENV} or {DEFAULT_URL})",
+    )
+    common.add_argument(
+        "--token", default=os.environ.get(TOKEN_ENV), help=f"bearer token, if the loader has one (default ${TOKEN_ENV})"
+    )
     common.add_argument("--json", action="store_true", help="print the API's JSON answer instead of a table")
     return common
 
@@ -324,15 +373,23 @@ def add_client_commands(commands: argparse._SubParsersAction) -> None:
     plugins = commands.add_parser("plugins", help="portable plugins: list, describe, status, install, update, delete")
     actions = plugins.add_subparsers(dest="action", required=True)
     actions.add_parser("list", parents=[common], help="loaded plugins with their state")
-    for action, text in (("describe", "a plugin's manifest"), ("status", "a plugin's status (eKuiper's and ours)"),
-                         ("delete", "unload and remove a plugin")):
+    for action, text in (
+        ("describe", "a plugin's manifest"),
+        ("status", "a plugin's status (eKuiper's and ours)"),
+        ("delete", "unload and remove a plugin"),
+    ):
         actions.add_parser(action, parents=[common], help=text).add_argument("name")
-    for action, text in (("install", "install a plugin; answers once it runs or failed"),
-                         ("update", "update a plugin; running rules move to the new version")):
+    for action, text in (
+        ("install", "install a plugin; answers once it runs or failed"),
+        ("update", "update a plugin; running rules move to the new version"),
+    ):
         sub = actions.add_parser(action, parents=[common], help=text)
         sub.add_argument("name")
-        sub.add_argument("file", help="plugin zip or plugin folder (zipped for you), uploaded to the loader; or an "
-                                      "http(s):// or file:// URL the loader fetches itself")
+        sub.add_argument(
+            "file",
+            help="plugin zip or plugin folder (zipped for you), uploaded to the loader; or an "
+            "http(s):// or file:// URL the loader fetches itself",
+        )
 
     streams = commands.add_parser("streams", help="streams: list, describe, create, update, delete")
     actions = streams.add_subparsers(dest="action", required=True)
@@ -344,23 +401,31 @@ def add_client_commands(commands: argparse._SubParsersAction) -> None:
     update.add_argument("name")
     update.add_argument("sql")
 
-    rules = commands.add_parser("rules", help="rules: list, describe, create, update, start, stop, restart, "
-                                              "delete, status")
+    rules = commands.add_parser(
+        "rules", help="rules: list, describe, create, update, start, stop, restart, delete, status"
+    )
     actions = rules.add_subparsers(dest="action", required=True)
     actions.add_parser("list", parents=[common], help="rules with their state")
-    for action, text in (("describe", "the rule as stored"), ("start", "start it (persisted)"),
-                         ("stop", "stop it (persisted)"), ("restart", "stop and start it"), ("delete", "delete it"),
-                         ("status", "its status and metrics")):
+    for action, text in (
+        ("describe", "the rule as stored"),
+        ("start", "start it (persisted)"),
+        ("stop", "stop it (persisted)"),
+        ("restart", "stop and start it"),
+        ("delete", "delete it"),
+        ("status", "its status and metrics"),
+    ):
         actions.add_parser(action, parents=[common], help=text).add_argument("id")
     actions.add_parser("create", parents=[common], help="create a rule").add_argument(
-        "rule", help="rule JSON: a file, '-' for standard input, or the JSON text")
+        "rule", help="rule JSON: a file, '-' for standard input, or the JSON text"
+    )
     update = actions.add_parser("update", parents=[common], help="replace a rule")
     update.add_argument("id")
     update.add_argument("rule", help="rule JSON: a file, '-' for standard input, or the JSON text")
 
     symbols = commands.add_parser("symbols", parents=[common], help="every available source, sink and function")
-    symbols.add_argument("kinds", nargs="*", metavar="KIND", type=_kind,
-                         help="sources, sinks and/or functions (default: all)")
+    symbols.add_argument(
+        "kinds", nargs="*", metavar="KIND", type=_kind, help="sources, sinks and/or functions (default: all)"
+    )
 
     commands.add_parser("status", parents=[common], help="the loader's plugins and rules at a glance")
 

@@ -15,8 +15,16 @@ def dirs(tmp_path: Path, ipc_dir: Path) -> dict[str, Path]:
     return {"plugins": tmp_path / "plugins", "data": tmp_path / "data", "ipc": ipc_dir}
 
 
-ROUTES = [("GET", "/rules"), ("GET", "/openapi.json"), ("GET", "/plugins/portables"), ("GET", "/sources"),
-          ("GET", "/status"), ("POST", "/streams"), ("DELETE", "/plugins/portables/x"), ("GET", "/no/such/route")]
+ROUTES = [
+    ("GET", "/rules"),
+    ("GET", "/openapi.json"),
+    ("GET", "/plugins/portables"),
+    ("GET", "/sources"),
+    ("GET", "/status"),
+    ("POST", "/streams"),
+    ("DELETE", "/plugins/portables/x"),
+    ("GET", "/no/such/route"),
+]
 
 
 def check_enforced(api, token: str) -> None:

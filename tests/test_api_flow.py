@@ -16,14 +16,21 @@ import pytest
 from tests.api_fixtures import collector_files, seqsrc_files, start_api, wait_until, write_zip
 from tests.loader_harness import pid_alive
 
-STREAM_SQL = ('CREATE STREAM demo () WITH (TYPE="seq", DATASOURCE="t1", CONF_KEY="default", FORMAT="json", '
-              'SHARED="false")')
+STREAM_SQL = (
+    'CREATE STREAM demo () WITH (TYPE="seq", DATASOURCE="t1", CONF_KEY="default", FORMAT="json", SHARED="false")'
+)
 
 
 @pytest.fixture
 def env(tmp_path: Path, ipc_dir: Path) -> dict[str, Path]:
-    dirs = {"plugins": tmp_path / "plugins", "data": tmp_path / "data", "etc": tmp_path / "etc", "ipc": ipc_dir,
-            "zips": tmp_path / "zips", "out": tmp_path / "out"}
+    dirs = {
+        "plugins": tmp_path / "plugins",
+        "data": tmp_path / "data",
+        "etc": tmp_path / "etc",
+        "ipc": ipc_dir,
+        "zips": tmp_path / "zips",
+        "out": tmp_path / "out",
+    }
     for key in ("plugins", "etc", "zips", "out"):
         dirs[key].mkdir()
     return dirs
@@ -43,12 +50,16 @@ def test_ekuiper_portable_flow_over_rest(processes, env):
     assert api.ok("GET", "/streams") == ["demo"]
     assert api.ok("GET", "/streamdetails")[0]["type"] == "seq"
 
-    rule = {"id": "r1", "sql": "SELECT n, revert(name) AS r FROM demo",
-            "actions": [{"collect": {"path": str(out), "requireAck": True}}]}
+    rule = {
+        "id": "r1",
+        "sql": "SELECT n, revert(name) AS r FROM demo",
+        "actions": [{"collect": {"path": str(out), "requireAck": True}}],
+    }
     status, error = api.call("POST", "/rules", rule)
     assert status == 400 and error["error"] == 1000 and error["code"] == "unavailable"
-    assert error["message"] == ("invalid rule json: Parse SQL SELECT n, revert(name) AS r FROM demo error: "
-                                "function revert not found.")
+    assert error["message"] == (
+        "invalid rule json: Parse SQL SELECT n, revert(name) AS r FROM demo error: function revert not found."
+    )
     status, error = api.call("POST", "/rules", {**rule, "sql": "SELECT n FROM demo", "actions": [{"log": {}}]})
     assert status == 400 and "reads source seq, which no loaded plugin provides" in error["message"]
     assert api.ok("GET", "/rules") == []
@@ -56,33 +67,50 @@ def test_ekuiper_portable_flow_over_rest(processes, env):
     # The source plugin ships its config under sources/: it lands in etc/.
     seqsrc = dict(seqsrc_files(), **{"sources/seq.yaml": "default:\n  count: 1000000\n  interval_ms: 5\n"})
     seqsrc_url = write_zip(env["zips"] / "seqsrc.zip", seqsrc)
-    assert api.ok("POST", "/plugins/portables", {"name": "seqsrc", "file": seqsrc_url},
-                  expect=201) == "portable plugin seqsrc is created"
+    assert (
+        api.ok("POST", "/plugins/portables", {"name": "seqsrc", "file": seqsrc_url}, expect=201)
+        == "portable plugin seqsrc is created"
+    )
     installed = api.ok("GET", "/plugins/portables/seqsrc/status")
     assert installed["state"] == "running" and installed["version"] == "v1.0.0" and pid_alive(installed["pid"])
     assert (env["etc"] / "sources" / "seq.yaml").read_text() == seqsrc["sources/seq.yaml"]
-    api.ok("POST", "/plugins/portables",
-           {"name": "collector", "file": write_zip(env["zips"] / "collector.zip", collector_files())}, expect=201)
+    api.ok(
+        "POST",
+        "/plugins/portables",
+        {"name": "collector", "file": write_zip(env["zips"] / "collector.zip", collector_files())},
+        expect=201,
+    )
 
     listed = api.ok("GET", "/plugins/portables")
     assert [p["name"] for p in listed] == ["collector", "seqsrc"]
-    assert listed[0] == {"name": "collector", "version": "v1.0.0", "language": "python",
-                         "executable": str(env["plugins"] / "collector" / "collector.py"), "sources": [],
-                         "sinks": ["collect"], "functions": ["revert"]}
+    assert listed[0] == {
+        "name": "collector",
+        "version": "v1.0.0",
+        "language": "python",
+        "executable": str(env["plugins"] / "collector" / "collector.py"),
+        "sources": [],
+        "sinks": ["collect"],
+        "functions": ["revert"],
+    }
     assert api.ok("GET", "/plugins/portables/seqsrc")["sources"] == ["seq"]
     assert api.ok("GET", "/plugins/udfs") == ["revert"]
     assert api.ok("GET", "/plugins/udfs/revert") == {"name": "revert", "plugin": "collector"}
     sinks = {s["name"]: s for s in api.ok("GET", "/sinks")}
-    assert sinks["collect"] == {"name": "collect", "type": "plugin-portable", "plugin": "collector",
-                                "version": "v1.0.0"}
+    assert sinks["collect"] == {
+        "name": "collect",
+        "type": "plugin-portable",
+        "plugin": "collector",
+        "version": "v1.0.0",
+    }
     assert sinks["log"]["type"] == "builtin" and sinks["log"]["plugin"] is None
     assert {s["name"]: s["type"] for s in api.ok("GET", "/sources")} == {"seq": "plugin-portable"}
     functions = {s["name"]: s["type"] for s in api.ok("GET", "/functions")}
     assert functions["revert"] == "plugin-portable" and functions["lower"] == "builtin"
 
     assert api.ok("POST", "/rules", rule, expect=201) == "Rule r1 was created successfully."
-    assert api.ok("GET", "/rules") == [{"id": "r1", "name": "r1", "status": "running", "tags": None, "trace": False,
-                                        "version": "", "state": "running"}]
+    assert api.ok("GET", "/rules") == [
+        {"id": "r1", "name": "r1", "status": "running", "tags": None, "trace": False, "version": "", "state": "running"}
+    ]
     assert api.ok("GET", "/rules/r1") == rule
     assert json.loads((env["data"] / "rules" / "r1.json").read_text()) == rule
     assert wait_until(lambda: sink_out(api.ok("GET", "/rules/r1/status"), "collect") > 5)
@@ -122,15 +150,28 @@ def test_rule_and_stream_lifecycle_over_rest(processes, env):
     (env["etc"] / "sources").mkdir()
     (env["etc"] / "sources" / "seq.yaml").write_text("default:\n  count: 1000000\n  interval_ms: 5\n")
     api = start_api(processes, env["plugins"], env["ipc"], env["data"], extra=f"etc_dir: {env['etc']}\n")
-    api.ok("POST", "/plugins/portables",
-           {"name": "seqsrc", "file": write_zip(env["zips"] / "s.zip", seqsrc_files())}, expect=201)
+    api.ok(
+        "POST",
+        "/plugins/portables",
+        {"name": "seqsrc", "file": write_zip(env["zips"] / "s.zip", seqsrc_files())},
+        expect=201,
+    )
     api.ok("POST", "/streams", {"sql": STREAM_SQL}, expect=201)
-    assert api.call("POST", "/streams", {"sql": STREAM_SQL}) == (400, {
-        "error": 3000, "message": "Stream command error: Create stream fails: Item demo already exists.",
-        "code": "exists"})
+    assert api.call("POST", "/streams", {"sql": STREAM_SQL}) == (
+        400,
+        {
+            "error": 3000,
+            "message": "Stream command error: Create stream fails: Item demo already exists.",
+            "code": "exists",
+        },
+    )
     described = api.ok("GET", "/streams/demo")
-    assert described["Name"] == "demo" and described["Options"] == {"datasource": "t1", "format": "json",
-                                                                    "confKey": "default", "type": "seq"}
+    assert described["Name"] == "demo" and described["Options"] == {
+        "datasource": "t1",
+        "format": "json",
+        "confKey": "default",
+        "type": "seq",
+    }
 
     rule = {"id": "r2", "sql": "SELECT n FROM demo WHERE n % 2 = 0", "actions": [{"nop": {}}]}
     api.ok("POST", "/rules", rule, expect=201)
@@ -152,12 +193,15 @@ def test_rule_and_stream_lifecycle_over_rest(processes, env):
     assert status == 400 and error["code"] == "invalid_sql" and "GROUP BY" in error["message"]
     assert error["message"].startswith("Update rule error: invalid rule json: Parse SQL SELECT n FROM demo GROUP BY n")
     assert api.ok("GET", "/rules/r2")["sql"] == rule["sql"], "a refused update changed the rule"
-    assert api.ok("PUT", "/rules/r2", {"sql": "SELECT n, 1 AS one FROM demo", "actions": [{"nop": {}}]}) == \
-        "Rule r2 was updated successfully."
+    assert (
+        api.ok("PUT", "/rules/r2", {"sql": "SELECT n, 1 AS one FROM demo", "actions": [{"nop": {}}]})
+        == "Rule r2 was updated successfully."
+    )
     assert api.ok("GET", "/rules/r2/status")["state"] == "running" and api.ok("GET", "/rules/r2")["id"] == "r2"
 
-    status, error = api.call("POST", "/rules", {"id": "r3", "sql": "SELECT nosuch(n) FROM demo",
-                                                "actions": [{"log": {}}]})
+    status, error = api.call(
+        "POST", "/rules", {"id": "r3", "sql": "SELECT nosuch(n) FROM demo", "actions": [{"log": {}}]}
+    )
     assert status == 400 and "nosuch" in error["message"]
     status, error = api.call("POST", "/rules", {"id": "r3", "sql": "SELECT n FROM demo", "actions": [{"mqtt": {}}]})
     assert (status, error["error"], error["message"]) == (400, 2201, "sink mqtt is not defined")
@@ -168,8 +212,10 @@ def test_rule_and_stream_lifecycle_over_rest(processes, env):
     assert api.ok("GET", "/streamdetails")[0]["datasource"] == "t2"
     assert api.call("PUT", "/streams/demo", {"sql": new_sql.replace("demo", "other", 1)})[0] == 400
 
-    assert api.call("DELETE", "/streams/demo") == (400, {"error": 1000, "message": "stream demo has been referenced by "
-                                                                   "other rules", "code": "in_use"})
+    assert api.call("DELETE", "/streams/demo") == (
+        400,
+        {"error": 1000, "message": "stream demo has been referenced by other rules", "code": "in_use"},
+    )
     assert api.ok("DELETE", "/rules/r2") == "Rule r2 is dropped."
     assert api.call("GET", "/rules/r2")[0] == 404
     assert not (env["data"] / "rules" / "r2.json").exists()
@@ -185,12 +231,19 @@ def test_rule_using_and_or_is_admitted_and_filters(processes, env):
     (env["etc"] / "sources" / "seq.yaml").write_text("default:\n  count: 12\n")
     api = start_api(processes, env["plugins"], env["ipc"], env["data"], extra=f"etc_dir: {env['etc']}\n")
     for name, files in (("seqsrc", seqsrc_files()), ("collector", collector_files())):
-        api.ok("POST", "/plugins/portables", {"name": name, "file": write_zip(env["zips"] / f"{name}.zip", files)},
-               expect=201)
+        api.ok(
+            "POST",
+            "/plugins/portables",
+            {"name": name, "file": write_zip(env["zips"] / f"{name}.zip", files)},
+            expect=201,
+        )
     api.ok("POST", "/streams", {"sql": STREAM_SQL}, expect=201)
     out = env["out"] / "filtered.jsonl"
-    rule = {"id": "logic", "sql": "SELECT n FROM demo WHERE n > 2 AND n < 6 OR n = 10",
-            "actions": [{"collect": {"path": str(out), "requireAck": True}}]}
+    rule = {
+        "id": "logic",
+        "sql": "SELECT n FROM demo WHERE n > 2 AND n < 6 OR n = 10",
+        "actions": [{"collect": {"path": str(out), "requireAck": True}}],
+    }
     api.ok("POST", "/rules", rule, expect=201)
     assert api.ok("GET", "/rules/logic/status")["state"] == "running"
     assert wait_until(lambda: out.exists() and len(out.read_text().splitlines()) >= 4)

@@ -22,8 +22,13 @@ from tests.loader_harness import REPO, LoaderProcess, pid_alive
 
 @pytest.fixture
 def env(tmp_path: Path, ipc_dir: Path) -> dict[str, Path]:
-    dirs = {"plugins": tmp_path / "plugins", "data": tmp_path / "data", "etc": tmp_path / "etc", "ipc": ipc_dir,
-            "zips": tmp_path / "zips"}
+    dirs = {
+        "plugins": tmp_path / "plugins",
+        "data": tmp_path / "data",
+        "etc": tmp_path / "etc",
+        "ipc": ipc_dir,
+        "zips": tmp_path / "zips",
+    }
     for key in ("plugins", "etc", "zips"):
         dirs[key].mkdir()
     return dirs
@@ -32,8 +37,9 @@ def env(tmp_path: Path, ipc_dir: Path) -> dict[str, Path]:
 @pytest.fixture
 def api(processes, env):
     # 0.25 MiB: small enough to test the limit cheaply.
-    return start_api(processes, env["plugins"], env["ipc"], env["data"],
-                     extra=f"etc_dir: {env['etc']}\nrest_max_upload_mb: 0.25\n")
+    return start_api(
+        processes, env["plugins"], env["ipc"], env["data"], extra=f"etc_dir: {env['etc']}\nrest_max_upload_mb: 0.25\n"
+    )
 
 
 def refused(api, env, name: str, files: dict, status: int = 400, **kw) -> dict:
@@ -96,7 +102,9 @@ def test_hostile_archives_are_refused_naming_the_entry(api, env, tmp_path):
     assert body["code"] == "invalid_plugin"
 
     (env["zips"] / "junk.zip").write_bytes(b"not a zip at all")
-    status, body = api.call("POST", "/plugins/portables", {"name": "seqsrc", "file": (env["zips"] / "junk.zip").as_uri()})
+    status, body = api.call(
+        "POST", "/plugins/portables", {"name": "seqsrc", "file": (env["zips"] / "junk.zip").as_uri()}
+    )
     assert status == 400 and body["code"] == "bad_archive"
     for url in ("ftp://example.invalid/x.zip", "relative/x.zip", (env["zips"] / "missing.zip").as_uri()):
         status, body = api.call("POST", "/plugins/portables", {"name": "seqsrc", "file": url})
@@ -135,25 +143,30 @@ def test_http_download_top_folder_and_modes(api, env):
 
 def test_failed_start_is_rolled_back_and_failed_update_keeps_the_old_version(api, env):
     crash = {"seqsrc.json": seqsrc_files()["seqsrc.json"], "seqsrc.py": "import sys\nsys.exit(3)\n"}
-    status, body = api.call("POST", "/plugins/portables",
-                            {"name": "seqsrc", "file": write_zip(env["zips"] / "crash.zip", crash)})
+    status, body = api.call(
+        "POST", "/plugins/portables", {"name": "seqsrc", "file": write_zip(env["zips"] / "crash.zip", crash)}
+    )
     assert status == 400 and body["code"] == "plugin_failed"
     assert "exited before the handshake" in body["message"] and "removed again" in body["message"]
     assert list(env["plugins"].iterdir()) == []
     assert api.call("GET", "/plugins/portables/seqsrc/status")[0] == 404
 
-    api.ok("POST", "/plugins/portables",
-           {"name": "seqsrc", "file": write_zip(env["zips"] / "good.zip", seqsrc_files())}, expect=201)
+    api.ok(
+        "POST",
+        "/plugins/portables",
+        {"name": "seqsrc", "file": write_zip(env["zips"] / "good.zip", seqsrc_files())},
+        expect=201,
+    )
     running = api.ok("GET", "/plugins/portables/seqsrc/status")
     assert running["state"] == "running" and running["version"] == "v1.0.0"
-    status, body = api.call("POST", "/plugins/portables",
-                            {"name": "seqsrc", "file": write_zip(env["zips"] / "again.zip", seqsrc_files())})
+    status, body = api.call(
+        "POST", "/plugins/portables", {"name": "seqsrc", "file": write_zip(env["zips"] / "again.zip", seqsrc_files())}
+    )
     assert status == 400 and body["code"] == "exists"
     assert body["message"] == "portable plugin create command error: invalid name seqsrc: duplicate"
 
     crash2 = {"seqsrc.json": seqsrc_files("v2.0.0")["seqsrc.json"], "seqsrc.py": "import sys\nsys.exit(3)\n"}
-    status, body = api.call("PUT", "/plugins/portables/seqsrc",
-                            {"file": write_zip(env["zips"] / "crash2.zip", crash2)})
+    status, body = api.call("PUT", "/plugins/portables/seqsrc", {"file": write_zip(env["zips"] / "crash2.zip", crash2)})
     assert status == 400 and body["code"] == "plugin_failed" and "previous version v1.0.0" in body["message"]
     restored = api.ok("GET", "/plugins/portables/seqsrc/status")
     assert restored["state"] == "running" and restored["version"] == "v1.0.0" and pid_alive(restored["pid"])
@@ -161,16 +174,18 @@ def test_failed_start_is_rolled_back_and_failed_update_keeps_the_old_version(api
     assert (env["plugins"] / "seqsrc" / "seqsrc.py").read_text() == seqsrc_files()["seqsrc.py"].decode()
 
     invalid = {"seqsrc.json": '{"version": 1}', "seqsrc.py": "x"}
-    status, body = api.call("PUT", "/plugins/portables/seqsrc",
-                            {"file": write_zip(env["zips"] / "invalid.zip", invalid)})
+    status, body = api.call(
+        "PUT", "/plugins/portables/seqsrc", {"file": write_zip(env["zips"] / "invalid.zip", invalid)}
+    )
     assert status == 400 and body["code"] == "invalid_plugin"
     assert api.ok("GET", "/plugins/portables/seqsrc/status")["pid"] == restored["pid"], "the old version was touched"
 
     # The collector's function name is free, but a second plugin cannot claim seqsrc's source.
     thief = dict(collector_files())
     thief["collector.json"] = thief["collector.json"].replace('"sinks"', '"sources": ["seq"], "sinks"')
-    status, body = api.call("POST", "/plugins/portables",
-                            {"name": "collector", "file": write_zip(env["zips"] / "thief.zip", thief)})
+    status, body = api.call(
+        "POST", "/plugins/portables", {"name": "collector", "file": write_zip(env["zips"] / "thief.zip", thief)}
+    )
     assert status == 400 and body["code"] == "symbol_conflict" and "seqsrc" in body["message"]
 
     # An update of a plugin that is not there installs it, as eKuiper's does: here refused, the zip is seqsrc.
@@ -178,9 +193,14 @@ def test_failed_start_is_rolled_back_and_failed_update_keeps_the_old_version(api
     assert status == 400 and body["code"] == "invalid_plugin" and "nosuch.json" in body["message"]
     assert body["message"].startswith("portable plugin update command error: ")
     assert api.call("PUT", "/plugins/portables/seqsrc", {"name": "other", "file": "file:///x.zip"})[0] == 400
-    assert api.call("DELETE", "/plugins/portables/nosuch") == (400, {
-        "error": 1000, "message": "delete portable plugin nosuch error: portable plugin nosuch is not found",
-        "code": "not_found"})
+    assert api.call("DELETE", "/plugins/portables/nosuch") == (
+        400,
+        {
+            "error": 1000,
+            "message": "delete portable plugin nosuch error: portable plugin nosuch is not found",
+            "code": "not_found",
+        },
+    )
     assert sorted(p.name for p in env["plugins"].iterdir()) == ["seqsrc"]
 
 
@@ -225,13 +245,35 @@ def test_read_only_etc_dir_answers_503_naming_it_and_leaves_nothing(processes, e
     data = env["data"]
     data.mkdir()
     config = data / "loader.yaml"
-    config.write_text(f"plugins_dir: {env['plugins']}\nipc_dir: {env['ipc']}\ndata_dir: {data}\n"
-                      f"etc_dir: {env['etc']}\nrest: 127.0.0.1:{port}\nlog: {{format: json, level: info}}\n")
+    config.write_text(
+        f"plugins_dir: {env['plugins']}\nipc_dir: {env['ipc']}\ndata_dir: {data}\n"
+        f"etc_dir: {env['etc']}\nrest: 127.0.0.1:{port}\nlog: {{format: json, level: info}}\n"
+    )
     script = 'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" "$1" && shift && exec "$@"'
-    proc = processes.popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
-                            str(env["etc"]), sys.executable, "-m", "loader", "serve", "--config", str(config)],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
-                           env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    proc = processes.popen(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            str(env["etc"]),
+            sys.executable,
+            "-m",
+            "loader",
+            "serve",
+            "--config",
+            str(config),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
     loader = LoaderProcess(proc)
     threading.Thread(target=loader._read, daemon=True).start()
     loader.wait_for("api.listening", timeout=20)
@@ -254,9 +296,11 @@ def test_entries_without_mode_bits_install_and_the_executable_is_runnable(tmp_pa
 
     archive = tmp_path / "modeless.zip"
     with zipfile.ZipFile(archive, "w") as zf:
-        for name, data in {"gomirror.json": '{"version": "v1", "language": "go", "executable": "./bin/mirror",'
-                                            ' "sources": ["random"]}',
-                           "bin/mirror": "\x7fELF", "sources/random.yaml": "default: {}\n"}.items():
+        for name, data in {
+            "gomirror.json": '{"version": "v1", "language": "go", "executable": "./bin/mirror", "sources": ["random"]}',
+            "bin/mirror": "\x7fELF",
+            "sources/random.yaml": "default: {}\n",
+        }.items():
             info = zipfile.ZipInfo(name)
             info.create_system = 0  # made on Windows: MS-DOS attributes only ("archive"), no Unix mode
             info.external_attr = 0x20

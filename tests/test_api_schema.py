@@ -52,10 +52,15 @@ def live_api():
         plugins = root / "plugins"
         shutil.copytree(REPO / "plugins" / "portable" / "demo", plugins / "demo")
         api = start_api(tracker, plugins, ipc, root / "data", extra=f"etc_dir: {root / 'etc'}\n", token=TOKEN)
-        api.ok("POST", "/streams", {"sql": 'CREATE STREAM demo () WITH (TYPE="counter", DATASOURCE="demo")'},
-               expect=201)
-        api.ok("POST", "/rules", {"id": "demo", "sql": "SELECT n, revert(name) AS r FROM demo",
-                                  "actions": [{"nop": {}}]}, expect=201)
+        api.ok(
+            "POST", "/streams", {"sql": 'CREATE STREAM demo () WITH (TYPE="counter", DATASOURCE="demo")'}, expect=201
+        )
+        api.ok(
+            "POST",
+            "/rules",
+            {"id": "demo", "sql": "SELECT n, revert(name) AS r FROM demo", "actions": [{"nop": {}}]},
+            expect=201,
+        )
         yield api
     finally:
         tracker.cleanup()
@@ -65,8 +70,7 @@ def live_api():
 
 @pytest.fixture(scope="module")
 def api_schema(live_api):
-    return schemathesis.openapi.from_url(f"{live_api.url}/openapi.json",
-                                         headers={"Authorization": f"Bearer {TOKEN}"})
+    return schemathesis.openapi.from_url(f"{live_api.url}/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"})
 
 
 def _keep_local(case) -> None:
@@ -97,9 +101,15 @@ def test_api_conforms_to_its_openapi_document(live_api, api_schema, mode):
 
     negated = 0
     for operation in operations:
+
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None,
-                  phases=[Phase.generate])
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+            phases=[Phase.generate],
+        )
         def run(case) -> None:
             _keep_local(case)
             case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"}, checks=CHECKS, timeout=30)
@@ -141,11 +151,11 @@ def test_answers_about_existing_resources_match_the_document(live_api, api_schem
             continue
         parameter = "id" if "{id}" in path else "name"
         value = {"/plugins/udfs": "revert", "/metadata/sources": "counter", "/metadata/sinks": "print"}.get(
-            path.rsplit("/", 1)[0], "demo")
+            path.rsplit("/", 1)[0], "demo"
+        )
         case = operation.Case(path_parameters={parameter: value})
         response = case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"}, checks=CHECKS, timeout=30)
         assert response.status_code == 200, (operation.label, response.text)
         checked += 1
     assert checked == 12
     assert live_api.ok("GET", "/rules/demo/status")["sink_nop_0_0_records_in_total"] >= 0
-

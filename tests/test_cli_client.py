@@ -17,8 +17,14 @@ TOKEN = "cli-token"
 
 @pytest.fixture
 def env(tmp_path: Path, ipc_dir: Path) -> dict[str, Path]:
-    dirs = {"plugins": tmp_path / "plugins", "data": tmp_path / "data", "etc": tmp_path / "etc", "ipc": ipc_dir,
-            "zips": tmp_path / "zips", "out": tmp_path / "out"}
+    dirs = {
+        "plugins": tmp_path / "plugins",
+        "data": tmp_path / "data",
+        "etc": tmp_path / "etc",
+        "ipc": ipc_dir,
+        "zips": tmp_path / "zips",
+        "out": tmp_path / "out",
+    }
     for key in ("plugins", "etc", "zips", "out"):
         dirs[key].mkdir()
     (dirs["etc"] / "sources").mkdir()
@@ -33,8 +39,7 @@ def cli(capsys, api, *args: str) -> tuple[int, str, str]:
 
 
 def test_cli_drives_plugins_streams_and_rules(processes, env, capsys):
-    api = start_api(processes, env["plugins"], env["ipc"], env["data"], extra=f"etc_dir: {env['etc']}\n",
-                    token=TOKEN)
+    api = start_api(processes, env["plugins"], env["ipc"], env["data"], extra=f"etc_dir: {env['etc']}\n", token=TOKEN)
 
     # Install from a plugin folder (zipped by the client) and from a zip.
     folder = env["zips"] / "seqsrc"
@@ -43,7 +48,7 @@ def test_cli_drives_plugins_streams_and_rules(processes, env, capsys):
         (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     code, out, _ = cli(capsys, api, "plugins", "install", "seqsrc", str(folder))
     assert code == 0 and out.startswith("installed seqsrc v1.0.0: running (pid ")
-    zip_path = Path(write_zip(env["zips"] / "collector.zip", collector_files())[len("file://"):])
+    zip_path = Path(write_zip(env["zips"] / "collector.zip", collector_files())[len("file://") :])
     assert cli(capsys, api, "plugins", "install", "collector", str(zip_path))[0] == 0
     # Both went in the request body, not as file:// URLs the loader would have to read from our disk
     # (under systemd its /tmp is private).
@@ -73,7 +78,9 @@ def test_cli_drives_plugins_streams_and_rules(processes, env, capsys):
     code, out, _ = cli(capsys, api, "rules", "create", str(rule_file))
     assert code == 0 and out.strip() == "Rule r1 was created successfully. (running)"
     assert wait_until(lambda: out_file.exists() and len(out_file.read_text().splitlines()) > 3), (
-        api.ok("GET", "/rules/r1/status"), "".join(api.loader.raw[-30:]))
+        api.ok("GET", "/rules/r1/status"),
+        "".join(api.loader.raw[-30:]),
+    )
     code, out, _ = cli(capsys, api, "rules", "list")
     assert out.splitlines()[0].split() == ["ID", "STATE", "STATUS", "MESSAGE"]
     assert out.splitlines()[1].split() == ["r1", "running", "running", "-"]
@@ -89,11 +96,14 @@ def test_cli_drives_plugins_streams_and_rules(processes, env, capsys):
     assert ["sink", "collect", "plugin-portable", "collector", "v1.0.0"] in rows
     assert ["sink", "log", "builtin", "-", rows[[r[1] for r in rows].index("log")][4]] in rows
     code, out, _ = cli(capsys, api, "symbols", "sources", "--json")
-    assert json.loads(out)["sources"] == [{"name": "seq", "type": "plugin-portable", "plugin": "seqsrc",
-                                           "version": "v1.0.0"}]
+    assert json.loads(out)["sources"] == [
+        {"name": "seq", "type": "plugin-portable", "plugin": "seqsrc", "version": "v1.0.0"}
+    ]
 
     code, out, _ = cli(capsys, api, "status")
-    assert out.splitlines()[0].endswith("2 plugins, 1 streams, rules: 1 running, 0 degraded, 0 stopped, 0 waiting, 0 error")
+    assert out.splitlines()[0].endswith(
+        "2 plugins, 1 streams, rules: 1 running, 0 degraded, 0 stopped, 0 waiting, 0 error"
+    )
     status_rows = {line.split()[0]: line for line in out.splitlines()[2:]}
     assert "r1=1" in status_rows["collector"]
 
@@ -101,8 +111,11 @@ def test_cli_drives_plugins_streams_and_rules(processes, env, capsys):
     code, _, err = cli(capsys, api, "rules", "create", '{"id": "bad", "sql": "SELECT FROM", "actions": [{"log": {}}]}')
     assert code == 1 and "(400 invalid_sql)" in err and "invalid rule json: Parse SQL SELECT FROM error" in err
     code, out, _ = cli(capsys, api, "plugins", "status", "nosuch", "--json")
-    assert code == 1 and json.loads(out) == {"error": 1002, "message": "portable plugin nosuch not found: not found",
-                                             "code": "not_found"}
+    assert code == 1 and json.loads(out) == {
+        "error": 1002,
+        "message": "portable plugin nosuch not found: not found",
+        "code": "not_found",
+    }
     code, _, err = cli(capsys, api, "plugins", "install", "seqsrc", str(folder))
     assert code == 1 and "invalid name seqsrc: duplicate (400 exists)" in err
 
@@ -121,8 +134,9 @@ def test_cli_console_script_and_unreachable_loader(tmp_path):
     port = free_port()  # nothing listens there
     script = Path(sys.executable).parent / "portable-loader"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "loader"]
-    result = subprocess.run([*command, "status", "--url", f"http://127.0.0.1:{port}"], capture_output=True,
-                            text=True, cwd=REPO, timeout=60)
+    result = subprocess.run(
+        [*command, "status", "--url", f"http://127.0.0.1:{port}"], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
     assert result.returncode == 3
     assert "cannot reach the loader" in result.stderr and str(port) in result.stderr
     result = subprocess.run([*command, "rules", "--help"], capture_output=True, text=True, cwd=REPO, timeout=60)

@@ -17,7 +17,8 @@ import hmac
 import json
 import platform
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -29,8 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from loader.api import metadata
 from loader.api.errors import ApiError, bad_request, not_found, storage_error
 from loader.api.openapi import build_openapi
-from loader.api.plugins import PluginInstaller, check_plugin_name, is_upload, plugin_info, plugin_status, \
-    receive_upload
+from loader.api.plugins import PluginInstaller, check_plugin_name, is_upload, plugin_info, plugin_status, receive_upload
 from loader.api.resources import KINDS, Resources, loader_version
 from loader.log import get_logger
 from loader.runtime.sink import BUILTIN_SINKS
@@ -41,8 +41,10 @@ TEXT = "text/plain; charset=utf-8"
 #: eKuiper's answer to a path it does not serve (Go's, with its newline).
 NOT_FOUND_PAGE = "404 page not found\n"
 #: The words eKuiper (Go's strconv.ParseBool) takes for a boolean query parameter.
-BOOLEANS = {**dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
-            **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False)}
+BOOLEANS = {
+    **dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
+    **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False),
+}
 #: A metadata file eKuiper does not have: its ConfKeyError number.
 CONF_KEY_ERROR = 5000
 
@@ -85,10 +87,15 @@ class TokenAuth:
             return
         expected = self.token()
         if expected and not _authorized(scope, expected):
-            response = error_response(ApiError(401, "unauthorized",
-                                               "this route needs the header 'Authorization: Bearer <token>' with the "
-                                               "loader's rest_token (or PORTABLE_LOADER_TOKEN)",
-                                               headers={"WWW-Authenticate": 'Bearer realm="portable-loader"'}))
+            response = error_response(
+                ApiError(
+                    401,
+                    "unauthorized",
+                    "this route needs the header 'Authorization: Bearer <token>' with the "
+                    "loader's rest_token (or PORTABLE_LOADER_TOKEN)",
+                    headers={"WWW-Authenticate": 'Bearer realm="portable-loader"'},
+                )
+            )
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -180,8 +187,12 @@ class Api:
 
     async def root(self, request: Request) -> Any:
         """eKuiper's ``GET /``: version, os, arch and uptime (JSON, served as text as eKuiper does)."""
-        info = {"version": loader_version(), "os": platform.system().lower(), "arch": platform.machine(),
-                "upTimeSeconds": int(time.monotonic() - self.started)}
+        info = {
+            "version": loader_version(),
+            "os": platform.system().lower(),
+            "arch": platform.machine(),
+            "upTimeSeconds": int(time.monotonic() - self.started),
+        }
         return text_response(json.dumps(info, separators=(",", ":")))
 
     async def ping(self, request: Request) -> Response:
@@ -234,8 +245,9 @@ class Api:
                 finally:
                     upload.discard()
             else:
-                body = await json_object(request, PLUGIN_BODY,
-                                         '{"name": "demo", "file": "https://example.com/demo.zip"}')
+                body = await json_object(
+                    request, PLUGIN_BODY, '{"name": "demo", "file": "https://example.com/demo.zip"}'
+                )
                 name = check_plugin_name(body.get("name"))
                 if query_name is not None and query_name != name:
                     raise bad_request("bad_name", f"the body names plugin {name} but the query names {query_name}")
@@ -347,6 +359,7 @@ class Api:
     def rule_action(self, action: str) -> Handler:
         async def handle(request: Request) -> Any:
             return text_response(await self.resources.control_rule(request.path_params["id"], action))
+
         return handle
 
     # ----------------------------------------------------------- symbols
@@ -354,6 +367,7 @@ class Api:
     def symbols(self, kind: str) -> Handler:
         async def handle(request: Request) -> Any:
             return self.resources.symbols(kind)
+
         return handle
 
     def _symbol_owners(self, kind: str) -> dict[str, str | None]:
@@ -375,6 +389,7 @@ class Api:
             if kind == "functions":
                 return [metadata.function_group(s, p, self._folder(p)) for s, p in owners.items()]
             return [metadata.brief(kind, s, p, self._folder(p)) for s, p in owners.items()]
+
         return handle
 
     def metadata_describe(self, kind: str) -> Handler:
@@ -384,6 +399,7 @@ class Api:
             if name not in owners:
                 raise bad_request("not_found", f"This plugin was not found:{name}", CONF_KEY_ERROR)
             return metadata.describe(kind, name, owners[name], self._folder(owners[name]))
+
         return handle
 
     async def metrics(self, request: Request) -> Any:
@@ -403,8 +419,11 @@ class Api:
             "/status": {"GET": self.status},
             "/metrics": {"GET": self.metrics},
             "/plugins/portables": {"GET": self.list_plugins, "POST": self.install_plugin},
-            "/plugins/portables/{name}": {"GET": self.describe_plugin, "PUT": self.update_plugin,
-                                          "DELETE": self.delete_plugin},
+            "/plugins/portables/{name}": {
+                "GET": self.describe_plugin,
+                "PUT": self.update_plugin,
+                "DELETE": self.delete_plugin,
+            },
             "/plugins/portables/{name}/status": {"GET": self.plugin_status},
             "/plugins/udfs": {"GET": self.list_udfs},
             "/plugins/udfs/{name}": {"GET": self.describe_udf},
@@ -415,8 +434,9 @@ class Api:
             "/rules/{id}": {"GET": self.describe_rule, "PUT": self.update_rule, "DELETE": self.delete_rule},
             "/rules/{id}/status": {"GET": self.rule_status},
             "/rules/{id}/topo": {"GET": self.rule_topo},
-            **{f"/rules/{{id}}/{action}": {"POST": self.rule_action(action)}
-               for action in ("start", "stop", "restart")},
+            **{
+                f"/rules/{{id}}/{action}": {"POST": self.rule_action(action)} for action in ("start", "stop", "restart")
+            },
             **{f"/{kind}": {"GET": self.symbols(kind)} for kind in KINDS},
             **{f"/metadata/{kind}": {"GET": self.metadata_list(kind)} for kind in KINDS},
             **{f"/metadata/{kind}/{{name}}": {"GET": self.metadata_describe(kind)} for kind in ("sources", "sinks")},
@@ -427,12 +447,20 @@ class Api:
         """A storage problem (permissions, read-only, full) answers 503/507 with the fix; others are bugs: 500."""
         error = storage_error(exc)
         if error is not None:
-            self.log.error("api.storage_error", method=request.method, path=request.url.path, file=exc.filename,
-                           error=error.message)
+            self.log.error(
+                "api.storage_error",
+                method=request.method,
+                path=request.url.path,
+                file=exc.filename,
+                error=error.message,
+            )
             return error_response(error)
         self.log.exception("api.internal_error", method=request.method, path=request.url.path, error=str(exc))
-        return error_response(ApiError(500, "internal", f"the loader failed on this request: {exc}; "
-                                                        "see its log (event api.internal_error)"))
+        return error_response(
+            ApiError(
+                500, "internal", f"the loader failed on this request: {exc}; see its log (event api.internal_error)"
+            )
+        )
 
     def _dispatch(self, methods: dict[str, Handler]) -> Handler:
         async def endpoint(request: Request) -> Response:
@@ -445,16 +473,26 @@ class Api:
             except OSError as exc:
                 response = self._os_error(request, exc)
             except Exception as exc:  # a bug, never the client's input: say so, log it, keep serving
-                self.log.exception("api.internal_error", method=request.method, path=request.url.path,
-                                   error=str(exc))
-                response = error_response(ApiError(500, "internal", f"the loader failed on this request: {exc}; "
-                                                                    "see its log (event api.internal_error)"))
+                self.log.exception("api.internal_error", method=request.method, path=request.url.path, error=str(exc))
+                response = error_response(
+                    ApiError(
+                        500,
+                        "internal",
+                        f"the loader failed on this request: {exc}; see its log (event api.internal_error)",
+                    )
+                )
             else:
                 response = _as_response(result)
             if request.method not in ("GET", "HEAD"):
-                self.log.info("api.request", method=request.method, path=request.url.path,
-                              status=response.status_code, ms=round((time.monotonic() - started) * 1000, 1))
+                self.log.info(
+                    "api.request",
+                    method=request.method,
+                    path=request.url.path,
+                    status=response.status_code,
+                    ms=round((time.monotonic() - started) * 1000, 1),
+                )
             return response
+
         return endpoint
 
 

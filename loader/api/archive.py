@@ -72,8 +72,9 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 - urllib's signature
         if urlsplit(newurl).scheme not in ("http", "https"):
-            raise urllib.error.HTTPError(newurl, code, f"redirect to {newurl!r} refused (http and https only)",
-                                         headers, fp)
+            raise urllib.error.HTTPError(
+                newurl, code, f"redirect to {newurl!r} refused (http and https only)", headers, fp
+            )
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
@@ -94,7 +95,7 @@ class Deadline:
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
 
-    def __enter__(self) -> "Deadline":
+    def __enter__(self) -> Deadline:
         self._timer.start()
         return self
 
@@ -141,6 +142,7 @@ def _deadline_handlers(deadline: Deadline) -> list[urllib.request.BaseHandler]:
             connection = connection_class(host, **kwargs)
             connection._create_connection = deadline.create_connection
             return connection
+
         return create
 
     class Http(urllib.request.HTTPHandler):
@@ -175,19 +177,25 @@ def _fetch(url: str, dest: Path, limit: int, timeout_s: float) -> None:
         raise ArchiveError("bad_url", f"file {url!r} is not a valid URL: {exc}") from None
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
-            raise ArchiveError("bad_url", f"file URL {url!r} names host {parts.netloc!r}; use file:///absolute/path.zip")
+            raise ArchiveError(
+                "bad_url", f"file URL {url!r} names host {parts.netloc!r}; use file:///absolute/path.zip"
+            )
         path = Path(unquote(parts.path))
         if not path.is_absolute():
             raise ArchiveError("bad_url", f"file URL {url!r} needs an absolute path: file:///absolute/path.zip")
         try:
             if not path.exists():  # eKuiper's words
-                raise ArchiveError("download_failed", f"fail to download file {url}: stat {path}: no such file or "
-                                                      "directory")
+                raise ArchiveError(
+                    "download_failed", f"fail to download file {url}: stat {path}: no such file or directory"
+                )
             if not path.is_file():
                 raise ArchiveError("download_failed", f"{path} on the loader's host is not a file")
             if path.stat().st_size > limit:
-                raise ArchiveError("archive_too_large", f"{path} is {path.stat().st_size} bytes, over the limit of "
-                                   f"{_megabytes(limit)} (rest_max_upload_mb)")
+                raise ArchiveError(
+                    "archive_too_large",
+                    f"{path} is {path.stat().st_size} bytes, over the limit of "
+                    f"{_megabytes(limit)} (rest_max_upload_mb)",
+                )
             with open(path, "rb") as source:
                 _copy_limited(source, dest, limit, url)
         except WriteError:
@@ -196,7 +204,9 @@ def _fetch(url: str, dest: Path, limit: int, timeout_s: float) -> None:
             raise ArchiveError("download_failed", f"cannot read {path}: {exc.strerror or exc}") from None
         return
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ArchiveError("bad_url", f"unsupported URL {url!r}: use file:///path/plugin.zip or http(s)://host/plugin.zip")
+        raise ArchiveError(
+            "bad_url", f"unsupported URL {url!r}: use file:///path/plugin.zip or http(s)://host/plugin.zip"
+        )
     request = urllib.request.Request(url, headers={"User-Agent": "portable-loader"})
     with Deadline(timeout_s) as deadline:
         opener = urllib.request.build_opener(_HttpOnlyRedirects, *_deadline_handlers(deadline))
@@ -204,23 +214,30 @@ def _fetch(url: str, dest: Path, limit: int, timeout_s: float) -> None:
             with opener.open(request, timeout=timeout_s) as response:
                 length = response.headers.get("Content-Length")
                 if length and length.isdigit() and int(length) > limit:
-                    raise ArchiveError("archive_too_large", f"{url} is {length} bytes, over the limit of "
-                                       f"{_megabytes(limit)} (rest_max_upload_mb)")
+                    raise ArchiveError(
+                        "archive_too_large",
+                        f"{url} is {length} bytes, over the limit of {_megabytes(limit)} (rest_max_upload_mb)",
+                    )
                 _copy_limited(response, dest, limit, url)
         except WriteError:
             raise
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
             if deadline.expired:
-                raise ArchiveError("download_timeout", f"downloading {url} took longer than {timeout_s:g}s "
-                                   "(limits.download_timeout_s); it was cut off") from None
+                raise ArchiveError(
+                    "download_timeout",
+                    f"downloading {url} took longer than {timeout_s:g}s (limits.download_timeout_s); it was cut off",
+                ) from None
             if isinstance(exc, urllib.error.HTTPError):
-                raise ArchiveError("download_failed",
-                                   f"downloading {url} failed: HTTP {exc.code} {exc.reason}") from None
+                raise ArchiveError(
+                    "download_failed", f"downloading {url} failed: HTTP {exc.code} {exc.reason}"
+                ) from None
             reason = getattr(exc, "reason", None) or exc
             raise ArchiveError("download_failed", f"downloading {url} failed: {reason}") from None
         if deadline.expired:  # the cut-off socket may read as a normal end of file
-            raise ArchiveError("download_timeout", f"downloading {url} took longer than {timeout_s:g}s "
-                               "(limits.download_timeout_s); it was cut off")
+            raise ArchiveError(
+                "download_timeout",
+                f"downloading {url} took longer than {timeout_s:g}s (limits.download_timeout_s); it was cut off",
+            )
 
 
 def _copy_limited(source, dest: Path, limit: int, url: str) -> None:
@@ -236,8 +253,9 @@ def _copy_limited(source, dest: Path, limit: int, url: str) -> None:
                 return
             written += len(chunk)
             if written > limit:
-                raise ArchiveError("archive_too_large", f"{url} is over the limit of {_megabytes(limit)} "
-                                   "(rest_max_upload_mb)")
+                raise ArchiveError(
+                    "archive_too_large", f"{url} is over the limit of {_megabytes(limit)} (rest_max_upload_mb)"
+                )
             try:
                 out.write(chunk)
             except OSError as exc:
@@ -318,7 +336,7 @@ def _plan(infos: list[zipfile.ZipInfo], name: str, limit: int) -> list[tuple[zip
     for info in infos:
         raw = info.filename
         _check_entry_name(raw)
-        relative = raw[len(prefix):]
+        relative = raw[len(prefix) :]
         if not relative.strip("/"):
             continue
         parts = relative.rstrip("/").split("/")
@@ -341,8 +359,10 @@ def _plan(infos: list[zipfile.ZipInfo], name: str, limit: int) -> list[tuple[zip
         seen[key] = kind
         declared += info.file_size
         if declared > limit:
-            raise ArchiveError("archive_too_large", f"the archive unpacks to more than {_megabytes(limit)} "
-                               f"(reached at entry {raw!r}; rest_max_upload_mb)")
+            raise ArchiveError(
+                "archive_too_large",
+                f"the archive unpacks to more than {_megabytes(limit)} (reached at entry {raw!r}; rest_max_upload_mb)",
+            )
         plan.append((info, parts, kind))
     if not plan:
         raise ArchiveError("bad_archive", "the archive is empty")
@@ -351,8 +371,9 @@ def _plan(infos: list[zipfile.ZipInfo], name: str, limit: int) -> list[tuple[zip
             above = "/".join(parts[:depth])
             if seen.get(above) in ("link", "file"):
                 code = "link_out" if seen[above] == "link" else "bad_archive"
-                raise ArchiveError(code, f"entry {info.filename!r} lies below {above!r}, which is a "
-                                   f"{seen[above]}, not a folder")
+                raise ArchiveError(
+                    code, f"entry {info.filename!r} lies below {above!r}, which is a {seen[above]}, not a folder"
+                )
     return plan
 
 
@@ -362,8 +383,9 @@ def _check_entry_name(raw: str) -> None:
     if "\\" in raw:
         raise ArchiveError("bad_entry_name", f"entry {raw!r} uses '\\' in its path; zip paths use '/'")
     if raw.startswith("/") or _DRIVE.match(raw):
-        raise ArchiveError("absolute_path", f"entry {raw!r} is an absolute path; paths must be relative to the "
-                           "plugin folder")
+        raise ArchiveError(
+            "absolute_path", f"entry {raw!r} is an absolute path; paths must be relative to the plugin folder"
+        )
 
 
 def _mkdir(path: Path, entry: str) -> None:
@@ -372,8 +394,9 @@ def _mkdir(path: Path, entry: str) -> None:
     except OSError as exc:
         if exc.errno in STORAGE_ERRNOS:
             raise _write_error(exc, path) from None
-        raise ArchiveError("bad_archive", f"entry {entry!r}: cannot create folder {path.name!r}: "
-                           f"{exc.strerror or exc}") from None
+        raise ArchiveError(
+            "bad_archive", f"entry {entry!r}: cannot create folder {path.name!r}: {exc.strerror or exc}"
+        ) from None
 
 
 def _write_file(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, written: int, limit: int) -> int:
@@ -392,8 +415,11 @@ def _write_file(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, writte
                     break
                 written += len(chunk)
                 if written > limit:
-                    raise ArchiveError("archive_too_large", f"the archive unpacks to more than {_megabytes(limit)} "
-                                       f"(reached at entry {info.filename!r}; rest_max_upload_mb)")
+                    raise ArchiveError(
+                        "archive_too_large",
+                        f"the archive unpacks to more than {_megabytes(limit)} "
+                        f"(reached at entry {info.filename!r}; rest_max_upload_mb)",
+                    )
                 out.write(chunk)
     except ArchiveError:
         raise
@@ -420,8 +446,10 @@ def _link_target(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> str:
     if not target or "\x00" in target:
         raise ArchiveError("bad_archive", f"entry {raw!r} is a link with an empty or invalid target")
     if os.path.isabs(target):
-        raise ArchiveError("link_out", f"entry {raw!r} is a link to the absolute path {target!r}; links must stay "
-                           "inside the plugin folder")
+        raise ArchiveError(
+            "link_out",
+            f"entry {raw!r} is a link to the absolute path {target!r}; links must stay inside the plugin folder",
+        )
     parent = os.path.dirname(raw.rstrip("/"))
     if os.path.normpath(os.path.join(parent, target)).split(os.sep)[0] == "..":
         raise ArchiveError("link_out", f"entry {raw!r} is a link to {target!r}, outside the plugin folder")
@@ -432,11 +460,15 @@ def _check_link(root: Path, link: Path, entry: str, target: str) -> None:
     """The link, as the file system resolves it, must name a file inside ``root``."""
     resolved = Path(os.path.realpath(link))
     if not resolved.is_relative_to(Path(os.path.realpath(root))):
-        raise ArchiveError("link_out", f"entry {entry!r} is a link to {target!r}, which resolves outside the "
-                           "plugin folder")
+        raise ArchiveError(
+            "link_out", f"entry {entry!r} is a link to {target!r}, which resolves outside the plugin folder"
+        )
     if resolved.is_dir():
-        raise ArchiveError("link_to_directory", f"entry {entry!r} is a link to the folder {target!r}; only links "
-                           "to files are accepted (folder links can loop)")
+        raise ArchiveError(
+            "link_to_directory",
+            f"entry {entry!r} is a link to the folder {target!r}; only links "
+            "to files are accepted (folder links can loop)",
+        )
     if not resolved.is_file():
         raise ArchiveError("link_out", f"entry {entry!r} is a link to {target!r}, which is not in the archive")
 

@@ -32,8 +32,12 @@ def misplaced_stream_keyword(sql: str) -> str | None:
 
 def stream_options(stream: Any) -> dict[str, Any]:
     """eKuiper's ``Options`` of a stream: lowerCamel keys in its order; ``shared`` only when set."""
-    options: dict[str, Any] = {"datasource": stream.datasource, "format": stream.format.lower(),
-                               "confKey": stream.conf_key, "type": stream.type}
+    options: dict[str, Any] = {
+        "datasource": stream.datasource,
+        "format": stream.format.lower(),
+        "confKey": stream.conf_key,
+        "type": stream.type,
+    }
     if stream.shared:
         options["shared"] = True
     return options
@@ -54,13 +58,15 @@ def _node(name: str, metrics: Any, connected: bool, started_ms: int) -> dict[str
         f"{name}_last_exception_time": getattr(metrics, "last_exception_time", 0),
     }
     if connected:
-        values.update({
-            f"{name}_connection_status": 1,
-            f"{name}_connection_last_connected_time": started_ms,
-            f"{name}_connection_last_disconnected_time": 0,
-            f"{name}_connection_last_disconnected_message": "",
-            f"{name}_connection_last_try_time": started_ms,
-        })
+        values.update(
+            {
+                f"{name}_connection_status": 1,
+                f"{name}_connection_last_connected_time": started_ms,
+                f"{name}_connection_last_disconnected_time": 0,
+                f"{name}_connection_last_disconnected_message": "",
+                f"{name}_connection_last_try_time": started_ms,
+            }
+        )
     # The loader's own: when a record last came in and went out (ms, 0: never).
     values[f"{name}_last_record_in_time"] = getattr(metrics, "last_in_time", 0)
     values[f"{name}_last_record_out_time"] = getattr(metrics, "last_out_time", 0)
@@ -77,8 +83,8 @@ class _PassThrough:
 
 def sink_base(prefix: str) -> str:
     """``collect_0`` from the sink node prefix ``sink_collect_0_0``."""
-    base = prefix[len("sink_"):] if prefix.startswith("sink_") else prefix
-    return base[:-len("_0")] if base.endswith("_0") else base
+    base = prefix[len("sink_") :] if prefix.startswith("sink_") else prefix
+    return base[: -len("_0")] if base.endswith("_0") else base
 
 
 def rule_nodes(pipeline: Any) -> dict[str, Any]:
@@ -99,8 +105,11 @@ def rule_nodes(pipeline: Any) -> dict[str, Any]:
 
 
 def _own_prefixes(pipeline: Any) -> tuple[str, ...]:
-    return (pipeline.source_metrics.prefix + "_", pipeline.op_metrics.prefix + "_",
-            *(sink.metrics.prefix + "_" for sink in pipeline.sinks))
+    return (
+        pipeline.source_metrics.prefix + "_",
+        pipeline.op_metrics.prefix + "_",
+        *(sink.metrics.prefix + "_" for sink in pipeline.sinks),
+    )
 
 
 TOP_KEYS = ("status", "message", "lastStartTimestamp", "lastStopTimestamp", "nextStartTimestamp")

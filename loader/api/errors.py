@@ -22,8 +22,9 @@ GENERAL, NOT_FOUND, SINK_UNDEFINED, STREAM_ERROR = 1000, 1002, 2201, 3000
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
-                 number: int = GENERAL) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None, number: int = GENERAL
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -66,16 +67,28 @@ def storage_error(exc: OSError) -> ApiError | None:
     folder = str(path.parent) if path is not None else "the loader's directories"
     user = _user()
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return ApiError(507, "disk_full", f"cannot write {where}: no space left on its file system; free space "
-                                          f"there (or raise the quota of user {user}) and retry")
+        return ApiError(
+            507,
+            "disk_full",
+            f"cannot write {where}: no space left on its file system; free space "
+            f"there (or raise the quota of user {user}) and retry",
+        )
     if exc.errno == errno.EROFS:
-        return ApiError(503, "read_only", f"cannot write {where}: its file system is read-only for the loader; "
-                                          f"point plugins_dir, etc_dir and data_dir at a writable directory (under "
-                                          "systemd: below /var/lib/portable-loader, the unit's StateDirectory=, or "
-                                          "add the folder to ReadWritePaths=)")
-    return ApiError(503, "not_writable", f"cannot write {where}: permission denied for user {user}; make {folder} "
-                                         f"writable by it (e.g. chown -R {user} {folder}) or point the setting at "
-                                         "a directory the loader owns (docs/operations.md)")
+        return ApiError(
+            503,
+            "read_only",
+            f"cannot write {where}: its file system is read-only for the loader; "
+            f"point plugins_dir, etc_dir and data_dir at a writable directory (under "
+            "systemd: below /var/lib/portable-loader, the unit's StateDirectory=, or "
+            "add the folder to ReadWritePaths=)",
+        )
+    return ApiError(
+        503,
+        "not_writable",
+        f"cannot write {where}: permission denied for user {user}; make {folder} "
+        f"writable by it (e.g. chown -R {user} {folder}) or point the setting at "
+        "a directory the loader owns (docs/operations.md)",
+    )
 
 
 def _user() -> str:

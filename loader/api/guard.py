@@ -35,10 +35,11 @@ from loader.log import get_logger
 
 REPORT_EVERY_S = 30.0
 #: Shaped as every other error of the API (loader/api/errors.py): eKuiper's JSON, served as text.
-_BUSY_BODY = (b'{"error":1000,"message":"too many open connections (limits.rest_max_connections)",'
-              b'"code":"busy"}\n')
-_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
-         b"content-length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
+_BUSY_BODY = b'{"error":1000,"message":"too many open connections (limits.rest_max_connections)","code":"busy"}\n'
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+    b"content-length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
 
 
 class _Report:
@@ -54,9 +55,12 @@ class _Report:
         if now - self.last >= REPORT_EVERY_S:
             self.last = now
             counts, self.counts = self.counts, {}
-            get_logger().warning("api.connections_limited", closed=counts, period_s=REPORT_EVERY_S,
-                                 reason="clients opened too many connections or sent requests too slowly "
-                                        "(limits.rest_*)")
+            get_logger().warning(
+                "api.connections_limited",
+                closed=counts,
+                period_s=REPORT_EVERY_S,
+                reason="clients opened too many connections or sent requests too slowly (limits.rest_*)",
+            )
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -99,8 +103,14 @@ class GuardedH11Protocol(H11Protocol):
         open_now = sum(1 for c in self.connections if not c.transport.is_closing())
         if open_now <= self.limits.rest_max_connections:
             return
-        others = [c for c in self.connections if c is not self and isinstance(c, GuardedH11Protocol)
-                  and not c.in_request() and not c.transport.is_closing()]
+        others = [
+            c
+            for c in self.connections
+            if c is not self
+            and isinstance(c, GuardedH11Protocol)
+            and not c.in_request()
+            and not c.transport.is_closing()
+        ]
         if others:
             oldest = min(others, key=lambda c: c._opened)
             oldest._close("evicted")
@@ -121,8 +131,11 @@ class GuardedH11Protocol(H11Protocol):
             if now - self._idle_since >= self.limits.rest_header_timeout_s:
                 self._close("header_timeout")
                 return
-        elif self.cycle.more_body and not self.flow.read_paused and \
-                now - self._last_data >= self.limits.rest_body_timeout_s:
+        elif (
+            self.cycle.more_body
+            and not self.flow.read_paused
+            and now - self._last_data >= self.limits.rest_body_timeout_s
+        ):
             self._close("body_timeout")
             return
         self._schedule()

@@ -18,8 +18,18 @@ from typing import Any
 
 #: The ``about`` object's keys, in eKuiper's order.
 ABOUT_KEYS = ("trial", "installed", "author", "helpUrl", "description")
-FIELD_KEYS = ("exist", "name", "default", "type", "control", "connection_related", "optional", "values", "hint",
-              "label")
+FIELD_KEYS = (
+    "exist",
+    "name",
+    "default",
+    "type",
+    "control",
+    "connection_related",
+    "optional",
+    "values",
+    "hint",
+    "label",
+)
 
 
 def _language(text: Any) -> Any:
@@ -31,8 +41,13 @@ def _language(text: Any) -> Any:
 
 def _about(about: Any) -> dict[str, Any]:
     about = about if isinstance(about, dict) else {}
-    return {"trial": bool(about.get("trial", False)), "installed": True, "author": about.get("author"),
-            "helpUrl": _language(about.get("helpUrl")), "description": _language(about.get("description"))}
+    return {
+        "trial": bool(about.get("trial", False)),
+        "installed": True,
+        "author": about.get("author"),
+        "helpUrl": _language(about.get("helpUrl")),
+        "description": _language(about.get("description")),
+    }
 
 
 def _field(field: Any) -> dict[str, Any]:
@@ -40,10 +55,18 @@ def _field(field: Any) -> dict[str, Any]:
     default = field.get("default")
     if isinstance(default, list) and all(isinstance(item, dict) for item in default):
         default = [_field(item) for item in default]  # a nested group of fields
-    return {"exist": False, "name": field.get("name", ""), "default": default, "type": field.get("type", ""),
-            "control": field.get("control", ""), "connection_related": bool(field.get("connection_related", False)),
-            "optional": bool(field.get("optional", False)), "values": field.get("values"),
-            "hint": _language(field.get("hint")), "label": _language(field.get("label"))}
+    return {
+        "exist": False,
+        "name": field.get("name", ""),
+        "default": default,
+        "type": field.get("type", ""),
+        "control": field.get("control", ""),
+        "connection_related": bool(field.get("connection_related", False)),
+        "optional": bool(field.get("optional", False)),
+        "values": field.get("values"),
+        "hint": _language(field.get("hint")),
+        "label": _language(field.get("label")),
+    }
 
 
 def _fields(fields: Any) -> list[dict[str, Any]]:
@@ -52,8 +75,7 @@ def _fields(fields: Any) -> list[dict[str, Any]]:
 
 def _minimal_about(kind: str, symbol: str, plugin: str | None) -> dict[str, Any]:
     text = f"{kind[:-1]} {symbol} " + (f"of portable plugin {plugin}" if plugin else "built into the loader")
-    return {"trial": False, "installed": True, "author": None, "helpUrl": None,
-            "description": {"en": text, "zh": text}}
+    return {"trial": False, "installed": True, "author": None, "helpUrl": None, "description": {"en": text, "zh": text}}
 
 
 def read_metadata(folder: Path | None, kind: str, symbol: str) -> tuple[dict[str, Any] | None, str | None]:
@@ -81,8 +103,11 @@ def describe(kind: str, symbol: str, plugin: str | None, folder: Path | None) ->
         if data is not None and "dataSource" in data:
             view["dataSource"] = data["dataSource"]
         properties = (data or {}).get("properties")
-        view["properties"] = ({key: _fields(value) for key, value in properties.items()}
-                              if isinstance(properties, dict) else {"default": []})
+        view["properties"] = (
+            {key: _fields(value) for key, value in properties.items()}
+            if isinstance(properties, dict)
+            else {"default": []}
+        )
     else:
         view["properties"] = _fields((data or {}).get("properties"))
     view["node"] = (data or {}).get("node")
@@ -100,14 +125,23 @@ def function_group(symbol: str, plugin: str | None, folder: Path | None) -> dict
     """One entry of ``GET /metadata/functions``: ``about``, ``name`` and the functions it describes."""
     data, error = read_metadata(folder, "functions", symbol)
     if data is None:
-        group: dict[str, Any] = {"about": _minimal_about("functions", symbol, plugin), "name": symbol,
-                                 "functions": [{"name": symbol, "example": "", "hint": None}]}
+        group: dict[str, Any] = {
+            "about": _minimal_about("functions", symbol, plugin),
+            "name": symbol,
+            "functions": [{"name": symbol, "example": "", "hint": None}],
+        }
     else:
         listed = data.get("functions")
         functions: list[Any] = listed if isinstance(listed, list) else []
-        group = {"about": _about(data["about"]), "name": data.get("name") or symbol,
-                 "functions": [{"name": f.get("name", ""), "example": f.get("example", ""),
-                                "hint": _language(f.get("hint"))} for f in functions if isinstance(f, dict)]}
+        group = {
+            "about": _about(data["about"]),
+            "name": data.get("name") or symbol,
+            "functions": [
+                {"name": f.get("name", ""), "example": f.get("example", ""), "hint": _language(f.get("hint"))}
+                for f in functions
+                if isinstance(f, dict)
+            ],
+        }
     if error:
         group["error"] = error
     return group

@@ -9,7 +9,8 @@ a plugin or rule disappears.  prometheus-client does the text format.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -30,12 +31,15 @@ class LoaderCollector:
         yield from self._rules()
 
     def _plugins(self) -> Iterator[Metric]:
-        state = GaugeMetricFamily("portable_loader_plugin_state", "1 for the state each plugin is in",
-                                  labels=["plugin", "state"])
-        info = GaugeMetricFamily("portable_loader_plugin_info", "the version each plugin runs",
-                                 labels=["plugin", "version"])
-        restarts = CounterMetricFamily("portable_loader_plugin_restarts", "restarts of each plugin's process",
-                                       labels=["plugin"])
+        state = GaugeMetricFamily(
+            "portable_loader_plugin_state", "1 for the state each plugin is in", labels=["plugin", "state"]
+        )
+        info = GaugeMetricFamily(
+            "portable_loader_plugin_info", "the version each plugin runs", labels=["plugin", "version"]
+        )
+        restarts = CounterMetricFamily(
+            "portable_loader_plugin_restarts", "restarts of each plugin's process", labels=["plugin"]
+        )
         for status in self.service.board.snapshot():
             for name in STATES:
                 state.add_metric([status["name"], name], 1.0 if status["state"] == name else 0.0)
@@ -44,15 +48,23 @@ class LoaderCollector:
         yield from (state, info, restarts)
 
     def _rules(self) -> Iterator[Metric]:
-        state = GaugeMetricFamily("portable_loader_rule_state", "1 for the state each rule is in",
-                                  labels=["rule", "state"])
-        counters = {kind: CounterMetricFamily(f"portable_loader_rule_{kind}", f"{kind.replace('_', ' ')} per rule node",
-                                              labels=["rule", "node"])
-                    for kind in ("records_in", "records_out", "exceptions")}
-        last = {way: GaugeMetricFamily(f"portable_loader_rule_last_record_{way}_timestamp_seconds",
-                                       f"when the last record went {way} of each rule node (0: never)",
-                                       labels=["rule", "node"])
-                for way in ("in", "out")}
+        state = GaugeMetricFamily(
+            "portable_loader_rule_state", "1 for the state each rule is in", labels=["rule", "state"]
+        )
+        counters = {
+            kind: CounterMetricFamily(
+                f"portable_loader_rule_{kind}", f"{kind.replace('_', ' ')} per rule node", labels=["rule", "node"]
+            )
+            for kind in ("records_in", "records_out", "exceptions")
+        }
+        last = {
+            way: GaugeMetricFamily(
+                f"portable_loader_rule_last_record_{way}_timestamp_seconds",
+                f"when the last record went {way} of each rule node (0: never)",
+                labels=["rule", "node"],
+            )
+            for way in ("in", "out")
+        }
         for rule_id in sorted(self.service.rules.rules):
             status = self.service.rules.status(rule_id) or {}
             for name in RULE_STATES:

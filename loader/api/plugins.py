@@ -23,13 +23,14 @@ import os
 import secrets
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Coroutine
+from typing import Any
 
-from loader.api.archive import ArchiveError, extract, fetch, remove_tree
 from loader.api import shipped as shipped_configs
+from loader.api.archive import ArchiveError, extract, fetch, remove_tree
 from loader.api.errors import ApiError, bad_request, conflict, not_found
 from loader.files import write_bytes_atomic
 from loader.log import get_logger
@@ -57,7 +58,7 @@ CONFIG_SUFFIXES = {"sources": (".yaml", ".yml", ".json"), "sinks": (".json",), "
 def iso_time(epoch: float | None) -> str | None:
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def plugin_info(spec: PluginSpec, plugins_dir: Path) -> dict[str, Any]:
@@ -90,8 +91,11 @@ def plugin_status(service, name: str) -> dict[str, Any] | None:
     if status is None and supervisor is None:
         return None
     state = status.state if status is not None else "loading"
-    version = status.version if status is not None and status.version else (
-        supervisor.spec.version if supervisor is not None else None)
+    version = (
+        status.version
+        if status is not None and status.version
+        else (supervisor.spec.version if supervisor is not None else None)
+    )
     return {
         "refCount": ref_counts(service, name),
         "status": EKUIPER_STATUS.get(state, "error"),
@@ -133,11 +137,15 @@ def is_upload(request) -> bool:
 
 
 async def receive_upload(request, config) -> Upload:
-    """Write the body to ``plugins_dir/.upload-*.zip``, refusing more than ``rest_max_upload_mb`` as the URL form does."""
+    """Write the body to ``plugins_dir/.upload-*.zip``.
+
+    More than ``rest_max_upload_mb`` is refused, as the URL form does.
+    """
     limit = int(float(config.rest_max_upload_mb) * 1024 * 1024)
     length = request.headers.get("content-length", "")
-    too_large = ArchiveError("archive_too_large", f"the uploaded zip is over the limit of {limit / 1048576:g} MiB "
-                                                  "(rest_max_upload_mb)")
+    too_large = ArchiveError(
+        "archive_too_large", f"the uploaded zip is over the limit of {limit / 1048576:g} MiB (rest_max_upload_mb)"
+    )
     if length.isdigit() and int(length) > limit:
         raise bad_request(too_large.code, too_large.message)
     config.plugins_dir.mkdir(parents=True, exist_ok=True)
@@ -164,8 +172,9 @@ def check_plugin_name(name: Any) -> str:
     if name is None or name == "":
         raise bad_request("bad_name", "invalid name : should not be empty")
     if not is_valid_name(name):
-        raise bad_request("bad_name", f"invalid name {name}: use 1 to 64 letters, digits, '_' or '-', starting with "
-                                      "a letter or digit")
+        raise bad_request(
+            "bad_name", f"invalid name {name}: use 1 to 64 letters, digits, '_' or '-', starting with a letter or digit"
+        )
     return name
 
 
@@ -255,8 +264,11 @@ class PluginInstaller:
                 await self.service.reconciler.reconcile(name)
                 await asyncio.to_thread(self._discard, staged, restore_configs=True)
                 log.error("api.plugin_install_failed", version=staged.spec.version, error=reason)
-                raise ApiError(400, "plugin_failed", f"plugin {name!r} {staged.spec.version} did not start: {reason}; "
-                                                     "it was removed again")
+                raise ApiError(
+                    400,
+                    "plugin_failed",
+                    f"plugin {name!r} {staged.spec.version} did not start: {reason}; it was removed again",
+                )
             await asyncio.to_thread(self._record_configs, staged)
             await asyncio.to_thread(self._discard, staged, restore_configs=False)
         result = plugin_status(self.service, name) or {}
@@ -283,22 +295,33 @@ class PluginInstaller:
             except BaseException:
                 await asyncio.to_thread(self._discard, staged, restore_configs=True)
                 raise
-            log.info("api.plugin_updating", version=staged.spec.version, previous_version=old_version,
-                     url=_redacted(url))
+            log.info(
+                "api.plugin_updating", version=staged.spec.version, previous_version=old_version, url=_redacted(url)
+            )
             await self.service.reconciler.reconcile(name)
             status = self.service.board.get(name)
             now = self.service.reconciler.supervisors.get(name)
-            if status is None or status.state != PluginState.RUNNING or now is None or now.spec.digest != staged.spec.digest:
+            if (
+                status is None
+                or status.state != PluginState.RUNNING
+                or now is None
+                or now.spec.digest != staged.spec.digest
+            ):
                 reason = (status.last_error if status is not None else None) or "it did not start"
                 await _swap_folders(self.service.reconciler, name, staged.folder, target)
                 await self.service.reconciler.reconcile(name)
                 await asyncio.to_thread(self._discard, staged, restore_configs=True)
-                log.error("api.plugin_update_failed", version=staged.spec.version, error=reason,
-                          previous_version=old_version)
-                restored = f"the previous version {old_version} was restored" if old_version else \
-                    "the previous folder was restored"
-                raise ApiError(400, "plugin_failed",
-                               f"plugin {name!r} {staged.spec.version} did not start: {reason}; {restored}")
+                log.error(
+                    "api.plugin_update_failed", version=staged.spec.version, error=reason, previous_version=old_version
+                )
+                restored = (
+                    f"the previous version {old_version} was restored"
+                    if old_version
+                    else "the previous folder was restored"
+                )
+                raise ApiError(
+                    400, "plugin_failed", f"plugin {name!r} {staged.spec.version} did not start: {reason}; {restored}"
+                )
             await asyncio.to_thread(self._record_configs, staged)
             await asyncio.to_thread(self._discard, staged, restore_configs=False)
         result = plugin_status(self.service, name) or {}
@@ -313,8 +336,11 @@ class PluginInstaller:
             known = name in self.service.reconciler.supervisors or self.service.board.get(name) is not None
             if not is_valid_name(name) or not (_exists(target) or known):
                 raise bad_request("not_found", f"portable plugin {name} is not found")
-            version = self.service.reconciler.supervisors[name].spec.version \
-                if name in self.service.reconciler.supervisors else None
+            version = (
+                self.service.reconciler.supervisors[name].spec.version
+                if name in self.service.reconciler.supervisors
+                else None
+            )
             aside = _aside(target) if _exists(target) else None
             await self.service.reconciler.reconcile(name)
             await asyncio.to_thread(self._remove_configs, name)
@@ -331,9 +357,13 @@ class PluginInstaller:
         if self._pool is None:  # sized once, at the first install
             self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="install")
         if self._staging >= workers:
-            raise ApiError(503, "busy", f"{self._staging} plugin downloads are already in progress "
-                                        f"(limits.download_workers); retry when one is done",
-                           headers={"Retry-After": "5"})
+            raise ApiError(
+                503,
+                "busy",
+                f"{self._staging} plugin downloads are already in progress "
+                f"(limits.download_workers); retry when one is done",
+                headers={"Retry-After": "5"},
+            )
         self._staging += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, self._stage, name, url)
@@ -341,7 +371,10 @@ class PluginInstaller:
             self._staging -= 1
 
     def _stage(self, name: str, url: Any) -> _Staged:
-        """Fetch (or take the upload) and unpack into ``plugins_dir/.install-<name>-*/<name>`` and validate it there (blocking)."""
+        """Fetch (or take the upload), unpack into ``plugins_dir/.install-<name>-*/<name>``, validate it there.
+
+        Blocking: it runs in the installs' own pool.
+        """
         limit = int(float(self.config.rest_max_upload_mb) * 1024 * 1024)
         plugins_dir = self.config.plugins_dir
         plugins_dir.mkdir(parents=True, exist_ok=True)
@@ -402,8 +435,11 @@ class PluginInstaller:
             shipped_configs.write_record(self.config.data_dir, staged.spec.name, record)
         except OSError as exc:
             get_logger(plugin=staged.spec.name).error(
-                "api.config_record_failed", file=str(shipped_configs.record_path(self.config.data_dir, staged.spec.name)),
-                error=str(exc), reason="deleting the plugin will leave its etc/ files; make data_dir writable")
+                "api.config_record_failed",
+                file=str(shipped_configs.record_path(self.config.data_dir, staged.spec.name)),
+                error=str(exc),
+                reason="deleting the plugin will leave its etc/ files; make data_dir writable",
+            )
 
     def _discard(self, staged: _Staged, restore_configs: bool) -> None:
         if restore_configs:
@@ -414,8 +450,9 @@ class PluginInstaller:
                     else:
                         write_bytes_atomic(destination, previous)
                 except OSError as exc:
-                    get_logger(plugin=staged.spec.name).warning("api.config_restore_failed", file=str(destination),
-                                                                error=str(exc))
+                    get_logger(plugin=staged.spec.name).warning(
+                        "api.config_restore_failed", file=str(destination), error=str(exc)
+                    )
         remove_tree(staged.root)
 
     def _remove_configs(self, name: str) -> None:
@@ -433,8 +470,11 @@ class PluginInstaller:
         try:
             shipped_configs.write_record(self.config.data_dir, name, {})
         except OSError as exc:
-            log.warning("api.config_remove_failed", file=str(shipped_configs.record_path(self.config.data_dir, name)),
-                        error=str(exc))
+            log.warning(
+                "api.config_remove_failed",
+                file=str(shipped_configs.record_path(self.config.data_dir, name)),
+                error=str(exc),
+            )
 
 
 def _redacted(url: Any) -> str:
@@ -477,9 +517,12 @@ def _shipped_configs(folder: Path) -> list[tuple[str, Path]]:
             if path.name.startswith(".") or path.is_dir():
                 continue
             if path.suffix not in suffixes or not is_valid_name(path.stem):
-                raise bad_request("bad_name", f"entry '{kind}/{path.name}': configuration files under {kind}/ are "
-                                              f"named <symbol>{'|'.join(suffixes)}, with a symbol name of 1 to 64 "
-                                              "letters, digits, '_' or '-'")
+                raise bad_request(
+                    "bad_name",
+                    f"entry '{kind}/{path.name}': configuration files under {kind}/ are "
+                    f"named <symbol>{'|'.join(suffixes)}, with a symbol name of 1 to 64 "
+                    "letters, digits, '_' or '-'",
+                )
             found.append((kind, path))
     return found
 

@@ -63,8 +63,13 @@ class Resources:
             stream = self.rules.streams.get(name)
             view: dict[str, Any] = {"name": name}
             if stream is not None:
-                view.update(type=stream.type, format=stream.format, datasource=stream.datasource,
-                            confKey=stream.conf_key, shared=stream.shared)
+                view.update(
+                    type=stream.type,
+                    format=stream.format,
+                    datasource=stream.datasource,
+                    confKey=stream.conf_key,
+                    shared=stream.shared,
+                )
             if name in self.rules.stream_errors:
                 view["error"] = self.rules.stream_errors[name]
             details.append(view)
@@ -73,11 +78,11 @@ class Resources:
     def describe_stream(self, name: str) -> dict[str, Any]:
         """eKuiper's stream description (``Name``, ``StreamFields``, ``Options``, ...) plus the SQL as written."""
         if name not in self.rules.streams and name not in self.rules.stream_errors:
-            raise bad_request("not_found", f"describe stream error: Describe stream fails, {name} is not found.",
-                              STREAM_ERROR)
+            raise bad_request(
+                "not_found", f"describe stream error: Describe stream fails, {name} is not found.", STREAM_ERROR
+            )
         stream = self.rules.streams.get(name)
-        view: dict[str, Any] = {"Name": name, "StreamFields": None, "Options": None, "StreamType": 0,
-                                "Statement": None}
+        view: dict[str, Any] = {"Name": name, "StreamFields": None, "Options": None, "StreamType": 0, "Statement": None}
         if stream is not None:
             view["Options"] = stream_options(stream)
             view["sql"] = stream.sql
@@ -96,15 +101,17 @@ class Resources:
         if isinstance(sql, str):
             keyword = misplaced_stream_keyword(sql)
             if keyword is not None:
-                raise bad_request("invalid_stream", f'found "{keyword}", expected keyword stream or table.',
-                                  STREAM_ERROR)
+                raise bad_request(
+                    "invalid_stream", f'found "{keyword}", expected keyword stream or table.', STREAM_ERROR
+                )
         try:
             return stream_from_json(body, "request body")
         except DefinitionError as exc:
             raise bad_request("invalid_stream", str(exc), STREAM_ERROR) from None
         except Exception as exc:  # the DDL reader must never turn odd input into a 500
-            raise bad_request("invalid_stream", f"request body at /sql: cannot read the stream SQL: {exc}",
-                              STREAM_ERROR) from None
+            raise bad_request(
+                "invalid_stream", f"request body at /sql: cannot read the stream SQL: {exc}", STREAM_ERROR
+            ) from None
 
     async def create_stream(self, body: Any) -> str:
         stream = self._parse_stream(body)
@@ -121,9 +128,12 @@ class Resources:
         """eKuiper's PUT: replaces the stream, or creates it when there is none."""
         stream = self._parse_stream(body)
         if stream.name != name:
-            raise bad_request("invalid_stream", f"the SQL defines stream {stream.name} but the path names {name}; "
-                                                "a stream cannot be renamed, create the new one and drop the old",
-                              STREAM_ERROR)
+            raise bad_request(
+                "invalid_stream",
+                f"the SQL defines stream {stream.name} but the path names {name}; "
+                "a stream cannot be renamed, create the new one and drop the old",
+                STREAM_ERROR,
+            )
         async with self._streams_lock:
             path = self._stream_path(name)
             previous = _read_bytes(path)
@@ -136,10 +146,7 @@ class Resources:
         error = self.rules.stream_errors.get(name)
         if error is None:
             return
-        if previous is None:
-            path.unlink(missing_ok=True)
-        else:
-            _write_bytes_atomic(path, previous)
+        _restore(path, previous)
         await self.rules.reconcile_stream(name)
         raise bad_request("invalid_stream", error, STREAM_ERROR)
 
@@ -150,8 +157,10 @@ class Resources:
             if users and not force:
                 raise bad_request("in_use", f"stream {name} has been referenced by other rules")
             if not is_valid_name(name):
-                raise bad_request("bad_name", f"invalid name {name}: use 1 to 64 letters, digits, '_' or '-', "
-                                              "starting with a letter or digit")
+                raise bad_request(
+                    "bad_name",
+                    f"invalid name {name}: use 1 to 64 letters, digits, '_' or '-', starting with a letter or digit",
+                )
             path = self._stream_path(name)
             if path.is_file():
                 path.unlink(missing_ok=True)
@@ -168,10 +177,15 @@ class Resources:
             state = "degraded" if found else entry.state
             message = "; ".join(cause.message for cause in found) if found else (entry.error or "")
             raw = entry.raw if isinstance(entry.raw, dict) else {}
-            brief = {"id": rule_id, "name": raw.get("name") or rule_id,
-                     "status": "running" if entry.state == "running" else "stopped",
-                     "tags": raw.get("tags"), "trace": False, "version": str(raw.get("version") or ""),
-                     "state": state}
+            brief = {
+                "id": rule_id,
+                "name": raw.get("name") or rule_id,
+                "status": "running" if entry.state == "running" else "stopped",
+                "tags": raw.get("tags"),
+                "trace": False,
+                "version": str(raw.get("version") or ""),
+                "state": state,
+            }
             if message:
                 brief["message"] = message
             listed.append(brief)
@@ -218,8 +232,9 @@ class Resources:
         own (naming the field and the fix) where it knows more.
         """
         if not isinstance(body, dict):
-            raise bad_request("invalid_rule", 'invalid rule json: the body must be a JSON object {"id", "sql", '
-                                              '"actions": [...]}')
+            raise bad_request(
+                "invalid_rule", 'invalid rule json: the body must be a JSON object {"id", "sql", "actions": [...]}'
+            )
         try:
             rule = rule_from_json(body, "request body")
         except DefinitionError as exc:
@@ -240,8 +255,11 @@ class Resources:
         if stream is None:
             raise bad_request("unavailable", f"fail to get stream {plan.stream}, please check if stream is created")
         if registry.owner("sources", stream.type) is None:
-            raise bad_request("unavailable", f"stream {plan.stream} reads source {stream.type}, which no loaded plugin "
-                                             "provides; install one that does (POST /plugins/portables)")
+            raise bad_request(
+                "unavailable",
+                f"stream {plan.stream} reads source {stream.type}, which no loaded plugin "
+                "provides; install one that does (POST /plugins/portables)",
+            )
         for action in rule.actions:
             if registry.owner("sinks", action.sink) is None and action.sink not in BUILTIN_SINKS:
                 raise bad_request("unavailable", f"sink {action.sink} is not defined", SINK_UNDEFINED)
@@ -270,8 +288,9 @@ class Resources:
             body = {**body, "id": rule_id}
         rule = self.check_rule(body)
         if rule.id != rule_id:
-            raise bad_request("invalid_rule", f"the body has id {rule.id} but the path names {rule_id}; a rule "
-                                              "cannot be renamed")
+            raise bad_request(
+                "invalid_rule", f"the body has id {rule.id} but the path names {rule_id}; a rule cannot be renamed"
+            )
         async with self._rules_lock:
             path = self._rule_path(rule_id)
             previous = _read_bytes(path)
@@ -286,10 +305,7 @@ class Resources:
         if entry is None or entry.state != "error":
             return
         error = entry.error or "the rule could not start"
-        if previous is None:
-            path.unlink(missing_ok=True)
-        else:
-            _write_bytes_atomic(path, previous)
+        _restore(path, previous)
         await self.rules.reconcile_rule(rule_id)
         raise bad_request("rule_failed", f"rule {rule_id} could not start: {error}")
 
@@ -305,17 +321,24 @@ class Resources:
         """start, stop or restart: persisted as ``triggered`` in the rule file, then reconciled."""
         async with self._rules_lock:
             if not self._known_rule(rule_id):
-                raise not_found(f"{action} rule error: Rule {rule_id} is not found in registry, please check if it "
-                                "is created")
+                raise not_found(
+                    f"{action} rule error: Rule {rule_id} is not found in registry, please check if it is created"
+                )
             path = self._rule_path(rule_id)
             try:
                 data = jsonio.loads(path.read_text(), strict=True)
             except (OSError, ValueError) as exc:
-                raise bad_request("invalid_rule", f"{action} rule error: {path}: cannot read the rule file ({exc}); "
-                                                  f"replace it with PUT /rules/{rule_id}") from None
+                raise bad_request(
+                    "invalid_rule",
+                    f"{action} rule error: {path}: cannot read the rule file ({exc}); "
+                    f"replace it with PUT /rules/{rule_id}",
+                ) from None
             if not isinstance(data, dict):
-                raise bad_request("invalid_rule", f"{action} rule error: {path}: the rule file is not a JSON object; "
-                                                  f"replace it with PUT /rules/{rule_id}")
+                raise bad_request(
+                    "invalid_rule",
+                    f"{action} rule error: {path}: the rule file is not a JSON object; "
+                    f"replace it with PUT /rules/{rule_id}",
+                )
             triggered = action != "stop"
             changed = data.get("triggered", True) != triggered
             if changed:
@@ -327,8 +350,11 @@ class Resources:
             entry = self.rules.rules.get(rule_id)
             if triggered and entry is not None and entry.state == "error":
                 raise bad_request("rule_failed", f"{action} rule error: rule {rule_id} could not start: {entry.error}")
-        return {"start": f"Rule {rule_id} was started", "stop": f"Rule {rule_id} was stopped.",
-                "restart": f"Rule {rule_id} was restarted"}[action]
+        return {
+            "start": f"Rule {rule_id} was started",
+            "stop": f"Rule {rule_id} was stopped.",
+            "restart": f"Rule {rule_id} was restarted",
+        }[action]
 
     # ------------------------------------------------------------ symbols
 
@@ -340,8 +366,12 @@ class Resources:
             if symbol_kind != kind:
                 continue
             supervisor = reconciler.supervisors.get(plugin)
-            found[symbol] = {"name": symbol, "type": "plugin-portable", "plugin": plugin,
-                             "version": supervisor.spec.version if supervisor is not None else None}
+            found[symbol] = {
+                "name": symbol,
+                "type": "plugin-portable",
+                "plugin": plugin,
+                "version": supervisor.spec.version if supervisor is not None else None,
+            }
         builtins: tuple[str, ...] = {"sources": (), "sinks": tuple(BUILTIN_SINKS), "functions": tuple(BUILTINS)}[kind]
         version = loader_version()
         for symbol in builtins:
@@ -354,8 +384,9 @@ class Resources:
     def describe_udf(self, name: str) -> dict[str, Any]:
         plugin = self.service.registry.owner("functions", name)
         if plugin is None:
-            raise not_found(f"function {name} is not found; no loaded plugin provides it, list them with GET "
-                            "/plugins/udfs")
+            raise not_found(
+                f"function {name} is not found; no loaded plugin provides it, list them with GET /plugins/udfs"
+            )
         return {"name": name, "plugin": plugin}
 
     # ------------------------------------------------------------- status
@@ -365,8 +396,12 @@ class Resources:
         for entry in self.rules.rules.values():
             state = self.rules.state_of(entry)
             counts[state] = counts.get(state, 0) + 1
-        return {"version": loader_version(), "plugins": plugin_statuses, "rules": counts,
-                "streams": len(self.rules.streams)}
+        return {
+            "version": loader_version(),
+            "plugins": plugin_statuses,
+            "rules": counts,
+            "streams": len(self.rules.streams),
+        }
 
 
 def _rule_stream(entry: Any) -> str | None:
@@ -391,8 +426,15 @@ def _read_bytes(path: Path) -> bytes | None:
         return None
 
 
+def _restore(path: Path, previous: bytes | None) -> None:
+    """Put back what ``path`` held before a refused change: its bytes, or no file."""
+    if previous is None:
+        path.unlink(missing_ok=True)
+    else:
+        _write_bytes_atomic(path, previous)
+
+
 def _write_bytes_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.restore")
     tmp.write_bytes(data)
     tmp.replace(path)
-

@@ -87,18 +87,29 @@ class ApiServer:
         try:
             sock = bind(self.host, self.port)
         except OSError as exc:
-            log.error("api.unavailable", rest=f"{self.host}:{self.port}", error=str(exc),
-                      reason="the loader runs without its REST API; free the port or change rest in the config")
+            log.error(
+                "api.unavailable",
+                rest=f"{self.host}:{self.port}",
+                error=str(exc),
+                reason="the loader runs without its REST API; free the port or change rest in the config",
+            )
             return
         self.port = sock.getsockname()[1]
         _route_uvicorn_logs()
         config = uvicorn.Config(
-            build_app(self.service), lifespan="off", log_config=None, access_log=False,
-            http=guarded_protocol(self.service.config.limits), ws="none",
+            build_app(self.service),
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            http=guarded_protocol(self.service.config.limits),
+            ws="none",
             # asyncio accepts up to ``backlog`` connections per loop pass, before any of them can
             # be looked at: kept small, so a burst cannot take descriptors past the connection limit.
             backlog=max(1, min(128, self.service.config.limits.rest_max_connections)),
-            interface="asgi3", server_header=False, proxy_headers=False, timeout_graceful_shutdown=5,
+            interface="asgi3",
+            server_header=False,
+            proxy_headers=False,
+            timeout_graceful_shutdown=5,
             log_level=logging.WARNING,
         )
         self._server = _Server(config)
@@ -110,12 +121,21 @@ class ApiServer:
             await asyncio.sleep(0.01)
         if not self._server.started:
             error = _task_error(self._task)
-            log.error("api.unavailable", rest=f"{self.host}:{self.port}", error=error,
-                      reason="the loader runs without its REST API")
+            log.error(
+                "api.unavailable",
+                rest=f"{self.host}:{self.port}",
+                error=error,
+                reason="the loader runs without its REST API",
+            )
             await self.stop()
             return
-        log.info("api.listening", host=self.host, port=self.port, token=bool(self.service.config.rest_token),
-                 openapi=f"http://{self.host}:{self.port}/openapi.json")
+        log.info(
+            "api.listening",
+            host=self.host,
+            port=self.port,
+            token=bool(self.service.config.rest_token),
+            openapi=f"http://{self.host}:{self.port}/openapi.json",
+        )
 
     async def stop(self) -> None:
         if self._server is None or self._task is None:
@@ -123,7 +143,7 @@ class ApiServer:
         self._server.should_exit = True
         try:
             await asyncio.wait_for(asyncio.shield(self._task), STOP_TIMEOUT_S)
-        except (asyncio.TimeoutError, Exception):
+        except (TimeoutError, Exception):
             self._server.force_exit = True
             self._task.cancel()
             with contextlib.suppress(BaseException):

@@ -87,9 +87,11 @@ def plan(spec: PluginSpec, shipped: list[tuple[str, Path]], etc_dir: Path, own: 
         relative = f"{kind}/{source.name}"
         destination = etc_dir / kind / source.name
         if source.stem not in spec.symbols(kind):
-            result.kept.append(f"{relative} was not installed: {source.stem!r} is not one of the plugin's "
-                               f"{kind} ({', '.join(spec.symbols(kind)) or 'none'}); a plugin ships "
-                               "configuration only for its own symbols")
+            result.kept.append(
+                f"{relative} was not installed: {source.stem!r} is not one of the plugin's "
+                f"{kind} ({', '.join(spec.symbols(kind)) or 'none'}); a plugin ships "
+                "configuration only for its own symbols"
+            )
             continue
         current = _current(destination)
         if current is None and not destination.exists() and not destination.is_symlink():
@@ -99,8 +101,10 @@ def plan(spec: PluginSpec, shipped: list[tuple[str, Path]], etc_dir: Path, own: 
         elif current is not None and current == _current(source):
             continue  # already what the plugin ships; whoever owns it keeps it
         else:
-            result.kept.append(f"{destination} was kept: it exists and this plugin did not install it (or it was "
-                               f"edited since); the plugin's own {relative} still applies under it")
+            result.kept.append(
+                f"{destination} was kept: it exists and this plugin did not install it (or it was "
+                f"edited since); the plugin's own {relative} still applies under it"
+            )
     return result
 
 

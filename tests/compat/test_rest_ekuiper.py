@@ -63,79 +63,244 @@ def error(number: int, message: str) -> dict[str, Any]:
     return {"error": number, "message": message}
 
 
-DEMO_INFO = {"name": "demo", "version": "v1.0.0", "language": "python", "executable": "{plugins}/demo/demo.py",
-             "sources": ["counter"], "sinks": ["print"], "functions": ["revert"]}
+DEMO_INFO = {
+    "name": "demo",
+    "version": "v1.0.0",
+    "language": "python",
+    "executable": "{plugins}/demo/demo.py",
+    "sources": ["counter"],
+    "sinks": ["print"],
+    "functions": ["revert"],
+}
 ROWS = [
-    Row("POST", "/plugins/portables", {"name": "demo", "file": "{zip}"}, 201, "text/plain",
-        "portable plugin demo is created"),
+    Row(
+        "POST",
+        "/plugins/portables",
+        {"name": "demo", "file": "{zip}"},
+        201,
+        "text/plain",
+        "portable plugin demo is created",
+    ),
     Row("POST", "/streams", {"sql": STREAM_SQL}, 201, "text/plain", "Stream ds is created."),
     Row("GET", "/ping", None, 200, None, ""),
     Row("GET", "/plugins/portables", None, 200, "application/json", [DEMO_INFO]),
     Row("GET", "/plugins/portables/demo", None, 200, "application/json", DEMO_INFO),
-    Row("GET", "/plugins/portables/nosuch", None, 404, "text/plain",
-        error(1002, "describe portable plugin nosuch error: not found")),
-    Row("GET", "/plugins/portables/nosuch/status", None, 404, "text/plain",
-        error(1002, "portable plugin nosuch not found: not found")),
+    Row(
+        "GET",
+        "/plugins/portables/nosuch",
+        None,
+        404,
+        "text/plain",
+        error(1002, "describe portable plugin nosuch error: not found"),
+    ),
+    Row(
+        "GET",
+        "/plugins/portables/nosuch/status",
+        None,
+        404,
+        "text/plain",
+        error(1002, "portable plugin nosuch not found: not found"),
+    ),
     # Difference: after eKuiper's prefix, the JSON parser's own description of the fault (Python's, not Go's).
-    Row("POST", "/plugins/portables", "not json", 400, "text/plain",
-        error(1000, "Invalid body: Error decoding the portable plugin json: "), compare="prefix",
-        contains=["Expecting value"]),
-    Row("POST", "/plugins/portables", {}, 400, "text/plain",
-        error(1000, "portable plugin create command error: invalid name : should not be empty")),
-    Row("POST", "/plugins/portables", {"name": "demo", "file": "{zip}"}, 400, "text/plain",
-        error(1000, "portable plugin create command error: invalid name demo: duplicate")),
-    Row("POST", "/plugins/portables", {"name": "nozip", "file": "{missing}"}, 400, "text/plain",
-        error(1000, "portable plugin create command error: fail to download file {missing}: stat {missing_path}: "
-                    "no such file or directory")),
+    Row(
+        "POST",
+        "/plugins/portables",
+        "not json",
+        400,
+        "text/plain",
+        error(1000, "Invalid body: Error decoding the portable plugin json: "),
+        compare="prefix",
+        contains=["Expecting value"],
+    ),
+    Row(
+        "POST",
+        "/plugins/portables",
+        {},
+        400,
+        "text/plain",
+        error(1000, "portable plugin create command error: invalid name : should not be empty"),
+    ),
+    Row(
+        "POST",
+        "/plugins/portables",
+        {"name": "demo", "file": "{zip}"},
+        400,
+        "text/plain",
+        error(1000, "portable plugin create command error: invalid name demo: duplicate"),
+    ),
+    Row(
+        "POST",
+        "/plugins/portables",
+        {"name": "nozip", "file": "{missing}"},
+        400,
+        "text/plain",
+        error(
+            1000,
+            "portable plugin create command error: fail to download file {missing}: stat {missing_path}: "
+            "no such file or directory",
+        ),
+    ),
     # Difference: the loader refuses the name itself, before any download, and says what a name may be.
-    Row("POST", "/plugins/portables", {"name": "../x", "file": "{zip}"}, 400, "text/plain",
-        error(1000, "portable plugin create command error: invalid name ../x: "), compare="prefix",
-        contains=["letters, digits"]),
+    Row(
+        "POST",
+        "/plugins/portables",
+        {"name": "../x", "file": "{zip}"},
+        400,
+        "text/plain",
+        error(1000, "portable plugin create command error: invalid name ../x: "),
+        compare="prefix",
+        contains=["letters, digits"],
+    ),
     # Difference: the loader's manifest error names the file, the field and the fix.
-    Row("PUT", "/plugins/portables/nosuch", {"name": "nosuch", "file": "{zip}"}, 400, "text/plain",
-        error(1000, "portable plugin update command error: "), compare="prefix", contains=["nosuch.json"]),
-    Row("DELETE", "/plugins/portables/nosuch", None, 400, "text/plain",
-        error(1000, "delete portable plugin nosuch error: portable plugin nosuch is not found")),
+    Row(
+        "PUT",
+        "/plugins/portables/nosuch",
+        {"name": "nosuch", "file": "{zip}"},
+        400,
+        "text/plain",
+        error(1000, "portable plugin update command error: "),
+        compare="prefix",
+        contains=["nosuch.json"],
+    ),
+    Row(
+        "DELETE",
+        "/plugins/portables/nosuch",
+        None,
+        400,
+        "text/plain",
+        error(1000, "delete portable plugin nosuch error: portable plugin nosuch is not found"),
+    ),
     # Difference: eKuiper's core-portable build lacks /plugins/udfs (its full build has it); the loader serves it.
     Row("GET", "/plugins/udfs", None, 404, "text/plain", NOT_FOUND_PAGE, compare="addition"),
     Row("GET", "/plugins/udfs/revert", None, 404, "text/plain", NOT_FOUND_PAGE, compare="addition"),
     Row("GET", "/streams", None, 200, "application/json", ["ds"]),
-    Row("GET", "/streamdetails", None, 200, "application/json", [{"name": "ds", "type": "counter", "format": "json"}],
-        compare="subset"),
-    Row("GET", "/streams/ds", None, 200, "application/json",
-        {"Name": "ds", "StreamFields": None, "Options": {"datasource": "d", "format": "json", "confKey": "fast",
-                                                         "type": "counter"}, "StreamType": 0, "Statement": None},
-        compare="subset"),
-    Row("GET", "/streams/nosuch", None, 400, "text/plain",
-        error(3000, "describe stream error: Describe stream fails, nosuch is not found.")),
-    Row("POST", "/streams", {"sql": STREAM_SQL}, 400, "text/plain",
-        error(3000, "Stream command error: Create stream fails: Item ds already exists.")),
-    Row("POST", "/streams", {"sql": "CREATE STREM bad"}, 400, "text/plain",
-        error(3000, 'Stream command error: found "STREM", expected keyword stream or table.')),
-    Row("POST", "/streams", "not json", 400, "text/plain",
-        error(1000, "Invalid body: Error decoding the statement descriptor: "), compare="prefix",
-        contains=["Expecting value"]),
+    Row(
+        "GET",
+        "/streamdetails",
+        None,
+        200,
+        "application/json",
+        [{"name": "ds", "type": "counter", "format": "json"}],
+        compare="subset",
+    ),
+    Row(
+        "GET",
+        "/streams/ds",
+        None,
+        200,
+        "application/json",
+        {
+            "Name": "ds",
+            "StreamFields": None,
+            "Options": {"datasource": "d", "format": "json", "confKey": "fast", "type": "counter"},
+            "StreamType": 0,
+            "Statement": None,
+        },
+        compare="subset",
+    ),
+    Row(
+        "GET",
+        "/streams/nosuch",
+        None,
+        400,
+        "text/plain",
+        error(3000, "describe stream error: Describe stream fails, nosuch is not found."),
+    ),
+    Row(
+        "POST",
+        "/streams",
+        {"sql": STREAM_SQL},
+        400,
+        "text/plain",
+        error(3000, "Stream command error: Create stream fails: Item ds already exists."),
+    ),
+    Row(
+        "POST",
+        "/streams",
+        {"sql": "CREATE STREM bad"},
+        400,
+        "text/plain",
+        error(3000, 'Stream command error: found "STREM", expected keyword stream or table.'),
+    ),
+    Row(
+        "POST",
+        "/streams",
+        "not json",
+        400,
+        "text/plain",
+        error(1000, "Invalid body: Error decoding the statement descriptor: "),
+        compare="prefix",
+        contains=["Expecting value"],
+    ),
     Row("PUT", "/streams/nosuch", {"sql": NOSUCH_SQL}, 200, "text/plain", "Stream nosuch is replaced."),
     Row("DELETE", "/streams/nosuch", None, 200, "text/plain", "Stream nosuch is dropped."),
     Row("GET", "/rules/nosuch", None, 404, "text/plain", error(1002, "Describe rule error: Rule nosuch is not found.")),
-    Row("GET", "/rules/nosuch/status", None, 404, "text/plain",
-        error(1002, "get rule status error: Rule nosuch is not found")),
-    Row("POST", "/rules", "not json", 400, "text/plain",
-        error(1000, "invalid rule json: Parse rule not json error : "), compare="prefix",
-        contains=["Expecting value"]),
-    Row("POST", "/rules", {"id": "rx", "sql": "SELECT * FROM nosuchstream", "actions": [{"log": {}}]}, 400,
-        "text/plain", error(1000, "fail to get stream nosuchstream, please check if stream is created")),
-    Row("POST", "/rules", {"id": "ry", "sql": "SELEC n FROM ds", "actions": [{"log": {}}]}, 400, "text/plain",
-        error(1000, "invalid rule json: SQL SELEC n FROM ds is not a select statement.")),
-    Row("POST", "/rules", {"id": "rz", "sql": "SELECT n FROM ds", "actions": [{"nosuchsink": {}}]}, 400,
-        "text/plain", error(2201, "sink nosuchsink is not defined")),
-    Row("POST", "/rules", {"id": "rw", "sql": "SELECT nosuchfn(n) FROM ds", "actions": [{"log": {}}]}, 400,
-        "text/plain", error(1000, "invalid rule json: Parse SQL SELECT nosuchfn(n) FROM ds error: function nosuchfn "
-                                  "not found.")),
-    Row("POST", "/rules/nosuch/start", None, 404, "text/plain",
-        error(1002, "start rule error: Rule nosuch is not found in registry, please check if it is created")),
-    Row("POST", "/rules/nosuch/stop", None, 404, "text/plain",
-        error(1002, "stop rule error: Rule nosuch is not found in registry, please check if it is created")),
+    Row(
+        "GET",
+        "/rules/nosuch/status",
+        None,
+        404,
+        "text/plain",
+        error(1002, "get rule status error: Rule nosuch is not found"),
+    ),
+    Row(
+        "POST",
+        "/rules",
+        "not json",
+        400,
+        "text/plain",
+        error(1000, "invalid rule json: Parse rule not json error : "),
+        compare="prefix",
+        contains=["Expecting value"],
+    ),
+    Row(
+        "POST",
+        "/rules",
+        {"id": "rx", "sql": "SELECT * FROM nosuchstream", "actions": [{"log": {}}]},
+        400,
+        "text/plain",
+        error(1000, "fail to get stream nosuchstream, please check if stream is created"),
+    ),
+    Row(
+        "POST",
+        "/rules",
+        {"id": "ry", "sql": "SELEC n FROM ds", "actions": [{"log": {}}]},
+        400,
+        "text/plain",
+        error(1000, "invalid rule json: SQL SELEC n FROM ds is not a select statement."),
+    ),
+    Row(
+        "POST",
+        "/rules",
+        {"id": "rz", "sql": "SELECT n FROM ds", "actions": [{"nosuchsink": {}}]},
+        400,
+        "text/plain",
+        error(2201, "sink nosuchsink is not defined"),
+    ),
+    Row(
+        "POST",
+        "/rules",
+        {"id": "rw", "sql": "SELECT nosuchfn(n) FROM ds", "actions": [{"log": {}}]},
+        400,
+        "text/plain",
+        error(1000, "invalid rule json: Parse SQL SELECT nosuchfn(n) FROM ds error: function nosuchfn not found."),
+    ),
+    Row(
+        "POST",
+        "/rules/nosuch/start",
+        None,
+        404,
+        "text/plain",
+        error(1002, "start rule error: Rule nosuch is not found in registry, please check if it is created"),
+    ),
+    Row(
+        "POST",
+        "/rules/nosuch/stop",
+        None,
+        404,
+        "text/plain",
+        error(1002, "stop rule error: Rule nosuch is not found in registry, please check if it is created"),
+    ),
     Row("DELETE", "/rules/nosuch", None, 400, "text/plain", error(1000, "Delete rule error: rule nosuch not found")),
     # Difference: the loader's additions (docs/rest.md); eKuiper has no such routes.
     Row("GET", "/sources", None, 404, "text/plain", NOT_FOUND_PAGE, compare="addition"),
@@ -156,16 +321,23 @@ def live():
     root = Path(tempfile.mkdtemp(prefix="pl-compat-"))
     ipc = Path(tempfile.mkdtemp(prefix="pl-", dir="/tmp"))
     try:
-        files = {str(p.relative_to(DEMO)): p.read_bytes() for p in sorted(DEMO.rglob("*"))
-                 if p.is_file() and "__pycache__" not in p.parts}
+        files = {
+            str(p.relative_to(DEMO)): p.read_bytes()
+            for p in sorted(DEMO.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts
+        }
         demo_zip = root / "demo.zip"
         demo_zip.write_bytes(zip_bytes(files))
         plugins = root / "plugins"
         plugins.mkdir()
         api = start_api(tracker, plugins, ipc, root / "data", extra=f"etc_dir: {root / 'etc'}\n")
         missing = root / "does-not-exist.zip"
-        paths = {"zip": demo_zip.as_uri(), "missing": missing.as_uri(), "missing_path": str(missing),
-                 "plugins": str(plugins.resolve())}
+        paths = {
+            "zip": demo_zip.as_uri(),
+            "missing": missing.as_uri(),
+            "missing_path": str(missing),
+            "plugins": str(plugins.resolve()),
+        }
         yield api, paths
     finally:
         tracker.cleanup()
@@ -191,8 +363,11 @@ def contained(expected: Any, actual: Any) -> bool:
     if isinstance(expected, dict):
         return isinstance(actual, dict) and all(k in actual and contained(v, actual[k]) for k, v in expected.items())
     if isinstance(expected, list):
-        return isinstance(actual, list) and len(actual) == len(expected) and all(
-            contained(e, a) for e, a in zip(expected, actual))
+        return (
+            isinstance(actual, list)
+            and len(actual) == len(expected)
+            and all(contained(e, a) for e, a in zip(expected, actual, strict=True))
+        )
     return expected == actual
 
 
