@@ -216,6 +216,11 @@ def test_rule_and_stream_lifecycle_over_rest(processes, env):
         400,
         {"error": 1000, "message": "stream demo has been referenced by other rules", "code": "in_use"},
     )
+    assert api.call("DELETE", "/streams/demo?force=maybe")[0] == 400
+    assert api.ok("DELETE", "/streams/demo?force=true") == "Stream demo is dropped."  # the rule then waits
+    assert wait_until(lambda: api.ok("GET", "/rules")[0]["state"] == "waiting")
+    assert "stream 'demo' is not defined" in api.ok("GET", "/rules")[0]["message"]
+    assert api.ok("PUT", "/streams/demo", {"sql": new_sql}) == "Stream demo is replaced."  # created again
     assert api.ok("DELETE", "/rules/r2") == "Rule r2 is dropped."
     assert api.call("GET", "/rules/r2")[0] == 404
     assert not (env["data"] / "rules" / "r2.json").exists()

@@ -223,7 +223,11 @@ def test_upload_in_the_body_gets_the_same_checks_as_a_url(api, env):
     assert (code, body) == (200, "portable plugin seqsrc is updated")
     assert api.ok("GET", "/plugins/portables/seqsrc/status")["version"] == "v1.1.0"
     assert api.loader.find("api.plugin_installing", plugin="seqsrc")[0]["url"].startswith("upload of ")
-    assert sorted(p.name for p in env["plugins"].iterdir()) == ["seqsrc"]
+    # An update of a plugin that is not there installs it, as eKuiper's does.
+    code, body = api.upload("PUT", "/plugins/portables/collector", zip_bytes(collector_files()))
+    assert (code, body) == (200, "portable plugin collector is updated")
+    assert api.ok("GET", "/plugins/portables/collector/status")["state"] == "running"
+    assert sorted(p.name for p in env["plugins"].iterdir()) == ["collector", "seqsrc"]
 
 
 def test_storage_errors_name_the_path_and_the_fix():
