@@ -33,6 +33,15 @@ import sqlglot
 from sqlglot import exp, tokens
 from sqlglot.dialects.dialect import Dialect
 
+from loader.rules.aggregates import (
+    BUILTIN_AGGREGATES,
+    WINDOW_RANGE_FUNCTIONS,
+    GroupedQuery,
+    aggregate_call,
+    window_range_call,
+)
+from loader.rules.window_syntax import WindowClause, WindowSyntaxError, WindowSyntaxParser, read_group_by
+
 Row = dict
 Evaluator = Callable[[Row], Any]
 #: Given a function name (lower case) and the call's index in the rule, return
@@ -40,7 +49,8 @@ Evaluator = Callable[[Row], Any]
 FunctionResolver = Callable[[str, int], Callable[[list], Any] | None]
 
 SUPPORTED = "SELECT columns, *, nested a.b and a->b, aliases, literals, arithmetic, comparisons, AND/OR/NOT, CASE, " \
-            "IS NULL, IN, BETWEEN and function calls, FROM one stream, WHERE"
+            "IS NULL, IN, BETWEEN and function calls, FROM one stream, WHERE, GROUP BY a window and fields, " \
+            "HAVING, ORDER BY with a window, aggregate functions"
 
 
 class SqlError(Exception):
@@ -63,6 +73,12 @@ class SelectPlan:
     projections: list[Projection]
     where: exp.Expression | None
     functions: list[tuple[str, list[exp.Expression]]] = field(default_factory=list)
+    #: GROUP BY's window (with its FILTER and OVER (WHEN) conditions) and its other expressions.
+    window: WindowClause | None = None
+    group_keys: list[exp.Expression] = field(default_factory=list)
+    having: exp.Expression | None = None
+    #: ORDER BY: (expression, descending).
+    order: list[tuple[exp.Expression, bool]] = field(default_factory=list)
 
 
 class _Deferred(Exception):
@@ -121,6 +137,11 @@ class CompiledQuery:
     #: functions of the call sites that can take batches (they have ``many``).
     batch_functions: list[Any] = field(default_factory=list)
     scope: _Scope = field(default_factory=_Scope, repr=False)
+    #: For a rule with a window: how a window's rows become its emission (loader/rules/windowed.py runs it).
+    grouped: GroupedQuery | None = None
+    window: WindowClause | None = None
+    filter: Evaluator | None = None
+    trigger: Evaluator | None = None
 
     def apply(self, row: Row) -> Row | None:
         """The output record for ``row``, or None when WHERE filters it out."""
@@ -169,7 +190,7 @@ class CompiledQuery:
 
 
 _CLAUSES = {
-    "joins": "JOIN", "group": "GROUP BY", "having": "HAVING", "order": "ORDER BY", "limit": "LIMIT",
+    "joins": "JOIN", "limit": "LIMIT",
     "offset": "OFFSET", "distinct": "DISTINCT", "windows": "WINDOW", "with_": "WITH", "qualify": "QUALIFY",
     "laterals": "LATERAL", "pivots": "PIVOT", "into": "INTO", "kind": "SELECT modifiers",
 }
@@ -205,6 +226,9 @@ class EkuiperDialect(Dialect):
         QUOTES = ["'", '"']
         IDENTIFIERS = ["`"]
 
+    class Parser(WindowSyntaxParser):
+        """Windows' ``OVER (WHEN ...)`` and eKuiper's aggregate names (loader/rules/window_syntax.py)."""
+
 
 def parse_select(sql: str) -> SelectPlan:
     """Parse ``sql`` and check it is inside the subset."""
@@ -235,8 +259,53 @@ def parse_select(sql: str) -> SelectPlan:
     if condition is not None:
         _check_expression(condition.this, sql)
         plan.where = condition.this
+    _read_grouping(tree, plan, sql)
     plan.functions = [(name, args) for node in _all_nodes(plan) for name, args in [_function_call(node)] if name]
     return plan
+
+
+def _read_grouping(tree: exp.Select, plan: SelectPlan, sql: str) -> None:
+    """GROUP BY (a window and fields), HAVING and ORDER BY; eKuiper runs the last two only over a window."""
+    group = tree.args.get("group")
+    if group is not None:
+        try:
+            plan.window, plan.group_keys = read_group_by(group, lambda node: position(node, sql))
+        except WindowSyntaxError as exc:
+            raise SqlError(str(exc)) from None
+        for node in [*plan.group_keys, *_window_conditions(plan)]:
+            _check_expression(node, sql)
+    having = tree.args.get("having")
+    if having is not None:
+        _check_expression(having.this, sql)
+        plan.having = _with_aliases(having.this, plan)
+    order = tree.args.get("order")
+    if order is not None:
+        for item in order.expressions:
+            node = item.this if isinstance(item, exp.Ordered) else item
+            _check_expression(node, sql)
+            plan.order.append((_with_aliases(node, plan), bool(item.args.get("desc"))))
+    if plan.window is None:
+        for construct, clause in (("GROUP BY fields", group), ("HAVING", having), ("ORDER BY", order)):
+            if clause is not None:
+                raise SqlError(f"{position(clause, sql)}: {construct} without a window: eKuiper groups, filters "
+                               "and sorts the rows of a window; add one, e.g. GROUP BY TUMBLINGWINDOW(ss, 10)")
+
+
+def _window_conditions(plan: SelectPlan) -> list[exp.Expression]:
+    window = plan.window
+    return [] if window is None else [c for c in (window.filter, window.trigger) if c is not None]
+
+
+def _with_aliases(node: exp.Expression, plan: SelectPlan) -> exp.Expression:
+    """``node`` with SELECT aliases replaced by their expressions (HAVING and ORDER BY may name them)."""
+    aliases = {p.name: p.node for p in plan.projections}
+
+    def swap(sub: exp.Expression) -> exp.Expression:
+        if isinstance(sub, exp.Column) and not sub.table and sub.name in aliases:
+            return aliases[sub.name].copy()
+        return sub
+
+    return node.copy().transform(swap)
 
 
 def _stream_of(tree: exp.Select, sql: str) -> str:
@@ -272,7 +341,7 @@ def _check_expression(node: exp.Expr, sql: str) -> None:
         if isinstance(sub, (exp.Select, exp.Subquery)):
             raise unsupported(sub, sql, "a subquery")
         if isinstance(sub, exp.AggFunc) and not isinstance(sub, exp.Anonymous):
-            raise unsupported(sub, sql, f"aggregate function {sub.sql_name()} (windows are not supported yet)")
+            raise unsupported(sub, sql, f"aggregate function {sub.sql_name()} (not one of eKuiper's)")
         if isinstance(sub, exp.JSONExtract) and not isinstance(sub.expression, (exp.Column, exp.Dot)):
             raise unsupported(sub, sql, "-> followed by anything but a field name")
         if isinstance(sub, exp.Star) and not isinstance(sub.parent, exp.Func):
@@ -284,8 +353,10 @@ def _check_expression(node: exp.Expr, sql: str) -> None:
 def _all_nodes(plan: SelectPlan):
     for projection in plan.projections:
         yield from projection.node.walk()
-    if plan.where is not None:
-        yield from plan.where.walk()
+    others = [plan.where, *plan.group_keys, *_window_conditions(plan), plan.having, *(n for n, _ in plan.order)]
+    for node in others:
+        if node is not None:
+            yield from node.walk()
 
 
 #: Func subclasses that are operators or conditionals, never calls to resolve: sqlglot 30 made the AND/OR/XOR
@@ -318,12 +389,17 @@ _COMPARISON: dict[type[exp.Expr], Callable[[Any, Any], Any]] = {exp.EQ: operator
 
 
 class _Compiler:
-    def __init__(self, plan: SelectPlan, resolve: FunctionResolver) -> None:
+    def __init__(self, plan: SelectPlan, resolve: FunctionResolver, aggregates: frozenset[str] = frozenset()) -> None:
         self.plan = plan
         self.resolve = resolve
         self.function_index = 0
         self.scope = _Scope()
         self.batch_functions: list[Any] = []
+        #: Portable functions whose IsAggregate is true (built-in aggregates are always known).
+        self.aggregates = aggregates
+        #: Where aggregates are refused while compiling (a clause name), None where they are allowed.
+        self.refuse_aggregates: str | None = None
+        self.found_aggregate = False
 
     def compile(self, node: exp.Expression) -> Evaluator:
         if isinstance(node, exp.Paren):
@@ -413,6 +489,10 @@ class _Compiler:
         return evaluate
 
     def _call(self, node: exp.Expression, name: str, args: list[exp.Expression]) -> Evaluator:
+        if name in WINDOW_RANGE_FUNCTIONS and not args:
+            return window_range_call(name)
+        if name in BUILTIN_AGGREGATES or name in self.aggregates:
+            return self._aggregate(node, name, args)
         index = self.function_index
         self.function_index += 1
         function = self.resolve(name, index)
@@ -442,12 +522,56 @@ class _Compiler:
         return evaluate
 
 
-def compile_query(plan: SelectPlan, resolve: FunctionResolver) -> CompiledQuery:
-    compiler = _Compiler(plan, resolve)
+    def _aggregate(self, node: exp.Expression, name: str, args: list[exp.Expression]) -> Evaluator:
+        """An aggregate call: each argument becomes the column of its values over the group's rows."""
+        if self.refuse_aggregates is not None:
+            raise SqlError(f"{position(node, self.plan.sql)}: aggregate function {name} is not allowed in "
+                           f"{self.refuse_aggregates}; aggregates go in SELECT and HAVING")
+        self.found_aggregate = True
+        function: Callable[[list], Any] | None = BUILTIN_AGGREGATES.get(name)
+        if name in self.aggregates:
+            index = self.function_index
+            self.function_index += 1
+            function = self.resolve(name, index)
+        if function is None:
+            raise SqlError(f"{position(node, self.plan.sql)}: aggregate function {name!r} is not available")
+        self.refuse_aggregates = "an aggregate function's arguments"
+        try:
+            arguments = [None if isinstance(a, exp.Star) else self.compile(a) for a in args]
+        finally:
+            self.refuse_aggregates = None
+        if any(a is None for a in arguments) and name in BUILTIN_AGGREGATES and name not in ("count", "collect",
+                                                                                             "merge_agg"):
+            raise SqlError(f"{position(node, self.plan.sql)}: {name}(*) is not allowed; name a column")
+        return aggregate_call(name, function, arguments)
+
+
+def compile_query(plan: SelectPlan, resolve: FunctionResolver, aggregates: frozenset[str] = frozenset()
+                  ) -> CompiledQuery:
+    """Bind and compile ``plan``; ``aggregates`` names the portable functions whose IsAggregate is true."""
+    compiler = _Compiler(plan, resolve, aggregates)
     columns = [(p.name, compiler.compile(p.node)) for p in plan.projections]
+    selects_aggregate = compiler.found_aggregate
+    compiler.refuse_aggregates = "WHERE"
     where = compiler.compile(plan.where) if plan.where is not None else None
-    return CompiledQuery(stream=plan.stream, star=plan.star, columns=columns, where=where,
-                         batch_functions=compiler.batch_functions, scope=compiler.scope)
+    query = CompiledQuery(stream=plan.stream, star=plan.star, columns=columns, where=where,
+                          batch_functions=compiler.batch_functions, scope=compiler.scope)
+    window = plan.window
+    if window is None:
+        return query
+    compiler.refuse_aggregates = "GROUP BY"
+    keys = [compiler.compile(k) for k in plan.group_keys]
+    compiler.refuse_aggregates = "FILTER (WHERE ...)"
+    query.filter = compiler.compile(window.filter) if window.filter is not None else None
+    compiler.refuse_aggregates = "OVER (WHEN ...)"
+    query.trigger = compiler.compile(window.trigger) if window.trigger is not None else None
+    compiler.refuse_aggregates = None
+    having = compiler.compile(plan.having) if plan.having is not None else None
+    order = [(compiler.compile(node), descending) for node, descending in plan.order]
+    query.window = window
+    query.grouped = GroupedQuery(star=plan.star, columns=columns, keys=keys, having=having, order=order,
+                                 aggregate=selects_aggregate)
+    return query
 
 
 def literal_arguments(args: list[exp.Expression]) -> list[Any]:
