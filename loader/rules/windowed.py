@@ -69,14 +69,14 @@ class WindowedRule:
             for row in rows:
                 fired += self._add(now, row)
         else:
-            for row in rows:
+            for row in rows:  # one at a time: each row moves the watermark before the next is judged late
                 ts = self._event_time(row)
-                if ts is not None:
-                    self.watermark.offer(ts, row)
-            for ts, row in self.watermark.release():
-                fired += self._add(ts, row)
-            if self.watermark.value is not None:
-                fired += self.window.advance(self.watermark.value)
+                if ts is None or not self.watermark.offer(ts, row):
+                    continue
+                for held_ts, held in self.watermark.release():
+                    fired += self._add(held_ts, held)
+                if self.watermark.value is not None:
+                    fired += self.window.advance(self.watermark.value)
         return self._emissions(fired)
 
     def _event_time(self, row: dict) -> int | None:
