@@ -178,6 +178,15 @@ def test_filter_clause_runs_before_the_window():
     assert feed(rule, [{"v": 1}, {"v": 2}, {"v": 3}]) == [[{"v": 2}, {"v": 3}]]
 
 
+def test_filter_and_trigger_conditions_go_in_either_order():
+    for sql in (
+        "SELECT v FROM s GROUP BY SLIDINGWINDOW(ss, 1) FILTER (WHERE v > 0) OVER (WHEN v > 1)",
+        "SELECT v FROM s GROUP BY SLIDINGWINDOW(ss, 1) OVER (WHEN v > 1) FILTER (WHERE v > 0)",
+    ):
+        window = parse_select(sql).window
+        assert window is not None and window.filter.sql() == "v > 0" and window.trigger.sql() == "v > 1"
+
+
 def test_sliding_window_triggers_only_when_the_condition_holds():
     rule = windowed("SELECT collect(v) AS vs FROM s GROUP BY SLIDINGWINDOW(ss, 10) OVER (WHEN v > 2)")
     out = rule.on_rows([{"v": 1}], 1000) + rule.on_rows([{"v": 3}], 2000) + rule.on_rows([{"v": 2}], 20000)
@@ -260,6 +269,9 @@ def test_a_failing_group_is_reported_and_the_others_emitted():
         ("SELECT a FROM s GROUP BY COUNTWINDOW(2), TUMBLINGWINDOW(ss, 1)", "a second window"),
         ("SELECT a FROM s GROUP BY COUNTWINDOW(2) OVER (WHEN a > 1)", "only for SLIDINGWINDOW"),
         ("SELECT sum(*) FROM s GROUP BY COUNTWINDOW(2)", "sum(*) is not allowed"),
+        ("SELECT a FROM s GROUP BY STATEWINDOW(a > 1, a < 1)", "STATEWINDOW is not supported yet"),
+        ("SELECT COUNTWINDOW(2) FROM s", "COUNTWINDOW in SELECT: a window goes in GROUP BY"),
+        ("SELECT a FROM s GROUP BY TUMBLINGWINDOW(ss, 1) FILTER (WHERE a > 1) OVER (WHEN a > 2)", "only for SLIDING"),
     ],
 )
 def test_refusals_name_the_construct_and_position(sql, words):

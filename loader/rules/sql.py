@@ -40,7 +40,13 @@ from loader.rules.aggregates import (
     aggregate_call,
     window_range_call,
 )
-from loader.rules.window_syntax import WindowClause, WindowSyntaxError, WindowSyntaxParser, read_group_by
+from loader.rules.window_syntax import (
+    WindowClause,
+    WindowSyntaxError,
+    WindowSyntaxParser,
+    check_no_window_call,
+    read_group_by,
+)
 
 Row = dict
 Evaluator = Callable[[Row], Any]
@@ -284,6 +290,15 @@ def _read_grouping(tree: exp.Select, plan: SelectPlan, sql: str) -> None:
             node = item.this if isinstance(item, exp.Ordered) else item
             _check_expression(node, sql)
             plan.order.append((_with_aliases(node, plan), bool(item.args.get("desc"))))
+    clauses: list[tuple[str, exp.Expression | None]] = [("SELECT", p.node) for p in plan.projections]
+    clauses += [("WHERE", plan.where), ("HAVING", plan.having), *(("GROUP BY", k) for k in plan.group_keys)]
+    clauses += [("ORDER BY", n) for n, _ in plan.order]
+    try:
+        for name, expression in clauses:
+            if expression is not None:
+                check_no_window_call(expression, name, lambda sub: position(sub, sql))
+    except WindowSyntaxError as exc:
+        raise SqlError(str(exc)) from None
     if plan.window is None:
         for construct, clause in (("GROUP BY fields", group), ("HAVING", having), ("ORDER BY", order)):
             if clause is not None:

@@ -43,6 +43,8 @@ AGGREGATE_NAMES = frozenset(
     }
 )
 WINDOW_FUNCTIONS = ("TUMBLINGWINDOW", "HOPPINGWINDOW", "SLIDINGWINDOW", "SESSIONWINDOW", "COUNTWINDOW")
+#: eKuiper windows the loader does not run yet.
+UNSUPPORTED_WINDOWS = ("STATEWINDOW",)
 
 
 class WindowSyntaxError(Exception):
@@ -63,20 +65,27 @@ class WindowSyntaxParser(parser.Parser):
     }
 
     def _parse_window(self, this: exp.Expr | None, alias: bool = False) -> exp.Expr | None:
-        if not alias and self._over_when():
-            self._advance(3)
-            condition = self._parse_assignment()
+        while not alias:  # FILTER (WHERE ...) and OVER (WHEN ...), in either order
+            if (
+                self._next_tokens(TokenType.OVER, TokenType.L_PAREN)
+                and self._tokens[self._index + 2].text.upper() == "WHEN"
+            ):
+                self._advance(3)
+                this = self.expression(WindowTrigger(this=this, expression=self._parse_assignment()))
+            elif self._next_tokens(TokenType.FILTER, TokenType.L_PAREN):
+                self._advance(2)
+                self._match(TokenType.WHERE)
+                this = self.expression(exp.Filter(this=this, expression=exp.Where(this=self._parse_assignment())))
+            else:
+                break
             self._match_r_paren()
-            this = self.expression(WindowTrigger(this=this, expression=condition))
         return super()._parse_window(this, alias)
 
-    def _over_when(self) -> bool:
+    def _next_tokens(self, *types: TokenType) -> bool:
+        """Whether the next tokens are of ``types`` and one more token follows them."""
         tokens, index = self._tokens, self._index
-        return (
-            index + 2 < len(tokens)
-            and tokens[index].token_type == TokenType.OVER
-            and tokens[index + 1].token_type == TokenType.L_PAREN
-            and tokens[index + 2].text.upper() == "WHEN"
+        return index + len(types) < len(tokens) and all(
+            tokens[index + i].token_type == kind for i, kind in enumerate(types)
         )
 
 
@@ -105,15 +114,30 @@ def read_group_by(group: exp.Group, where) -> tuple[WindowClause | None, list[ex
     return window, keys
 
 
+def check_no_window_call(node: exp.Expression, clause: str, where) -> None:
+    """Refuse a window function anywhere but directly in GROUP BY."""
+    for sub in node.walk():
+        if isinstance(sub, exp.Anonymous) and str(sub.this).upper() in (*WINDOW_FUNCTIONS, *UNSUPPORTED_WINDOWS):
+            raise WindowSyntaxError(
+                f"{where(sub)}: {str(sub.this).upper()} in {clause}: a window goes in GROUP BY, "
+                "e.g. GROUP BY TUMBLINGWINDOW(ss, 10)"
+            )
+
+
 def _window_clause(item: exp.Expression, where) -> WindowClause | None:
     filter_node = trigger = None
     node = item
-    if isinstance(node, exp.Filter):
-        filter_node = node.expression.this if isinstance(node.expression, exp.Where) else node.expression
+    while isinstance(node, (exp.Filter, WindowTrigger)):
+        if isinstance(node, exp.Filter):
+            filter_node = node.expression.this if isinstance(node.expression, exp.Where) else node.expression
+        else:
+            trigger = node.expression
         node = node.this
-    if isinstance(node, WindowTrigger):
-        trigger, node = node.expression, node.this
     name = str(node.this).upper() if isinstance(node, exp.Anonymous) else ""
+    if name in UNSUPPORTED_WINDOWS:
+        raise WindowSyntaxError(
+            f"{where(node)}: {name} is not supported yet; the windows are {', '.join(WINDOW_FUNCTIONS)}"
+        )
     if name not in WINDOW_FUNCTIONS:
         if filter_node is not None:
             raise WindowSyntaxError(f"{where(item)}: FILTER (WHERE ...) must follow a window function")
