@@ -68,6 +68,15 @@ def _kept(entries: list[Entry], low: int, high: int, include_high: bool = False)
     return [row for ts, row, kept in entries if kept and low <= ts and (ts < high or (include_high and ts == high))]
 
 
+def _drop_before(entries: list[Entry], ts: int) -> None:
+    """Drop the leading entries older than ``ts`` (entries come in time order): O(dropped), not O(held)."""
+    count = 0
+    while count < len(entries) and entries[count][0] < ts:
+        count += 1
+    if count:
+        del entries[:count]
+
+
 class HoppingWindow:
     """Tumbling is hopping with ``hop == size``."""
 
@@ -91,7 +100,7 @@ class HoppingWindow:
             if rows:
                 fired.append(Fired(end - self.size, end, rows))
             keep_from = end + self.hop - self.size
-            self.entries = [e for e in self.entries if e[0] >= keep_from]
+            _drop_before(self.entries, keep_from)
             self.next_end = (end + self.hop) if self.entries else None
         return fired
 
@@ -116,7 +125,7 @@ class SlidingWindow:
                 if rows:
                     fired.append(Fired(ts - self.size, ts, rows))
         oldest = min([ts, *(end - self.delay for end in self.pending)]) - self.size
-        self.entries = [e for e in self.entries if e[0] >= oldest]
+        _drop_before(self.entries, oldest)
         return fired
 
     def advance(self, now: int) -> list[Fired]:
