@@ -26,7 +26,7 @@ LOCKED_INSTALL = -m pip install --quiet --require-hashes -r
 # That is information, not a fault: silence that one message, nothing else.
 PROJECT_INSTALL = PYTHONWARNINGS="ignore:Editable installation:UserWarning" $(PY) -m pip install --quiet --no-deps -e .
 
-.PHONY: run test test-system bench dist lock clean system-deps
+.PHONY: run test test-system bench profile dist lock clean system-deps
 
 $(RUN_STAMP): $(REQ)/runtime.txt pyproject.toml
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
@@ -104,6 +104,10 @@ system-deps:
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# Where a record's time goes in the loader (docs/benchmarks.md): py-spy from the tools lock samples it.
+profile: $(STAMP) $(TOOLS_STAMP)
+	$(PY) -m bench.profile --py-spy $(TOOLS)/bin/py-spy
 
 clean:
 	rm -rf $(VENV) $(TOOLS) dist build .cache .pytest_cache

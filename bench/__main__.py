@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pynng
 
-from bench import ceilings, hotswap, idle, lifecycle, memory, rules, source
+from bench import ceilings, ekuiper_compare, hotswap, idle, lifecycle, memory, rules, source
 from bench.harness import Run
 from bench.report import Row, error_row, render, write_json
 
@@ -52,6 +52,8 @@ SCENARIOS = [
              hotswap.measure),
     Scenario("memory", "8", "loader RSS with 20 plugins, idle sdk plugin RSS", memory.measure),
     Scenario("idle", "9", "idle loader CPU and log lines per hour with 20 idle plugins", idle.measure),
+    Scenario("ekcompare", "10", "the eKuiper comparison's official-SDK plugins: 200,000 records, rec/s and lost",
+             ekuiper_compare.measure),
 ]
 
 

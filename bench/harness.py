@@ -311,7 +311,7 @@ class Loader:
     """
 
     def __init__(self, run: Run, name: str, *, settle_ms: int = 50, rest: str = "off", rescan_s: float = 5.0,
-                 supervisor: dict | None = None, batch: bool | None = False) -> None:
+                 supervisor: dict | None = None, batch: bool | None = False, ipc_dir: Path | None = None) -> None:
         self.run = run
         self.name = name
         self.base = run.dir(name)
@@ -319,7 +319,7 @@ class Loader:
         self.data_dir = self.base / "data"
         self.etc_dir = self.base / "etc"
         self.count_dir = self.base / "counts"
-        self.ipc_dir = run.ipc_dir()
+        self.ipc_dir = ipc_dir or run.ipc_dir()
         for d in (self.plugins_dir, self.data_dir, self.etc_dir, self.count_dir):
             d.mkdir(parents=True, exist_ok=True)
         self.settle_ms = settle_ms

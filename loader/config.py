@@ -136,6 +136,24 @@ class LoaderConfig:
         )
 
 
+class LiveConfig:
+    """The configuration in force, shared by every component that reads settings.
+
+    Components keep this holder and read ``current`` where a setting is used,
+    never a copy taken at construction: a reload (SIGHUP) replaces
+    ``current`` once and every reader sees the new settings, so no code has
+    to remember which object holds which setting.
+    """
+
+    def __init__(self, config: LoaderConfig) -> None:
+        self.current = config
+
+
+def live(config: LoaderConfig | LiveConfig) -> LiveConfig:
+    """The holder to keep: ``config`` itself, or a new holder of a fixed configuration (tests)."""
+    return config if isinstance(config, LiveConfig) else LiveConfig(config)
+
+
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> LoaderConfig:
     """Defaults, then the file at ``path`` (if any), then non-None ``overrides``."""
     raw: dict[str, Any] = _read_file(path) if path is not None else {}

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from loader.config import LoaderConfig
+from loader.config import LiveConfig, LoaderConfig, live
 from loader.decision import Action, Folder, Observed, Running, decide
 from loader.digest import content_files, folder_digest
 from loader.fingerprint import FolderMemo, stat_fingerprint
@@ -72,13 +72,14 @@ class _NotLoadable(Exception):
 class Reconciler:
     def __init__(
         self,
-        config: LoaderConfig,
+        config: LoaderConfig | LiveConfig,
         board: StatusBoard,
         registry: SymbolRegistry,
         factory: SupervisorFactory | None = None,
     ) -> None:
-        self.config = config
-        self.venvs = VenvBuilder(config.data_dir / "venvs", config.venv)
+        self.live = live(config)
+        config = self.live.current
+        self.venvs = VenvBuilder(config.data_dir / "venvs", lambda: self.config.venv)
         self.snapshots = SnapshotStore(config.data_dir / "snapshots", config.updates.snapshots_kept)
         self.board = board
         self.registry = registry
@@ -99,8 +100,12 @@ class Reconciler:
         #: Which running rules use which symbols of a plugin (set by the service to the rule manager's).
         self.symbol_users: SymbolUsers = lambda plugin: {}
 
+    @property
+    def config(self) -> LoaderConfig:
+        return self.live.current
+
     def _supervisor(self, spec: PluginSpec, lifecycle: Lifecycle) -> PluginSupervisor:
-        return PluginSupervisor(spec, self.config, self.board, lifecycle=lifecycle, on_good=self._keep_good)
+        return PluginSupervisor(spec, self.live, self.board, lifecycle=lifecycle, on_good=self._keep_good)
 
     def _keep_good(self, spec: PluginSpec) -> None:
         """A version passed probation: keep its snapshot as a rollback target, prune the rest."""

@@ -21,7 +21,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from loader import proctree
-from loader.config import ConfigError, LoaderConfig
+from loader.changes import ChangeSource, PeriodicRescan, WatchedFolder
+from loader.config import ConfigError, LiveConfig, LoaderConfig
 from loader.diagnostics import install_loop_handler, install_stack_dump
 from loader.log import configure_logging, get_logger
 from loader.reconciler import Reconciler
@@ -30,8 +31,7 @@ from loader.reload import reload_outcome, state_path, write_state
 from loader.rules.manager import RuleManager, RuleState
 from loader.status import STATES, PluginState, StatusBoard
 from loader.systemd import Notifier, keep_notifying, watchdog_interval
-from loader.tasks import repeat
-from loader.watcher import Debouncer, FolderWatcher, json_file_name_of
+from loader.watcher import FolderWatcher, NameOf, json_file_name_of, plugin_name_of
 from loader.wire.addresses import remove_stale_sockets
 
 #: Settings a running loader cannot change; SIGHUP reports them as needing a restart.
@@ -40,31 +40,66 @@ RESTART_ONLY = ("plugins_dir", "etc_dir", "data_dir", "ipc_dir", "rest")
 
 class LoaderService:
     def __init__(self, config: LoaderConfig, reload_config: Callable[[], LoaderConfig] | None = None) -> None:
-        self.config = config
+        #: The configuration in force, shared with every component (a reload replaces it here only).
+        self.live = LiveConfig(config)
         self._reload_config = reload_config
         self.notifier = Notifier()
         self.board = StatusBoard()
         self.registry = SymbolRegistry(config.data_dir / "symbols.json")
-        self.reconciler = Reconciler(config, self.board, self.registry)
-        self.rules = RuleManager(config, self.registry, self.reconciler.supervisors.get)
+        self.reconciler = Reconciler(self.live, self.board, self.registry)
+        self.rules = RuleManager(self.live, self.registry, self.reconciler.supervisors.get)
         self.reconciler.listeners.append(self.rules.on_plugins_changed)
         self.reconciler.symbol_users = self.rules.symbol_users
-        settle = config.watch.settle_ms / 1000
-        self.debouncers = [
-            Debouncer(settle, self.reconciler.reconcile),
-            Debouncer(settle, self.rules.reconcile_stream),
-            Debouncer(settle, self.rules.reconcile_rule),
-        ]
-        self.watchers = [
-            FolderWatcher(config.plugins_dir, self.debouncers[0], follow_links=True),
-            FolderWatcher(self.rules.streams_dir, self.debouncers[1], json_file_name_of),
-            FolderWatcher(self.rules.rules_dir, self.debouncers[2], json_file_name_of),
-        ]
+
+        #: Set once the first full scan is done: the periodic rescans begin then.
+        self._scanned = asyncio.Event()
+        self.folders = self._watched_folders()
         self.log = get_logger()
         self._stopping = asyncio.Event()
-        self._scanned = False
         self._reloads = 0
         self._also_report_to: Path | None = None
+
+    @property
+    def config(self) -> LoaderConfig:
+        return self.live.current
+
+    def _watched_folders(self) -> list[WatchedFolder]:
+        """Plugins, streams and rules: each watched by watchdog and rescanned periodically (loader/changes.py)."""
+
+        def settle() -> float:
+            return self.config.watch.settle_ms / 1000
+
+        def sources(path: Path, name_of: NameOf, follow_links: bool = False) -> list[ChangeSource]:
+            rescan = PeriodicRescan(lambda: self.config.watch.rescan_s, begin=self._scanned.wait)
+            return [FolderWatcher(path, name_of, follow_links), rescan]
+
+        plugins, rules = self.reconciler, self.rules
+        return [
+            WatchedFolder(
+                "plugins",
+                self.config.plugins_dir,
+                plugins.reconcile,
+                plugins.reconcile_all,
+                settle,
+                sources(self.config.plugins_dir, plugin_name_of, follow_links=True),
+            ),
+            WatchedFolder(
+                "streams",
+                rules.streams_dir,
+                rules.reconcile_stream,
+                rules.reconcile_streams,
+                settle,
+                sources(rules.streams_dir, json_file_name_of),
+            ),
+            WatchedFolder(
+                "rules",
+                rules.rules_dir,
+                rules.reconcile_rule,
+                rules.reconcile_rules,
+                settle,
+                sources(rules.rules_dir, json_file_name_of),
+            ),
+        ]
 
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT (or ``request_stop``), then stop everything.
@@ -93,8 +128,8 @@ class LoaderService:
             ipc_dir=str(self.config.ipc_dir),
             stale_sockets_removed=len(removed),
         )
-        for watcher in self.watchers:
-            watcher.start()
+        for folder in self.folders:
+            folder.start()
         api = await self._start_api()
         await asyncio.to_thread(self._write_state)
         rest = api.url if api is not None and api.serving else "off"
@@ -119,10 +154,10 @@ class LoaderService:
         await self.shutdown()
 
     async def _first_scan(self) -> None:
-        """Reconcile every plugin folder, then streams and rules; then keep rescanning."""
+        """Reconcile every plugin folder, then streams and rules; the periodic rescans begin after it."""
         await self.reconciler.reconcile_all()
         await self.rules.reconcile_all()
-        self._scanned = True
+        self._scanned.set()
         self.notifier.status(self.status_text())
         self.log.info(
             "loader.scan_complete",
@@ -130,7 +165,6 @@ class LoaderService:
             rules=len(self.rules.rules),
             status=self.status_text(),
         )
-        await self._rescan_forever()
 
     def status_text(self) -> str:
         """One line for systemd's STATUS=: what runs, what is still starting, what failed."""
@@ -138,7 +172,7 @@ class LoaderService:
         return status_line(
             {state: self.board.count(state) for state in STATES},
             states.count(RuleState.RUNNING),
-            self._scanned,
+            self._scanned.is_set(),
             states.count(RuleState.DEGRADED),
         )
 
@@ -199,17 +233,16 @@ class LoaderService:
                 )
 
     def _apply(self, config: LoaderConfig) -> None:
-        self.config = config
+        """Put ``config`` in force: every component reads it from ``self.live`` where a setting is used.
+
+        What is left here are the things a reload does beyond new values:
+        the log configuration, and forgetting failed venv builds and folder
+        fingerprints so the rescan after a reload retries and rereads all.
+        """
+        self.live.current = config
         configure_logging(config.log_format, config.log_level)
-        self.reconciler.config = config
-        self.reconciler.venvs.settings = config.venv
         self.reconciler.venvs.forget_failures()
-        self.reconciler.memo.forget_all()  # the rescan after a reload looks at every folder again
-        self.rules.config = config
-        for supervisor in self.reconciler.supervisors.values():
-            supervisor.config, supervisor.settings = config, config.supervisor
-        for debouncer in self.debouncers:
-            debouncer.settle_s = config.watch.settle_ms / 1000
+        self.reconciler.memo.forget_all()
 
     async def _start_api(self):
         """The REST API (loader/api), unless ``rest`` is ``off``."""
@@ -227,20 +260,11 @@ class LoaderService:
 
     async def shutdown(self) -> None:
         self.log.info("loader.stopping")
-        for watcher in self.watchers:
-            watcher.stop()
+        for folder in self.folders:
+            folder.stop()
         await self.rules.shutdown()
         await self.reconciler.shutdown()
         self.log.info("loader.stopped")
-
-    async def _rescan_forever(self) -> None:
-        """Every ``watch.rescan_s``; a pass that fails is logged (task.failed) and the next one still runs."""
-        await repeat("rescan", self._rescan, lambda: self.config.watch.rescan_s)
-
-    async def _rescan(self) -> None:
-        self.watchers[0].refresh_links()
-        await self.reconciler.reconcile_all()
-        await self.rules.reconcile_all()
 
     def _prepare_directories(self) -> None:
         for path in (self.config.plugins_dir, self.config.data_dir, self.config.ipc_dir):

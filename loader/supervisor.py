@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from loader.config import LoaderConfig, SupervisorSettings
+from loader.config import LiveConfig, LoaderConfig, SupervisorSettings, live
 from loader.diagnose import explain_no_handshake
 from loader.log import get_logger
 from loader.manifest import PluginSpec
@@ -98,7 +98,7 @@ class PluginSupervisor:
     def __init__(
         self,
         spec: PluginSpec,
-        config: LoaderConfig,
+        config: LoaderConfig | LiveConfig,
         board: StatusBoard,
         *,
         lifecycle: Lifecycle | None = None,
@@ -108,13 +108,12 @@ class PluginSupervisor:
         on_good: Callable[[PluginSpec], None] | None = None,
     ) -> None:
         self.spec = spec
-        self.config = config
-        self.settings = config.supervisor
+        self.live = live(config)
         self.board = board
         self.lifecycle = lifecycle or Lifecycle(spec.name, board)
         self.runner: Runner = runner or ProcessRunner(spec.name)
         self.clock: Clock = clock or MonotonicClock()
-        self.channel = channel or ControlChannel(control_path(config.ipc_dir, spec.name), spec.name)
+        self.channel = channel or ControlChannel(control_path(self.config.ipc_dir, spec.name), spec.name)
         #: Called with a version once it passed probation (the reconciler keeps its snapshot).
         self.on_good = on_good
         self.process: Process | None = None
@@ -139,6 +138,14 @@ class PluginSupervisor:
         #: that the process they sent a record to is gone.
         self.generation = 0
         self.restarts = 0
+
+    @property
+    def config(self) -> LoaderConfig:
+        return self.live.current
+
+    @property
+    def settings(self) -> SupervisorSettings:
+        return self.live.current.supervisor
 
     @property
     def name(self) -> str:

@@ -25,6 +25,7 @@ import hashlib
 import importlib
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,13 +62,18 @@ def venv_key(requirements: bytes) -> str:
 
 
 class VenvBuilder:
-    def __init__(self, venvs_dir: Path, settings: VenvSettings) -> None:
+    def __init__(self, venvs_dir: Path, settings: VenvSettings | Callable[[], VenvSettings]) -> None:
         self.venvs_dir = venvs_dir
-        self.settings = settings
+        #: Read at each build, so a reload's new settings apply to the next one.
+        self._settings = settings if callable(settings) else (lambda: settings)
         self._locks: dict[str, asyncio.Lock] = {}
         #: Builds that failed, by venv key: not retried on every rescan, only
         #: when the requirements change or after forget_failures() (SIGHUP).
         self._failed: dict[str, str] = {}
+
+    @property
+    def settings(self) -> VenvSettings:
+        return self._settings()
 
     def python_for(self, folder: Path) -> Path:
         """Where the venv's interpreter is (built or not) for a plugin folder."""

@@ -5,9 +5,9 @@ under the plugins folder), a stream or a rule (``<name>.json``) and restarts
 that name's settle timer; when it has been quiet for the settle time, the
 reconciler looks at it.  A
 folder copied file by file therefore produces one reconcile, not dozens.  A
-periodic full rescan catches whatever the events missed (events lost under
-load, changes inside symlinked folders on file systems that do not report
-them).
+periodic full rescan (loader/changes.py) catches whatever the events missed
+(events lost under load, changes inside symlinked folders on file systems
+that do not report them).
 
 Only content changes count: creating, writing, closing after a write,
 deleting, moving and changing attributes.  Opens, reads and closes without a
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import ObservedWatch
 
+from loader.changes import FolderEvents
 from loader.log import get_logger
 from loader.tasks import Backoff, report_failure
 
@@ -59,50 +60,8 @@ from loader.tasks import Backoff, report_failure
 WATCHER_BACKOFF_MAX_S = 1.0
 
 
-class Debouncer:
-    """Calls ``action(name)`` once ``name`` has had no poke for ``settle_s`` seconds."""
-
-    def __init__(self, settle_s: float, action: Callable[[str], Awaitable[None]]) -> None:
-        self.settle_s = settle_s
-        self._action = action
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._failures: dict[str, Backoff] = {}
-
-    def poke(self, name: str) -> None:
-        loop = asyncio.get_running_loop()
-        timer = self._timers.pop(name, None)
-        if timer is not None:
-            timer.cancel()
-        self._timers[name] = loop.call_later(self.settle_s, self._fire, name)
-
-    def _fire(self, name: str) -> None:
-        self._timers.pop(name, None)
-        task = asyncio.get_running_loop().create_task(self._run(name))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, name: str) -> None:
-        """The action for one name; a failure is logged and the name retried after a growing delay."""
-        try:
-            await self._action(name)
-        except Exception as exc:  # the debouncer serves every later poke, and retries this one
-            backoff = self._failures.setdefault(name, Backoff())
-            delay = report_failure("debouncer", exc, backoff, name=name)
-            timer = self._timers.pop(name, None)
-            if timer is not None:
-                timer.cancel()
-            self._timers[name] = asyncio.get_running_loop().call_later(max(delay, self.settle_s), self._fire, name)
-        else:
-            self._failures.pop(name, None)
-
-    def cancel(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
-
-
 NameOf = Callable[[Path], "str | None"]
+
 
 #: Events that can mean the content changed ("closed" is a close after writing).
 CONTENT_EVENT_TYPES = frozenset(
@@ -189,25 +148,25 @@ def json_file_name_of(relative: Path) -> str | None:
 
 
 class FolderWatcher:
-    """Watches one folder and pokes the debouncer with the name each event belongs to.
+    """A change source (loader/changes.py): tells its folder the name each file event belongs to.
 
     With ``follow_links``, the targets of symlinked entries are watched too
     and their events mapped back to the link's name (plugin folders may be
-    symlinks).
+    symlinks); ``refresh``, before each rescan, follows links added or
+    removed since.
     """
 
-    def __init__(
-        self, root: Path, debouncer: Debouncer, name_of: NameOf = plugin_name_of, follow_links: bool = False
-    ) -> None:
+    def __init__(self, root: Path, name_of: NameOf = plugin_name_of, follow_links: bool = False) -> None:
         self.root = root
-        self.debouncer = debouncer
+        self._changed: Callable[[str], None] | None = None
         self._name_of = name_of
         self._follow_links = follow_links
         self._observer = Observer()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._link_watches: dict[Path, ObservedWatch] = {}
 
-    def start(self) -> None:
+    def start(self, folder: FolderEvents) -> None:
+        self._changed = folder.changed
         self._loop = asyncio.get_running_loop()
         self.root.mkdir(parents=True, exist_ok=True)
         self._observer.schedule(
@@ -217,14 +176,13 @@ class FolderWatcher:
             event_filter=CONTENT_EVENTS,
         )
         self._observer.start()
-        self.refresh_links()
+        self.refresh()
 
     def stop(self) -> None:
-        self.debouncer.cancel()
         self._observer.stop()
         self._observer.join(timeout=5)
 
-    def refresh_links(self) -> None:
+    def refresh(self) -> None:
         """Watch the target of every symlinked entry, mapping its events back to the link's name."""
         if not self._follow_links:
             return
@@ -251,8 +209,8 @@ class FolderWatcher:
                 get_logger(plugin=link.name).warning("plugin.watch_failed", error=str(exc))
 
     def _from_thread(self, name: str) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self.debouncer.poke, name)
+        assert self._loop is not None and self._changed is not None
+        self._loop.call_soon_threadsafe(self._changed, name)
 
 
 def _overlaps(target: Path, root: Path) -> bool:

@@ -14,8 +14,9 @@ from pathlib import Path
 import pynng
 import pytest
 
+from loader.changes import WatchedFolder
 from loader.repeats import Repeats
-from loader.watcher import Debouncer, FolderWatcher
+from loader.watcher import FolderWatcher
 from tests.inotify_probe import OpenCounter
 from tests.loader_harness import make_plugin, start_loader
 
@@ -102,8 +103,9 @@ def test_watcher_ignores_opens_and_reads_but_not_writes(tmp_path: Path):
 
     async def scenario() -> list[str]:
         poked: list[str] = []
-        debouncer = Debouncer(0.05, lambda name: _record(poked, name))
-        watcher = FolderWatcher(tmp_path, debouncer)
+        watcher = WatchedFolder(
+            "plugins", tmp_path, lambda name: _record(poked, name), _never, lambda: 0.05, [FolderWatcher(tmp_path)]
+        )
         watcher.start()
         try:
             await asyncio.sleep(0.3)
@@ -178,3 +180,7 @@ def test_fingerprint_sees_changes_that_keep_size_and_mtime(tmp_path: Path, chang
         (folder / "main.py").write_text("print(2)")
         os.utime(folder / "main.py", ns=(st.st_atime_ns, st.st_mtime_ns))
     assert stat_fingerprint(folder) != before
+
+
+async def _never() -> None:
+    raise AssertionError("no rescan runs in this test")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loader.rules.aggregates import BUILTIN_AGGREGATES
-from loader.rules.builtins import BUILTINS
+from loader.rules.functions import BUILTINS
 from loader.rules.sql import SqlError, compile_query, parse_select
 from loader.rules.windowed import EventTime, WindowedRule
 from loader.rules.windows import CountWindow, HoppingWindow, SessionWindow, SlidingWindow, Watermark
@@ -20,7 +20,9 @@ def windowed(
     table = {**BUILTINS, **(functions or {})}
     errors: list[Exception] = []
     rule = WindowedRule(
-        compile_query(parse_select(sql), lambda name, index: table.get(name), aggregates), event_time, errors.append
+        compile_query(parse_select(sql), lambda name, index: table.get(name), aggregates=aggregates),
+        event_time,
+        errors.append,
     )
     rule.errors = errors  # type: ignore[attr-defined]
     return rule

@@ -38,13 +38,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from loader import jsonio
-from loader.config import LoaderConfig
+from loader.config import LiveConfig, LoaderConfig, live
 from loader.folders import MAX_DEFINITION_BYTES, FolderError, read_regular
 from loader.log import get_logger
 from loader.registry import SymbolRegistry
 from loader.rules.aggregates import BUILTIN_AGGREGATES, WINDOW_RANGE_FUNCTIONS
 from loader.rules.buffer import DEFAULT_CAPACITY
-from loader.rules.builtins import BUILTINS
+from loader.rules.functions import BUILTINS
 from loader.rules.definitions import DefinitionError, RuleDef, StreamDef, rule_from_json, stream_from_json
 from loader.rules.health import Cause, NodeFacts, PluginFacts, causes, changes
 from loader.rules.parts import RuleParts
@@ -100,8 +100,10 @@ class RuleEntry:
 
 
 class RuleManager:
-    def __init__(self, config: LoaderConfig, registry: SymbolRegistry, supervisors: SupervisorLookup) -> None:
-        self.config = config
+    def __init__(self, config: LoaderConfig | LiveConfig, registry: SymbolRegistry,
+                 supervisors: SupervisorLookup) -> None:
+        self.live = live(config)
+        config = self.live.current
         self.registry = registry
         self.supervisor_of = supervisors
         self.streams_dir = config.data_dir / "streams"
@@ -116,12 +118,26 @@ class RuleManager:
         self._lock = asyncio.Lock()
         self._closing = False
 
+    @property
+    def config(self) -> LoaderConfig:
+        return self.live.current
+
     # ------------------------------------------------------------ reconcile
 
     async def reconcile_all(self) -> None:
+        """Every stream, then every rule."""
+        await self.reconcile_streams()
+        await self.reconcile_rules()
+
+    async def reconcile_streams(self) -> None:
+        """Every stream file, and every stream whose file is gone."""
         async with self._lock:
             for name in sorted(self._names(self.streams_dir) | set(self.streams) | set(self.stream_errors)):
                 await self._guarded_stream(name)
+
+    async def reconcile_rules(self) -> None:
+        """Every rule file, and every rule whose file is gone."""
+        async with self._lock:
             for rule_id in sorted(self._names(self.rules_dir) | set(self.rules)):
                 await self._guarded_rule(rule_id)
 
@@ -395,7 +411,8 @@ class RuleManager:
         sinks = [self._sink(entry, rule.id, index, action.sink, action.props, parts)
                  for index, action in enumerate(rule.actions)]
         resolved, aggregates = await self._functions(entry, plan)
-        query = compile_query(plan, lambda name, index: _bind(resolved.get(name), rule.id, index, parts), aggregates)
+        query = compile_query(plan, lambda name, index: _bind(resolved.get(name), rule.id, index, parts), rule.id,
+                              aggregates)
         windowed = _windowed(query, rule, stream)
         buffer_length = (rule.options or {}).get("bufferLength", DEFAULT_CAPACITY)  # schema-checked: 1..2**20
         buffer_bytes = int(self.config.limits.rule_buffer_mb * 1024 * 1024)

@@ -25,14 +25,14 @@ all respected), with the same arguments, inner calls before outer ones.
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import sqlglot
-from sqlglot import exp, tokens
+from sqlglot import exp, parser, tokens
 from sqlglot.dialects.dialect import Dialect
 
+from loader.rules import operators
 from loader.rules.aggregates import (
     BUILTIN_AGGREGATES,
     WINDOW_RANGE_FUNCTIONS,
@@ -40,7 +40,9 @@ from loader.rules.aggregates import (
     aggregate_call,
     window_range_call,
 )
+from loader.rules.functions import NOT_LITERAL
 from loader.rules.window_syntax import (
+    AGGREGATE_NAMES,
     WindowClause,
     WindowSyntaxError,
     WindowSyntaxParser,
@@ -54,9 +56,10 @@ Evaluator = Callable[[Row], Any]
 #: a callable taking the evaluated argument list, or None if unknown.
 FunctionResolver = Callable[[str, int], Callable[[list], Any] | None]
 
-SUPPORTED = "SELECT columns, *, nested a.b and a->b, aliases, literals, arithmetic, comparisons, AND/OR/NOT, CASE, " \
-            "IS NULL, IN, BETWEEN and function calls, FROM one stream, WHERE, GROUP BY a window and fields, " \
-            "HAVING, ORDER BY with a window, aggregate functions"
+SUPPORTED = "SELECT columns, * (with extra fields), nested a.b and a->b, a[i] and a[i:j], aliases, literals, " \
+            "arithmetic and & | ^, comparisons, AND/OR/NOT, CASE, IS NULL, IN, BETWEEN, LIKE, meta(key) and function " \
+            "calls, FROM one stream, WHERE, GROUP BY a window and fields, HAVING, ORDER BY, aggregate functions; " \
+            "see docs/rules.md"
 
 
 class SqlError(Exception):
@@ -67,6 +70,8 @@ class SqlError(Exception):
 class Projection:
     name: str
     node: exp.Expression
+    #: named with AS: the name is an alias other expressions may use
+    aliased: bool = False
 
 
 @dataclass
@@ -221,6 +226,12 @@ def unsupported(node: exp.Expr, sql: str, construct: str) -> SqlError:
     return SqlError(f"{position(node, sql)}: {construct} is not supported in rules (supported: {SUPPORTED})")
 
 
+def _builds_aggregate(build: Any) -> bool:
+    """Whether a sqlglot function builder makes an aggregate function node."""
+    made = getattr(build, "__self__", None)
+    return isinstance(made, type) and issubclass(made, exp.AggFunc)
+
+
 class EkuiperDialect(Dialect):
     """eKuiper's lexical rules: ``"..."`` is a string, as ``'...'`` is; backticks quote identifiers.
 
@@ -233,7 +244,22 @@ class EkuiperDialect(Dialect):
         IDENTIFIERS = ["`"]
 
     class Parser(WindowSyntaxParser):
-        """Windows' ``OVER (WHEN ...)`` and eKuiper's aggregate names (loader/rules/window_syntax.py)."""
+        """Function calls as the user wrote them: ``name(args...)`` in order, never another SQL's special form.
+
+        sqlglot knows hundreds of functions of other dialects and rewrites
+        them (``cast(x, "bigint")`` expected ``CAST(x AS type)``, ``log(b, x)``
+        swapped, ``name->first`` inside a call read as a lambda).  eKuiper
+        has none of that syntax, so only aggregate functions keep their
+        typed nodes; every other call is a plain call resolved by name.  eKuiper's own aggregates
+        (``count``, ``last_value(x, true)``...) are plain calls too, and windows' ``OVER (WHEN ...)``
+        is read by ``WindowSyntaxParser`` (loader/rules/window_syntax.py).
+        """
+
+        LAMBDAS = {}
+        FUNCTION_PARSERS = {}
+        NO_PAREN_FUNCTIONS = {}
+        FUNCTIONS = {name: build for name, build in parser.Parser.FUNCTIONS.items()
+                     if _builds_aggregate(build) and name.lower() not in AGGREGATE_NAMES}
 
 
 def parse_select(sql: str) -> SelectPlan:
@@ -260,13 +286,15 @@ def parse_select(sql: str) -> SelectPlan:
             plan.star = True
             continue
         _check_expression(item, sql)
-        plan.projections.append(Projection(_output_name(item), item.this if isinstance(item, exp.Alias) else item))
+        plan.projections.append(Projection(_output_name(item), item.this if isinstance(item, exp.Alias) else item,
+                                          aliased=isinstance(item, exp.Alias)))
     condition = tree.args.get("where")
     if condition is not None:
         _check_expression(condition.this, sql)
         plan.where = condition.this
     _read_grouping(tree, plan, sql)
-    plan.functions = [(name, args) for node in _all_nodes(plan) for name, args in [_function_call(node)] if name]
+    plan.functions = [(name, args) for node in _all_nodes(plan) for name, args in [_function_call(node)]
+                      if name and name not in SPECIAL_FORMS]
     return plan
 
 
@@ -340,6 +368,8 @@ def _output_name(item: exp.Expression) -> str:
         return item.name
     if isinstance(item, exp.JSONExtract) and isinstance(item.expression, exp.Column):
         return item.expression.name  # eKuiper: name->first is named "first"
+    if isinstance(item, exp.Bracket):
+        return _output_name(item.this)  # eKuiper: children[0] is named "children"
     name, _ = _function_call(item)
     return name or item.sql()
 
@@ -347,8 +377,31 @@ def _output_name(item: exp.Expression) -> str:
 _ALLOWED = (
     exp.Alias, exp.Column, exp.Identifier, exp.Literal, exp.Null, exp.Boolean, exp.Paren, exp.Neg, exp.Not,
     exp.And, exp.Or, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT,
-    exp.LTE, exp.Is, exp.In, exp.Between, exp.Case, exp.If, exp.Func, exp.Dot, exp.Tuple,
+    exp.LTE, exp.Is, exp.In, exp.Between, exp.Case, exp.If, exp.Func, exp.Dot, exp.Tuple, exp.Like,
+    exp.BitwiseAnd, exp.BitwiseOr, exp.BitwiseXor, exp.Bracket, exp.Slice,
 )
+
+#: Calls the compiler reads itself: ``meta(key)`` names source metadata, not a value.
+SPECIAL_FORMS = frozenset({"meta"})
+
+#: What users call the constructs sqlglot has node names for, in refusals.
+_CONSTRUCTS: dict[type, str] = {
+    exp.DPipe: "the || operator", exp.ILike: "ILIKE", exp.SimilarTo: "SIMILAR TO", exp.RegexpLike: "RLIKE",
+    exp.Window: "an OVER window", exp.Filter: "FILTER", exp.Exists: "EXISTS", exp.Interval: "INTERVAL",
+    exp.Cast: "CAST(... AS ...) (write cast(x, \"bigint\"))", exp.Lambda: "a lambda", exp.Distinct: "DISTINCT",
+    exp.Placeholder: "a placeholder", exp.Array: "an ARRAY literal", exp.Struct: "a STRUCT literal",
+    exp.IntDiv: "integer division DIV", exp.BitwiseLeftShift: "<<", exp.BitwiseRightShift: ">>",
+    exp.BitwiseNot: "~", exp.NullSafeEQ: "<=>", exp.Escape: "LIKE ... ESCAPE",
+}
+
+
+def describe(node: exp.Expr) -> str:
+    """The construct a node is, in the user's words: a known name, else its SQL text."""
+    for kind, name in _CONSTRUCTS.items():
+        if isinstance(node, kind):
+            return name
+    text = node.sql(dialect=EkuiperDialect)
+    return f"'{text[:60]}{'...' if len(text) > 60 else ''}'"
 
 
 def _check_expression(node: exp.Expr, sql: str) -> None:
@@ -356,13 +409,43 @@ def _check_expression(node: exp.Expr, sql: str) -> None:
         if isinstance(sub, (exp.Select, exp.Subquery)):
             raise unsupported(sub, sql, "a subquery")
         if isinstance(sub, exp.AggFunc) and not isinstance(sub, exp.Anonymous):
-            raise unsupported(sub, sql, f"aggregate function {sub.sql_name()} (not one of eKuiper's)")
+            raise unsupported(sub, sql, f"function {sub.sql_name()} (an aggregate or analytic function the loader "
+                                        "does not provide)")
         if isinstance(sub, exp.JSONExtract) and not isinstance(sub.expression, (exp.Column, exp.Dot)):
             raise unsupported(sub, sql, "-> followed by anything but a field name")
         if isinstance(sub, exp.Star) and not isinstance(sub.parent, exp.Func):
             raise unsupported(sub, sql, "* inside an expression")
+        if isinstance(sub, exp.Alias) and sub is not node:
+            if isinstance(sub.parent, exp.Anonymous) and str(sub.parent.this).lower() == "cast":
+                raise unsupported(sub, sql, 'CAST(x AS type) (eKuiper writes cast(x, "bigint"))')
+            raise unsupported(sub, sql, f"AS inside an expression ({describe(sub)})")
+        if isinstance(sub, exp.Bracket) and len(sub.expressions) != 1:
+            raise unsupported(sub, sql, f"{describe(sub)} (one index or slice per [])")
+        if isinstance(sub, exp.Anonymous) and str(sub.this).lower() == "meta":
+            _check_meta(sub, sql)
         if not isinstance(sub, _ALLOWED) and not isinstance(sub, exp.Star):
-            raise unsupported(sub, sql, sub.key.upper())
+            raise unsupported(sub, sql, describe(sub))
+
+
+def _check_meta(node: exp.Anonymous, sql: str) -> None:
+    """``meta(key)``, ``meta(stream.key)`` or ``meta(key->nested)``: a metadata key, not an expression."""
+    args = node.expressions
+    if len(args) != 1 or _meta_path(args[0]) is None:
+        raise SqlError(f"{position(node, sql)}: meta takes one metadata key, e.g. meta(topic) or "
+                       f"meta(reading->device), got {describe(node)}")
+
+
+def _meta_path(node: exp.Expression) -> list[str] | None:
+    """The key path of meta's argument (stream qualifier dropped), or None if it is not a key path."""
+    if isinstance(node, exp.Column):
+        return [p.name for p in reversed(list(_column_parts(node)))]
+    if isinstance(node, exp.JSONExtract):
+        head = _meta_path(node.this)
+        tail = [p.name for p in reversed(list(_column_parts(node.expression)))]
+        return None if head is None else head + tail
+    if isinstance(node, exp.Dot):
+        return [p.name for p in reversed(list(_column_parts(node)))]
+    return None
 
 
 def _all_nodes(plan: SelectPlan):
@@ -398,18 +481,28 @@ def _function_call(node: exp.Expression) -> tuple[str | None, list[exp.Expressio
 
 # --------------------------------------------------------------------- compile
 
-_ARITHMETIC: dict[type[exp.Expr], Callable[[Any, Any], Any]] = {exp.Add: operator.add, exp.Sub: operator.sub, exp.Mul: operator.mul, exp.Mod: operator.mod}
-_COMPARISON: dict[type[exp.Expr], Callable[[Any, Any], Any]] = {exp.EQ: operator.eq, exp.NEQ: operator.ne, exp.GT: operator.gt, exp.GTE: operator.ge,
-               exp.LT: operator.lt, exp.LTE: operator.le}
+#: Binary operators evaluated by loader/rules/operators.py, by the symbol eKuiper writes.
+_ARITHMETIC: dict[type[exp.Expr], str] = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/", exp.Mod: "%",
+                                          exp.BitwiseAnd: "&", exp.BitwiseOr: "|", exp.BitwiseXor: "^"}
+_COMPARISON: dict[type[exp.Expr], str] = {exp.EQ: "=", exp.NEQ: "!=", exp.GT: ">", exp.GTE: ">=", exp.LT: "<",
+                                          exp.LTE: "<="}
+
+#: Key under which a record carries its source metadata, when the source sent any (see ``meta_of``).
+META_ATTRIBUTE = "meta"
 
 
 class _Compiler:
-    def __init__(self, plan: SelectPlan, resolve: FunctionResolver, aggregates: frozenset[str] = frozenset()) -> None:
+    def __init__(self, plan: SelectPlan, resolve: FunctionResolver, rule_id: str = "",
+                 aggregates: frozenset[str] = frozenset()) -> None:
         self.plan = plan
         self.resolve = resolve
+        self.rule_id = rule_id
         self.function_index = 0
         self.scope = _Scope()
         self.batch_functions: list[Any] = []
+        #: SELECT aliases, usable in WHERE and the other fields as eKuiper allows (not inside their own definition)
+        self.aliases = {p.name: p.node for p in plan.projections if p.aliased}
+        self.expanding: set[str] = set()
         #: Portable functions whose IsAggregate is true (built-in aggregates are always known).
         self.aggregates = aggregates
         #: Where aggregates are refused while compiling (a clause name), None where they are allowed.
@@ -423,6 +516,8 @@ class _Compiler:
             return self._column(node)
         if isinstance(node, exp.JSONExtract):
             return self._arrow(node)
+        if isinstance(node, exp.Bracket):
+            return self._bracket(node)
         if isinstance(node, exp.Literal):
             value = node.this if node.is_string else _number(node.this)
             return lambda row: value
@@ -431,17 +526,15 @@ class _Compiler:
         if isinstance(node, exp.Boolean):
             truth = bool(node.this)
             return lambda row: truth
-        arithmetic = _ARITHMETIC.get(type(node))
-        if arithmetic is not None:
-            return _null_safe(arithmetic, self.compile(node.this), self.compile(node.expression))
-        if isinstance(node, exp.Div):
-            return _null_safe(_divide, self.compile(node.this), self.compile(node.expression))
-        comparison = _COMPARISON.get(type(node))
-        if comparison is not None:
-            return _compare(comparison, self.compile(node.this), self.compile(node.expression))
+        symbol = _ARITHMETIC.get(type(node))
+        if symbol is not None:
+            return _arithmetic(symbol, self.compile(node.this), self.compile(node.expression))
+        symbol = _COMPARISON.get(type(node))
+        if symbol is not None:
+            return _binary(operators.compare, symbol, self.compile(node.this), self.compile(node.expression))
         if isinstance(node, exp.Neg):
             inner = self.compile(node.this)
-            return lambda row: None if (v := inner(row)) is None else -v
+            return lambda row: operators.negate(inner(row))
         if isinstance(node, (exp.And, exp.Or, exp.Not)):
             return self._logic(node)
         if isinstance(node, exp.Is):
@@ -450,14 +543,17 @@ class _Compiler:
         if isinstance(node, exp.In):
             return self._in(node)
         if isinstance(node, exp.Between):
-            value, low, high = self.compile(node.this), self.compile(node.args["low"]), self.compile(node.args["high"])
-            return _between(value, low, high)
+            return self._between(node)
+        if isinstance(node, exp.Like):
+            return self._like(node)
         if isinstance(node, exp.Case):
             return self._case(node)
         name, args = _function_call(node)
+        if name == "meta":
+            return self._meta(node)
         if name:
             return self._call(node, name, args)
-        raise unsupported(node, self.plan.sql, node.key.upper())
+        raise unsupported(node, self.plan.sql, describe(node))
 
     def _column(self, node: exp.Expression) -> Evaluator:
         parts = [p.name for p in reversed(list(_column_parts(node)))]
@@ -465,8 +561,18 @@ class _Compiler:
             parts = parts[1:]
         if len(parts) == 1:
             key = parts[0]
+            alias = self.aliases.get(key) if isinstance(node, exp.Column) and not node.table else None
+            if alias is not None and key not in self.expanding:
+                return self._alias(key, alias)
             return lambda row: row.get(key)
         return lambda row: _nested(row, parts)
+
+    def _alias(self, name: str, node: exp.Expression) -> Evaluator:
+        self.expanding.add(name)
+        try:
+            return self.compile(node)
+        finally:
+            self.expanding.discard(name)
 
     def _arrow(self, node: exp.JSONExtract) -> Evaluator:
         """``x->a.b``: key ``a``, then ``b``, of the object ``x`` evaluates to (eKuiper's ``->``)."""
@@ -474,19 +580,48 @@ class _Compiler:
         steps = [p.name for p in reversed(list(_column_parts(node.expression)))]
         return lambda row: _nested(inner(row), steps)
 
+    def _bracket(self, node: exp.Bracket) -> Evaluator:
+        """``a[i]`` and ``a[i:j]`` on arrays, as eKuiper's index and slice expressions."""
+        inner = self.compile(node.this)
+        selector = node.expressions[0]
+        if isinstance(selector, exp.Slice):
+            low = self.compile(selector.this) if selector.this is not None else (lambda row: None)
+            high = self.compile(selector.expression) if selector.expression is not None else (lambda row: None)
+            return lambda row: operators.slice_of(inner(row), low(row), high(row))
+        at = self.compile(selector)
+        return lambda row: operators.index(inner(row), at(row))
+
     def _logic(self, node: exp.Expression) -> Evaluator:
         if isinstance(node, exp.Not):
             inner = self.compile(node.this)
-            return lambda row: None if (v := inner(row)) is None else not v
+            return lambda row: operators.logical_not(inner(row))
         left, right = self.compile(node.this), self.compile(node.expression)
         if isinstance(node, exp.And):
-            return lambda row: bool(left(row)) and bool(right(row))
-        return lambda row: bool(left(row)) or bool(right(row))
+            return lambda row: operators.logical_and(left(row), lambda: right(row))
+        return lambda row: operators.logical_or(left(row), lambda: right(row))
 
     def _in(self, node: exp.In) -> Evaluator:
         value = self.compile(node.this)
         options = [self.compile(e) for e in node.expressions]
-        return lambda row: (v := value(row)) is not None and any(v == o(row) for o in options)
+
+        def evaluate(row: Row) -> bool:
+            v = value(row)
+            if v is None:
+                return False
+            return any(_equal(v, o(row)) for o in options)
+
+        return evaluate
+
+    def _between(self, node: exp.Between) -> Evaluator:
+        value, low, high = self.compile(node.this), self.compile(node.args["low"]), self.compile(node.args["high"])
+        compare = operators.compare
+        return lambda row: compare(">=", v := value(row), low(row)) and compare("<=", v, high(row))
+
+    def _like(self, node: exp.Like) -> Evaluator:
+        value, pattern = self.compile(node.this), self.compile(node.expression)
+        if node.args.get("negate"):
+            return lambda row: operators.logical_not(operators.like(value(row), pattern(row)))
+        return lambda row: operators.like(value(row), pattern(row))
 
     def _case(self, node: exp.Case) -> Evaluator:
         subject = self.compile(node.this) if node.this is not None else None
@@ -497,11 +632,18 @@ class _Compiler:
             base = subject(row) if subject is not None else None
             for condition, result in branches:
                 test = condition(row)
-                if (subject is not None and test == base) or (subject is None and test is True):
+                if (subject is not None and operators.compare("=", base, test)) or (subject is None and test is True):
                     return result(row)
             return default(row)
 
         return evaluate
+
+    def _meta(self, node: exp.Expression) -> Evaluator:
+        """``meta(key)``: a key of the record's source metadata (null when the source sent none)."""
+        path = _meta_path(node.expressions[0]) or []
+        if len(path) > 1 and path[0] == self.plan.stream:
+            path = path[1:]
+        return lambda row: _nested(getattr(row, META_ATTRIBUTE, None), path)
 
     def _call(self, node: exp.Expression, name: str, args: list[exp.Expression]) -> Evaluator:
         if name in WINDOW_RANGE_FUNCTIONS and not args:
@@ -514,6 +656,14 @@ class _Compiler:
         if function is None:
             raise SqlError(f"{position(node, self.plan.sql)}: unknown function {name!r}: no loaded plugin provides it "
                            "and it is not a built-in (see docs/rules.md)")
+        check = getattr(function, "admission_error", None)
+        if check is not None:
+            problem = check(_literal_values(args))
+            if problem:
+                raise SqlError(f"{position(node, self.plan.sql)}: {problem}")
+        bind = getattr(function, "for_rule", None)
+        if bind is not None:
+            function = bind(self.rule_id)
         evaluators = [self.compile(a) for a in args if not isinstance(a, exp.Star)]
         if getattr(function, "many", None) is None:
             return lambda row: function([e(row) for e in evaluators])
@@ -561,11 +711,27 @@ class _Compiler:
         return aggregate_call(name, function, arguments)
 
 
-def compile_query(plan: SelectPlan, resolve: FunctionResolver, aggregates: frozenset[str] = frozenset()
-                  ) -> CompiledQuery:
-    """Bind and compile ``plan``; ``aggregates`` names the portable functions whose IsAggregate is true."""
-    compiler = _Compiler(plan, resolve, aggregates)
-    columns = [(p.name, compiler.compile(p.node)) for p in plan.projections]
+def _literal_values(args: list[exp.Expression]) -> list[Any]:
+    """A call's arguments for an admission check: literal values, ``NOT_LITERAL`` for the others."""
+    values: list[Any] = []
+    for arg in args:
+        if isinstance(arg, exp.Literal):
+            values.append(arg.this if arg.is_string else _number(arg.this))
+        elif isinstance(arg, exp.Neg) and isinstance(arg.this, exp.Literal) and not arg.this.is_string:
+            values.append(-_number(arg.this.this))
+        elif isinstance(arg, exp.Boolean):
+            values.append(bool(arg.this))
+        else:
+            values.append(NOT_LITERAL)
+    return values
+
+
+def compile_query(plan: SelectPlan, resolve: FunctionResolver, rule_id: str = "",
+                  aggregates: frozenset[str] = frozenset()) -> CompiledQuery:
+    """Closures for ``plan``; ``rule_id`` is what ``rule_id()`` returns in this rule; ``aggregates`` names
+    the portable functions whose IsAggregate is true."""
+    compiler = _Compiler(plan, resolve, rule_id, aggregates)
+    columns = [(p.name, compiler._alias(p.name, p.node)) for p in plan.projections]
     selects_aggregate = compiler.found_aggregate
     compiler.refuse_aggregates = "WHERE"
     where = compiler.compile(plan.where) if plan.where is not None else None
@@ -614,7 +780,7 @@ def _column_parts(node: exp.Expression):
             yield from _column_parts(part)
 
 
-def _nested(row: Row, parts: list[str]) -> Any:
+def _nested(row: Any, parts: list[str]) -> Any:
     value: Any = row
     for part in parts:
         if not isinstance(value, dict):
@@ -630,41 +796,24 @@ def _number(text: str) -> int | float:
         return float(text)
 
 
-def _divide(a: Any, b: Any) -> Any:
-    if isinstance(a, int) and isinstance(b, int):
-        return a // b if a % b == 0 else a / b
-    return a / b
+def _binary(op: Callable[[str, Any, Any], Any], symbol: str, left: Evaluator, right: Evaluator) -> Evaluator:
+    return lambda row: op(symbol, left(row), right(row))
 
 
-def _null_safe(op: Callable[[Any, Any], Any], left: Evaluator, right: Evaluator) -> Evaluator:
+def _arithmetic(symbol: str, left: Evaluator, right: Evaluator) -> Evaluator:
+    """Null on the left is null without evaluating the right (no function call for a null operand)."""
+    arithmetic = operators.arithmetic
+
     def evaluate(row: Row) -> Any:
         a = left(row)
-        if a is None:
-            return None
-        b = right(row)
-        return None if b is None else op(a, b)
+        return None if a is None else arithmetic(symbol, a, right(row))
 
     return evaluate
 
 
-def _compare(op: Callable[[Any, Any], bool], left: Evaluator, right: Evaluator) -> Evaluator:
-    def evaluate(row: Row) -> bool | None:
-        a, b = left(row), right(row)
-        if a is None or b is None:
-            return None
-        try:
-            return op(a, b)
-        except TypeError:
-            return None
-
-    return evaluate
-
-
-def _between(value: Evaluator, low: Evaluator, high: Evaluator) -> Evaluator:
-    def evaluate(row: Row) -> bool | None:
-        v, lo, hi = value(row), low(row), high(row)
-        if v is None or lo is None or hi is None:
-            return None
-        return lo <= v <= hi
-
-    return evaluate
+def _equal(a: Any, b: Any) -> bool:
+    """IN's equality: eKuiper's ``=``, except that values of different kinds are simply not equal."""
+    try:
+        return operators.compare("=", a, b)
+    except operators.OperatorError:
+        return False

@@ -99,6 +99,8 @@ class SourceInstance:
                     self.error_generation = self.supervisor.generation
                     for _, on_error in consumers:
                         on_error(item.error)
+                elif item.meta:
+                    records.extend(with_meta(item.message, item.meta))
                 elif isinstance(item.message, list):
                     records.extend(item.message)
                 else:
@@ -108,3 +110,23 @@ class SourceInstance:
                 self.last_record_ms = now_ms()
                 for on_records, _ in consumers:
                     on_records(records, size)
+
+
+class MetaRecord(dict):
+    """A record with the metadata its source sent along (``meta``), for the SQL's ``meta(key)``.
+
+    Still a plain JSON object to everything else; only records that came
+    with metadata pay for the copy.
+    """
+
+    __slots__ = ("meta",)
+
+    def __init__(self, message: dict, meta: Any) -> None:
+        super().__init__(message)
+        self.meta = meta
+
+
+def with_meta(message: Any, meta: Any) -> list[Any]:
+    """The records of one source message, each carrying ``meta`` when it is an object."""
+    messages = message if isinstance(message, list) else [message]
+    return [MetaRecord(m, meta) if isinstance(m, dict) else m for m in messages]

@@ -12,19 +12,17 @@ import asyncio
 import io
 import json
 import shutil
-import threading
 import time
-from pathlib import Path
 
 import pynng
 import pytest
 
-from loader.config import LoaderConfig, WatchSettings
+from loader.changes import Debouncer, PeriodicRescan, WatchedFolder
 from loader.log import configure_logging
 from loader.rules.pipeline import RulePipeline
 from loader.rules.sql import compile_query, parse_select
 from loader.runtime.metrics import NodeMetrics
-from loader.watcher import Debouncer, FolderWatcher, json_file_name_of
+from loader.watcher import FolderWatcher, json_file_name_of
 from loader.wire import control as control_module
 from loader.wire.control import ControlChannel
 from tests.loader_harness import RAW_PLUGIN, make_plugin, start_loader
@@ -81,22 +79,16 @@ def _assert_one_failure(events, task: str) -> dict:
 
 
 def test_rescan_survives_an_exception(tmp_path, log_lines):
-    from loader.service import LoaderService
-
-    config = LoaderConfig(plugins_dir=tmp_path / "p", data_dir=tmp_path / "d", ipc_dir=tmp_path,
-                          watch=WatchSettings(rescan_s=0.01)).resolved()
-    service = LoaderService(config)
-
     async def passes() -> int:
         calls = FailOnce()
 
-        async def rescan() -> None:
+        async def rescan_all() -> None:
             calls()
 
-        service._rescan = rescan
-        task = asyncio.create_task(service._rescan_forever())
+        folder = WatchedFolder("plugins", tmp_path, _append, rescan_all, lambda: 0.01, [PeriodicRescan(lambda: 0.01)])
+        folder.start()
         await _await(lambda: calls.calls >= 3)
-        task.cancel()
+        folder.stop()
         return calls.calls
 
     assert asyncio.run(passes()) >= 3
@@ -129,8 +121,10 @@ def test_watcher_handler_survives_an_exception(tmp_path, log_lines):
     name_of = FailOnce(json_file_name_of)
 
     async def run() -> None:
-        debouncer = Debouncer(0.01, lambda name: _append(names, name))
-        watcher = FolderWatcher(tmp_path, debouncer, name_of)
+        watcher = WatchedFolder(
+            "rules", tmp_path, lambda name: _append(names, name), _no_rescan, lambda: 0.01,
+            [FolderWatcher(tmp_path, name_of)],
+        )
         watcher.start()
         try:
             (tmp_path / "first.json").write_text("{}")
@@ -147,6 +141,10 @@ def test_watcher_handler_survives_an_exception(tmp_path, log_lines):
 
 async def _append(names: list[str], name: str) -> None:
     names.append(name)
+
+
+async def _no_rescan() -> None:
+    raise AssertionError("no rescan runs in this test")
 
 
 def test_control_reader_survives_an_exception(ipc_dir, log_lines, monkeypatch):
