@@ -9,6 +9,7 @@ from loader.rules.functions import BUILTINS
 from loader.rules.sql import SqlError, compile_query, parse_select
 from loader.rules.windowed import EventTime, WindowedRule
 from loader.rules.windows import CountWindow, HoppingWindow, SessionWindow, SlidingWindow, Watermark
+from loader.runtime.source import MetaRecord
 
 
 def windowed(
@@ -287,3 +288,9 @@ def test_event_time_judges_lateness_row_by_row_within_a_batch():
     rule = windowed("SELECT collect(ts) AS t FROM s GROUP BY TUMBLINGWINDOW(ss, 1)", EventTime("ts"))
     assert feed(rule, [{"ts": 1000}, {"ts": 2500}, {"ts": 1200}, {"ts": 3000}]) == [[{"t": [1000]}], [{"t": [2500]}]]
     assert rule.late == 1
+
+
+def test_meta_in_a_window_reads_the_first_rows_metadata():
+    first, second = MetaRecord({"v": 1}, {"topic": "t1"}), MetaRecord({"v": 2}, {"topic": "t2"})
+    rule = windowed("SELECT meta(topic) AS t, count(*) AS c FROM s GROUP BY COUNTWINDOW(2)")
+    assert feed(rule, [first, second]) == [[{"t": "t1", "c": 2}]]

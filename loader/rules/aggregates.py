@@ -36,15 +36,17 @@ Evaluator = Callable[[Any], Any]
 
 
 class GroupRow(dict):
-    """A group as the compiled expressions see it: the first row's fields, the rows, the window range."""
+    """A group as the compiled expressions see it: the first row's fields and source metadata (what
+    ``meta(key)`` reads), the rows, the window range."""
 
-    __slots__ = ("rows", "start", "end")
+    __slots__ = ("rows", "start", "end", "meta")
 
     def __init__(self, rows: list[Row], start: int = 0, end: int = 0) -> None:
         super().__init__(rows[0] if rows else {})
         self.rows = rows
         self.start = start
         self.end = end
+        self.meta = getattr(rows[0], "meta", None) if rows else None
 
 
 class AggregateError(ValueError):
