@@ -43,10 +43,20 @@ def test_tumbling_fires_at_aligned_ends_with_rows_of_its_range():
     assert w.advance(9) == []
     [fired] = w.advance(10)
     assert (fired.start, fired.end, fired.rows) == (0, 10, ["a", "b"])
-    assert w.deadline() is None  # nothing open: no wake-ups for empty windows
-    w.add(25, "c")
+    assert w.deadline() == 20  # windows go on, empty or not
+    [empty] = w.add(25, "c")
+    assert (empty.start, empty.end, empty.rows) == (10, 20, [])
     [fired] = w.advance(31)
     assert (fired.start, fired.end, fired.rows) == (20, 30, ["c"])
+
+
+def test_a_time_jump_fires_the_windows_with_rows_and_only_the_latest_empty_one():
+    w = HoppingWindow(10, 10)
+    w.start(0)
+    w.add(5, "a")
+    fired = w.advance(1_000_005)
+    assert [(f.end, f.rows) for f in fired] == [(10, ["a"]), (1_000_000, [])]
+    assert w.deadline() == 1_000_010
 
 
 def test_hopping_rows_belong_to_every_window_covering_them():
@@ -204,7 +214,25 @@ def test_processing_time_tumbling_closes_on_the_clock_without_new_rows():
     assert rule.deadline() == 20_000
     assert rule.on_time(19_999) == []
     assert rule.on_time(20_000) == [[{"c": 2, "ws": 10_000, "we": 20_000}]]
-    assert rule.deadline() is None
+    assert rule.deadline() == 30_000
+
+
+def test_an_empty_window_gives_one_row_for_an_ungrouped_aggregate_as_in_ekuiper():
+    rule = windowed("SELECT count(*) AS c, sum(v) AS s, collect(v) AS vs FROM s GROUP BY TUMBLINGWINDOW(ss, 10)")
+    rule.start(3_000)
+    assert rule.deadline() == 10_000  # the first window runs from the rule's start
+    assert rule.on_time(10_000) == [[{"c": 0, "s": None, "vs": []}]]
+
+
+def test_an_empty_window_gives_nothing_with_group_by_fields_or_without_aggregates():
+    for sql in (
+        "SELECT k, count(*) AS c FROM s GROUP BY k, TUMBLINGWINDOW(ss, 10)",
+        "SELECT v FROM s GROUP BY TUMBLINGWINDOW(ss, 10)",
+        "SELECT count(*) AS c FROM s GROUP BY TUMBLINGWINDOW(ss, 10) HAVING count(*) > 0",
+    ):
+        rule = windowed(sql)
+        rule.start(3_000)
+        assert rule.on_time(10_000) == [], sql
 
 
 def test_event_time_tumbling_uses_the_field_and_drops_late_rows():

@@ -108,6 +108,8 @@ class RulePipeline:
         take, process = self.buffer.take, self.on_records
         backoff = Backoff(max_s=WORKER_BACKOFF_MAX_S)
         windowed = self.windowed
+        if windowed is not None:
+            windowed.start(now_ms())
         while True:
             records = take(self._wait_s())
             if records is None:

@@ -57,14 +57,21 @@ class WindowedRule:
         """When (ms) a window closes with no further row; None under event time or when nothing is open."""
         return None if self.watermark is not None else self.window.deadline()
 
+    def start(self, now: int) -> None:
+        """Under processing time, time windows run from the rule's start (as eKuiper's first tick)."""
+        if self.watermark is None:
+            self.window.start(now)
+
     def on_time(self, now: int) -> list[Emission]:
         if self.watermark is not None:
             return []
+        self.window.start(now)
         return self._emissions(self.window.advance(now))
 
     def on_rows(self, rows: list[dict], now: int) -> list[Emission]:
         fired: list[Fired] = []
         if self.watermark is None:
+            self.window.start(now)
             fired += self.window.advance(now)
             for row in rows:
                 fired += self._add(now, row)

@@ -11,7 +11,10 @@ window of 3 closes every 3 rows, as eKuiper's does) but is not part of the
 window's rows.  ``triggers`` is a sliding window's ``OVER (WHEN ...)``.
 
 Time windows align to the epoch (a 10 s window ends at every multiple of
-10 s); windows with no kept rows fire nothing.  The timing, as eKuiper has it:
+10 s).  A window fires even with no rows (eKuiper then emits one row for an
+aggregate query without GROUP BY fields: ``count(*)`` is 0); when time jumps
+over several windows at once, the empty ones but the last are skipped rather
+than fired one by one.  The timing, as eKuiper has it:
 
 - tumbling(size): rows in ``[end - size, end)``, at each multiple of size;
 - hopping(size, hop): rows in ``[end - size, end)``, at each multiple of hop;
@@ -59,6 +62,8 @@ class Fired:
 class Window(Protocol):
     def add(self, ts: int, row: Any, kept: bool = True, triggers: bool = True) -> list[Fired]: ...
 
+    def start(self, now: int) -> None: ...
+
     def advance(self, now: int) -> list[Fired]: ...
 
     def deadline(self) -> int | None: ...
@@ -87,21 +92,26 @@ class HoppingWindow:
 
     def add(self, ts: int, row: Any, kept: bool = True, triggers: bool = True) -> list[Fired]:
         fired = self.advance(ts)
-        if self.next_end is None:
-            self.next_end = (ts // self.hop + 1) * self.hop
+        self.start(ts)
         self.entries.append((ts, row, kept))
         return fired
+
+    def start(self, now: int) -> None:
+        """Windows run from the first aligned end after ``now`` (the rule's start, or the first event)."""
+        if self.next_end is None:
+            self.next_end = (now // self.hop + 1) * self.hop
 
     def advance(self, now: int) -> list[Fired]:
         fired: list[Fired] = []
         while self.next_end is not None and self.next_end <= now:
             end = self.next_end
             rows = _kept(self.entries, end - self.size, end)
-            if rows:
+            if rows or end + self.hop > now:  # an empty window fires only as the latest one due
                 fired.append(Fired(end - self.size, end, rows))
-            keep_from = end + self.hop - self.size
-            _drop_before(self.entries, keep_from)
-            self.next_end = (end + self.hop) if self.entries else None
+            _drop_before(self.entries, end + self.hop - self.size)
+            self.next_end = end + self.hop
+            if not self.entries:  # nothing to collect on the way: jump to the latest window due
+                self.next_end = max(self.next_end, now // self.hop * self.hop)
         return fired
 
     def deadline(self) -> int | None:
@@ -121,9 +131,7 @@ class SlidingWindow:
             if self.delay:
                 self.pending.append(ts + self.delay)
             else:
-                rows = _kept(self.entries, ts - self.size, ts, include_high=True)
-                if rows:
-                    fired.append(Fired(ts - self.size, ts, rows))
+                fired.append(Fired(ts - self.size, ts, _kept(self.entries, ts - self.size, ts, include_high=True)))
         oldest = min([ts, *(end - self.delay for end in self.pending)]) - self.size
         _drop_before(self.entries, oldest)
         return fired
@@ -133,10 +141,11 @@ class SlidingWindow:
         while self.pending and self.pending[0] <= now:
             end = self.pending.pop(0)
             start = end - self.delay - self.size
-            rows = _kept(self.entries, start, end)
-            if rows:
-                fired.append(Fired(start, end, rows))
+            fired.append(Fired(start, end, _kept(self.entries, start, end)))
         return fired
+
+    def start(self, now: int) -> None:
+        """Sliding windows start with their first row."""
 
     def deadline(self) -> int | None:
         return self.pending[0] if self.pending else None
@@ -159,11 +168,12 @@ class SessionWindow:
         fired: list[Fired] = []
         end = self.deadline()
         if end is not None and end <= now:
-            rows = [row for _, row, kept in self.entries if kept]
-            if rows:
-                fired.append(Fired(self.start, end, rows))
+            fired.append(Fired(self.start, end, [row for _, row, kept in self.entries if kept]))
             self.entries = []
         return fired
+
+    def start(self, now: int) -> None:
+        """Sessions start with their first row."""
 
     def deadline(self) -> int | None:
         if not self.entries:
@@ -189,8 +199,10 @@ class CountWindow:
             return []
         window = self.entries[-self.count :]
         self.entries = self.entries[len(self.entries) - self.count + 1 :]
-        rows = [row for _, row, kept in window if kept]
-        return [Fired(window[0][0], window[-1][0], rows)] if rows else []
+        return [Fired(window[0][0], window[-1][0], [row for _, row, kept in window if kept])]
+
+    def start(self, now: int) -> None:
+        """Count windows do not depend on time."""
 
     def advance(self, now: int) -> list[Fired]:
         return []
