@@ -334,7 +334,12 @@ class GroupedQuery:
             return False
 
     def _project(self, unit: GroupRow) -> Row:
+        """The output row; a column whose value is null is left out, as eKuiper's projection does."""
         out: Row = dict(unit) if self.star else {}
         for name, evaluate in self.columns:
-            out[name] = evaluate(unit)
+            value = evaluate(unit)
+            if value is not None:
+                out[name] = value
+            else:
+                out.pop(name, None)
         return out
