@@ -548,9 +548,6 @@ def _windowed(query: CompiledQuery, rule: RuleDef, stream: StreamDef) -> Windowe
     if not stream.timestamp:
         raise DefinitionError(f"rule {rule.id!r} sets isEventTime but stream {stream.name!r} declares no event time "
                               'field: add TIMESTAMP="<field>" to its WITH options, or drop isEventTime')
-    if query.window.spec.kind == "count":
-        raise DefinitionError(f"rule {rule.id!r}: COUNTWINDOW does not run under event time (eKuiper refuses it "
-                              "too); drop isEventTime or use a time window")
     tolerance = int(options.get("lateTolerance") or 0)  # schema-checked: an integer >= 0, in ms
     return WindowedRule(query, EventTime(stream.timestamp, tolerance))
 
