@@ -322,3 +322,12 @@ def test_meta_in_a_window_reads_the_first_rows_metadata():
     first, second = MetaRecord({"v": 1}, {"topic": "t1"}), MetaRecord({"v": 2}, {"topic": "t2"})
     rule = windowed("SELECT meta(topic) AS t, count(*) AS c FROM s GROUP BY COUNTWINDOW(2)")
     assert feed(rule, [first, second]) == [[{"t": "t1", "c": 2}]]
+
+
+def test_processing_time_session_closes_on_the_clock():
+    rule = windowed("SELECT collect(v) AS vs FROM s GROUP BY SESSIONWINDOW(ss, 60, 2)")
+    rule.start(0)
+    assert rule.on_rows([{"v": 1}], 1_000) == [] and rule.on_rows([{"v": 2}], 2_500) == []
+    assert rule.deadline() == 4_500
+    assert rule.on_time(4_500) == [[{"vs": [1, 2]}]]
+    assert rule.deadline() is None

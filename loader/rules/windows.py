@@ -28,6 +28,7 @@ than fired one by one.  The timing, as eKuiper has it:
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -155,12 +156,12 @@ class SessionWindow:
     def __init__(self, max_duration: int, timeout: int) -> None:
         self.max_duration, self.timeout = max_duration, timeout
         self.entries: list[Entry] = []
-        self.start = 0
+        self.began = 0
 
     def add(self, ts: int, row: Any, kept: bool = True, triggers: bool = True) -> list[Fired]:
         fired = self.advance(ts)
         if not self.entries:
-            self.start = ts
+            self.began = ts
         self.entries.append((ts, row, kept))
         return fired
 
@@ -168,7 +169,7 @@ class SessionWindow:
         fired: list[Fired] = []
         end = self.deadline()
         if end is not None and end <= now:
-            fired.append(Fired(self.start, end, [row for _, row, kept in self.entries if kept]))
+            fired.append(Fired(self.began, end, [row for _, row, kept in self.entries if kept]))
             self.entries = []
         return fired
 
@@ -179,7 +180,7 @@ class SessionWindow:
         if not self.entries:
             return None
         timeout_end = self.entries[-1][0] + self.timeout
-        tick = -(-(self.start + self.max_duration) // self.max_duration) * self.max_duration
+        tick = -(-(self.began + self.max_duration) // self.max_duration) * self.max_duration
         return min(timeout_end, tick)
 
 
@@ -232,6 +233,7 @@ class Watermark:
     def __init__(self, late_tolerance: int) -> None:
         self.late_tolerance = late_tolerance
         self.value: int | None = None
+        self.largest: int | None = None
         self.held: list[tuple[int, int, Any]] = []  # (ts, arrival order, row), kept sorted
         self.order = 0
         self.late = 0
@@ -242,20 +244,19 @@ class Watermark:
             self.late += 1
             return False
         self.order += 1
-        self.held.append((ts, self.order, row))
+        bisect.insort(self.held, (ts, self.order, row), key=lambda h: (h[0], h[1]))
+        self.largest = ts if self.largest is None else max(self.largest, ts)
         return True
 
     def release(self) -> list[tuple[int, Any]]:
         """Move the watermark and return the rows it passed, oldest first."""
-        if not self.held:
+        if self.largest is None:
             return []
-        self.held.sort(key=lambda h: (h[0], h[1]))
-        mark = self.held[-1][0] - self.late_tolerance
+        mark = self.largest - self.late_tolerance
         if self.value is not None and mark <= self.value:
             return []
         self.value = mark
-        count = 0
-        while count < len(self.held) and self.held[count][0] <= mark:
-            count += 1
-        passed, self.held = self.held[:count], self.held[count:]
+        count = bisect.bisect_right(self.held, mark, key=lambda h: h[0])
+        passed = self.held[:count]
+        del self.held[:count]
         return [(ts, row) for ts, _, row in passed]
