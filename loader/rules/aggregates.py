@@ -224,7 +224,22 @@ BUILTIN_AGGREGATES: dict[str, Callable[[list], Any]] = {
 #: Functions of the window, not of a row: evaluated on the group.
 WINDOW_RANGE_FUNCTIONS = ("window_start", "window_end")
 #: Aggregates whose ``*`` means the whole rows.
-_STAR_ROWS = ("count", "collect", "merge_agg")
+STAR_AGGREGATES = ("count", "collect", "merge_agg")
+#: Argument counts of the built-in aggregates, and the kind of literal their second argument must be.
+ARITY = {name: 1 for name in BUILTIN_AGGREGATES} | {
+    "deduplicate": 2,
+    "last_value": 2,
+    "percentile_cont": 2,
+    "percentile": 2,
+    "percentile_disc": 2,
+}
+SECOND_ARGUMENT = {
+    "deduplicate": "a boolean literal (true or false)",
+    "last_value": "a boolean literal (true or false)",
+    "percentile_cont": "a number literal between 0 and 1",
+    "percentile": "a number literal between 0 and 1",
+    "percentile_disc": "a number literal between 0 and 1",
+}
 
 
 def aggregate_call(name: str, function: Callable[[list], Any], arguments: list[Evaluator | None]) -> Evaluator:

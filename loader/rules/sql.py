@@ -34,7 +34,10 @@ from sqlglot.dialects.dialect import Dialect
 
 from loader.rules import operators
 from loader.rules.aggregates import (
+    ARITY,
     BUILTIN_AGGREGATES,
+    SECOND_ARGUMENT,
+    STAR_AGGREGATES,
     WINDOW_RANGE_FUNCTIONS,
     GroupedQuery,
     aggregate_call,
@@ -705,10 +708,26 @@ class _Compiler:
             arguments = [None if isinstance(a, exp.Star) else self.compile(a) for a in args]
         finally:
             self.refuse_aggregates = None
-        if any(a is None for a in arguments) and name in BUILTIN_AGGREGATES and name not in ("count", "collect",
-                                                                                             "merge_agg"):
-            raise SqlError(f"{position(node, self.plan.sql)}: {name}(*) is not allowed; name a column")
+        if name in BUILTIN_AGGREGATES and name not in self.aggregates:
+            self._check_builtin_aggregate(node, name, args)
         return aggregate_call(name, function, arguments)
+
+    def _check_builtin_aggregate(self, node: exp.Expression, name: str, args: list[exp.Expression]) -> None:
+        """Argument count, ``*`` and literal arguments of a built-in aggregate, when the rule is created."""
+        where = position(node, self.plan.sql)
+        if len(args) != ARITY[name]:
+            raise SqlError(f"{where}: {name} takes {ARITY[name]} argument{'s' if ARITY[name] > 1 else ''}, "
+                           f"got {len(args)}")
+        if isinstance(args[0], exp.Star) and name not in STAR_AGGREGATES:
+            raise SqlError(f"{where}: {name}(*) is not allowed; name a column")
+        if name in SECOND_ARGUMENT:
+            value = _literal_values(args[1:])[0]
+            wants_bool = name in ("deduplicate", "last_value")
+            good = isinstance(value, bool) if wants_bool else (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1)
+            if not good:
+                raise SqlError(f"{where}: the second argument of {name} must be {SECOND_ARGUMENT[name]}, "
+                               f"got {args[1].sql()}")
 
 
 def _literal_values(args: list[exp.Expression]) -> list[Any]:
