@@ -26,7 +26,7 @@ LOCKED_INSTALL = -m pip install --quiet --require-hashes -r
 # That is information, not a fault: silence that one message, nothing else.
 PROJECT_INSTALL = PYTHONWARNINGS="ignore:Editable installation:UserWarning" $(PY) -m pip install --quiet --no-deps -e .
 
-.PHONY: run test test-system bench profile dist lock clean system-deps
+.PHONY: run test test-fast test-system bench profile dist lock clean system-deps
 
 $(RUN_STAMP): $(REQ)/runtime.txt pyproject.toml
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ data/%.json: etc/demo/%.json
 # the wheel and installs it with the runtime lock into a fresh venv.
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q
+
+# The in-process tests only (marker unit, not slow; tests/conftest.py marks them): seconds, for the edit loop.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "unit and not slow"
 
 # The release under a real systemd: a Debian container booted with
 # systemd-nspawn, the wheel installed offline as docs/operations.md says.

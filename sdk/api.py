@@ -115,7 +115,14 @@ class Sink(ABC):
 
     @abstractmethod
     def collect(self, ctx: Context, data: bytes) -> None:
-        """Handle one message: the raw JSON bytes the rule produced (an object or an array)."""
+        """Handle one message: its raw JSON bytes, exactly as eKuiper's Python SDK hands them over.
+
+        As eKuiper sends them, a message is by default one result of the rule,
+        a JSON array of rows (``[{"n": 1}]``); with the action's
+        ``sendSingle: true`` it is one row, a JSON object; a ``dataTemplate``
+        makes it whatever the template writes.  Decode with ``json.loads`` and
+        accept both an array and an object.
+        """
 
     def close(self, ctx: Context) -> None:
         """Release resources; called after the last collect."""

@@ -3,8 +3,8 @@
 Shapes (docs/protocol.md, Extensions > Batching; written and read by sdk/protocol/messages.py):
 
 - source -> host: ``{"batch": [[message, meta], ...]}``, records in emit order;
-- host -> sink: ``#batch <n>``, a newline, then ``n`` lines, each one record's
-  JSON exactly as a plain message would carry it (see runtimes.SinkRuntime);
+- host -> sink: ``#batch <n>``, a newline, then ``n`` lines, each one message's
+  JSON exactly as it would be sent alone (see runtimes.SinkRuntime);
 - sink ack: one per batch message, ``{}`` or ``{"error": ..., "failed": k}``;
 - function: ``ExecBatch`` (see runtimes.FunctionRuntime).
 

@@ -79,3 +79,16 @@ def processes() -> Iterator[ProcessTracker]:
 # The system test boots a container as root and takes minutes: it runs on its
 # own (tests/system/run, `make test-system`), never as part of a plain run.
 collect_ignore = ["system"]
+
+
+#: Fixtures that start real processes, sockets or a loader: a test using one is end to end.
+E2E_FIXTURES = frozenset({"processes", "ipc_dir", "harness", "env", "corpus", "dirs", "api"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test ``unit`` (in-process, fast: ``make test-fast``) or ``e2e``, unless it says which."""
+    for item in items:
+        if item.get_closest_marker("unit") or item.get_closest_marker("e2e"):
+            continue
+        uses = set(getattr(item, "fixturenames", ()))
+        item.add_marker(pytest.mark.e2e if uses & E2E_FIXTURES else pytest.mark.unit)

@@ -176,4 +176,5 @@ def test_rule_using_and_or_is_admitted_and_filters(processes, env):
             "actions": [{"collect": {"path": str(out), "requireAck": True}}]}
     assert api.ok("POST", "/rules", rule, expect=201)["state"] == "running"
     assert wait_until(lambda: out.exists() and len(out.read_text().splitlines()) >= 4)
-    assert [json.loads(line)["n"] for line in out.read_text().splitlines()] == [3, 4, 5, 10]
+    # one message per result, the JSON array of its rows, as eKuiper sends it
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [[{"n": n}] for n in (3, 4, 5, 10)]

@@ -26,6 +26,9 @@ from schemathesis.specs.openapi import checks as openapi_checks
 from tests.api_fixtures import REPO, start_api
 from tests.conftest import ProcessTracker
 
+# A live API server, driven over HTTP by schemathesis.
+pytestmark = [pytest.mark.e2e]
+
 TOKEN = "schema-test-token"
 EXAMPLES = int(os.environ.get("API_SCHEMA_EXAMPLES", "20"))
 CHECKS = [

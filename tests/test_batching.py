@@ -40,7 +40,7 @@ from loader.wire.source import SourceChannel
 from sdk.protocol import handshake, messages
 from tests.ekuiper_env import EKUIPER_VERSION, venv_dir
 from tests.test_rules_e2e import FIXTURES, collected, env, install, install_collector, install_seqsrc  # noqa: F401
-from tests.test_rules_e2e import loader_for, seq_config, stream, write_json
+from tests.test_rules_e2e import loader_for, seq_config, sink_messages, stream, write_json
 from tests.waiting import wait_until as _wait_until
 
 # --- codec -------------------------------------------------------------------
@@ -182,6 +182,7 @@ class SinkPeer:
                 self.acks.send(answer)
 
     def records(self) -> list[Any]:
+        """Every message the sink got, decoded: the lines of a batch one by one."""
         out: list[Any] = []
         for message in self.messages:
             lines = messages.split_sink_batch(message)
@@ -209,27 +210,30 @@ def test_deliver_many_sends_batches_in_order_when_the_plugin_declared_them(ipc_d
     sink.channel.connect()
     try:
         sink.deliver_many([[{"n": n}] for n in range(10)])
-        sink.deliver_many([[{"n": 10}]])  # a lone record goes as a plain message
+        sink.deliver_many([[{"n": 10}]])  # a lone message goes as a plain message
         sink.deliver({"n": 11})
         deadline = time.monotonic() + 3
         while len(peer.messages) < 5 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert [m.split(b"\n")[0] for m in peer.messages] == [b"#batch 4", b"#batch 4", b"#batch 2",
-                                                              b'{"n":10}', b'{"n":11}']
-        assert peer.records() == [{"n": n} for n in range(12)]
+                                                              b'[{"n":10}]', b'[{"n":11}]']
+        # each line of a batch is the message eKuiper would send alone: the array of one result's rows
+        assert peer.messages[0].split(b"\n")[1:] == [b'[{"n":0}]', b'[{"n":1}]', b'[{"n":2}]', b'[{"n":3}]']
+        assert peer.records() == [[{"n": n}] for n in range(12)]
         assert sink.metrics.records_in == sink.metrics.records_out == 12
     finally:
         sink.channel.close()
         peer.close()
 
 
-def test_deliver_many_without_the_capability_sends_one_plain_message_per_record(ipc_dir):
+def test_deliver_many_without_the_capability_sends_one_plain_message_per_result(ipc_dir):
     sink = portable_sink(ipc_dir, max_records=0)
     peer = SinkPeer(sink.channel)
     sink.channel.connect()
     try:
-        sink.deliver_many([[{"n": n}] for n in range(6)])
-        assert peer.messages == [messages.encode_sink({"n": n}) for n in range(6)]
+        sink.deliver_many([[{"n": n}] for n in range(6)] + [[{"n": 6}, {"n": 7}]])
+        assert peer.messages == [f'[{{"n":{n}}}]'.encode() for n in range(6)] + [b'[{"n":6},{"n":7}]']
+        assert sink.metrics.records_in == sink.metrics.records_out == 8
     finally:
         sink.channel.close()
         peer.close()
@@ -275,7 +279,7 @@ def test_a_partial_ack_sends_the_rest_to_the_next_process(ipc_dir):
         # The plugin said it stopped after the first record: the other three waited for the
         # next process (generation 2) rather than racing the stopping one, and went once.
         assert bumped and done_at >= bumped[0]
-        assert peer.records() == [{"n": 0}, {"n": 1}, {"n": 2}, {"n": 3}, {"n": 1}, {"n": 2}, {"n": 3}]
+        assert peer.records() == [[{"n": n}] for n in (0, 1, 2, 3, 1, 2, 3)]
         assert peer.messages[1].startswith(b"#batch 3\n")
         assert sink.metrics.records_out == 4
     finally:
@@ -578,13 +582,22 @@ def probe_rule(data: Path, rule_id: str, sql: str, out: Path, require_ack: bool 
                {"id": rule_id, "sql": sql, "actions": [{"probe": {"path": str(out), "requireAck": require_ack}}]})
 
 
-def probed(path: Path) -> list[tuple[dict, float]]:
+def probed_messages(path: Path) -> list[tuple[Any, float]]:
+    """Each message the probe sink got, decoded, with its arrival time."""
     if not path.exists():
         return []
-    rows = []
+    out = []
     for line in path.read_text().splitlines():
-        record, at = line.rsplit("\t", 1)
-        rows.append((json.loads(record), float(at)))
+        message, at = line.rsplit("\t", 1)
+        out.append((json.loads(message), float(at)))
+    return out
+
+
+def probed(path: Path) -> list[tuple[dict, float]]:
+    """The rows the probe sink got, each with its message's arrival time (a message is an array of rows)."""
+    rows: list[tuple[dict, float]] = []
+    for message, at in probed_messages(path):
+        rows.extend((row, at) for row in (message if isinstance(message, list) else [message]))
     return rows
 
 
@@ -611,7 +624,8 @@ def test_source_to_sink_in_order_through_batches(processes, env):
         assert loader.wait_for("plugin.running", plugin=plugin)["capabilities"] == {"batch": 1}
     wait_until(lambda: len(probed(out)) >= total, what=f"{total} records",
                detail=lambda: f"{len(probed(out))} arrived; loader output:\n{''.join(loader.raw[-40:])}")
-    assert [r["n"] for r, _ in probed(out)] == list(range(1, total + 1))
+    # batched or not, every message is what eKuiper sends: the array of one result's rows
+    assert [m for m, _ in probed_messages(out)] == [[{"n": n}] for n in range(1, total + 1)]
     sizes = noted(probe, "batches.txt")
     assert sum(sizes) <= total and max(sizes) <= 100 and max(sizes) > 1, sizes
 
@@ -733,11 +747,12 @@ def test_ekuiper_sdk_plugin_gets_no_batches_when_the_host_batches(processes, env
     total = 2000
     seq_config(env["etc"], default={"count": total})
     stream(env["data"])
-    out = env["out"] / "ek.jsonl"
+    out, single = env["out"] / "ek.jsonl", env["out"] / "ek-single.jsonl"
     rule_id = f"ekr{token}"
     write_json(env["data"] / "rules" / f"{rule_id}.json", {
         "id": rule_id, "sql": f"SELECT n, {ek_func}(n, 1000) AS s FROM demo",
-        "actions": [{"ekrecord": {"path": str(out), "requireAck": True}}]})
+        "actions": [{"ekrecord": {"path": str(out), "requireAck": True}},
+                    {"ekrecord": {"path": str(single), "sendSingle": True, "fields": ["n"]}}]})
     env = {**env, "ipc": Path("/tmp")}
     try:
         loader = loader_for(processes, env)
@@ -745,8 +760,11 @@ def test_ekuiper_sdk_plugin_gets_no_batches_when_the_host_batches(processes, env
         assert loader.wait_for("plugin.running", plugin=ek_name, timeout=20)["capabilities"] == {}
         wait_until(lambda: len(collected(out)) >= total, what="all records at the eKuiper sink")
         time.sleep(0.2)
-        # One JSON object per collect: the eKuiper sink never saw a batch message.
-        assert collected(out) == [{"n": n, "s": {"sum": n + 1000, "rule": rule_id}} for n in range(1, total + 1)]
+        # One message per collect, the JSON array of one result, as eKuiper sends it: never a batch.
+        assert sink_messages(out) == [[{"n": n, "s": {"sum": n + 1000, "rule": rule_id}}]
+                                      for n in range(1, total + 1)]
+        wait_until(lambda: len(sink_messages(single)) >= total, what="all rows at the sendSingle sink")
+        assert sink_messages(single) == [{"n": n} for n in range(1, total + 1)]  # sendSingle: objects
         assert loader.find("rule.stopped", rule=rule_id) == []
     finally:
         processes.cleanup()

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+# The whole benchmark: real loaders and plugin processes.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 REPO = Path(__file__).resolve().parent.parent
 LOG_TAIL_LINES = 40
 

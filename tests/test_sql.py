@@ -133,7 +133,7 @@ def test_index_and_slice_as_in_ekuiper_json_expressions():
     out = compiled("SELECT children[0] AS a, children[-1] AS b, children[1:-1] AS c, children[:2] AS d, "
                    "children[1:] AS e, children[x + 1:y] AS f, friends[0]->last, children[-2] FROM demo").apply(row)
     assert out == {"a": "Sara", "b": "Jack", "c": ["Alex"], "d": ["Sara", "Alex"], "e": ["Alex", "Jack"],
-                   "f": ["Alex"], "last": "Murphy", "children": "Alex"}
+                   "f": ["Alex"], "last": "Murphy", "kuiper_field_0": "Alex"}
 
 
 def test_index_out_of_range_fails_the_record_as_in_ekuiper():
@@ -214,6 +214,8 @@ def test_refusals_name_what_the_user_wrote(sql, words):
 
 
 def test_calls_keep_the_written_argument_order_and_arrow_inside_calls():
+    plan = parse_select("SELECT a + 1, upper(b), c, 2, d->e FROM demo")
+    assert [p.name for p in plan.projections] == ["kuiper_field_0", "upper", "c", "kuiper_field_1", "e"]
     out = compiled("SELECT log(2, 8) AS l, upper(name->first) AS u, mod(7, 4) AS m, substring(s, 1, 3) AS s2 "
                    "FROM demo").apply({"name": {"first": "tom"}, "s": "abcdef"})
     assert out == {"l": 3.0, "u": "TOM", "m": 3.0, "s2": "bc"}

@@ -29,6 +29,9 @@ from loader.wire.sink import SinkChannel
 from loader.wire.source import SourceChannel
 from sdk import channels
 
+# Real nng sockets between threads, and the close-race loop.
+pytestmark = [pytest.mark.e2e]
+
 #: A blocked call must end within this long of ``close``.
 PROMPT_S = SLICE_S * 5
 

@@ -103,9 +103,13 @@ class Count(Sink):
             self.file = open(os.path.join(COUNT_DIR, f"rec-{rule}-{os.getpid()}.txt"), "a")
 
     def collect(self, ctx: Context, data: bytes) -> None:
+        """Counts messages: one per record for a rule without a window (an array of one row, or the
+        row itself with sendSingle); decodes only when recording."""
         self.count += 1
         if self.file is not None:
-            self.file.write(f"{json.loads(data)['n']} {time.monotonic():.6f}\n")
+            message = json.loads(data)
+            for row in message if isinstance(message, list) else [message]:
+                self.file.write(f"{row['n']} {time.monotonic():.6f}\n")
             self.file.flush()
 
     def close(self, ctx: Context) -> None:

@@ -19,8 +19,11 @@ expressions: they are evaluated on a ``GroupRow``, a dict holding the first
 row's fields (so plain column lookups work unchanged) plus the group's rows
 and window range, which aggregate calls and ``window_start()`` read.
 
-Numbers follow eKuiper's wire: it computes in float64 and prints 3.0 as 3,
-so an aggregate result that is a whole float is given as an int.
+Integers stay integers, as in eKuiper's aggregate functions: ``sum`` of
+integers is an integer, and so is ``avg`` of integers (the sum divided by
+the count, truncated: ``avg`` of 1 and 2 is 1); with a float among the
+values the result is a float.  ``stddev``, ``var`` and the percentiles work
+on floats and give floats.
 """
 
 from __future__ import annotations
@@ -53,13 +56,6 @@ class AggregateError(ValueError):
     """An aggregate met values it cannot combine; the record group fails, the rule runs on."""
 
 
-def _number(value: Any) -> Any:
-    """eKuiper prints a whole float64 as an integer."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
-        return int(value)
-    return value
-
-
 def _numbers(name: str, column: list) -> list:
     values = [v for v in column if v is not None]
     for v in values:
@@ -80,14 +76,19 @@ def agg_count(args: list) -> Any:
 
 def agg_sum(args: list) -> Any:
     values = _numbers("sum", _one("sum", args))
-    return (
-        _number(math.fsum(values)) if any(isinstance(v, float) for v in values) else (sum(values) if values else None)
-    )
+    if not values:
+        return None
+    return math.fsum(values) if any(isinstance(v, float) for v in values) else sum(values)
 
 
 def agg_avg(args: list) -> Any:
     values = _numbers("avg", _one("avg", args))
-    return _number(math.fsum(values) / len(values)) if values else None
+    if not values:
+        return None
+    if any(isinstance(v, float) for v in values):
+        return math.fsum(values) / len(values)
+    total = sum(values)
+    return abs(total) // len(values) * (1 if total >= 0 else -1)  # truncated toward zero, as Go's integer division
 
 
 def _extreme(name: str, args: list, pick: Callable) -> Any:
@@ -97,7 +98,7 @@ def _extreme(name: str, args: list, pick: Callable) -> Any:
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
     if not numeric and not all(isinstance(v, str) for v in values):
         raise AggregateError(f"{name}: the values must be all numbers or all strings")
-    return _number(pick(values))
+    return pick(values)
 
 
 def agg_min(args: list) -> Any:
@@ -155,21 +156,21 @@ def _variance(name: str, args: list, sample: bool) -> float | None:
 
 
 def agg_var(args: list) -> Any:
-    return _number(_variance("var", args, False))
+    return _variance("var", args, False)
 
 
 def agg_vars(args: list) -> Any:
-    return _number(_variance("vars", args, True))
+    return _variance("vars", args, True)
 
 
 def agg_stddev(args: list) -> Any:
     v = _variance("stddev", args, False)
-    return None if v is None else _number(math.sqrt(v))
+    return None if v is None else math.sqrt(v)
 
 
 def agg_stddevs(args: list) -> Any:
     v = _variance("stddevs", args, True)
-    return None if v is None else _number(math.sqrt(v))
+    return None if v is None else math.sqrt(v)
 
 
 def _percentile_args(name: str, args: list) -> tuple[list, float]:
@@ -189,8 +190,8 @@ def agg_percentile_cont(args: list) -> Any:
     rank = fraction * (len(values) - 1)
     low = int(rank)
     if low + 1 >= len(values):
-        return _number(float(values[low]))
-    return _number(values[low] + (rank - low) * (values[low + 1] - values[low]))
+        return float(values[low])
+    return float(values[low] + (rank - low) * (values[low + 1] - values[low]))
 
 
 def agg_percentile_disc(args: list) -> Any:
@@ -199,7 +200,7 @@ def agg_percentile_disc(args: list) -> Any:
     if not values:
         return None
     rank = math.ceil(len(values) * fraction)
-    return _number(values[max(rank, 1) - 1])
+    return float(values[max(rank, 1) - 1])
 
 
 #: eKuiper's built-in aggregate functions, by name; each takes one column (list) per argument.

@@ -20,6 +20,7 @@ import jsonschema
 
 from loader.manifest import load_schema
 from loader.names import is_valid_name
+from loader.runtime.sink_options import SinkOptionError, sink_options
 
 
 class DefinitionError(Exception):
@@ -134,6 +135,11 @@ def stream_from_json(data: Any, where: str) -> StreamDef:
 def rule_from_json(data: Any, where: str) -> RuleDef:
     _validate(data, "rule.schema.json", where)
     actions = tuple(Action(sink, dict(props or {})) for action in data["actions"] for sink, props in action.items())
+    for index, action in enumerate(actions):
+        try:
+            sink_options(action.props)
+        except SinkOptionError as exc:
+            raise DefinitionError(f"{where} at /actions/{index}/{action.sink}: {exc}") from None
     return RuleDef(id=data["id"], sql=data["sql"], actions=actions, options=dict(data.get("options") or {}),
                    triggered=data.get("triggered", True))
 

@@ -49,7 +49,7 @@ from loader.rules.definitions import DefinitionError, RuleDef, StreamDef, rule_f
 from loader.rules.health import Cause, NodeFacts, PluginFacts, causes, changes
 from loader.rules.parts import RuleParts
 from loader.rules.pipeline import RulePipeline, Sink
-from loader.rules.sql import CompiledQuery, SqlError, compile_query, literal_arguments, parse_select
+from loader.rules.sql import CompiledQuery, SqlError, call_position, compile_query, literal_arguments, parse_select
 from loader.rules.symbol_config import SymbolConfigError, source_config
 from loader.rules.windowed import EventTime, WindowedRule
 from loader.runtime.function import FunctionHandle, FunctionPool
@@ -435,7 +435,7 @@ class RuleManager:
               parts: RuleParts | None = None) -> Sink:
         builtin = BUILTIN_SINKS.get(symbol)
         if builtin is not None and self.registry.owner("sinks", symbol) is None:
-            return builtin(rule_id, index)
+            return builtin(rule_id, index, props)
         supervisor = self._provider(entry, "sinks", symbol)
         return PortableSink(supervisor, symbol, rule_id, index, dict(props), self.config.ipc_dir, parts,
                             self.config.limits.sink_stall_s)
@@ -453,7 +453,8 @@ class RuleManager:
                 if name in BUILTINS:
                     resolved[name] = BUILTINS[name]
                     continue
-                raise _Waiting(f"no loaded plugin provides the function {name!r} and it is not a built-in")
+                raise _Waiting(f"{call_position(plan, name)}: no loaded plugin provides the function {name!r} "
+                               "and it is not a built-in")
             supervisor = self._provider(entry, "functions", name)
             handle = await self.functions.acquire(supervisor, name, {})  # as in eKuiper: no configuration
             entry.stop_actions.append(functools.partial(self.functions.release, handle))

@@ -20,9 +20,10 @@ eKuiper's evaluator's:
 from __future__ import annotations
 
 import math
+import operator as _op
 import re
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 from loader.rules.functions.values import DateTime, FunctionError, is_int, is_number, to_int, type_name
 
@@ -45,6 +46,24 @@ def _kind(value: Any) -> str:
     if isinstance(value, str):
         return "string"
     return "other"
+
+
+_ORDER: dict[str, Callable[[Any, Any], Any]] = {
+    "=": _op.eq, "!=": _op.ne, "<": _op.lt, "<=": _op.le, ">": _op.gt, ">=": _op.ge}
+
+
+def comparator(op: str) -> Callable[[Any, Any], bool]:
+    """``compare`` for one operator, with a fast path for two numbers or two strings (the common case)."""
+    direct = _ORDER[op]
+
+    def compare_values(left: Any, right: Any) -> bool:
+        kind_left, kind_right = type(left), type(right)
+        if (kind_left is int or kind_left is float) and (kind_right is int or kind_right is float) \
+                or kind_left is str and kind_right is str:
+            return bool(direct(left, right))
+        return compare(op, left, right)
+
+    return compare_values
 
 
 def compare(op: str, left: Any, right: Any) -> bool:
@@ -75,6 +94,33 @@ def compare(op: str, left: Any, right: Any) -> bool:
     if op == ">":
         return bool(left > right)
     return bool(left >= right)
+
+
+_FLOAT_OPS: dict[str, Callable[[Any, Any], Any]] = {"+": _op.add, "-": _op.sub, "*": _op.mul}
+
+
+def arithmetic_of(op: str) -> Callable[[Any, Any], Any]:
+    """``arithmetic`` for one operator, with a fast path for + - * on two ints or on floats."""
+    if op in ("/", "%"):
+        floor = _op.floordiv if op == "/" else _op.mod
+
+        def divide(left: Any, right: Any) -> Any:
+            if type(left) is int and type(right) is int and left >= 0 and right > 0:
+                return floor(left, right)  # Go's truncation and Python's floor agree here
+            return arithmetic(op, left, right)
+
+        return divide
+    direct = _FLOAT_OPS.get(op)
+    if direct is None:
+        return lambda left, right: arithmetic(op, left, right)
+
+    def compute(left: Any, right: Any) -> Any:
+        kind_left, kind_right = type(left), type(right)
+        if (kind_left is int or kind_left is float) and (kind_right is int or kind_right is float):
+            return direct(left, right)
+        return arithmetic(op, left, right)
+
+    return compute
 
 
 def arithmetic(op: str, left: Any, right: Any) -> Any:
@@ -130,11 +176,8 @@ def negate(value: Any) -> Any:
     return -value
 
 
-def logical_and(left: Any, right_of) -> Any:
-    """``left AND right``, evaluating the right side (``right_of()``) only when it matters."""
-    if left is False:
-        return False
-    right = right_of()
+def and_rest(left: Any, right: Any) -> Any:
+    """``left AND right`` once ``left`` is known not to be false (false AND anything is false, unevaluated)."""
     if left is None or right is None:
         return None
     if not isinstance(left, bool) or not isinstance(right, bool):
@@ -142,10 +185,8 @@ def logical_and(left: Any, right_of) -> Any:
     return right
 
 
-def logical_or(left: Any, right_of) -> Any:
-    if left is True:
-        return True
-    right = right_of()
+def or_rest(left: Any, right: Any) -> Any:
+    """``left OR right`` once ``left`` is known not to be true (true OR anything is true, unevaluated)."""
     if left is None or right is None:
         return None
     if not isinstance(left, bool) or not isinstance(right, bool):

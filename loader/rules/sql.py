@@ -1,15 +1,18 @@
 """The rule SQL subset: parse with sqlglot, check the subset, compile to closures.
 
-Supported: ``SELECT`` with ``*``, columns, nested fields (``a.b.c``),
-aliases, literals, arithmetic, comparisons, ``AND``/``OR``/``NOT``,
-``IS [NOT] NULL``, ``IN``, ``BETWEEN``, ``CASE`` and function calls;
-``FROM`` one stream; ``WHERE``.  Anything else is rejected when the rule is
-created, naming the construct and its line and column.
+Supported: ``SELECT`` with ``*`` (and extra fields), columns, nested fields
+(``a.b.c``, ``a->b``), ``a[i]`` and ``a[i:j]``, aliases (usable in WHERE),
+literals, arithmetic and bitwise operators, comparisons, ``AND``/``OR``/``NOT``,
+``IS [NOT] NULL``, ``IN``, ``BETWEEN``, ``LIKE``, ``CASE``, ``meta(key)`` and
+function calls; ``FROM`` one stream; ``WHERE``.  Anything else is rejected
+when the rule is created, naming the construct and its line and column.
+docs/rules.md has the table against eKuiper's SQL.
 
 Expressions are compiled once into nested Python closures over a record
-(``dict``), so evaluating a rule per record does no tree walking.  SQL's
-three-valued logic is kept where it matters: arithmetic on NULL is NULL and a
-comparison with NULL is not true, so such records are filtered out.
+(``dict``), so evaluating a rule per record does no tree walking.  The
+values follow eKuiper's rules (loader/rules/operators.py): null
+comparisons, integer arithmetic staying integer, and a record whose
+evaluation fails (mixed kinds, division by zero) failing alone.
 
 Batched function calls: a resolved function may also offer ``many(rows)``
 (one result per argument list, a failed row's result being an exception) and
@@ -43,7 +46,7 @@ from loader.rules.aggregates import (
     aggregate_call,
     window_range_call,
 )
-from loader.rules.functions import NOT_LITERAL
+from loader.rules.functions import NOT_LITERAL, Builtin
 from loader.rules.window_syntax import (
     AGGREGATE_NAMES,
     WindowClause,
@@ -211,15 +214,21 @@ _CLAUSES = {
 
 
 def position(node: exp.Expr, sql: str) -> str:
-    """``line L, column C`` of the first token of ``node`` that sqlglot located."""
+    """``line L, column C`` where ``node`` starts in ``sql`` (its first token that sqlglot located)."""
     for sub in node.walk():
         meta = getattr(sub, "meta", None) or {}
+        if "start" in meta:
+            return _line_column(sql, int(meta["start"]))
         if "line" in meta:
             return f"line {meta['line']}, column {meta['col']}"
     text = node.sql()
     index = sql.find(text)
     if index < 0:
         return "somewhere in the statement"
+    return _line_column(sql, index)
+
+
+def _line_column(sql: str, index: int) -> str:
     line = sql.count("\n", 0, index) + 1
     column = index - (sql.rfind("\n", 0, index) + 1) + 1
     return f"line {line}, column {column}"
@@ -284,12 +293,16 @@ def parse_select(sql: str) -> SelectPlan:
             raise unsupported(tree.args[key] if isinstance(tree.args[key], exp.Expression) else tree, sql, construct)
     stream = _stream_of(tree, sql)
     plan = SelectPlan(sql=sql, stream=stream, star=False, projections=[], where=None)
+    unnamed = 0
     for item in tree.expressions:
         if isinstance(item, exp.Star):
             plan.star = True
             continue
         _check_expression(item, sql)
-        plan.projections.append(Projection(_output_name(item), item.this if isinstance(item, exp.Alias) else item,
+        name = _output_name(item)
+        if name is None:  # eKuiper names unaliased expressions kuiper_field_0, kuiper_field_1, ...
+            name, unnamed = f"kuiper_field_{unnamed}", unnamed + 1
+        plan.projections.append(Projection(name, item.this if isinstance(item, exp.Alias) else item,
                                           aliased=isinstance(item, exp.Alias)))
     condition = tree.args.get("where")
     if condition is not None:
@@ -354,6 +367,14 @@ def _with_aliases(node: exp.Expression, plan: SelectPlan) -> exp.Expression:
     return node.copy().transform(swap)
 
 
+def call_position(plan: SelectPlan, name: str) -> str:
+    """``line L, column C`` of the rule's first call of function ``name`` (for messages about it)."""
+    for node in _all_nodes(plan):
+        if _function_call(node)[0] == name:
+            return position(node, plan.sql)
+    return "somewhere in the statement"
+
+
 def _stream_of(tree: exp.Select, sql: str) -> str:
     source = tree.args.get("from_") or tree.args.get("from")
     if source is None:
@@ -364,17 +385,16 @@ def _stream_of(tree: exp.Select, sql: str) -> str:
     return table.name
 
 
-def _output_name(item: exp.Expression) -> str:
+def _output_name(item: exp.Expression) -> str | None:
+    """A field's name as eKuiper gives it: its alias, column, key after ->, or function; None for the others."""
     if isinstance(item, exp.Alias):
         return item.alias
     if isinstance(item, exp.Column):
         return item.name
     if isinstance(item, exp.JSONExtract) and isinstance(item.expression, exp.Column):
         return item.expression.name  # eKuiper: name->first is named "first"
-    if isinstance(item, exp.Bracket):
-        return _output_name(item.this)  # eKuiper: children[0] is named "children"
     name, _ = _function_call(item)
-    return name or item.sql()
+    return name
 
 
 _ALLOWED = (
@@ -384,8 +404,8 @@ _ALLOWED = (
     exp.BitwiseAnd, exp.BitwiseOr, exp.BitwiseXor, exp.Bracket, exp.Slice,
 )
 
-#: Calls the compiler reads itself: ``meta(key)`` names source metadata, not a value.
-SPECIAL_FORMS = frozenset({"meta"})
+#: Calls the compiler reads itself: ``meta(key)`` (and ``mqtt(key)``) name source metadata, not a value.
+SPECIAL_FORMS = frozenset({"meta", "mqtt"})
 
 #: What users call the constructs sqlglot has node names for, in refusals.
 _CONSTRUCTS: dict[type, str] = {
@@ -424,7 +444,7 @@ def _check_expression(node: exp.Expr, sql: str) -> None:
             raise unsupported(sub, sql, f"AS inside an expression ({describe(sub)})")
         if isinstance(sub, exp.Bracket) and len(sub.expressions) != 1:
             raise unsupported(sub, sql, f"{describe(sub)} (one index or slice per [])")
-        if isinstance(sub, exp.Anonymous) and str(sub.this).lower() == "meta":
+        if isinstance(sub, exp.Anonymous) and str(sub.this).lower() in SPECIAL_FORMS:
             _check_meta(sub, sql)
         if not isinstance(sub, _ALLOWED) and not isinstance(sub, exp.Star):
             raise unsupported(sub, sql, describe(sub))
@@ -434,7 +454,7 @@ def _check_meta(node: exp.Anonymous, sql: str) -> None:
     """``meta(key)``, ``meta(stream.key)`` or ``meta(key->nested)``: a metadata key, not an expression."""
     args = node.expressions
     if len(args) != 1 or _meta_path(args[0]) is None:
-        raise SqlError(f"{position(node, sql)}: meta takes one metadata key, e.g. meta(topic) or "
+        raise SqlError(f"{position(node, sql)}: {str(node.this).lower()} takes one metadata key, e.g. meta(topic) or "
                        f"meta(reading->device), got {describe(node)}")
 
 
@@ -534,7 +554,7 @@ class _Compiler:
             return _arithmetic(symbol, self.compile(node.this), self.compile(node.expression))
         symbol = _COMPARISON.get(type(node))
         if symbol is not None:
-            return _binary(operators.compare, symbol, self.compile(node.this), self.compile(node.expression))
+            return _binary(operators.comparator(symbol), self.compile(node.this), self.compile(node.expression))
         if isinstance(node, exp.Neg):
             inner = self.compile(node.this)
             return lambda row: operators.negate(inner(row))
@@ -552,7 +572,7 @@ class _Compiler:
         if isinstance(node, exp.Case):
             return self._case(node)
         name, args = _function_call(node)
-        if name == "meta":
+        if name in SPECIAL_FORMS:  # meta(key); mqtt(topic) is eKuiper's meta for MQTT sources
             return self._meta(node)
         if name:
             return self._call(node, name, args)
@@ -600,8 +620,10 @@ class _Compiler:
             return lambda row: operators.logical_not(inner(row))
         left, right = self.compile(node.this), self.compile(node.expression)
         if isinstance(node, exp.And):
-            return lambda row: operators.logical_and(left(row), lambda: right(row))
-        return lambda row: operators.logical_or(left(row), lambda: right(row))
+            and_rest = operators.and_rest
+            return lambda row: False if (a := left(row)) is False else and_rest(a, right(row))
+        or_rest = operators.or_rest
+        return lambda row: True if (a := left(row)) is True else or_rest(a, right(row))
 
     def _in(self, node: exp.In) -> Evaluator:
         value = self.compile(node.this)
@@ -669,7 +691,8 @@ class _Compiler:
             function = bind(self.rule_id)
         evaluators = [self.compile(a) for a in args if not isinstance(a, exp.Star)]
         if getattr(function, "many", None) is None:
-            return lambda row: function([e(row) for e in evaluators])
+            call = function.call if isinstance(function, Builtin) else function  # without __call__'s hop
+            return lambda row: call([e(row) for e in evaluators])
         self.batch_functions.append(function)
         scope = self.scope
 
@@ -815,17 +838,17 @@ def _number(text: str) -> int | float:
         return float(text)
 
 
-def _binary(op: Callable[[str, Any, Any], Any], symbol: str, left: Evaluator, right: Evaluator) -> Evaluator:
-    return lambda row: op(symbol, left(row), right(row))
+def _binary(op: Callable[[Any, Any], Any], left: Evaluator, right: Evaluator) -> Evaluator:
+    return lambda row: op(left(row), right(row))
 
 
 def _arithmetic(symbol: str, left: Evaluator, right: Evaluator) -> Evaluator:
     """Null on the left is null without evaluating the right (no function call for a null operand)."""
-    arithmetic = operators.arithmetic
+    compute = operators.arithmetic_of(symbol)
 
     def evaluate(row: Row) -> Any:
         a = left(row)
-        return None if a is None else arithmetic(symbol, a, right(row))
+        return None if a is None else compute(a, right(row))
 
     return evaluate
 

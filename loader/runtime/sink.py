@@ -5,21 +5,30 @@ Every sink has the same small surface: ``await start()``,
 emission is one result of the rule, a list of rows: see
 loader/rules/pipeline.py), ``await stop()``, and ``metrics``.
 
+What a sink is sent is what eKuiper sends it (loader/runtime/sink_options.py):
+by default one message per emission, the JSON array of its rows; with the
+action's ``sendSingle: true`` one message per row, a JSON object; shaped by
+``dataTemplate``, ``dataField``, ``fields``, ``excludeFields`` and thinned by
+``omitIfEmpty``.  The metrics count rows: records in are the rows handed
+over, records out the rows of the messages delivered.
+
 Batching: when the sink's plugin process declared it understands batches
 (and batching is enabled), ``deliver_many`` sends up to ``batch.max_records``
-results in one message and waits for one ack per message.  There is no
-linger on this side: the rule hands over what accumulated while the previous
-message was sent, so batches grow with the load and a lone record goes out at
-once (as a plain message).  The capability is read again before each
-message, so a process replaced by one that does not declare it gets plain
-messages from then on.
+messages in one batch message and waits for one ack per batch.  Each line of
+a batch is exactly what that message would have been alone, so a sink sees
+the same messages either way.  There is no linger on this side: the rule
+hands over what accumulated while the previous message was sent, so batches
+grow with the load and a lone message goes out at once (plain).  The
+capability is read again before each send, so a process replaced by one that
+does not declare it gets plain messages from then on: a plugin that did not
+declare it (one built on eKuiper's SDK) never sees a batch.
 
-A portable sink with ``requireAck`` delivers at least once: a record counts as
+A portable sink with ``requireAck`` delivers at least once: a message counts as
 delivered only when its ack arrived; when the plugin process is replaced
-while a record waits for its ack, or no process takes it in time, the same
-record is sent again to the next process.  A record the new process had
+while a message waits for its ack, or no process takes it in time, the same
+message is sent again to the next process.  A message the new process had
 already handled before its ack was lost can therefore arrive twice, never
-zero times.  Without ``requireAck`` a record still in the old process's
+zero times.  Without ``requireAck`` a message still in the old process's
 buffers when it dies is lost.
 
 A sink that takes or acknowledges nothing for ``limits.sink_stall_s`` is
@@ -37,6 +46,7 @@ from loader.log import get_logger
 from loader.rules.parts import RuleParts
 from loader.runtime import open_and_start
 from loader.runtime.metrics import NodeMetrics, now_ms
+from loader.runtime.sink_options import Message, SinkOptions, messages, sink_options
 from loader.supervisor import PluginSupervisor
 from loader.wire.codec import DataChannelClosed
 from loader.wire.sink import AckTimeout, SinkAckError, SinkChannel, SinkTimeout
@@ -58,6 +68,8 @@ class PortableSink:
         self.op_id = f"sink-{symbol}-{index}"
         self.metrics = NodeMetrics(f"sink_{symbol}_{index}_0")
         self.require_ack = bool(config.get("requireAck", False))
+        #: Checked when the rule was admitted; the whole ``config`` still reaches the plugin's configure.
+        self.options = sink_options(config)
         self.control = Control(symbol, TYPE_SINK, rule_id, self.op_id, 0, config=config)
         self.key = self.control.key
         self.channel = SinkChannel.for_instance(ipc_dir, supervisor.name, symbol, rule_id, self.op_id, 0,
@@ -88,33 +100,41 @@ class PortableSink:
         self.deliver_many([[record]])
 
     def deliver_many(self, emissions: list[list[Any]]) -> None:
-        """Send every row, in order; returns once each was delivered, refused, or the sink stopped."""
-        records = [row for emission in emissions for row in emission]
-        self.metrics.took(len(records), now_ms())
+        """Send every message made of ``emissions``, in order; returns once each was delivered, refused,
+        or the sink stopped."""
+        self.metrics.took(sum(len(emission) for emission in emissions), now_ms())
+        outgoing, errors = messages(emissions, self.options)
+        for error in errors:
+            self.metrics.error(error)
         supervisor = self.supervisor
-        done, total = 0, len(records)
+        done, total = 0, len(outgoing)
         while done < total and not self._stopping:
             limit = supervisor.batch_max_records
             if limit > 1 and total - done > 1:
-                chunk = records[done:done + limit]
-                payload, count = encode_sink_batch(chunk), len(chunk)
+                chunk = outgoing[done:done + limit]
+                payload = encode_sink_batch([message.value for message in chunk])
             else:
-                payload, count = encode_sink(records[done]), 1
-            handled = self._send(payload, count)
+                chunk = outgoing[done:done + 1]
+                payload = encode_sink(chunk[0].value)
+            handled = self._send(payload, chunk)
             if handled is None:
                 return
             done += handled
 
-    def _send(self, payload: bytes, count: int) -> int | None:
-        """One message of ``count`` records; how many of them are done with (0: send again), None when closed.
+    def _send(self, payload: bytes, chunk: list[Message]) -> int | None:
+        """One message holding ``chunk``; how many of its messages are done with (0: send again), None when closed.
 
         A batch ack may say the plugin stopped after its first ``done``
-        records: those count, the rest are sent again (to the next process).
+        messages: those count, the rest are sent again (to the next process).
+        A batch ack saying ``failed`` messages failed does not say which: the
+        rows of the last ones handled are counted as not delivered (exact when
+        every message holds the same number of rows, as without windows).
         """
         supervisor = self.supervisor
         generation = supervisor.generation
         sent_at = time.monotonic()
         abandon = lambda: supervisor.generation != generation  # noqa: E731
+        count = len(chunk)
         try:
             partial = self._send_and_wait(payload, abandon, sent_at)
         except SinkTimeout as exc:
@@ -125,12 +145,13 @@ class PortableSink:
             self.metrics.error(exc.error)
             self.error_generation = generation
             handled = count if exc.done is None else min(exc.done, count)
-            self.metrics.gave(handled - (handled if exc.failed is None else min(exc.failed, handled)), now_ms())
+            failed = handled if exc.failed is None else min(exc.failed, handled)
+            self.metrics.gave(_rows(chunk[:handled - failed]), now_ms())
         except DataChannelClosed:
             return None
         else:
             handled = count if partial is None else min(partial, count)
-            self.metrics.gave(handled, now_ms())
+            self.metrics.gave(_rows(chunk[:handled]), now_ms())
         self._stalled_since = None
         self.health.working()
         if handled < count:
@@ -152,7 +173,7 @@ class PortableSink:
         except AckTimeout as exc:
             error = str(exc)
         while True:
-            self._note_retry(error, "waiting for the ack of the record sent")
+            self._note_retry(error, "waiting for the ack of the message sent")
             self._note_stall(error, sent_at)
             try:
                 return self.channel.wait_ack(abandon)
@@ -185,10 +206,14 @@ class PortableSink:
         while not self._stopping and supervisor.generation == generation and time.monotonic() < deadline:
             time.sleep(_NEXT_PROCESS_POLL_S)
 
-    def _note_retry(self, error: str, reason: str = "sending the same record again") -> None:
+    def _note_retry(self, error: str, reason: str = "sending the same message again") -> None:
         if not self._retrying:
             self._retrying = True
             self.log.warning("sink.retrying", error=error, reason=reason)
+
+
+def _rows(chunk: list[Message]) -> int:
+    return sum(message.rows for message in chunk)
 
 
 class _BuiltinSink:
@@ -205,28 +230,36 @@ class _BuiltinSink:
 
 
 class LogSink(_BuiltinSink):
-    """Built-in ``log``: each result becomes a ``sink.log`` event on the loader's log."""
+    """Built-in ``log``: each message a portable sink would get becomes a ``sink.log`` event.
 
-    def __init__(self, rule_id: str, index: int) -> None:
+    The action's common properties apply as to a portable sink, so the log
+    shows exactly what a sink would be sent: by default one event per result
+    with ``message`` the array of its rows; with ``sendSingle`` one per row.
+    """
+
+    def __init__(self, rule_id: str, index: int, props: dict[str, Any] | None = None) -> None:
         super().__init__("log", index)
         self.log = get_logger(rule=rule_id, symbol="log")
+        self.options: SinkOptions = sink_options(props or {})
 
     def deliver(self, record: Any) -> None:
-        now = now_ms()
-        self.metrics.took(1, now)
-        self.log.info("sink.log", record=finite(record))  # NaN/Infinity as null: the log stays strict JSON
-        self.metrics.gave(1, now)
+        self.deliver_many([[record]])
 
     def deliver_many(self, emissions: list[list[Any]]) -> None:
-        for emission in emissions:
-            for record in emission:
-                self.deliver(record)
+        now = now_ms()
+        self.metrics.took(sum(len(emission) for emission in emissions), now)
+        outgoing, errors = messages(emissions, self.options)
+        for error in errors:
+            self.metrics.error(error)
+        for message in outgoing:
+            self.log.info("sink.log", message=finite(message.value))  # NaN/Infinity as null: strict JSON
+        self.metrics.gave(_rows(outgoing), now)
 
 
 class NopSink(_BuiltinSink):
-    """Built-in ``nop``: counts results and drops them (for tests and benchmarks)."""
+    """Built-in ``nop``: counts the rows of results and drops them (for tests and benchmarks)."""
 
-    def __init__(self, rule_id: str, index: int) -> None:
+    def __init__(self, rule_id: str, index: int, props: dict[str, Any] | None = None) -> None:
         super().__init__("nop", index)
 
     def deliver_many(self, emissions: list[list[Any]]) -> None:

@@ -17,9 +17,11 @@ With ``requireAck`` a record counts as delivered only when its ack arrived,
 which is what makes a hot swap lose nothing: unacknowledged records are sent
 again.
 
-A message may be a batch of records (batching extension, only towards a
-plugin that declared it understands batches); the channel does not care: one
-message, one ack, one ``send_raw``.
+A message is one message as eKuiper sends it (an array of rows, or an object
+with ``sendSingle``: loader/runtime/sink_options.py makes them), or a batch of
+such messages (batching extension, only towards a plugin that declared it
+understands batches); the channel does not care: one message, one ack, one
+``send_raw``.
 
 Sends and ack waits run in short slices under the channel's use lock, so
 ``close`` from another thread ends them without closing a socket under them

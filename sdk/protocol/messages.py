@@ -6,8 +6,9 @@ both sides write and read the same shapes (docs/protocol.md):
 
 - source, plugin -> host: ``{"message": {...}, "meta": {...}|null}`` or ``{"error": "text"}``;
   batching extension: ``{"batch": [[message, meta], ...]}``
-- sink data, host -> plugin: the JSON of what the rule emits (object or array);
-  batching extension: ``#batch <n>`` then ``n`` lines, one record's JSON each
+- sink data, host -> plugin: one message as eKuiper sends it, the JSON array of
+  one result's rows (an object with ``sendSingle``, see docs/rules.md);
+  batching extension: ``#batch <n>`` then ``n`` lines, one message's JSON each
 - sink ack, plugin -> host: ``{}`` or ``{"error": "text"}``; a batch's may add
   ``"failed": <count>`` and, from a sink stopped mid-batch, ``"done": <count>``
 - function call, host -> plugin: ``{"func": "Validate"|"Exec"|"IsAggregate", "arg": ...}``;
@@ -57,18 +58,19 @@ def encode_source_batch(entries: list[bytes]) -> bytes:
 
 
 def encode_sink(data: Any) -> bytes:
-    """The JSON of what a rule emits: an object, or an array of objects when batched."""
+    """One sink message: by default the array of one result's rows, with ``sendSingle`` one row (an object)."""
     return dumps_strict(data).encode()
 
 
-def encode_sink_batch(records: list) -> bytes:
-    """Several results in one sink message (batching extension): a ``#batch <n>`` line, then one line per record.
+def encode_sink_batch(messages: list) -> bytes:
+    """Several sink messages in one (batching extension): a ``#batch <n>`` line, then one line per message.
 
-    Each line is exactly the bytes a plain message of that record would be, so
-    the plugin hands them to ``collect`` without decoding them.  Compact JSON
-    never contains a raw newline (strings escape it), so lines cannot be confused.
+    Each line is exactly the bytes that message would be sent as alone (an
+    array of rows, or an object), so the plugin hands them to ``collect``
+    without decoding them.  Compact JSON never contains a raw newline (strings
+    escape it), so lines cannot be confused.
     """
-    parts = [dumps_strict(record) for record in records]
+    parts = [dumps_strict(message) for message in messages]
     return SINK_BATCH_PREFIX + (f"{len(parts)}\n" + "\n".join(parts)).encode()
 
 

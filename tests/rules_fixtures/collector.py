@@ -1,7 +1,9 @@
 """Test plugin: sink ``collect`` appends every message to the file named by
-its ``path`` config (flushed before the ack, after ``delay_ms``), function ``revert`` reverses a
-string, function ``fail`` always raises."""
+its ``path`` config (flushed before the ack, after ``delay_ms``), as it came (an array of
+rows, or a row with ``sendSingle``); with ``config_out`` it also writes the configuration it
+got there; function ``revert`` reverses a string, function ``fail`` always raises."""
 
+import json
 import time
 from typing import Any
 
@@ -12,6 +14,9 @@ class Collect(Sink):
     def configure(self, conf: dict) -> None:
         self.path = conf["path"]
         self.delay_s = float(conf.get("delay_ms", 0)) / 1000
+        if conf.get("config_out"):
+            with open(conf["config_out"], "w") as f:
+                json.dump(conf, f)
 
     def open(self, ctx: Context) -> None:
         self.file = open(self.path, "a", buffering=1)

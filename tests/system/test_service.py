@@ -93,9 +93,8 @@ def test_active_running_with_a_status_line(unit: Unit) -> None:
 
 def test_dropped_plugin_runs_and_a_rule_over_it_delivers(unit: Unit, demo: None) -> None:
     delivered = unit.wait_event("a result of rule demo from the log sink", is_event("sink.log", rule="demo"))
-    record = delivered["record"]
-    record = json.loads(record) if isinstance(record, str) else record
-    rows = record if isinstance(record, list) else [record]
+    message = delivered["message"]  # what a sink gets: the array of one result's rows
+    rows = message if isinstance(message, list) else [message]
     assert all(row["n"] % 2 == 0 and row["reverted"] == "retnuoc" for row in rows), delivered
     # The demo's own print sink received it too (it prints what it gets).
     unit.wait_event("the demo print sink's output", lambda e: e.get("plugin") == "demo" and "retnuoc" in json.dumps(e))

@@ -8,7 +8,7 @@ so each function body only handles real values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 #: any null argument makes the result null, the body is not called
@@ -31,14 +31,14 @@ class Builtin:
     nulls: str = NULL_IF_ANY
     #: checks the literal arguments at admission; returns what is wrong, or None
     check_literals: Callable[[list[Any]], str | None] | None = None
+    #: ``body`` behind the null rule: what evaluation calls (set from the fields above)
+    call: Callable[[list], Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "call", _null_rule(self.body, self.nulls))
 
     def __call__(self, args: list) -> Any:
-        if self.nulls == NULL_IF_ANY:
-            if None in args:
-                return None
-        elif self.nulls == NULL_IF_FIRST and args and args[0] is None:
-            return None
-        return self.body(args)
+        return self.call(args)
 
     def admission_error(self, literals: list[Any]) -> str | None:
         """What is wrong with a call with these (literal or NOT_LITERAL) arguments, or None."""
@@ -48,6 +48,15 @@ class Builtin:
         if self.check_literals is not None:
             return self.check_literals(literals)
         return None
+
+
+def _null_rule(body: Callable[[list], Any], nulls: str) -> Callable[[list], Any]:
+    """``body`` behind its null rule, as one closure: what a rule calls per record."""
+    if nulls == NULL_IF_ANY:
+        return lambda args: None if None in args else body(args)
+    if nulls == NULL_IF_FIRST:
+        return lambda args: None if not args or args[0] is None else body(args)
+    return body
 
 
 @dataclass(frozen=True)
@@ -76,8 +85,8 @@ def _arity(low: int, high: int | None) -> str:
 
 
 def table(*builtins: Builtin | RuleScoped, aliases: dict[str, str] | None = None) -> dict[str, Any]:
-    """Name -> built-in, with ``aliases`` (alias -> name) pointing at the same built-in."""
+    """Name -> built-in, with ``aliases`` (alias -> name): the same function under the name the user writes."""
     entries: dict[str, Any] = {b.name: b for b in builtins}
     for alias, name in (aliases or {}).items():
-        entries[alias] = entries[name]
+        entries[alias] = replace(entries[name], name=alias)
     return entries

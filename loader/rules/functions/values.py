@@ -64,6 +64,8 @@ def to_int(value: Any, what: str) -> int:
 
 def to_text(value: Any) -> str:
     """Any value as text, as eKuiper's ToStringAlways: JSON-ish for numbers and booleans, "" for null."""
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     if isinstance(value, bool):

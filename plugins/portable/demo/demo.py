@@ -4,7 +4,7 @@ Runs under the portable loader and, unchanged apart from the import, under
 eKuiper.  Try it without a host:
 
     python -m sdk.debug plugins/portable/demo/demo.py source counter --conf '{"interval": 100}' --count 5
-    echo '{"a": 1}' | python -m sdk.debug plugins/portable/demo/demo.py sink print
+    echo '[{"a": 1}]' | python -m sdk.debug plugins/portable/demo/demo.py sink print
     python -m sdk.debug plugins/portable/demo/demo.py function revert --args '["hello"]'
 """
 
@@ -45,7 +45,11 @@ class Counter(Source):
 
 
 class Print(Sink):
-    """Prints every message it receives to stdout and acknowledges it."""
+    """Prints every message it receives to stdout, as it came, and acknowledges it.
+
+    A message is a JSON array of rows (one result of the rule) or, with the
+    action's ``sendSingle: true``, one row (an object): both print as they are.
+    """
 
     def configure(self, conf: dict) -> None:
         self.prefix = str(conf.get("prefix", ""))
