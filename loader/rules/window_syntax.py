@@ -6,9 +6,6 @@ for a sliding window, ``OVER (WHEN cond)`` (only rows meeting ``cond`` trigger
 it).  sqlglot parses ``FILTER`` already; ``OVER (WHEN ...)`` is not SQL it
 knows, so ``WindowSyntaxParser`` reads it into a ``WindowTrigger`` node.
 
-The parser also keeps eKuiper's aggregate names as plain calls: sqlglot maps
-``last_value``, ``median``, ``percentile_cont``... to its own typed nodes with
-other arities (``last_value(x, true)`` is a parse error there).
 """
 
 from __future__ import annotations
@@ -18,30 +15,12 @@ from dataclasses import dataclass
 from sqlglot import exp, parser
 from sqlglot.tokens import TokenType
 
+from loader.rules.aggregates import BUILTIN_AGGREGATES
 from loader.rules.windows import UNITS_MS, WindowSpec
 
-#: eKuiper's aggregate functions (docs/en_US/sqls/functions/aggregate_functions.md), parsed as plain calls.
-AGGREGATE_NAMES = frozenset(
-    {
-        "count",
-        "sum",
-        "avg",
-        "min",
-        "max",
-        "collect",
-        "deduplicate",
-        "last_value",
-        "merge_agg",
-        "stddev",
-        "stddevs",
-        "var",
-        "vars",
-        "median",
-        "percentile",
-        "percentile_cont",
-        "percentile_disc",
-    }
-)
+#: eKuiper's aggregate functions: the dialect parses them as plain calls (sqlglot has typed nodes of other
+#: arities for some: ``last_value(x, true)`` is a parse error there).
+AGGREGATE_NAMES = frozenset(BUILTIN_AGGREGATES)
 WINDOW_FUNCTIONS = ("TUMBLINGWINDOW", "HOPPINGWINDOW", "SLIDINGWINDOW", "SESSIONWINDOW", "COUNTWINDOW")
 #: eKuiper windows the loader does not run yet.
 UNSUPPORTED_WINDOWS = ("STATEWINDOW",)
@@ -58,11 +37,7 @@ class WindowTrigger(exp.Expression):
 
 
 class WindowSyntaxParser(parser.Parser):
-    FUNCTIONS = {
-        name: builder
-        for name, builder in parser.Parser.FUNCTIONS.items()
-        if name.lower() not in AGGREGATE_NAMES and name != "VARIANCE"
-    }
+    """sqlglot's parser, reading a window call's ``FILTER (WHERE ...)`` and ``OVER (WHEN ...)``."""
 
     def _parse_window(self, this: exp.Expr | None, alias: bool = False) -> exp.Expr | None:
         while not alias:  # FILTER (WHERE ...) and OVER (WHEN ...), in either order
