@@ -37,6 +37,8 @@ class StreamDef:
     format: str = "json"
     shared: bool = False
     fields: str = ""
+    #: The field holding a record's event time (ms since the epoch), used when a rule sets isEventTime.
+    timestamp: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ def parse_stream(sql: str) -> StreamDef:
         format=options.get("FORMAT", "json"),
         shared=options.get("SHARED", "false") == "true",
         fields=fields.strip(),
+        timestamp=options.get("TIMESTAMP", ""),
     )
 
 

@@ -42,14 +42,16 @@ from loader.config import LiveConfig, LoaderConfig, live
 from loader.folders import MAX_DEFINITION_BYTES, FolderError, read_regular
 from loader.log import get_logger
 from loader.registry import SymbolRegistry
+from loader.rules.aggregates import BUILTIN_AGGREGATES, WINDOW_RANGE_FUNCTIONS
 from loader.rules.buffer import DEFAULT_CAPACITY
 from loader.rules.functions import BUILTINS
 from loader.rules.definitions import DefinitionError, RuleDef, StreamDef, rule_from_json, stream_from_json
 from loader.rules.health import Cause, NodeFacts, PluginFacts, causes, changes
 from loader.rules.parts import RuleParts
 from loader.rules.pipeline import RulePipeline, Sink
-from loader.rules.sql import SqlError, call_position, compile_query, literal_arguments, parse_select
+from loader.rules.sql import CompiledQuery, SqlError, call_position, compile_query, literal_arguments, parse_select
 from loader.rules.symbol_config import SymbolConfigError, source_config
+from loader.rules.windowed import EventTime, WindowedRule
 from loader.runtime.function import FunctionHandle, FunctionPool
 from loader.runtime.metrics import now_ms
 from loader.runtime.sink import BUILTIN_SINKS, PortableSink
@@ -408,11 +410,13 @@ class RuleManager:
         parts = RuleParts(rule.id)
         sinks = [self._sink(entry, rule.id, index, action.sink, action.props, parts)
                  for index, action in enumerate(rule.actions)]
-        resolved = await self._functions(entry, plan)
-        query = compile_query(plan, lambda name, index: _bind(resolved.get(name), rule.id, index, parts), rule.id)
+        resolved, aggregates = await self._functions(entry, plan)
+        query = compile_query(plan, lambda name, index: _bind(resolved.get(name), rule.id, index, parts), rule.id,
+                              aggregates)
+        windowed = _windowed(query, rule, stream)
         buffer_length = (rule.options or {}).get("bufferLength", DEFAULT_CAPACITY)  # schema-checked: 1..2**20
         buffer_bytes = int(self.config.limits.rule_buffer_mb * 1024 * 1024)
-        pipeline = RulePipeline(rule.id, stream.name, query, sinks, buffer_length, buffer_bytes, parts)
+        pipeline = RulePipeline(rule.id, stream.name, query, sinks, buffer_length, buffer_bytes, parts, windowed)
         await pipeline.start()
         entry.stop_actions.append(pipeline.stop)
         await self._attach_source(entry, stream, source_sup, pipeline)
@@ -436,11 +440,14 @@ class RuleManager:
         return PortableSink(supervisor, symbol, rule_id, index, dict(props), self.config.ipc_dir, parts,
                             self.config.limits.sink_stall_s)
 
-    async def _functions(self, entry: RuleEntry, plan) -> dict[str, Any]:
-        """Bind every function the rule calls: portable symbols first, then built-ins."""
+    async def _functions(self, entry: RuleEntry, plan) -> tuple[dict[str, Any], frozenset[str]]:
+        """Bind every function the rule calls: portable symbols first, then built-ins; and name the
+        portable ones that are aggregates.  Built-in aggregates and window_start/window_end are eKuiper's
+        own and are not looked up in plugins."""
         resolved: dict[str, Any] = {}
+        aggregates: set[str] = set()
         for name, args in plan.functions:
-            if name in resolved:
+            if name in resolved or name in BUILTIN_AGGREGATES or name in WINDOW_RANGE_FUNCTIONS:
                 continue
             if self.registry.owner("functions", name) is None:
                 if name in BUILTINS:
@@ -451,9 +458,10 @@ class RuleManager:
             supervisor = self._provider(entry, "functions", name)
             handle = await self.functions.acquire(supervisor, name, {})  # as in eKuiper: no configuration
             entry.stop_actions.append(functools.partial(self.functions.release, handle))
-            await _check_function(handle, name, literal_arguments(args))
+            if await _check_function(handle, name, literal_arguments(args)):
+                aggregates.add(name)
             resolved[name] = handle
-        return resolved
+        return resolved, frozenset(aggregates)
 
     async def _attach_source(self, entry: RuleEntry, stream: StreamDef, supervisor: PluginSupervisor,
                              pipeline: RulePipeline) -> None:
@@ -520,16 +528,29 @@ class RuleManager:
             return True
 
 
-async def _check_function(handle: FunctionHandle, name: str, args: list) -> None:
-    """Validate the call's arguments with the plugin and refuse aggregates (no windows yet)."""
+async def _check_function(handle: FunctionHandle, name: str, args: list) -> bool:
+    """Validate the call's arguments with the plugin; True when the function is an aggregate."""
     try:
         await handle.validate(args)
-        aggregate = await handle.is_aggregate()
+        return await handle.is_aggregate()
     except DataChannelError as exc:
         raise DefinitionError(f"function {name!r}: {exc}") from None
-    if aggregate:
-        raise DefinitionError(f"function {name!r} is an aggregate function; aggregates need a window, "
-                              "which rules do not support yet")
+
+
+def _windowed(query: CompiledQuery, rule: RuleDef, stream: StreamDef) -> WindowedRule | None:
+    """The window state of a rule with a window: processing time, or event time when the rule sets
+    ``isEventTime`` (then the stream must name its ``TIMESTAMP`` field)."""
+    options = rule.options or {}
+    event_time = bool(options.get("isEventTime"))
+    if query.window is None:
+        return None
+    if not event_time:
+        return WindowedRule(query)
+    if not stream.timestamp:
+        raise DefinitionError(f"rule {rule.id!r} sets isEventTime but stream {stream.name!r} declares no event time "
+                              'field: add TIMESTAMP="<field>" to its WITH options, or drop isEventTime')
+    tolerance = int(options.get("lateTolerance") or 0)  # schema-checked: an integer >= 0, in ms
+    return WindowedRule(query, EventTime(stream.timestamp, tolerance))
 
 
 def _bind(target: Any, rule_id: str, index: int, parts: RuleParts | None = None) -> Callable[[list], Any] | None:

@@ -18,6 +18,11 @@ per call site instead of one round trip per row.  Otherwise rows are
 evaluated one by one, as before.  Nothing waits for a batch to fill: a batch
 is whatever arrived while the previous one was processed, so latency at low
 rates is that of a single record.
+
+A rule with a window (loader/rules/windowed.py) emits when a window closes:
+one emission per window, holding all its result rows.  Windows close on time
+as well as on records, so the worker waits for records at most until the
+next window deadline.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any, Protocol, TypeAlias
 from loader.rules.buffer import DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, RecordBuffer
 from loader.rules.parts import RuleParts
 from loader.rules.sql import CompiledQuery
+from loader.rules.windowed import WindowedRule
 from loader.runtime.metrics import NodeMetrics, now_ms
 from loader.tasks import Backoff, report_failure
 
@@ -54,15 +60,19 @@ class Sink(Protocol):
 class RulePipeline:
     def __init__(self, rule_id: str, stream: str, query: CompiledQuery, sinks: list[Sink],
                  buffer_length: int = DEFAULT_CAPACITY, buffer_bytes: int = DEFAULT_MAX_BYTES,
-                 parts: RuleParts | None = None) -> None:
+                 parts: RuleParts | None = None, windowed: WindowedRule | None = None) -> None:
         self.rule_id = rule_id
         self.query = query
+        #: The window state of a rule with a window; its partial windows live only in memory.
+        self.windowed = windowed
         self.sinks = sinks
         self.buffer = RecordBuffer(buffer_length, buffer_bytes)
         #: Filled in by the rule's function call sites and sinks (loader/rules/parts.py).
         self.parts = parts or RuleParts(rule_id)
         self.source_metrics = NodeMetrics(f"source_{stream}_0")
         self.op_metrics = NodeMetrics("op_project_0")
+        if windowed is not None:
+            windowed.fail = self._window_failed
         self.started_at = int(time.time() * 1000)
         self._thread: threading.Thread | None = None
 
@@ -97,19 +107,37 @@ class RulePipeline:
         dropped, counted and logged (task.failed); the rule keeps running."""
         take, process = self.buffer.take, self.on_records
         backoff = Backoff(max_s=WORKER_BACKOFF_MAX_S)
+        windowed = self.windowed
+        if windowed is not None:
+            windowed.start(now_ms())
         while True:
-            records = take(TAKE_POLL_S)
+            records = take(self._wait_s())
             if records is None:
                 return
-            if not records:
+            if not records and windowed is None:
                 continue
             try:
-                process(records)
+                if records:
+                    process(records)
+                else:
+                    self.on_tick()
             except Exception as exc:
                 self.op_metrics.error(f"{type(exc).__name__}: {exc}")
                 time.sleep(report_failure("rule_worker", exc, backoff, rule=self.rule_id, dropped=len(records)))
             else:
                 backoff.succeeded()
+
+    def _wait_s(self) -> float:
+        """How long to wait for records: until the next window closes, at most ``TAKE_POLL_S``."""
+        deadline = self.windowed.deadline() if self.windowed is not None else None
+        if deadline is None:
+            return TAKE_POLL_S
+        return min(TAKE_POLL_S, max(0.0, (deadline - now_ms()) / 1000))
+
+    def on_tick(self) -> None:
+        """Close the windows whose time has come, with no new record."""
+        if self.windowed is not None:
+            self._deliver(self.windowed.on_time(now_ms()), now_ms())
 
     def on_record(self, record: Any) -> None:
         self.on_records([record])
@@ -128,6 +156,9 @@ class RulePipeline:
         op = self.op_metrics
         if rows:
             op.took(len(rows), now)
+        if self.windowed is not None:
+            self._deliver(self.windowed.on_rows(rows, now), now)
+            return
         results: list[Any] = []
         query = self.query
         if query.batching:
@@ -148,12 +179,17 @@ class RulePipeline:
                     continue
                 if result is not None:
                     append(result)
-        if not results:
+        self._deliver([[row] for row in results], now)
+
+    def _deliver(self, emissions: list[Emission], now: int) -> None:
+        if not emissions:
             return
-        op.gave(len(results), now)
-        emissions = [[row] for row in results]
+        self.op_metrics.gave(sum(len(e) for e in emissions), now)
         for sink in self.sinks:
             sink.deliver_many(emissions)
+
+    def _window_failed(self, exc: Exception) -> None:
+        self.op_metrics.error(f"{type(exc).__name__}: {exc}")
 
     def on_source_error(self, error: str) -> None:
         self.source_metrics.error(error)
@@ -163,4 +199,6 @@ class RulePipeline:
         for node in (self.source_metrics, self.op_metrics, *(s.metrics for s in self.sinks)):
             values.update(node.as_dict())
         values["lastStartTimestamp"] = self.started_at
+        if self.windowed is not None and self.windowed.watermark is not None:
+            values["op_window_0_late_records_total"] = self.windowed.late
         return values

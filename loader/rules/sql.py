@@ -36,7 +36,25 @@ from sqlglot import exp, parser, tokens
 from sqlglot.dialects.dialect import Dialect
 
 from loader.rules import operators
+from loader.rules.aggregates import (
+    ARITY,
+    BUILTIN_AGGREGATES,
+    SECOND_ARGUMENT,
+    STAR_AGGREGATES,
+    WINDOW_RANGE_FUNCTIONS,
+    GroupedQuery,
+    aggregate_call,
+    window_range_call,
+)
 from loader.rules.functions import NOT_LITERAL, Builtin
+from loader.rules.window_syntax import (
+    AGGREGATE_NAMES,
+    WindowClause,
+    WindowSyntaxError,
+    WindowSyntaxParser,
+    check_no_window_call,
+    read_group_by,
+)
 
 Row = dict
 Evaluator = Callable[[Row], Any]
@@ -46,7 +64,8 @@ FunctionResolver = Callable[[str, int], Callable[[list], Any] | None]
 
 SUPPORTED = "SELECT columns, * (with extra fields), nested a.b and a->b, a[i] and a[i:j], aliases, literals, " \
             "arithmetic and & | ^, comparisons, AND/OR/NOT, CASE, IS NULL, IN, BETWEEN, LIKE, meta(key) and function " \
-            "calls, FROM one stream, WHERE; see docs/rules.md"
+            "calls, FROM one stream, WHERE, GROUP BY a window and fields, HAVING, ORDER BY, aggregate functions; " \
+            "see docs/rules.md"
 
 
 class SqlError(Exception):
@@ -71,6 +90,12 @@ class SelectPlan:
     projections: list[Projection]
     where: exp.Expression | None
     functions: list[tuple[str, list[exp.Expression]]] = field(default_factory=list)
+    #: GROUP BY's window (with its FILTER and OVER (WHEN) conditions) and its other expressions.
+    window: WindowClause | None = None
+    group_keys: list[exp.Expression] = field(default_factory=list)
+    having: exp.Expression | None = None
+    #: ORDER BY: (expression, descending).
+    order: list[tuple[exp.Expression, bool]] = field(default_factory=list)
 
 
 class _Deferred(Exception):
@@ -129,6 +154,11 @@ class CompiledQuery:
     #: functions of the call sites that can take batches (they have ``many``).
     batch_functions: list[Any] = field(default_factory=list)
     scope: _Scope = field(default_factory=_Scope, repr=False)
+    #: For a rule with a window: how a window's rows become its emission (loader/rules/windowed.py runs it).
+    grouped: GroupedQuery | None = None
+    window: WindowClause | None = None
+    filter: Evaluator | None = None
+    trigger: Evaluator | None = None
 
     def apply(self, row: Row) -> Row | None:
         """The output record for ``row``, or None when WHERE filters it out."""
@@ -177,7 +207,7 @@ class CompiledQuery:
 
 
 _CLAUSES = {
-    "joins": "JOIN", "group": "GROUP BY", "having": "HAVING", "order": "ORDER BY", "limit": "LIMIT",
+    "joins": "JOIN", "limit": "LIMIT",
     "offset": "OFFSET", "distinct": "DISTINCT", "windows": "WINDOW", "with_": "WITH", "qualify": "QUALIFY",
     "laterals": "LATERAL", "pivots": "PIVOT", "into": "INTO", "kind": "SELECT modifiers",
 }
@@ -225,21 +255,23 @@ class EkuiperDialect(Dialect):
         QUOTES = ["'", '"']
         IDENTIFIERS = ["`"]
 
-    class Parser(parser.Parser):
+    class Parser(WindowSyntaxParser):
         """Function calls as the user wrote them: ``name(args...)`` in order, never another SQL's special form.
 
         sqlglot knows hundreds of functions of other dialects and rewrites
         them (``cast(x, "bigint")`` expected ``CAST(x AS type)``, ``log(b, x)``
         swapped, ``name->first`` inside a call read as a lambda).  eKuiper
         has none of that syntax, so only aggregate functions keep their
-        typed nodes; every other call is a plain call resolved by name.
+        typed nodes; every other call is a plain call resolved by name.  eKuiper's own aggregates
+        (``count``, ``last_value(x, true)``...) are plain calls too, and windows' ``OVER (WHEN ...)``
+        is read by ``WindowSyntaxParser`` (loader/rules/window_syntax.py).
         """
 
         LAMBDAS = {}
         FUNCTION_PARSERS = {}
         NO_PAREN_FUNCTIONS = {}
         FUNCTIONS = {name: build for name, build in parser.Parser.FUNCTIONS.items()
-                     if name == "COUNT" or _builds_aggregate(build)}
+                     if _builds_aggregate(build) and name.lower() not in AGGREGATE_NAMES}
 
 
 def parse_select(sql: str) -> SelectPlan:
@@ -276,9 +308,63 @@ def parse_select(sql: str) -> SelectPlan:
     if condition is not None:
         _check_expression(condition.this, sql)
         plan.where = condition.this
+    _read_grouping(tree, plan, sql)
     plan.functions = [(name, args) for node in _all_nodes(plan) for name, args in [_function_call(node)]
                       if name and name not in SPECIAL_FORMS]
     return plan
+
+
+def _read_grouping(tree: exp.Select, plan: SelectPlan, sql: str) -> None:
+    """GROUP BY (a window and fields), HAVING and ORDER BY; eKuiper runs the last two only over a window."""
+    group = tree.args.get("group")
+    if group is not None:
+        try:
+            plan.window, plan.group_keys = read_group_by(group, lambda node: position(node, sql))
+        except WindowSyntaxError as exc:
+            raise SqlError(str(exc)) from None
+        for node in [*plan.group_keys, *_window_conditions(plan)]:
+            _check_expression(node, sql)
+    having = tree.args.get("having")
+    if having is not None:
+        _check_expression(having.this, sql)
+        plan.having = _with_aliases(having.this, plan)
+    order = tree.args.get("order")
+    if order is not None:
+        for item in order.expressions:
+            node = item.this if isinstance(item, exp.Ordered) else item
+            _check_expression(node, sql)
+            plan.order.append((_with_aliases(node, plan), bool(item.args.get("desc"))))
+    clauses: list[tuple[str, exp.Expression | None]] = [("SELECT", p.node) for p in plan.projections]
+    clauses += [("WHERE", plan.where), ("HAVING", plan.having), *(("GROUP BY", k) for k in plan.group_keys)]
+    clauses += [("ORDER BY", n) for n, _ in plan.order]
+    try:
+        for name, expression in clauses:
+            if expression is not None:
+                check_no_window_call(expression, name, lambda sub: position(sub, sql))
+    except WindowSyntaxError as exc:
+        raise SqlError(str(exc)) from None
+    if plan.window is None:
+        for construct, clause in (("GROUP BY fields", group), ("HAVING", having), ("ORDER BY", order)):
+            if clause is not None:
+                raise SqlError(f"{position(clause, sql)}: {construct} without a window: eKuiper groups, filters "
+                               "and sorts the rows of a window; add one, e.g. GROUP BY TUMBLINGWINDOW(ss, 10)")
+
+
+def _window_conditions(plan: SelectPlan) -> list[exp.Expression]:
+    window = plan.window
+    return [] if window is None else [c for c in (window.filter, window.trigger) if c is not None]
+
+
+def _with_aliases(node: exp.Expression, plan: SelectPlan) -> exp.Expression:
+    """``node`` with SELECT aliases replaced by their expressions (HAVING and ORDER BY may name them)."""
+    aliases = {p.name: p.node for p in plan.projections}
+
+    def swap(sub: exp.Expression) -> exp.Expression:
+        if isinstance(sub, exp.Column) and not sub.table and sub.name in aliases:
+            return aliases[sub.name].copy()
+        return sub
+
+    return node.copy().transform(swap)
 
 
 def call_position(plan: SelectPlan, name: str) -> str:
@@ -346,7 +432,8 @@ def _check_expression(node: exp.Expr, sql: str) -> None:
         if isinstance(sub, (exp.Select, exp.Subquery)):
             raise unsupported(sub, sql, "a subquery")
         if isinstance(sub, exp.AggFunc) and not isinstance(sub, exp.Anonymous):
-            raise unsupported(sub, sql, f"aggregate function {sub.sql_name()} (windows are not supported yet)")
+            raise unsupported(sub, sql, f"function {sub.sql_name()} (an aggregate or analytic function the loader "
+                                        "does not provide)")
         if isinstance(sub, exp.JSONExtract) and not isinstance(sub.expression, (exp.Column, exp.Dot)):
             raise unsupported(sub, sql, "-> followed by anything but a field name")
         if isinstance(sub, exp.Star) and not isinstance(sub.parent, exp.Func):
@@ -387,8 +474,10 @@ def _meta_path(node: exp.Expression) -> list[str] | None:
 def _all_nodes(plan: SelectPlan):
     for projection in plan.projections:
         yield from projection.node.walk()
-    if plan.where is not None:
-        yield from plan.where.walk()
+    others = [plan.where, *plan.group_keys, *_window_conditions(plan), plan.having, *(n for n, _ in plan.order)]
+    for node in others:
+        if node is not None:
+            yield from node.walk()
 
 
 #: Func subclasses that are operators or conditionals, never calls to resolve: sqlglot 30 made the AND/OR/XOR
@@ -426,7 +515,8 @@ META_ATTRIBUTE = "meta"
 
 
 class _Compiler:
-    def __init__(self, plan: SelectPlan, resolve: FunctionResolver, rule_id: str = "") -> None:
+    def __init__(self, plan: SelectPlan, resolve: FunctionResolver, rule_id: str = "",
+                 aggregates: frozenset[str] = frozenset()) -> None:
         self.plan = plan
         self.resolve = resolve
         self.rule_id = rule_id
@@ -436,6 +526,11 @@ class _Compiler:
         #: SELECT aliases, usable in WHERE and the other fields as eKuiper allows (not inside their own definition)
         self.aliases = {p.name: p.node for p in plan.projections if p.aliased}
         self.expanding: set[str] = set()
+        #: Portable functions whose IsAggregate is true (built-in aggregates are always known).
+        self.aggregates = aggregates
+        #: Where aggregates are refused while compiling (a clause name), None where they are allowed.
+        self.refuse_aggregates: str | None = None
+        self.found_aggregate = False
 
     def compile(self, node: exp.Expression) -> Evaluator:
         if isinstance(node, exp.Paren):
@@ -576,6 +671,10 @@ class _Compiler:
         return lambda row: _nested(getattr(row, META_ATTRIBUTE, None), path)
 
     def _call(self, node: exp.Expression, name: str, args: list[exp.Expression]) -> Evaluator:
+        if name in WINDOW_RANGE_FUNCTIONS and not args:
+            return window_range_call(name)
+        if name in BUILTIN_AGGREGATES or name in self.aggregates:
+            return self._aggregate(node, name, args)
         index = self.function_index
         self.function_index += 1
         function = self.resolve(name, index)
@@ -614,6 +713,46 @@ class _Compiler:
         return evaluate
 
 
+    def _aggregate(self, node: exp.Expression, name: str, args: list[exp.Expression]) -> Evaluator:
+        """An aggregate call: each argument becomes the column of its values over the group's rows."""
+        if self.refuse_aggregates is not None:
+            raise SqlError(f"{position(node, self.plan.sql)}: aggregate function {name} is not allowed in "
+                           f"{self.refuse_aggregates}; aggregates go in SELECT and HAVING")
+        self.found_aggregate = True
+        function: Callable[[list], Any] | None = BUILTIN_AGGREGATES.get(name)
+        if name in self.aggregates:
+            index = self.function_index
+            self.function_index += 1
+            function = self.resolve(name, index)
+        if function is None:
+            raise SqlError(f"{position(node, self.plan.sql)}: aggregate function {name!r} is not available")
+        self.refuse_aggregates = "an aggregate function's arguments"
+        try:
+            arguments = [None if isinstance(a, exp.Star) else self.compile(a) for a in args]
+        finally:
+            self.refuse_aggregates = None
+        if name in BUILTIN_AGGREGATES and name not in self.aggregates:
+            self._check_builtin_aggregate(node, name, args)
+        return aggregate_call(name, function, arguments)
+
+    def _check_builtin_aggregate(self, node: exp.Expression, name: str, args: list[exp.Expression]) -> None:
+        """Argument count, ``*`` and literal arguments of a built-in aggregate, when the rule is created."""
+        where = position(node, self.plan.sql)
+        if len(args) != ARITY[name]:
+            raise SqlError(f"{where}: {name} takes {ARITY[name]} argument{'s' if ARITY[name] > 1 else ''}, "
+                           f"got {len(args)}")
+        if isinstance(args[0], exp.Star) and name not in STAR_AGGREGATES:
+            raise SqlError(f"{where}: {name}(*) is not allowed; name a column")
+        if name in SECOND_ARGUMENT:
+            value = _literal_values(args[1:])[0]
+            wants_bool = name in ("deduplicate", "last_value")
+            good = isinstance(value, bool) if wants_bool else (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1)
+            if not good:
+                raise SqlError(f"{where}: the second argument of {name} must be {SECOND_ARGUMENT[name]}, "
+                               f"got {args[1].sql()}")
+
+
 def _literal_values(args: list[exp.Expression]) -> list[Any]:
     """A call's arguments for an admission check: literal values, ``NOT_LITERAL`` for the others."""
     values: list[Any] = []
@@ -629,13 +768,33 @@ def _literal_values(args: list[exp.Expression]) -> list[Any]:
     return values
 
 
-def compile_query(plan: SelectPlan, resolve: FunctionResolver, rule_id: str = "") -> CompiledQuery:
-    """Closures for ``plan``; ``rule_id`` is what ``rule_id()`` returns in this rule."""
-    compiler = _Compiler(plan, resolve, rule_id)
+def compile_query(plan: SelectPlan, resolve: FunctionResolver, rule_id: str = "",
+                  aggregates: frozenset[str] = frozenset()) -> CompiledQuery:
+    """Closures for ``plan``; ``rule_id`` is what ``rule_id()`` returns in this rule; ``aggregates`` names
+    the portable functions whose IsAggregate is true."""
+    compiler = _Compiler(plan, resolve, rule_id, aggregates)
     columns = [(p.name, compiler._alias(p.name, p.node)) for p in plan.projections]
+    selects_aggregate = compiler.found_aggregate
+    compiler.refuse_aggregates = "WHERE"
     where = compiler.compile(plan.where) if plan.where is not None else None
-    return CompiledQuery(stream=plan.stream, star=plan.star, columns=columns, where=where,
-                         batch_functions=compiler.batch_functions, scope=compiler.scope)
+    query = CompiledQuery(stream=plan.stream, star=plan.star, columns=columns, where=where,
+                          batch_functions=compiler.batch_functions, scope=compiler.scope)
+    window = plan.window
+    if window is None:
+        return query
+    compiler.refuse_aggregates = "GROUP BY"
+    keys = [compiler.compile(k) for k in plan.group_keys]
+    compiler.refuse_aggregates = "FILTER (WHERE ...)"
+    query.filter = compiler.compile(window.filter) if window.filter is not None else None
+    compiler.refuse_aggregates = "OVER (WHEN ...)"
+    query.trigger = compiler.compile(window.trigger) if window.trigger is not None else None
+    compiler.refuse_aggregates = None
+    having = compiler.compile(plan.having) if plan.having is not None else None
+    order = [(compiler.compile(node), descending) for node, descending in plan.order]
+    query.window = window
+    query.grouped = GroupedQuery(star=plan.star, columns=columns, keys=keys, having=having, order=order,
+                                 aggregate=selects_aggregate)
+    return query
 
 
 def literal_arguments(args: list[exp.Expression]) -> list[Any]:

@@ -1,0 +1,147 @@
+"""Windowed rules end to end: real loader, real source, function and sink plugin processes.
+
+The collector sink writes each message it gets; a message is a row, or (once
+sinks send eKuiper's arrays) a whole emission.  The checks hold either way:
+the rows, in order, and the emission boundaries whenever messages are arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_rules_e2e import (
+    install,
+    install_collector,
+    install_seqsrc,
+    loader_for,
+    rule,
+    seq_config,
+    stream,
+    write_json,
+)
+
+
+@pytest.fixture
+def env(tmp_path: Path, ipc_dir: Path) -> dict[str, Path]:
+    dirs = {
+        "plugins": tmp_path / "plugins",
+        "data": tmp_path / "data",
+        "etc": tmp_path / "etc",
+        "ipc": ipc_dir,
+        "out": tmp_path / "out",
+    }
+    for key in ("plugins", "etc", "out"):
+        dirs[key].mkdir()
+    return dirs
+
+
+def messages(path: Path) -> list:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def rows_of(path: Path) -> list[dict]:
+    return [row for m in messages(path) for row in (m if isinstance(m, list) else [m])]
+
+
+def wait_rows(path: Path, count: int, timeout: float = 20.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = rows_of(path)
+        if len(rows) >= count:
+            return rows
+        time.sleep(0.05)
+    raise AssertionError(f"{path}: {len(rows_of(path))} rows, expected {count}")
+
+
+def assert_emissions(path: Path, expected: list[list[dict]]) -> None:
+    """The rows of ``expected`` in order; and its emissions exactly when the sink sends arrays."""
+    got = messages(path)
+    assert rows_of(path) == [row for emission in expected for row in emission]
+    if any(isinstance(m, list) for m in got):
+        assert got == expected
+
+
+def test_count_window_with_a_portable_aggregate(processes, env):
+    install_seqsrc(env["plugins"])
+    install_collector(env["plugins"])
+    install(env["plugins"], "aggfn", functions=["spread"])
+    seq_config(env["etc"], default={"count": 10})
+    stream(env["data"])
+    out = env["out"] / "w.jsonl"
+    rule(
+        env["data"],
+        "w",
+        "SELECT count(*) AS c, sum(n) AS s, collect(n) AS ns, spread(n) AS sp FROM demo GROUP BY COUNTWINDOW(4)",
+        out,
+    )
+    loader_for(processes, env)
+    wait_rows(out, 2)
+    time.sleep(0.3)  # rows 9 and 10 never fill a third window
+    assert_emissions(
+        out, [[{"c": 4, "s": 10, "ns": [1, 2, 3, 4], "sp": 3}], [{"c": 4, "s": 26, "ns": [5, 6, 7, 8], "sp": 3}]]
+    )
+
+
+def test_event_time_tumbling_window_groups_and_orders(processes, env):
+    install_seqsrc(env["plugins"])
+    install_collector(env["plugins"])
+    seq_config(env["etc"], default={"count": 10})
+    sql = 'CREATE STREAM demo () WITH (TYPE="seq", DATASOURCE="t1", TIMESTAMP="n")'
+    write_json(env["data"] / "streams" / "demo.json", {"sql": sql})
+    out = env["out"] / "e.jsonl"
+    rule(
+        env["data"],
+        "e",
+        "SELECT n % 2 AS odd, count(*) AS c, window_start() AS ws, window_end() AS we FROM demo "
+        "GROUP BY n % 2, TUMBLINGWINDOW(ms, 4) ORDER BY odd DESC",
+        out,
+        options={"isEventTime": True},
+    )
+    loader = loader_for(processes, env)
+    wait_rows(out, 4)
+    time.sleep(0.3)
+    # n is the event time in ms: windows [0,4) [4,8) fire once the watermark (10) passes their end; [8,12) waits.
+    assert_emissions(
+        out,
+        [
+            [{"odd": 1, "c": 2, "ws": 0, "we": 4}, {"odd": 0, "c": 1, "ws": 0, "we": 4}],
+            [{"odd": 1, "c": 2, "ws": 4, "we": 8}, {"odd": 0, "c": 2, "ws": 4, "we": 8}],
+        ],
+    )
+    assert loader.find("rule.started", rule="e")
+
+
+def test_processing_time_window_closes_without_further_records(processes, env):
+    install_seqsrc(env["plugins"])
+    install_collector(env["plugins"])
+    seq_config(env["etc"], default={"count": 5})
+    stream(env["data"])
+    out = env["out"] / "p.jsonl"
+    rule(env["data"], "p", "SELECT count(*) AS c FROM demo GROUP BY TUMBLINGWINDOW(ms, 300)", out)
+    loader_for(processes, env)
+    deadline = time.monotonic() + 20
+    while sum(r["c"] for r in rows_of(out)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sum(r["c"] for r in rows_of(out)) == 5  # the source idles after 5 records: the clock closed the window
+
+
+def test_event_time_without_a_timestamp_field_is_refused(processes, env):
+    install_seqsrc(env["plugins"])
+    install_collector(env["plugins"])
+    stream(env["data"])
+    rule(
+        env["data"],
+        "bad",
+        "SELECT count(*) FROM demo GROUP BY TUMBLINGWINDOW(ss, 1)",
+        env["out"] / "bad.jsonl",
+        options={"isEventTime": True},
+    )
+    loader = loader_for(processes, env)
+    error = loader.wait_for("rule.error", rule="bad")
+    assert 'add TIMESTAMP="<field>"' in error["error"]
