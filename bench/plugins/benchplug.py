@@ -72,20 +72,29 @@ class Reporter:
 class Flood(Source):
     def configure(self, datasource: str, conf: dict) -> None:
         self.limit = int(conf.get("count", 0))  # 0: endless
+        self.report = bool(conf.get("report", False))  # count emitted records to source-<rule>.count
+        self.count = 0
+        self.reporter = None
         self.stopping = False
         self.idle = threading.Event()
 
     def open(self, ctx: Context) -> None:
+        if self.report:
+            self.reporter = Reporter(self, f"source-{ctx.get_rule_id()}.count")
         emit = ctx.emit
         n = 0
         limit = self.limit or -1
         while not self.stopping and n != limit:
             n += 1
             emit({"n": n, "name": "bench-record", "v": 12.5}, None)
+            if self.report:
+                self.count = n
         self.idle.wait()
 
     def close(self, ctx: Context) -> None:
         self.stopping = True
+        if self.reporter is not None:
+            self.reporter.stop()
         self.idle.set()
 
 
