@@ -8,15 +8,19 @@ at teardown, even when the test fails.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from loader.log import configure_logging
 
 
 @pytest.fixture
@@ -92,3 +96,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         uses = set(getattr(item, "fixturenames", ()))
         item.add_marker(pytest.mark.e2e if uses & E2E_FIXTURES else pytest.mark.unit)
+
+
+@pytest.fixture
+def log_lines() -> Iterator[Callable[..., list[dict]]]:
+    """The loader's JSON log events, captured in this process."""
+    stream = io.StringIO()
+    configure_logging("json", "info", stream=stream)
+
+    def events(name: str | None = None) -> list[dict]:
+        found = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+        return [e for e in found if name is None or e.get("event") == name]
+
+    yield events
+    configure_logging("json", "info")

@@ -23,6 +23,7 @@ from tests.test_rules_e2e import (
     stream,
     write_json,
 )
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -145,3 +146,32 @@ def test_event_time_without_a_timestamp_field_is_refused(processes, env):
     loader = loader_for(processes, env)
     error = loader.wait_for("rule.error", rule="bad")
     assert 'add TIMESTAMP="<field>"' in error["error"]
+
+
+def _held_rows(checkpoint: Path) -> int:
+    try:
+        return len(json.loads(checkpoint.read_text())["state"]["window"]["entries"])
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+def test_a_window_keeps_its_rows_across_a_loader_restart_with_qos(processes, env):
+    """qos 1: the three rows of the first run stay in the count window (checkpointed, and again when the
+    loader stops) and complete it with the second run's rows; without the checkpoint nothing would fire."""
+    install_seqsrc(env["plugins"])
+    install_collector(env["plugins"])
+    seq_config(env["etc"], default={"count": 3})
+    stream(env["data"])
+    out = env["out"] / "q.jsonl"
+    options = {"qos": 1, "checkpointInterval": 50}
+    rule(env["data"], "q", "SELECT collect(n) AS ns FROM demo GROUP BY COUNTWINDOW(5)", out, options=options)
+    checkpoint = env["data"] / "checkpoints" / "q.json"
+    first = loader_for(processes, env)
+    wait_until(lambda: _held_rows(checkpoint) == 3, what="the three rows in the window's checkpoint")
+    assert first.terminate() == 0
+
+    second = loader_for(processes, env)
+    second.wait_for("rule.checkpoint_restored", rule="q")
+    assert second.find("rule.checkpoint_restored", rule="q")[0]["rows"] == 3
+    wait_rows(out, 1)
+    assert_emissions(out, [[{"ns": [1, 2, 3, 1, 2]}]])

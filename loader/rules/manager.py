@@ -44,6 +44,7 @@ from loader.log import get_logger
 from loader.registry import SymbolRegistry
 from loader.rules.aggregates import BUILTIN_AGGREGATES, WINDOW_RANGE_FUNCTIONS
 from loader.rules.buffer import DEFAULT_CAPACITY
+from loader.rules.checkpoint import Checkpointer, checkpoint_path, wants_checkpoints
 from loader.rules.functions import BUILTINS
 from loader.rules.definitions import DefinitionError, RuleDef, StreamDef, rule_from_json, stream_from_json
 from loader.rules.health import Cause, NodeFacts, PluginFacts, causes, changes
@@ -313,6 +314,7 @@ class RuleManager:
             if entry is not None:
                 await self._stop(entry, reason="rule file removed")
                 del self.rules[rule_id]
+                checkpoint_path(self.config.data_dir, rule_id).unlink(missing_ok=True)
                 get_logger(rule=rule_id).info("rule.deleted")
             return
         try:
@@ -416,7 +418,9 @@ class RuleManager:
         windowed = _windowed(query, rule, stream)
         buffer_length = (rule.options or {}).get("bufferLength", DEFAULT_CAPACITY)  # schema-checked: 1..2**20
         buffer_bytes = int(self.config.limits.rule_buffer_mb * 1024 * 1024)
-        pipeline = RulePipeline(rule.id, stream.name, query, sinks, buffer_length, buffer_bytes, parts, windowed)
+        checkpointer = Checkpointer.for_rule(self.config.data_dir, rule) if wants_checkpoints(rule) else None
+        pipeline = RulePipeline(rule.id, stream.name, query, sinks, buffer_length, buffer_bytes, parts, windowed,
+                                checkpointer)
         await pipeline.start()
         entry.stop_actions.append(pipeline.stop)
         await self._attach_source(entry, stream, source_sup, pipeline)

@@ -32,7 +32,9 @@ import threading
 import time
 from typing import Any, Protocol, TypeAlias
 
+from loader.log import get_logger
 from loader.rules.buffer import DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, RecordBuffer
+from loader.rules.checkpoint import Checkpointer
 from loader.rules.parts import RuleParts
 from loader.rules.sql import CompiledQuery
 from loader.rules.windowed import WindowedRule
@@ -60,11 +62,14 @@ class Sink(Protocol):
 class RulePipeline:
     def __init__(self, rule_id: str, stream: str, query: CompiledQuery, sinks: list[Sink],
                  buffer_length: int = DEFAULT_CAPACITY, buffer_bytes: int = DEFAULT_MAX_BYTES,
-                 parts: RuleParts | None = None, windowed: WindowedRule | None = None) -> None:
+                 parts: RuleParts | None = None, windowed: WindowedRule | None = None,
+                 checkpointer: Checkpointer | None = None) -> None:
         self.rule_id = rule_id
         self.query = query
-        #: The window state of a rule with a window; its partial windows live only in memory.
+        #: The window state of a rule with a window; in memory only, unless ``checkpointer`` saves it
+        #: (rule option qos >= 1: loader/rules/checkpoint.py).
         self.windowed = windowed
+        self.checkpointer = checkpointer if windowed is not None else None
         self.sinks = sinks
         self.buffer = RecordBuffer(buffer_length, buffer_bytes)
         #: Filled in by the rule's function call sites and sinks (loader/rules/parts.py).
@@ -87,6 +92,9 @@ class RulePipeline:
             for sink in reversed(started):
                 await sink.stop()
             raise
+        if self.checkpointer is not None and self.windowed is not None:
+            await asyncio.to_thread(self.checkpointer.load_into, self.windowed, self.rule_id)
+            self.checkpointer.next_due = time.monotonic() + self.checkpointer.interval_ms / 1000
         self._thread = threading.Thread(target=self._work, name=f"rule-{self.rule_id}", daemon=True)
         self._thread.start()
 
@@ -97,6 +105,17 @@ class RulePipeline:
             await sink.stop()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 5)
+            if not self._thread.is_alive():  # the worker is done with the windows: their state is final
+                await asyncio.to_thread(self._final_checkpoint)
+
+    def _final_checkpoint(self) -> None:
+        if self.checkpointer is None or self.windowed is None:
+            return
+        try:
+            self.checkpointer.save(self.windowed)
+        except OSError as exc:
+            get_logger(rule=self.rule_id).error("rule.checkpoint_failed", file=str(self.checkpointer.path),
+                                                error=str(exc), reason="the windows' rows are lost on restart")
 
     def offer(self, records: list[Any], size: int = 0) -> None:
         """Called on the source's thread with records of ``size`` bytes; blocks while this rule's buffer is full."""
@@ -126,6 +145,18 @@ class RulePipeline:
                 time.sleep(report_failure("rule_worker", exc, backoff, rule=self.rule_id, dropped=len(records)))
             else:
                 backoff.succeeded()
+            if self.checkpointer is not None and self.checkpointer.due(time.monotonic()):
+                self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """On the worker's thread, which owns the windows: a failed write is logged and retried next period."""
+        assert self.checkpointer is not None and self.windowed is not None
+        try:
+            self.checkpointer.save(self.windowed)
+        except OSError as exc:
+            self.checkpointer.next_due = time.monotonic() + self.checkpointer.interval_ms / 1000
+            get_logger(rule=self.rule_id).error("rule.checkpoint_failed", file=str(self.checkpointer.path),
+                                                error=str(exc), reason="retried after checkpointInterval")
 
     def _wait_s(self) -> float:
         """How long to wait for records: until the next window closes, at most ``TAKE_POLL_S``."""

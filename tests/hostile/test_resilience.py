@@ -9,16 +9,13 @@ with the traceback and then carries on doing its job.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import shutil
 import time
 
 import pynng
-import pytest
 
 from loader.changes import Debouncer, PeriodicRescan, WatchedFolder
-from loader.log import configure_logging
 from loader.rules.pipeline import RulePipeline
 from loader.rules.sql import compile_query, parse_select
 from loader.runtime.metrics import NodeMetrics
@@ -26,20 +23,6 @@ from loader.watcher import FolderWatcher, json_file_name_of
 from loader.wire import control as control_module
 from loader.wire.control import ControlChannel
 from tests.loader_harness import RAW_PLUGIN, make_plugin, start_loader
-
-
-@pytest.fixture
-def log_lines():
-    """The loader's JSON log events, captured in this process."""
-    stream = io.StringIO()
-    configure_logging("json", "info", stream=stream)
-
-    def events(name: str | None = None) -> list[dict]:
-        found = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
-        return [e for e in found if name is None or e.get("event") == name]
-
-    yield events
-    configure_logging("json", "info")
 
 
 def _wait(predicate, timeout: float = 10.0) -> None:
