@@ -20,7 +20,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pynng
@@ -44,16 +44,23 @@ class Scenario:
 SCENARIOS = [
     Scenario("ceilings", "1", "raw PUSH/PULL (A) and REQ/REP (B) between two processes", ceilings.measure),
     Scenario("source", "2", "sdk and eKuiper SDK source plugins into SourceChannel, vs A", source.measure),
-    Scenario("pipeline", "3", "source -> SELECT * -> sink plugin through the loader, with/without acks (and batched), vs A",
-             rules.pipeline),
+    Scenario(
+        "pipeline",
+        "3",
+        "source -> SELECT * -> sink plugin through the loader, with/without acks (and batched), vs A",
+        rules.pipeline,
+    ),
     Scenario("function", "4", "rule calling a portable function per record (and batched), vs B", rules.function),
     Scenario("lifecycle", "5,6", "folder dropped -> running; SIGKILL -> running again", lifecycle.measure),
-    Scenario("hotswap", "7", "sink plugin swapped under load with requireAck: lost, duplicates, gap",
-             hotswap.measure),
+    Scenario("hotswap", "7", "sink plugin swapped under load with requireAck: lost, duplicates, gap", hotswap.measure),
     Scenario("memory", "8", "loader RSS with 20 plugins, idle sdk plugin RSS", memory.measure),
     Scenario("idle", "9", "idle loader CPU and log lines per hour with 20 idle plugins", idle.measure),
-    Scenario("ekcompare", "10", "the eKuiper comparison's official-SDK plugins: 200,000 records, rec/s and lost",
-             ekuiper_compare.measure),
+    Scenario(
+        "ekcompare",
+        "10",
+        "the eKuiper comparison's official-SDK plugins: 200,000 records, rec/s and lost",
+        ekuiper_compare.measure,
+    ),
 ]
 
 
@@ -63,8 +70,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--only", metavar="NAME[,NAME]", help="run only these scenarios")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the run directory (loader logs, plugin folders) for a post-mortem")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the run directory (loader logs, plugin folders) for a post-mortem"
+    )
     args = parser.parse_args(argv)
     if args.only:
         known = {s.name for s in SCENARIOS}
@@ -88,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     selected = [s for s in SCENARIOS if not args.only or s.name in args.only]
     signal.signal(signal.SIGTERM, _interrupt)
-    started, clock = datetime.now(timezone.utc), time.monotonic()
+    started, clock = datetime.now(UTC), time.monotonic()
     rows: list[Row] = []
     errors: dict[str, str] = {}
     run = Run(quick=args.quick)
@@ -103,8 +111,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             except Exception as exc:
                 errors[scenario.name] = "".join(traceback.format_exception(exc))
-                rows.append(error_row(f"{scenario.name}.error", scenario.figures, f"scenario {scenario.name}",
-                                      f"{type(exc).__name__}: {exc}".splitlines()[0]))
+                rows.append(
+                    error_row(
+                        f"{scenario.name}.error",
+                        scenario.figures,
+                        f"scenario {scenario.name}",
+                        f"{type(exc).__name__}: {exc}".splitlines()[0],
+                    )
+                )
                 print(errors[scenario.name], file=sys.stderr)
                 status = 1
             finally:
@@ -119,12 +133,19 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.monotonic() - clock
     print()
     print(render(rows))
-    print(f"\n{'quick run' if args.quick else 'run'} of {seconds:.0f}s; medians of {run.rounds} interleaved rounds "
-          f"of {run.window_s:g}s for throughputs; ratios compare figures measured in the same rounds")
-    options = {"quick": args.quick, "only": args.only, "rounds": run.rounds, "window_s": run.window_s,
-               "warmup_s": run.warmup_s, "interrupted": status == 130}
-    write_json(args.out, rows, options, errors, started, seconds,
-               {"cpus": _cpus(), "pynng": pynng.__version__})
+    print(
+        f"\n{'quick run' if args.quick else 'run'} of {seconds:.0f}s; medians of {run.rounds} interleaved rounds "
+        f"of {run.window_s:g}s for throughputs; ratios compare figures measured in the same rounds"
+    )
+    options = {
+        "quick": args.quick,
+        "only": args.only,
+        "rounds": run.rounds,
+        "window_s": run.window_s,
+        "warmup_s": run.warmup_s,
+        "interrupted": status == 130,
+    }
+    write_json(args.out, rows, options, errors, started, seconds, {"cpus": _cpus(), "pynng": pynng.__version__})
     print(f"JSON: {args.out}")
     if args.keep:
         print(f"run directory kept: {run.root}")

@@ -30,7 +30,10 @@ CEILING_B = "B raw REQ/REP"
 RELAY = "raw relay"
 
 #: What the host sends on a function channel for one call (the shape of an ``Exec``).
-CALL = b'{"func":"Exec","arg":[100000,"{\\"ruleId\\":\\"r\\",\\"opId\\":\\"project\\",\\"instanceId\\":0,\\"funcId\\":0}"]}'
+CALL = (
+    b'{"func":"Exec","arg":[100000,'
+    b'"{\\"ruleId\\":\\"r\\",\\"opId\\":\\"project\\",\\"instanceId\\":0,\\"funcId\\":0}"]}'
+)
 
 
 def count_rate(step: Callable[[], object], warmup_s: float, window_s: float, batch: int = 64) -> float:
@@ -74,8 +77,11 @@ def _first_message(sock: pynng.Socket, peers: list, run: Run) -> None:
                 exited = [p for p in peers if p.poll() is not None]
                 if exited or time.monotonic() > deadline:
                     log = (run.root / "rawpeer.log").read_text(errors="replace")[-2000:]
-                    why = (f"raw peer {exited[0].args[2]} exited with status {exited[0].returncode}" if exited
-                           else f"no message from the raw peers within {PEER_START_S:g}s of their start")
+                    why = (
+                        f"raw peer {exited[0].args[2]} exited with status {exited[0].returncode}"
+                        if exited
+                        else f"no message from the raw peers within {PEER_START_S:g}s of their start"
+                    )
                     raise BenchError(f"{why}; rawpeer.log: {log or '(empty)'}") from None
     finally:
         sock.recv_timeout = steady
@@ -85,8 +91,9 @@ def _peer(run: Run, mode: str, *paths: Path):
     seconds = run.warmup_s + run.window_s + 10
     log = open(run.root / "rawpeer.log", "ab")
     try:
-        return run.processes.popen([PYTHON, RAWPEER, mode, *(f"ipc://{p}" for p in paths), seconds],
-                                   stdout=log, stderr=log)
+        return run.processes.popen(
+            [PYTHON, RAWPEER, mode, *(f"ipc://{p}" for p in paths), seconds], stdout=log, stderr=log
+        )
     finally:
         log.close()
 
@@ -160,8 +167,22 @@ def measure(run: Run) -> list[Row]:
     samples = interleave([("a", lambda: push_pull(run, ipc)), ("b", lambda: req_rep(run, ipc))], run.rounds)
     spread = "medians of {n} rounds; min {lo:,.0f}, max {hi:,.0f}"
     return [
-        info_row("ceiling.push_pull", "1", "raw PUSH/PULL, 75 B, 1 msg/send (ceiling A)", median(samples["a"]),
-                 "msg/s", spread.format(n=len(samples["a"]), lo=min(samples["a"]), hi=max(samples["a"])), samples["a"]),
-        info_row("ceiling.req_rep", "1", "raw REQ/REP round trips (ceiling B)", median(samples["b"]), "calls/s",
-                 spread.format(n=len(samples["b"]), lo=min(samples["b"]), hi=max(samples["b"])), samples["b"]),
+        info_row(
+            "ceiling.push_pull",
+            "1",
+            "raw PUSH/PULL, 75 B, 1 msg/send (ceiling A)",
+            median(samples["a"]),
+            "msg/s",
+            spread.format(n=len(samples["a"]), lo=min(samples["a"]), hi=max(samples["a"])),
+            samples["a"],
+        ),
+        info_row(
+            "ceiling.req_rep",
+            "1",
+            "raw REQ/REP round trips (ceiling B)",
+            median(samples["b"]),
+            "calls/s",
+            spread.format(n=len(samples["b"]), lo=min(samples["b"]), hi=max(samples["b"])),
+            samples["b"],
+        ),
     ]

@@ -22,8 +22,8 @@ import random
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pynng
 
@@ -53,6 +53,7 @@ def _until_closed(call: Callable[[], object]) -> Callable[[], None]:
                 return
             except DataChannelError:
                 continue
+
     return loop
 
 
@@ -82,8 +83,15 @@ def source_round(ipc: Path, index: int) -> None:
 
 def sink_round(ipc: Path, index: int) -> None:
     require_ack = index % 2 == 0
-    channel = SinkChannel(ipc / f"data{index % 4}.ipc", ipc / f"ack{index % 4}.ipc", "race", "s",
-                          require_ack=require_ack, send_timeout=0.5, ack_timeout=0.5)
+    channel = SinkChannel(
+        ipc / f"data{index % 4}.ipc",
+        ipc / f"ack{index % 4}.ipc",
+        "race",
+        "s",
+        require_ack=require_ack,
+        send_timeout=0.5,
+        ack_timeout=0.5,
+    )
     channel.open()
     stop = threading.Event()
     pull = pynng.Pull0(recv_timeout=20)

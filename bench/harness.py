@@ -182,7 +182,12 @@ class Run:
 
 def plugin_argument(ipc_dir: Path, name: str, keepalive_ms: int = 5000, batch: dict | None = None) -> str:
     """argJSON as the loader sends it (eKuiper's key plus our extension, batching offered if ``batch``)."""
-    ext: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "pluginName": name, "ipcDir": str(ipc_dir), "keepaliveMs": keepalive_ms}
+    ext: dict[str, Any] = {
+        "protocol": PROTOCOL_VERSION,
+        "pluginName": name,
+        "ipcDir": str(ipc_dir),
+        "keepaliveMs": keepalive_ms,
+    }
     if batch is not None:
         ext["batch"] = batch
     return json.dumps({"sendTimeout": 1000, EXTENSION_KEY: ext})
@@ -222,9 +227,17 @@ class RawControl:
         self.path.unlink(missing_ok=True)
 
 
-def install_benchplug(parent: Path, name: str, *, folder_name: str | None = None, version: str = "v1.0.0",
-                      count_dir: Path | None = None, sources: list[str] = (), sinks: list[str] = (),
-                      functions: list[str] = ()) -> Path:
+def install_benchplug(
+    parent: Path,
+    name: str,
+    *,
+    folder_name: str | None = None,
+    version: str = "v1.0.0",
+    count_dir: Path | None = None,
+    sources: list[str] = (),
+    sinks: list[str] = (),
+    functions: list[str] = (),
+) -> Path:
     """A plugin folder running bench/plugins/benchplug.py with the given symbols.
 
     ``folder_name`` (default ``name``) lets a folder be prepared under a
@@ -310,8 +323,18 @@ class Loader:
     loader has it); None keeps the loader's default.
     """
 
-    def __init__(self, run: Run, name: str, *, settle_ms: int = 50, rest: str = "off", rescan_s: float = 5.0,
-                 supervisor: dict | None = None, batch: bool | None = False, ipc_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        run: Run,
+        name: str,
+        *,
+        settle_ms: int = 50,
+        rest: str = "off",
+        rescan_s: float = 5.0,
+        supervisor: dict | None = None,
+        batch: bool | None = False,
+        ipc_dir: Path | None = None,
+    ) -> None:
         self.run = run
         self.name = name
         self.base = run.dir(name)
@@ -342,8 +365,12 @@ class Loader:
         """Start the loader; with ``wait``, return once it logged ``loader.ready`` (else call ``wait_ready``)."""
         config = self.base / "loader.yaml"
         lines = [
-            f"plugins_dir: {self.plugins_dir}", f"etc_dir: {self.etc_dir}", f"data_dir: {self.data_dir}",
-            f"ipc_dir: {self.ipc_dir}", f"rest: '{self.rest}'", "log: {format: json, level: info}",
+            f"plugins_dir: {self.plugins_dir}",
+            f"etc_dir: {self.etc_dir}",
+            f"data_dir: {self.data_dir}",
+            f"ipc_dir: {self.ipc_dir}",
+            f"rest: '{self.rest}'",
+            "log: {format: json, level: info}",
             f"watch: {{settle_ms: {self.settle_ms}, rescan_s: {self.rescan_s}}}",
         ]
         if self.supervisor:
@@ -354,7 +381,11 @@ class Loader:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = self.run.processes.popen(
             [PYTHON, "-m", "loader", "serve", "--config", config],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO,
+            env=env,
         )
         self._reader = threading.Thread(target=self._read, name=f"log-{self.name}", daemon=True)
         self._reader.start()
@@ -391,29 +422,39 @@ class Loader:
 
     def find(self, event: str, since: int = 0, **match: Any) -> list[dict]:
         with self._cond:
-            return [e for e in self.events[since:] if e.get("event") == event
-                    and all(e.get(k) == v for k, v in match.items())]
+            return [
+                e
+                for e in self.events[since:]
+                if e.get("event") == event and all(e.get(k) == v for k, v in match.items())
+            ]
 
     def wait_for(self, event: str, timeout: float = 20.0, since: int = 0, count: int = 1, **match: Any) -> dict:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                found = [e for e in self.events[since:] if e.get("event") == event
-                         and all(e.get(k) == v for k, v in match.items())]
+                found = [
+                    e
+                    for e in self.events[since:]
+                    if e.get("event") == event and all(e.get(k) == v for k, v in match.items())
+                ]
                 if len(found) >= count:
                     return found[count - 1]
                 remaining = deadline - time.monotonic()
                 exited = self.proc is not None and self.proc.poll() is not None
                 if remaining <= 0 or exited:
                     tail = "".join(self.raw[-15:])
-                    why = (f"the loader exited with status {self.proc.returncode}" if exited
-                           else f"not within {timeout:g}s")
+                    why = (
+                        f"the loader exited with status {self.proc.returncode}"
+                        if exited
+                        else f"not within {timeout:g}s"
+                    )
                     raise BenchError(f"loader {self.name}: no {event} {match} ({why}); last output:\n{tail}")
                 self._cond.wait(min(remaining, 0.2))
 
     def stream(self, name: str, source: str, conf_key: str = "default") -> None:
-        sql = (f'CREATE STREAM {name} () WITH (TYPE="{source}", DATASOURCE="bench", CONF_KEY="{conf_key}", '
-               'FORMAT="json")')
+        sql = (
+            f'CREATE STREAM {name} () WITH (TYPE="{source}", DATASOURCE="bench", CONF_KEY="{conf_key}", FORMAT="json")'
+        )
         write_json(self.data_dir / "streams" / f"{name}.json", {"sql": sql})
 
     def source_config(self, symbol: str, **keys: dict) -> None:

@@ -21,6 +21,7 @@ mid-stream).
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -31,7 +32,9 @@ from bench.report import Row, error_row, info_row, limit_row
 STALL_S = 8.0
 
 
-def _received(count_dir: Path, rule: str, per_process: dict[str, tuple[float, int]] | None = None) -> list[tuple[float, int]]:
+def _received(
+    count_dir: Path, rule: str, per_process: dict[str, tuple[float, int]] | None = None
+) -> list[tuple[float, int]]:
     """(arrival time, number) of every record any sink process recorded for ``rule``."""
     arrivals = []
     for path in count_dir.glob(f"rec-{rule}-*.txt"):
@@ -100,7 +103,7 @@ def _swap(run: Run, name: str, batch: bool, total: int, prefix: str) -> list[Row
     distinct = set(numbers)
     lost = len(set(range(1, total + 1)) - distinct)
     duplicates = len(numbers) - len(distinct)
-    gaps = [(b[0] - a[0]) * 1000 for a, b in zip(arrivals, arrivals[1:])]
+    gaps = [(b[0] - a[0]) * 1000 for a, b in itertools.pairwise(arrivals)]
     longest = max(gaps) if gaps else 0.0
     swap_ms = (event_time(updated) - event_time(updating[0])) * 1000 if updating else None
     swap_note = f"swap took {swap_ms:.0f} ms (plugin.updating -> plugin.updated)" if swap_ms is not None else ""
@@ -113,9 +116,15 @@ def _swap(run: Run, name: str, batch: bool, total: int, prefix: str) -> list[Row
     first = f"{prefix}hot swap of the sink under load (requireAck): lost" if not batch else f"{prefix}lost"
     return [
         limit_row(f"{key}lost", "7", first, lost, "records", 0, exact=True, note=note),
-        info_row(f"{key}duplicates", "7", f"{prefix}duplicates" if batch else "same: duplicates", duplicates,
-                 "records"),
-        info_row(f"{key}longest_gap", "7", f"{prefix}longest gap" if batch else
-                 "same: longest gap between records at the sink", longest, "ms",
-                 f"median gap {sorted(gaps)[len(gaps) // 2]:.3f} ms" if gaps else ""),
+        info_row(
+            f"{key}duplicates", "7", f"{prefix}duplicates" if batch else "same: duplicates", duplicates, "records"
+        ),
+        info_row(
+            f"{key}longest_gap",
+            "7",
+            f"{prefix}longest gap" if batch else "same: longest gap between records at the sink",
+            longest,
+            "ms",
+            f"median gap {sorted(gaps)[len(gaps) // 2]:.3f} ms" if gaps else "",
+        ),
     ]

@@ -56,10 +56,23 @@ def measure(run: Run) -> list[Row]:
     loader.stop()
     per_hour = lines / elapsed * 3600
     return [
-        limit_row("idle.cpu", "9", f"idle loader CPU, {PLUGINS} plugins, no rule", percent, "% core",
-                  CPU_GOAL_PERCENT, note=f"{elapsed:.0f} s window, rescan every {RESCAN_S:g} s; "
-                  f"{(cpu_after - cpu_before) * 1000:.0f} ms of CPU"),
-        info_row("idle.log_lines", "9", "log lines an idle loader writes, per hour", per_hour, "lines/h",
-                 note=f"{lines} lines in the {elapsed:.0f} s window, extrapolated" +
-                      (f"; events: {', '.join(events)}" if events else "")),
+        limit_row(
+            "idle.cpu",
+            "9",
+            f"idle loader CPU, {PLUGINS} plugins, no rule",
+            percent,
+            "% core",
+            CPU_GOAL_PERCENT,
+            note=f"{elapsed:.0f} s window, rescan every {RESCAN_S:g} s; "
+            f"{(cpu_after - cpu_before) * 1000:.0f} ms of CPU",
+        ),
+        info_row(
+            "idle.log_lines",
+            "9",
+            "log lines an idle loader writes, per hour",
+            per_hour,
+            "lines/h",
+            note=f"{lines} lines in the {elapsed:.0f} s window, extrapolated"
+            + (f"; events: {', '.join(events)}" if events else ""),
+        ),
     ]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import time
 
 import pynng
@@ -48,8 +47,7 @@ def spawn_to_handshake(run: Run, times: int) -> list[float]:
         try:
             with open(folder / "plugin.log", "ab") as log:
                 started = time.monotonic()
-                proc = run.processes.popen([PYTHON, "-u", "benchplug.py", argument], cwd=folder,
-                                           stdout=log, stderr=log)
+                proc = run.processes.popen([PYTHON, "-u", "benchplug.py", argument], cwd=folder, stdout=log, stderr=log)
             sock.recv()
             samples.append((time.monotonic() - started) * 1000)
         finally:
@@ -94,16 +92,52 @@ def measure(run: Run) -> list[Row]:
     budget = f"settle {settle_ms} + {SLACK_MS} + start {start_ms:.0f}"
     backoff_ms = SupervisorSettings().restart_backoff_initial_s * 1000
     return [
-        info_row("lifecycle.spawn_handshake", "5", "sdk plugin spawn -> handshake (direct), p50", start_ms, "ms",
-                 f"p95 {percentile(spawn, 95):.0f} ms over {len(spawn)} spawns", spawn),
-        limit_row("lifecycle.drop_p50", "5", f"folder dropped -> running, p50 of {len(drops)}", median(drops), "ms",
-                  limit, samples=drops, ceiling=budget),
-        limit_row("lifecycle.drop_p95", "5", f"folder dropped -> running, p95 of {len(drops)}",
-                  percentile(drops, 95), "ms", limit, ceiling=budget,
-                  note=f"loader's own spawned -> running: p50 {median(in_loader):.0f} ms, "
-                       f"p95 {percentile(in_loader, 95):.0f} ms"),
-        limit_row("lifecycle.restart_p50", "6", f"SIGKILL -> running again (1st restart), p50 of {len(restarts)}",
-                  median(restarts), "ms", RESTART_GOAL_MS, samples=restarts),
-        limit_row("lifecycle.restart_max", "6", "SIGKILL -> running again (1st restart), max", max(restarts), "ms",
-                  RESTART_GOAL_MS, note=f"includes the restart backoff of {backoff_ms:.0f} ms"),
+        info_row(
+            "lifecycle.spawn_handshake",
+            "5",
+            "sdk plugin spawn -> handshake (direct), p50",
+            start_ms,
+            "ms",
+            f"p95 {percentile(spawn, 95):.0f} ms over {len(spawn)} spawns",
+            spawn,
+        ),
+        limit_row(
+            "lifecycle.drop_p50",
+            "5",
+            f"folder dropped -> running, p50 of {len(drops)}",
+            median(drops),
+            "ms",
+            limit,
+            samples=drops,
+            ceiling=budget,
+        ),
+        limit_row(
+            "lifecycle.drop_p95",
+            "5",
+            f"folder dropped -> running, p95 of {len(drops)}",
+            percentile(drops, 95),
+            "ms",
+            limit,
+            ceiling=budget,
+            note=f"loader's own spawned -> running: p50 {median(in_loader):.0f} ms, "
+            f"p95 {percentile(in_loader, 95):.0f} ms",
+        ),
+        limit_row(
+            "lifecycle.restart_p50",
+            "6",
+            f"SIGKILL -> running again (1st restart), p50 of {len(restarts)}",
+            median(restarts),
+            "ms",
+            RESTART_GOAL_MS,
+            samples=restarts,
+        ),
+        limit_row(
+            "lifecycle.restart_max",
+            "6",
+            "SIGKILL -> running again (1st restart), max",
+            max(restarts),
+            "ms",
+            RESTART_GOAL_MS,
+            note=f"includes the restart backoff of {backoff_ms:.0f} ms",
+        ),
     ]

@@ -49,8 +49,10 @@ def measure(run: Run) -> list[Row]:
         name = f"idle{index:02d}"
         staged = install_benchplug(loader.plugins_dir, name, folder_name=f".stage-{name}", sources=[f"isrc{index}"])
         os.rename(staged, loader.plugins_dir / name)
-    pids = [loader.wait_for("plugin.on_probation", timeout=60, since=mark, plugin=f"idle{i:02d}")["pid"]
-            for i in range(1, PLUGINS + 1)]
+    pids = [
+        loader.wait_for("plugin.on_probation", timeout=60, since=mark, plugin=f"idle{i:02d}")["pid"]
+        for i in range(1, PLUGINS + 1)
+    ]
     time.sleep(1.0)
     loader_mb = rss_mb(loader.pid)
     plugin_mb = [rss_mb(pid) for pid in pids]
@@ -62,8 +64,23 @@ def measure(run: Run) -> list[Row]:
     else:
         rest_note = f"REST on {rest}, " + ("answering GET /ping" if answering else "NOT answering GET /ping")
     return [
-        limit_row("memory.loader", "8", f"loader RSS, {PLUGINS} plugins loaded, REST on", loader_mb, "MB",
-                  LOADER_GOAL_MB, note=f"{rest_note}; {empty_mb:.1f} MB with no plugin"),
-        limit_row("memory.plugin", "8", f"idle sdk plugin RSS, median of {PLUGINS}", median(plugin_mb), "MB",
-                  PLUGIN_GOAL_MB, samples=plugin_mb, note=f"max {max(plugin_mb):.1f} MB"),
+        limit_row(
+            "memory.loader",
+            "8",
+            f"loader RSS, {PLUGINS} plugins loaded, REST on",
+            loader_mb,
+            "MB",
+            LOADER_GOAL_MB,
+            note=f"{rest_note}; {empty_mb:.1f} MB with no plugin",
+        ),
+        limit_row(
+            "memory.plugin",
+            "8",
+            f"idle sdk plugin RSS, median of {PLUGINS}",
+            median(plugin_mb),
+            "MB",
+            PLUGIN_GOAL_MB,
+            samples=plugin_mb,
+            note=f"max {max(plugin_mb):.1f} MB",
+        ),
     ]

@@ -15,7 +15,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -92,24 +92,57 @@ class Row:
     error: str | None = None
 
 
-def info_row(key: str, figure: str, label: str, value: float | None, unit: str, note: str = "",
-             samples: Sequence[float] = ()) -> Row:
+def info_row(
+    key: str, figure: str, label: str, value: float | None, unit: str, note: str = "", samples: Sequence[float] = ()
+) -> Row:
     return Row(key, figure, label, value, unit, note=note, samples=list(samples))
 
 
-def ratio_row(key: str, figure: str, label: str, samples: Sequence[float], unit: str, ceiling: str,
-              ceiling_samples: Sequence[float], goal_ratio: float, note: str = "") -> Row:
+def ratio_row(
+    key: str,
+    figure: str,
+    label: str,
+    samples: Sequence[float],
+    unit: str,
+    ceiling: str,
+    ceiling_samples: Sequence[float],
+    goal_ratio: float,
+    note: str = "",
+) -> Row:
     """Median of ``samples`` against the median of the ceiling measured in the same rounds."""
     value, ceil = median(samples), median(ceiling_samples)
     ratio = value / ceil if ceil else None
-    rounds = [s / c for s, c in zip(samples, ceiling_samples) if c]
-    return Row(key, figure, label, value, unit, ceiling=ceiling, ceiling_value=ceil, ratio=ratio,
-               goal=f">= {goal_ratio:g}x", ok=None if ratio is None else ratio >= goal_ratio, note=note,
-               samples=list(samples), ceiling_samples=list(ceiling_samples), round_ratios=rounds)
+    rounds = [s / c for s, c in zip(samples, ceiling_samples, strict=True) if c]
+    return Row(
+        key,
+        figure,
+        label,
+        value,
+        unit,
+        ceiling=ceiling,
+        ceiling_value=ceil,
+        ratio=ratio,
+        goal=f">= {goal_ratio:g}x",
+        ok=None if ratio is None else ratio >= goal_ratio,
+        note=note,
+        samples=list(samples),
+        ceiling_samples=list(ceiling_samples),
+        round_ratios=rounds,
+    )
 
 
-def limit_row(key: str, figure: str, label: str, value: float, unit: str, limit: float, note: str = "",
-              samples: Sequence[float] = (), ceiling: str | None = None, exact: bool = False) -> Row:
+def limit_row(
+    key: str,
+    figure: str,
+    label: str,
+    value: float,
+    unit: str,
+    limit: float,
+    note: str = "",
+    samples: Sequence[float] = (),
+    ceiling: str | None = None,
+    exact: bool = False,
+) -> Row:
     """A value that must stay at or below ``limit`` (or equal it, with ``exact``)."""
     goal = f"= {limit:g}" if exact else f"<= {limit:,.0f}" if limit >= 100 else f"<= {limit:g}"
     ok = value == limit if exact else value <= limit
@@ -150,15 +183,26 @@ def render(rows: Sequence[Row]) -> str:
             compared = f"{row.ceiling} {_number(row.ceiling_value, row.unit)}"
         elif row.ceiling:
             compared = row.ceiling
-        lines.append((
-            row.figure, row.label, _number(row.value, row.unit), row.unit, compared,
-            f"{row.ratio:.2f}x" if row.ratio is not None else "", row.goal, _status(row),
-        ))
+        lines.append(
+            (
+                row.figure,
+                row.label,
+                _number(row.value, row.unit),
+                row.unit,
+                compared,
+                f"{row.ratio:.2f}x" if row.ratio is not None else "",
+                row.goal,
+                _status(row),
+            )
+        )
     widths = [max(len(str(x[i])) for x in [header, *lines]) for i in range(len(header))]
     right = {2, 5}
 
     def fmt(cells: Sequence[str]) -> str:
-        out = [str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]
+        out = [
+            str(c).rjust(w) if i in right else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
         return "  ".join(out).rstrip()
 
     text = [fmt(header), fmt(["-" * w for w in widths])]
@@ -181,11 +225,18 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def write_json(path: Path, rows: Sequence[Row], options: dict[str, Any], errors: dict[str, str],
-               started: datetime, seconds: float, host: dict[str, Any]) -> None:
+def write_json(
+    path: Path,
+    rows: Sequence[Row],
+    options: dict[str, Any],
+    errors: dict[str, str],
+    started: datetime,
+    seconds: float,
+    host: dict[str, Any],
+) -> None:
     body = {
         "format": 1,
-        "started": started.astimezone(timezone.utc).isoformat(),
+        "started": started.astimezone(UTC).isoformat(),
         "seconds": round(seconds, 1),
         "host": {"python": platform.python_version(), "machine": platform.machine(), **host},
         "options": options,

@@ -36,7 +36,15 @@ from collections.abc import Callable
 
 from bench.ceilings import CEILING_A, CEILING_B, count_rate, push_pull, relay, req_rep
 from bench.harness import (
-    PYTHON, Loader, RawControl, Run, batch_supported, counter_rate, install_benchplug, plugin_argument, read_counter,
+    PYTHON,
+    Loader,
+    RawControl,
+    Run,
+    batch_supported,
+    counter_rate,
+    install_benchplug,
+    plugin_argument,
+    read_counter,
 )
 from bench.report import Row, error_row, guarded, interleave, median, ratio_row
 from loader.wire.addresses import control_path
@@ -89,8 +97,13 @@ def _rule_round(run: Run, loader: Loader, rule_id: str, sql: str, actions: list[
         loader.delete_rule(rule_id)
 
 
-def _rows(specs: list[tuple[str, str, str, str]], samples: dict[str, list[float]], errors: dict[str, str],
-          ceiling: str, goals: dict[str, float]) -> list[Row]:
+def _rows(
+    specs: list[tuple[str, str, str, str]],
+    samples: dict[str, list[float]],
+    errors: dict[str, str],
+    ceiling: str,
+    goals: dict[str, float],
+) -> list[Row]:
     """One ratio row per (key, row key, label, unit), or an error row for a subject that failed."""
     rows = []
     for key, row_key, label, unit in specs:
@@ -98,8 +111,9 @@ def _rows(specs: list[tuple[str, str, str, str]], samples: dict[str, list[float]
         if key in errors:
             rows.append(error_row(row_key, figure, label, errors[key]))
             continue
-        rows.append(ratio_row(row_key, figure, label, samples[key], unit, ceiling, samples["ceiling"],
-                              goals.get(key, 0.0)))
+        rows.append(
+            ratio_row(row_key, figure, label, samples[key], unit, ceiling, samples["ceiling"], goals.get(key, 0.0))
+        )
         if key not in goals:  # a diagnostic: no goal
             rows[-1].goal, rows[-1].ok = "", None
     return rows
@@ -115,37 +129,57 @@ def pipeline(run: Run) -> list[Row]:
     def subject(ack: bool, batch: bool = False) -> Callable[[], float]:
         def measure() -> float:
             rule_id = f"{'b' if batch else ''}{'ack' if ack else 'noack'}{next(ids)}"
-            return _rule_round(run, loaders[batch], rule_id, "SELECT * FROM s", [{"count": {"requireAck": ack}}],
-                               "sink-{rule}.count")
+            return _rule_round(
+                run, loaders[batch], rule_id, "SELECT * FROM s", [{"count": {"requireAck": ack}}], "sink-{rule}.count"
+            )
+
         return measure
 
     def window_subject(window: str, batch: bool = False) -> Callable[[], float]:
         """A windowed aggregate into the counting sink; its rate is what the source emitted (the rule's input)."""
+
         def measure() -> float:
             rule_id = f"{'b' if batch else ''}w{next(ids)}"
             sql = f"SELECT count(*) AS c, avg(n) AS a FROM sr GROUP BY {window}"
             return _rule_round(run, loaders[batch], rule_id, sql, [{"count": {}}], "source-{rule}.count")
+
         return measure
 
-    subjects = [("ceiling", lambda: push_pull(run, ipc)), ("relay", lambda: relay(run, ipc)),
-                ("noack", subject(False)), ("ack", subject(True)),
-                *((key, guarded(key, window_subject(window), errors)) for key, window in WINDOWS.items())]
+    subjects = [
+        ("ceiling", lambda: push_pull(run, ipc)),
+        ("relay", lambda: relay(run, ipc)),
+        ("noack", subject(False)),
+        ("ack", subject(True)),
+        *((key, guarded(key, window_subject(window), errors)) for key, window in WINDOWS.items()),
+    ]
     if batched:
-        subjects += [("bnoack", guarded("bnoack", subject(False, True), errors)),
-                     ("back", guarded("back", subject(True, True), errors)),
-                     *((f"b{key}", guarded(f"b{key}", window_subject(window, True), errors))
-                       for key, window in WINDOWS.items())]
+        subjects += [
+            ("bnoack", guarded("bnoack", subject(False, True), errors)),
+            ("back", guarded("back", subject(True, True), errors)),
+            *((f"b{key}", guarded(f"b{key}", window_subject(window, True), errors)) for key, window in WINDOWS.items()),
+        ]
     samples = interleave(subjects, run.rounds)
     for loader in loaders.values():
         loader.stop()
-    rows = _rows([
-        ("relay", "pipeline.raw_relay", "(diagnostic) raw PUSH -> raw relay -> PULL, 3 procs", "msg/s"),
-        ("noack", "pipeline.noack", "source -> SELECT * -> sink plugin", "rec/s"),
-        ("ack", "pipeline.ack", "same, sink with requireAck", "rec/s"),
-        *([("bnoack", "pipeline.batched_noack", "same, batching extension on", "rec/s"),
-           ("back", "pipeline.batched_ack", "same, batching on, sink with requireAck", "rec/s")] if batched else []),
-    ], samples, errors, CEILING_A,
-        {"noack": PIPELINE_GOAL, "ack": PIPELINE_GOAL, "bnoack": BATCHED_GOAL, "back": BATCHED_GOAL})
+    rows = _rows(
+        [
+            ("relay", "pipeline.raw_relay", "(diagnostic) raw PUSH -> raw relay -> PULL, 3 procs", "msg/s"),
+            ("noack", "pipeline.noack", "source -> SELECT * -> sink plugin", "rec/s"),
+            ("ack", "pipeline.ack", "same, sink with requireAck", "rec/s"),
+            *(
+                [
+                    ("bnoack", "pipeline.batched_noack", "same, batching extension on", "rec/s"),
+                    ("back", "pipeline.batched_ack", "same, batching on, sink with requireAck", "rec/s"),
+                ]
+                if batched
+                else []
+            ),
+        ],
+        samples,
+        errors,
+        CEILING_A,
+        {"noack": PIPELINE_GOAL, "ack": PIPELINE_GOAL, "bnoack": BATCHED_GOAL, "back": BATCHED_GOAL},
+    )
     rows[0].note = "the three processes of figure 3, one nng message in and one out per record, nothing done per record"
     relayed = median(samples["relay"])
     for row in rows[1:3]:
@@ -163,9 +197,19 @@ def _window_rows(samples: dict[str, list[float]], errors: dict[str, str], batche
             if subject in errors or plain in errors:
                 rows.append(error_row(f"pipeline.{subject}", "3", label, errors.get(subject) or errors[plain]))
                 continue
-            rows.append(ratio_row(f"pipeline.{subject}", "3", label, samples[subject], "rec/s",
-                                  f"SELECT * ({'batched' if prefix else 'per record'}), same rounds",
-                                  samples[plain], WINDOW_GOAL, note="input records/s (what the source emitted)"))
+            rows.append(
+                ratio_row(
+                    f"pipeline.{subject}",
+                    "3",
+                    label,
+                    samples[subject],
+                    "rec/s",
+                    f"SELECT * ({'batched' if prefix else 'per record'}), same rounds",
+                    samples[plain],
+                    WINDOW_GOAL,
+                    note="input records/s (what the source emitted)",
+                )
+            )
     return rows
 
 
@@ -181,8 +225,9 @@ class _DirectFunction:
         self.proc = None
         try:
             with open(folder / "plugin.log", "ab") as log:
-                self.proc = run.processes.popen([PYTHON, "-u", "benchplug.py", plugin_argument(self.ipc, name)],
-                                                cwd=folder, stdout=log, stderr=log)
+                self.proc = run.processes.popen(
+                    [PYTHON, "-u", "benchplug.py", plugin_argument(self.ipc, name)], cwd=folder, stdout=log, stderr=log
+                )
             self.control.wait_handshake()
             self.channel.open()
             self.control.command("start", Control("echo", TYPE_FUNC, "", "", 0, config={}).to_dict())
@@ -212,12 +257,22 @@ def function(run: Run) -> list[Row]:
 
     def subject(batch: bool) -> Callable[[], float]:
         def measure() -> float:
-            return _rule_round(run, loaders[batch], f"{'b' if batch else ''}fn{next(ids)}",
-                               "SELECT echo(n) AS y FROM s", [{"nop": {}}], "func-echo.count")
+            return _rule_round(
+                run,
+                loaders[batch],
+                f"{'b' if batch else ''}fn{next(ids)}",
+                "SELECT echo(n) AS y FROM s",
+                [{"nop": {}}],
+                "func-echo.count",
+            )
+
         return measure
 
-    subjects = [("ceiling", lambda: req_rep(run, ipc)), ("direct", lambda: direct.measure(run)),
-                ("function", subject(False))]
+    subjects = [
+        ("ceiling", lambda: req_rep(run, ipc)),
+        ("direct", lambda: direct.measure(run)),
+        ("function", subject(False)),
+    ]
     if batched:
         subjects.append(("batched", guarded("batched", subject(True), errors)))
     try:
@@ -226,11 +281,17 @@ def function(run: Run) -> list[Row]:
         direct.close(run)
     for loader in loaders.values():
         loader.stop()
-    rows = _rows([
-        ("direct", "function.direct", "(diagnostic) FunctionChannel.exec -> sdk function, no loader", "calls/s"),
-        ("function", "function.per_record", "rule calling a portable function per record", "rec/s"),
-        *([("batched", "function.batched", "same, batching extension on", "rec/s")] if batched else []),
-    ], samples, errors, CEILING_B, {"function": FUNCTION_GOAL, "batched": BATCHED_GOAL})
+    rows = _rows(
+        [
+            ("direct", "function.direct", "(diagnostic) FunctionChannel.exec -> sdk function, no loader", "calls/s"),
+            ("function", "function.per_record", "rule calling a portable function per record", "rec/s"),
+            *([("batched", "function.batched", "same, batching extension on", "rec/s")] if batched else []),
+        ],
+        samples,
+        errors,
+        CEILING_B,
+        {"function": FUNCTION_GOAL, "batched": BATCHED_GOAL},
+    )
     rows[0].note = "host channel and sdk per-call costs, without a rule or a source competing for the CPUs"
     rows[1].note = f"{rows[1].value / rows[0].value:.2f}x of the direct channel"
     return rows

@@ -53,13 +53,14 @@ class _SourcePlugin:
     async def start(self) -> None:
         self.control = ControlChannel(control_path(self.ipc_dir, self.name), self.name)
         await self.control.open()
-        with open(self.folder / "plugin.log", "ab") as log:
+        with open(self.folder / "plugin.log", "ab") as log:  # noqa: ASYNC230 - opening a local file, once
             self.proc = self.run.processes.popen(self.command, cwd=self.folder, stdout=log, stderr=log)
         try:
             await self.control.wait_handshake(TIMEOUT_S)
-        except asyncio.TimeoutError:
-            raise BenchError(f"plugin {self.name}: no handshake within {TIMEOUT_S:g}s; "
-                             f"its output:\n{self._tail()}") from None
+        except TimeoutError:
+            raise BenchError(
+                f"plugin {self.name}: no handshake within {TIMEOUT_S:g}s; its output:\n{self._tail()}"
+            ) from None
 
     async def measure(self) -> float:
         assert self.control is not None
@@ -72,8 +73,9 @@ class _SourcePlugin:
         drain = threading.Thread(target=_drain, args=(channel, stop_draining), daemon=True)
         try:
             await self.control.command("start", ctrl, TIMEOUT_S)
-            rate = await asyncio.to_thread(count_rate, lambda: channel.recv(TIMEOUT_S),
-                                           self.run.warmup_s, self.run.window_s)
+            rate = await asyncio.to_thread(
+                count_rate, lambda: channel.recv(TIMEOUT_S), self.run.warmup_s, self.run.window_s
+            )
             drain.start()  # keep taking records so the stop is not stuck behind a full socket
             await self.control.command("stop", ctrl, TIMEOUT_S)
             return rate
@@ -138,8 +140,11 @@ async def _scenario(run: Run) -> list[Row]:
     plugins: dict[str, _SourcePlugin] = {}
     errors: dict[str, str] = {}
     try:
-        subjects = (("sdk", lambda: _sdk_plugin(run, ipc)), ("sdk_batch", lambda: _sdk_plugin(run, ipc, True)),
-                    ("ekuiper", lambda: _ekuiper_plugin(run)))
+        subjects = (
+            ("sdk", lambda: _sdk_plugin(run, ipc)),
+            ("sdk_batch", lambda: _sdk_plugin(run, ipc, True)),
+            ("ekuiper", lambda: _ekuiper_plugin(run)),
+        )
         for key, make in subjects:
             try:
                 plugin = make()
@@ -163,8 +168,11 @@ async def _scenario(run: Run) -> list[Row]:
     finally:
         for plugin in plugins.values():
             await plugin.close()
-    labels = {"sdk": "sdk source -> SourceChannel.recv", "sdk_batch": "same, batching extension on",
-              "ekuiper": "eKuiper SDK source -> SourceChannel.recv"}
+    labels = {
+        "sdk": "sdk source -> SourceChannel.recv",
+        "sdk_batch": "same, batching extension on",
+        "ekuiper": "eKuiper SDK source -> SourceChannel.recv",
+    }
     rows = []
     for key, label in labels.items():
         if key in errors or not samples.get(key):

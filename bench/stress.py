@@ -43,8 +43,9 @@ def _one_run(args: argparse.Namespace, index: int, keep_dir: Path) -> tuple[bool
     run_dir = keep_dir / f"run{index}"
     run_dir.mkdir(parents=True)
     started = time.monotonic()
-    proc = subprocess.Popen(_command(args, run_dir), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        _command(args, run_dir), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         stdout, stderr = proc.communicate(timeout=args.timeout)
     except subprocess.TimeoutExpired:
@@ -70,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.stress", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100, help="how many runs (default 100)")
     parser.add_argument("--only", metavar="NAME[,NAME]", help="bench scenarios to run (python -m bench --list)")
-    parser.add_argument("--closerace", type=int, metavar="ROUNDS",
-                        help="repeat python -m bench.closerace with this many rounds instead")
+    parser.add_argument(
+        "--closerace", type=int, metavar="ROUNDS", help="repeat python -m bench.closerace with this many rounds instead"
+    )
     parser.add_argument("--pytest", nargs=argparse.REMAINDER, help="repeat this pytest selection instead")
     parser.add_argument("--timeout", type=float, default=600, help="seconds one run may take (default 600)")
     parser.add_argument("--keep-dir", type=Path, help="where failed runs are kept (default: a new /tmp directory)")

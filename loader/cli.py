@@ -24,7 +24,9 @@ EXIT_ALREADY_RUNNING = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="portable-loader", description="Run and manage eKuiper-compatible portable plugins.")
+    parser = argparse.ArgumentParser(
+        prog="portable-loader", description="Run and manage eKuiper-compatible portable plugins."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the loader service")
@@ -37,14 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", choices=LOG_FORMATS)
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
 
-    reload = commands.add_parser("reload", help="check the configuration, then make the running loader reread it "
-                                                "and report whether it did (systemd's ExecReload=)")
+    reload = commands.add_parser(
+        "reload",
+        help="check the configuration, then make the running loader reread it "
+        "and report whether it did (systemd's ExecReload=)",
+    )
     reload.add_argument("--config", type=Path, help="the YAML configuration file the running loader was started with")
-    reload.add_argument("--pid", type=int, help="the loader's pid ($MAINPID under systemd; default: from its state file)")
+    reload.add_argument(
+        "--pid", type=int, help="the loader's pid ($MAINPID under systemd; default: from its state file)"
+    )
     reload.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the loader's answer")
 
-    validate = commands.add_parser("validate", help="check a plugin folder as the loader would "
-                                                     "(manifest, executable, Python code compiles)")
+    validate = commands.add_parser(
+        "validate", help="check a plugin folder as the loader would (manifest, executable, Python code compiles)"
+    )
     validate.add_argument("folder", type=Path)
     validate.add_argument("--strict", action="store_true", help="an unknown manifest key is an error, not a warning")
 
@@ -91,8 +99,11 @@ def _serve(args: argparse.Namespace) -> int:
     except (AlreadyRunning, OSError) as exc:
         from loader.log import get_logger
 
-        get_logger().error("loader.already_running" if isinstance(exc, AlreadyRunning) else "loader.lock_failed",
-                           error=str(exc), holder_pid=getattr(exc, "pid", None))
+        get_logger().error(
+            "loader.already_running" if isinstance(exc, AlreadyRunning) else "loader.lock_failed",
+            error=str(exc),
+            holder_pid=getattr(exc, "pid", None),
+        )
         return EXIT_ALREADY_RUNNING
     from loader.diagnostics import install_exception_hooks
     from loader.service import LoaderService

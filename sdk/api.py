@@ -19,6 +19,7 @@ from sdk.protocol.messages import ACK_OK, encode_ack, encode_source_error, encod
 #: A sending function: takes one encoded message.
 Sender = Callable[[bytes], object]
 
+
 def _unavailable(what: str, who: str) -> Sender:
     def send(_: bytes) -> None:
         raise RuntimeError(f"{what} is only available to {who}")

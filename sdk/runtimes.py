@@ -288,7 +288,9 @@ class SinkRuntime:
         try:
             self._data = channels.pull_listener(channels.address(ipc_dir, data_name(*names)))
             if requires_ack(control.config):
-                self._ack = channels.push_dialer(channels.address(ipc_dir, ack_name(*names)), self._args.send_timeout_ms)
+                self._ack = channels.push_dialer(
+                    channels.address(ipc_dir, ack_name(*names)), self._args.send_timeout_ms
+                )
                 self._gate = AckGate(self._ack.send)
         except ConnectionError as err:
             if self._data is not None:
@@ -539,4 +541,7 @@ class Runtime(Protocol):
 
 
 RUNTIMES: dict[str, Callable[[Control, Factory, RuntimeArgs], Runtime]] = {
-    "source": SourceRuntime, "sink": SinkRuntime, "func": FunctionRuntime}
+    "source": SourceRuntime,
+    "sink": SinkRuntime,
+    "func": FunctionRuntime,
+}

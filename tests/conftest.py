@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,3 +111,32 @@ def log_lines() -> Iterator[Callable[..., list[dict]]]:
 
     yield events
     configure_logging("json", "info")
+
+
+@pytest.fixture
+def env(tmp_path: Path, ipc_dir: Path) -> dict[str, Path]:
+    """A loader's folders for one test: plugins, data (made by the loader), etc, ipc, and out and zips
+    for what a test writes or uploads."""
+    dirs = {
+        "plugins": tmp_path / "plugins",
+        "data": tmp_path / "data",
+        "etc": tmp_path / "etc",
+        "ipc": ipc_dir,
+        "out": tmp_path / "out",
+        "zips": tmp_path / "zips",
+    }
+    for key in ("plugins", "etc", "out", "zips"):
+        dirs[key].mkdir()
+    return dirs
+
+
+@pytest.fixture
+def harness(ipc_dir: Path, processes: ProcessTracker) -> Iterator[Any]:
+    """A host for one sdk plugin process (tests/sdk_fixtures/host.py): its control and data sockets."""
+    from tests.sdk_fixtures.host import Harness
+
+    h = Harness(ipc_dir, processes)
+    try:
+        yield h
+    finally:
+        h.close()

@@ -78,8 +78,15 @@ def _build(target: Path, version: str) -> None:
     try:
         _run([sys.executable, "-m", "venv", str(scratch)], "create the eKuiper SDK venv")
         _run(
-            [str(venv_python(scratch)), "-m", "pip", "install", "--disable-pip-version-check",
-             "--no-input", f"ekuiper=={version}"],
+            [
+                str(venv_python(scratch)),
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                f"ekuiper=={version}",
+            ],
             f"pip install ekuiper=={version}",
         )
         if target.exists():

@@ -22,16 +22,26 @@ REPO = Path(__file__).resolve().parent.parent
 RAW_PLUGIN = REPO / "tests" / "loader_fixtures" / "rawplugin.py"
 
 
-def make_plugin(plugins_dir: Path, name: str, version: str = "v1.0.0", behaviour: dict | None = None,
-                sources: list[str] | None = None, **manifest: Any) -> Path:
+def make_plugin(
+    plugins_dir: Path,
+    name: str,
+    version: str = "v1.0.0",
+    behaviour: dict | None = None,
+    sources: list[str] | None = None,
+    **manifest: Any,
+) -> Path:
     """Create (or overwrite) a raw test plugin folder and return it."""
     folder = plugins_dir / name
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(RAW_PLUGIN, folder / "main.py")
     if behaviour is not None:
         (folder / "behaviour.json").write_text(json.dumps(behaviour))
-    body = {"version": version, "language": "python", "executable": "main.py",
-            "sources": sources if sources is not None else [f"{name}_src"]}
+    body = {
+        "version": version,
+        "language": "python",
+        "executable": "main.py",
+        "sources": sources if sources is not None else [f"{name}_src"],
+    }
     body.update(manifest)
     (folder / f"{name}.json").write_text(json.dumps(body))
     return folder
@@ -59,16 +69,16 @@ class LoaderProcess:
 
     def find(self, event: str, **match: Any) -> list[dict]:
         with self._cond:
-            return [e for e in self.events if e.get("event") == event
-                    and all(e.get(k) == v for k, v in match.items())]
+            return [e for e in self.events if e.get("event") == event and all(e.get(k) == v for k, v in match.items())]
 
     def wait_for(self, event: str, timeout: float = 10.0, count: int = 1, **match: Any) -> dict:
         """Block until ``count`` events named ``event`` with the given keys exist; return the last."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                found = [e for e in self.events if e.get("event") == event
-                         and all(e.get(k) == v for k, v in match.items())]
+                found = [
+                    e for e in self.events if e.get("event") == event and all(e.get(k) == v for k, v in match.items())
+                ]
                 if len(found) >= count:
                     return found[count - 1]
                 remaining = deadline - time.monotonic()
@@ -85,9 +95,18 @@ class LoaderProcess:
         return self.proc.wait(timeout=timeout)
 
 
-def start_loader(processes, plugins_dir: Path, ipc_dir: Path, data_dir: Path,
-                 extra_config: str = "", settle_ms: int = 100, env_extra: dict[str, str] | None = None,
-                 wait_ready: bool = True, wrapper: list[str] | None = None, rescan_s: float = 1) -> LoaderProcess:
+def start_loader(
+    processes,
+    plugins_dir: Path,
+    ipc_dir: Path,
+    data_dir: Path,
+    extra_config: str = "",
+    settle_ms: int = 100,
+    env_extra: dict[str, str] | None = None,
+    wait_ready: bool = True,
+    wrapper: list[str] | None = None,
+    rescan_s: float = 1,
+) -> LoaderProcess:
     """Start the loader with a per-test config; returns once its first scan is done (``loader.scan_complete``).
 
     ``loader.ready`` comes earlier, as soon as the loader serves; tests mostly
@@ -104,8 +123,14 @@ def start_loader(processes, plugins_dir: Path, ipc_dir: Path, data_dir: Path,
         f"updates: {{probation_s: 0.1}}\n" + extra_config
     )
     env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
-    proc = processes.popen([*(wrapper or []), sys.executable, "-m", "loader", "serve", "--config", str(config)],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env)
+    proc = processes.popen(
+        [*(wrapper or []), sys.executable, "-m", "loader", "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
     loader = LoaderProcess(proc)
     threading.Thread(target=loader._read, daemon=True).start()
     if wait_ready:

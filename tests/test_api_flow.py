@@ -9,9 +9,6 @@ with the rule still counting on the new process, delete.
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
-import pytest
 
 from tests.api_fixtures import collector_files, seqsrc_files, start_api, wait_until, write_zip
 from tests.loader_harness import pid_alive
@@ -19,21 +16,6 @@ from tests.loader_harness import pid_alive
 STREAM_SQL = (
     'CREATE STREAM demo () WITH (TYPE="seq", DATASOURCE="t1", CONF_KEY="default", FORMAT="json", SHARED="false")'
 )
-
-
-@pytest.fixture
-def env(tmp_path: Path, ipc_dir: Path) -> dict[str, Path]:
-    dirs = {
-        "plugins": tmp_path / "plugins",
-        "data": tmp_path / "data",
-        "etc": tmp_path / "etc",
-        "ipc": ipc_dir,
-        "zips": tmp_path / "zips",
-        "out": tmp_path / "out",
-    }
-    for key in ("plugins", "etc", "zips", "out"):
-        dirs[key].mkdir()
-    return dirs
 
 
 def sink_out(status: dict, sink: str) -> int:

@@ -12,26 +12,11 @@ import subprocess
 import sys
 import threading
 import zipfile
-from pathlib import Path
 
 import pytest
 
 from tests.api_fixtures import Api, collector_files, free_port, seqsrc_files, start_api, write_zip, zip_bytes
 from tests.loader_harness import REPO, LoaderProcess, pid_alive
-
-
-@pytest.fixture
-def env(tmp_path: Path, ipc_dir: Path) -> dict[str, Path]:
-    dirs = {
-        "plugins": tmp_path / "plugins",
-        "data": tmp_path / "data",
-        "etc": tmp_path / "etc",
-        "ipc": ipc_dir,
-        "zips": tmp_path / "zips",
-    }
-    for key in ("plugins", "etc", "zips"):
-        dirs[key].mkdir()
-    return dirs
 
 
 @pytest.fixture

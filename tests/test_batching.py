@@ -39,8 +39,18 @@ from loader.wire.function import FunctionChannel, FunctionError
 from loader.wire.source import SourceChannel
 from sdk.protocol import handshake, messages
 from tests.ekuiper_env import EKUIPER_VERSION, venv_dir
-from tests.test_rules_e2e import FIXTURES, collected, env, install, install_collector, install_seqsrc  # noqa: F401
-from tests.test_rules_e2e import loader_for, seq_config, sink_messages, stream, write_json
+from tests.test_rules_e2e import (
+    FIXTURES,
+    collected,
+    install,
+    install_collector,
+    install_seqsrc,
+    loader_for,
+    seq_config,
+    sink_messages,
+    stream,
+    write_json,
+)
 from tests.waiting import wait_until as _wait_until
 
 # --- codec -------------------------------------------------------------------
@@ -51,10 +61,14 @@ def test_source_batch_decodes_into_records_in_order():
     data = messages.encode_source_batch([messages.encode_batch_entry(m, meta) for m, meta in records])
     assert json.loads(data) == {"batch": [[{"n": 1}, {"m": 1}], [{"n": 2}, None], [[{"a": 1}], None]]}
     assert codec.decode_source_items(data) == [
-        codec.SourceItem({"n": 1}, {"m": 1}, None), codec.SourceItem({"n": 2}, None, None),
-        codec.SourceItem([{"a": 1}], None, None)]
+        codec.SourceItem({"n": 1}, {"m": 1}, None),
+        codec.SourceItem({"n": 2}, None, None),
+        codec.SourceItem([{"a": 1}], None, None),
+    ]
     # Plain messages decode as before, one item each.
-    assert codec.decode_source_items(messages.encode_source_record({"n": 3})) == [codec.SourceItem({"n": 3}, None, None)]
+    assert codec.decode_source_items(messages.encode_source_record({"n": 3})) == [
+        codec.SourceItem({"n": 3}, None, None)
+    ]
     assert codec.decode_source_items(b'{"error": "boom"}') == [codec.SourceItem(None, None, "boom")]
 
 
@@ -215,8 +229,13 @@ def test_deliver_many_sends_batches_in_order_when_the_plugin_declared_them(ipc_d
         deadline = time.monotonic() + 3
         while len(peer.messages) < 5 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert [m.split(b"\n")[0] for m in peer.messages] == [b"#batch 4", b"#batch 4", b"#batch 2",
-                                                              b'[{"n":10}]', b'[{"n":11}]']
+        assert [m.split(b"\n")[0] for m in peer.messages] == [
+            b"#batch 4",
+            b"#batch 4",
+            b"#batch 2",
+            b'[{"n":10}]',
+            b'[{"n":11}]',
+        ]
         # each line of a batch is the message eKuiper would send alone: the array of one result's rows
         assert peer.messages[0].split(b"\n")[1:] == [b'[{"n":0}]', b'[{"n":1}]', b'[{"n":2}]', b'[{"n":3}]']
         assert peer.records() == [[{"n": n}] for n in range(12)]
@@ -321,7 +340,9 @@ class FunctionPeer:
             if func == "Validate":
                 request = messages.encode_reply(True, "")
             elif func == "Exec":
-                request = messages.encode_reply(True, arg[0] * 10) if arg[0] >= 0 else messages.encode_reply(False, "neg")
+                request = (
+                    messages.encode_reply(True, arg[0] * 10) if arg[0] >= 0 else messages.encode_reply(False, "neg")
+                )
             elif func == "ExecBatch" and self.answer_batches:
                 rows = arg[:-1]
                 values = [r[0] * 10 if r[0] >= 0 else None for r in rows]
@@ -477,8 +498,7 @@ def test_one_batched_call_per_call_site_inner_first_where_first():
 
 def test_batched_evaluation_calls_only_what_per_row_evaluation_would():
     rows = [{"n": n, "m": None if n == 2 else n} for n in range(6)]
-    sql = ("SELECT CASE WHEN n > 3 THEN f(n) ELSE 0 END AS c, m + f(n) AS s, "
-           "n > 4 OR f(-n) IS NULL AS o FROM s")
+    sql = "SELECT CASE WHEN n > 3 THEN f(n) ELSE 0 END AS c, m + f(n) AS s, n > 4 OR f(-n) IS NULL AS o FROM s"
     f = BatchFn(lambda x: x * 10)
     outcomes = compiled(sql, {"f": f}).apply_many(rows)
     single = BatchFn(lambda x: x * 10)
@@ -568,8 +588,10 @@ def install_batchfix(plugins: Path, **kw) -> Path:
 
 
 def stamp_stream(data: Path, name: str = "st") -> None:
-    write_json(data / "streams" / f"{name}.json",
-               {"sql": f'CREATE STREAM {name} () WITH (TYPE="stamp", DATASOURCE="x", FORMAT="json")'})
+    write_json(
+        data / "streams" / f"{name}.json",
+        {"sql": f'CREATE STREAM {name} () WITH (TYPE="stamp", DATASOURCE="x", FORMAT="json")'},
+    )
 
 
 def stamp_config(etc: Path, **conf: Any) -> None:
@@ -578,8 +600,10 @@ def stamp_config(etc: Path, **conf: Any) -> None:
 
 
 def probe_rule(data: Path, rule_id: str, sql: str, out: Path, require_ack: bool = True) -> None:
-    write_json(data / "rules" / f"{rule_id}.json",
-               {"id": rule_id, "sql": sql, "actions": [{"probe": {"path": str(out), "requireAck": require_ack}}]})
+    write_json(
+        data / "rules" / f"{rule_id}.json",
+        {"id": rule_id, "sql": sql, "actions": [{"probe": {"path": str(out), "requireAck": require_ack}}]},
+    )
 
 
 def probed_messages(path: Path) -> list[tuple[Any, float]]:
@@ -622,8 +646,11 @@ def test_source_to_sink_in_order_through_batches(processes, env):
     loader = loader_for(processes, env, extra="batch: {max_records: 100, linger_ms: 2}\n")
     for plugin in ("seqsrc", "batchfix"):
         assert loader.wait_for("plugin.running", plugin=plugin)["capabilities"] == {"batch": 1}
-    wait_until(lambda: len(probed(out)) >= total, what=f"{total} records",
-               detail=lambda: f"{len(probed(out))} arrived; loader output:\n{''.join(loader.raw[-40:])}")
+    wait_until(
+        lambda: len(probed(out)) >= total,
+        what=f"{total} records",
+        detail=lambda: f"{len(probed(out))} arrived; loader output:\n{''.join(loader.raw[-40:])}",
+    )
     # batched or not, every message is what eKuiper sends: the array of one result's rows
     assert [m for m, _ in probed_messages(out)] == [[{"n": n}] for n in range(1, total + 1)]
     sizes = noted(probe, "batches.txt")
@@ -673,16 +700,21 @@ def test_sink_killed_mid_batch_with_acks_loses_nothing(processes, env):
     seq_config(env["etc"], default={"count": total})
     stream(env["data"])
     out = env["out"] / "r.jsonl"
-    write_json(env["data"] / "rules" / "r1.json", {"id": "r1", "sql": "SELECT n FROM demo", "actions": [
-        {"collect": {"path": str(out), "requireAck": True, "delay_ms": 5}}]})
+    write_json(
+        env["data"] / "rules" / "r1.json",
+        {
+            "id": "r1",
+            "sql": "SELECT n FROM demo",
+            "actions": [{"collect": {"path": str(out), "requireAck": True, "delay_ms": 5}}],
+        },
+    )
     loader = loader_for(processes, env, extra=f"batch: {{max_records: {batch}}}\n")
     first = loader.wait_for("plugin.running", plugin="collector")
     assert first["capabilities"] == {"batch": 1}
     wait_until(lambda: len(collected(out)) >= 100, what="100 records")
     os.kill(first["pid"], signal.SIGKILL)
     loader.wait_for("plugin.running", plugin="collector", count=2)
-    wait_until(lambda: {r["n"] for r in collected(out)} >= set(range(1, total + 1)), timeout=30,
-               what="every record")
+    wait_until(lambda: {r["n"] for r in collected(out)} >= set(range(1, total + 1)), timeout=30, what="every record")
     numbers = [r["n"] for r in collected(out)]
     assert len(numbers) - total <= batch, "more duplicates than one batch in flight"
     assert loader.find("rule.stopped", rule="r1") == []
@@ -695,14 +727,24 @@ def test_sink_upgraded_mid_batch_delivers_every_record_exactly_once(processes, e
     seq_config(env["etc"], default={"count": total})
     stream(env["data"])
     out = env["out"] / "r.txt"
-    write_json(env["data"] / "rules" / "r1.json", {"id": "r1", "sql": "SELECT n FROM demo", "actions": [
-        {"probe": {"path": str(out), "requireAck": True, "delay_ms": 5}}]})
+    write_json(
+        env["data"] / "rules" / "r1.json",
+        {
+            "id": "r1",
+            "sql": "SELECT n FROM demo",
+            "actions": [{"probe": {"path": str(out), "requireAck": True, "delay_ms": 5}}],
+        },
+    )
     loader = loader_for(processes, env)
     wait_until(lambda: len(probed(out)) >= 60, what="60 records")
     install_batchfix(env["plugins"], version="v2.0.0")  # SIGTERM to the old process mid-batch
     loader.wait_for("plugin.updated", plugin="batchfix", timeout=15)
-    wait_until(lambda: len(probed(out)) >= total, timeout=30, what="every record",
-               detail=lambda: f"{len(probed(out))} arrived; loader output:\n{''.join(loader.raw[-60:])}")
+    wait_until(
+        lambda: len(probed(out)) >= total,
+        timeout=30,
+        what="every record",
+        detail=lambda: f"{len(probed(out))} arrived; loader output:\n{''.join(loader.raw[-60:])}",
+    )
     time.sleep(0.3)
     assert [r["n"] for r, _ in probed(out)] == list(range(1, total + 1)), "".join(loader.raw[-80:])
 
@@ -730,6 +772,7 @@ def test_ekuiper_sdk_plugin_gets_no_batches_when_the_host_batches(processes, env
     python = venv_dir(EKUIPER_VERSION) / "bin" / "python"
     if not python.exists():
         from tests.ekuiper_env import ensure_ekuiper_python
+
         ensure_ekuiper_python()
     folder = env["plugins"] / ek_name
     folder.mkdir()
@@ -737,9 +780,19 @@ def test_ekuiper_sdk_plugin_gets_no_batches_when_the_host_batches(processes, env
     source = source.replace('PLUGIN_NAME = "ekcompat"', f'PLUGIN_NAME = "{ek_name}"')
     source = source.replace('FUNCTION_NAME = "ekadd"', f'FUNCTION_NAME = "{ek_func}"')
     (folder / f"{ek_name}.py").write_text(source)
-    write_json(folder / f"{ek_name}.json", {
-        "version": "v1.0.0", "language": "python", "executable": f"{ek_name}.py", "sources": ["ekcount"],
-        "sinks": ["ekrecord"], "functions": [ek_func], "virtualEnvType": "venv", "env": str(venv_dir(EKUIPER_VERSION))})
+    write_json(
+        folder / f"{ek_name}.json",
+        {
+            "version": "v1.0.0",
+            "language": "python",
+            "executable": f"{ek_name}.py",
+            "sources": ["ekcount"],
+            "sinks": ["ekrecord"],
+            "functions": [ek_func],
+            "virtualEnvType": "venv",
+            "env": str(venv_dir(EKUIPER_VERSION)),
+        },
+    )
     # Our sdk source in a uniquely named folder: eKuiper's SDK needs the IPC directory /tmp.
     shutil.copytree(install_seqsrc(env["plugins"]), env["plugins"] / f"seq{token}")
     shutil.rmtree(env["plugins"] / "seqsrc")
@@ -749,10 +802,17 @@ def test_ekuiper_sdk_plugin_gets_no_batches_when_the_host_batches(processes, env
     stream(env["data"])
     out, single = env["out"] / "ek.jsonl", env["out"] / "ek-single.jsonl"
     rule_id = f"ekr{token}"
-    write_json(env["data"] / "rules" / f"{rule_id}.json", {
-        "id": rule_id, "sql": f"SELECT n, {ek_func}(n, 1000) AS s FROM demo",
-        "actions": [{"ekrecord": {"path": str(out), "requireAck": True}},
-                    {"ekrecord": {"path": str(single), "sendSingle": True, "fields": ["n"]}}]})
+    write_json(
+        env["data"] / "rules" / f"{rule_id}.json",
+        {
+            "id": rule_id,
+            "sql": f"SELECT n, {ek_func}(n, 1000) AS s FROM demo",
+            "actions": [
+                {"ekrecord": {"path": str(out), "requireAck": True}},
+                {"ekrecord": {"path": str(single), "sendSingle": True, "fields": ["n"]}},
+            ],
+        },
+    )
     env = {**env, "ipc": Path("/tmp")}
     try:
         loader = loader_for(processes, env)
@@ -761,8 +821,7 @@ def test_ekuiper_sdk_plugin_gets_no_batches_when_the_host_batches(processes, env
         wait_until(lambda: len(collected(out)) >= total, what="all records at the eKuiper sink")
         time.sleep(0.2)
         # One message per collect, the JSON array of one result, as eKuiper sends it: never a batch.
-        assert sink_messages(out) == [[{"n": n, "s": {"sum": n + 1000, "rule": rule_id}}]
-                                      for n in range(1, total + 1)]
+        assert sink_messages(out) == [[{"n": n, "s": {"sum": n + 1000, "rule": rule_id}}] for n in range(1, total + 1)]
         wait_until(lambda: len(sink_messages(single)) >= total, what="all rows at the sendSingle sink")
         assert sink_messages(single) == [{"n": n} for n in range(1, total + 1)]  # sendSingle: objects
         assert loader.find("rule.stopped", rule=rule_id) == []

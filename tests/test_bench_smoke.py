@@ -36,30 +36,44 @@ def _log_tails(run_dir: Path | None) -> str:
     parts = []
     for log in sorted(run_dir.rglob("*.log")):
         lines = log.read_text(errors="replace").splitlines()
-        parts.append(f"--- {log.relative_to(run_dir)} (last {LOG_TAIL_LINES} of {len(lines)} lines)\n"
-                     + "\n".join(lines[-LOG_TAIL_LINES:]))
+        parts.append(
+            f"--- {log.relative_to(run_dir)} (last {LOG_TAIL_LINES} of {len(lines)} lines)\n"
+            + "\n".join(lines[-LOG_TAIL_LINES:])
+        )
     return "\n".join(parts) or "(the run directory holds no log)"
 
 
 def _diagnosis(result: subprocess.CompletedProcess, results: dict | None, run_dir: Path | None) -> str:
     errors = (results or {}).get("errors", {})
     failed_rows = [row for row in (results or {}).get("rows", []) if row.get("error")]
-    return "\n".join([
-        f"python -m bench --quick exited {result.returncode}",
-        "failed scenarios:", *(f"== {name}\n{trace}" for name, trace in errors.items()),
-        "failed rows:", *(f"  {row['key']}: {row['error']}" for row in failed_rows),
-        "== bench stderr (tail)", result.stderr[-6000:],
-        "== bench stdout (tail)", result.stdout[-3000:],
-        "== kept logs", _log_tails(run_dir),
-    ])
+    return "\n".join(
+        [
+            f"python -m bench --quick exited {result.returncode}",
+            "failed scenarios:",
+            *(f"== {name}\n{trace}" for name, trace in errors.items()),
+            "failed rows:",
+            *(f"  {row['key']}: {row['error']}" for row in failed_rows),
+            "== bench stderr (tail)",
+            result.stderr[-6000:],
+            "== bench stdout (tail)",
+            result.stdout[-3000:],
+            "== kept logs",
+            _log_tails(run_dir),
+        ]
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_quick_bench_produces_every_figure(tmp_path):
     out = tmp_path / "results.json"
-    result = subprocess.run([sys.executable, "-m", "bench", "--quick", "--keep", "--out", str(out)], cwd=REPO,
-                            capture_output=True, text=True, timeout=280)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--keep", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     run_dir = _kept_run_dir(result.stdout)
     try:
         results = json.loads(out.read_text()) if out.exists() else None

@@ -7,29 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from loader.cli import main
 from tests.api_fixtures import REPO, collector_files, free_port, seqsrc_files, start_api, wait_until, write_zip
 
 TOKEN = "cli-token"
-
-
-@pytest.fixture
-def env(tmp_path: Path, ipc_dir: Path) -> dict[str, Path]:
-    dirs = {
-        "plugins": tmp_path / "plugins",
-        "data": tmp_path / "data",
-        "etc": tmp_path / "etc",
-        "ipc": ipc_dir,
-        "zips": tmp_path / "zips",
-        "out": tmp_path / "out",
-    }
-    for key in ("plugins", "etc", "zips", "out"):
-        dirs[key].mkdir()
-    (dirs["etc"] / "sources").mkdir()
-    (dirs["etc"] / "sources" / "seq.yaml").write_text("default:\n  count: 1000000\n  interval_ms: 5\n")
-    return dirs
 
 
 def cli(capsys, api, *args: str) -> tuple[int, str, str]:

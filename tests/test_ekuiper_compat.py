@@ -87,7 +87,9 @@ class EkPlugin:
         with self.log.open("a") as log:
             return processes.popen(
                 [str(sdk_python()), "-u", self.program.name, PORTABLE_CONFIG],
-                cwd=self.folder, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.folder,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
 
     def log_tail(self) -> str:
@@ -98,8 +100,10 @@ class EkPlugin:
 def ek_plugin(tmp_path: Path) -> Iterator[EkPlugin]:
     plugin = EkPlugin(uuid.uuid4().hex[:12], tmp_path, tmp_path / "plugin.log")
     source = FIXTURE.read_text()
-    for old, new in (('PLUGIN_NAME = "ekcompat"', f'PLUGIN_NAME = "{plugin.name}"'),
-                     ('FUNCTION_NAME = "ekadd"', f'FUNCTION_NAME = "{plugin.function}"')):
+    for old, new in (
+        ('PLUGIN_NAME = "ekcompat"', f'PLUGIN_NAME = "{plugin.name}"'),
+        ('FUNCTION_NAME = "ekadd"', f'FUNCTION_NAME = "{plugin.function}"'),
+    ):
         assert old in source, f"{FIXTURE} no longer contains {old!r}"
         source = source.replace(old, new)
     plugin.program.write_text(source)
@@ -111,8 +115,9 @@ def ek_plugin(tmp_path: Path) -> Iterator[EkPlugin]:
             os.unlink(leftover)
 
 
-def control_for(symbol: str, kind: str, rule: str = "", op: str = "", config: dict | None = None,
-                datasource: str = "") -> dict:
+def control_for(
+    symbol: str, kind: str, rule: str = "", op: str = "", config: dict | None = None, datasource: str = ""
+) -> dict:
     """The Control the host sends with start and stop (both datasource spellings, PROTOCOL §2)."""
     return {
         "symbolName": symbol,
@@ -131,7 +136,7 @@ async def open_control(plugin: EkPlugin, processes) -> tuple[ControlChannel, sub
     proc = plugin.spawn(processes)
     try:
         await control.wait_handshake(TIMEOUT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         await control.close()
         pytest.fail(f"no handshake from {plugin.name}:\n{plugin.log_tail()}")
     return control, proc
@@ -181,8 +186,9 @@ def test_sink_acks_every_record(ek_plugin, processes, tmp_path):
 
     async def scenario() -> str:
         control, _ = await open_control(ek_plugin, processes)
-        sink = SinkChannel.for_instance(IPC, ek_plugin.name, "ekrecord", rule, "op2", 0,
-                                        require_ack=True, ack_timeout=TIMEOUT)
+        sink = SinkChannel.for_instance(
+            IPC, ek_plugin.name, "ekrecord", rule, "op2", 0, require_ack=True, ack_timeout=TIMEOUT
+        )
         sink.open()
         try:
             await control.command("start", ctrl, TIMEOUT)
@@ -254,8 +260,17 @@ def test_channels_survive_the_plugin_process_being_replaced(ek_plugin, processes
     async def scenario() -> list:
         control, first = await open_control(ek_plugin, processes)
         source = SourceChannel.for_instance(IPC, ek_plugin.name, "ekcount", src_rule, "op1", 0)
-        sink = SinkChannel.for_instance(IPC, ek_plugin.name, "ekrecord", snk_rule, "op2", 0,
-                                        require_ack=True, send_timeout=TIMEOUT, ack_timeout=TIMEOUT)
+        sink = SinkChannel.for_instance(
+            IPC,
+            ek_plugin.name,
+            "ekrecord",
+            snk_rule,
+            "op2",
+            0,
+            require_ack=True,
+            send_timeout=TIMEOUT,
+            ack_timeout=TIMEOUT,
+        )
         fn = FunctionChannel.for_symbol(IPC, ek_plugin.name, ek_plugin.function, timeout=TIMEOUT)
         for channel in (source, sink, fn):
             channel.open()

@@ -11,9 +11,8 @@ from pathlib import Path
 
 from tests.api_fixtures import start_api
 from tests.loader_harness import REPO, make_plugin, pid_alive
-from tests.test_rules_e2e import (  # noqa: F401  (env is a fixture)
+from tests.test_rules_e2e import (
     collected,
-    env,
     install_collector,
     install_seqsrc,
     rule,

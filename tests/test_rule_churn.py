@@ -18,9 +18,8 @@ import time
 
 import pytest
 
-from tests.test_rules_e2e import (  # noqa: F401
+from tests.test_rules_e2e import (
     collected,
-    env,
     install_collector,
     install_seqsrc,
     loader_for,

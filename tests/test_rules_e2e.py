@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 import signal
 import time
 from pathlib import Path
-
-import pytest
 
 from tests.loader_harness import pid_alive, start_loader
 
@@ -41,17 +40,29 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def stream(data: Path, name: str = "demo", conf_key: str = "default", shared: bool = False) -> None:
-    sql = (f'CREATE STREAM {name} () WITH (TYPE="seq", DATASOURCE="t1", CONF_KEY="{conf_key}", '
-           f'FORMAT="json", SHARED="{str(shared).lower()}")')
+    sql = (
+        f'CREATE STREAM {name} () WITH (TYPE="seq", DATASOURCE="t1", CONF_KEY="{conf_key}", '
+        f'FORMAT="json", SHARED="{str(shared).lower()}")'
+    )
     write_json(data / "streams" / f"{name}.json", {"sql": sql})
 
 
-def rule(data: Path, rule_id: str, sql: str, out: Path | None = None, require_ack: bool = True,
-         extra_actions: list | None = None, delay_ms: int = 0, **fields) -> None:
+def rule(
+    data: Path,
+    rule_id: str,
+    sql: str,
+    out: Path | None = None,
+    require_ack: bool = True,
+    extra_actions: list | None = None,
+    delay_ms: int = 0,
+    **fields,
+) -> None:
     props = {"path": str(out), "requireAck": require_ack, "delay_ms": delay_ms}
     actions = [{"collect": props}] if out else []
-    write_json(data / "rules" / f"{rule_id}.json",
-               {"id": rule_id, "sql": sql, "actions": actions + (extra_actions or []), **fields})
+    write_json(
+        data / "rules" / f"{rule_id}.json",
+        {"id": rule_id, "sql": sql, "actions": actions + (extra_actions or []), **fields},
+    )
 
 
 def seq_config(etc: Path, **keys: dict) -> None:
@@ -87,18 +98,10 @@ def wait_collected(path: Path, count: int, timeout: float = 20.0) -> list[dict]:
     raise AssertionError(f"{path}: {len(collected(path))} records, expected {count}")
 
 
-@pytest.fixture
-def env(tmp_path: Path, ipc_dir: Path):
-    dirs = {"plugins": tmp_path / "plugins", "data": tmp_path / "data", "etc": tmp_path / "etc", "ipc": ipc_dir,
-            "out": tmp_path / "out"}
-    for key in ("plugins", "etc", "out"):
-        dirs[key].mkdir()
-    return dirs
-
-
 def loader_for(processes, env, extra: str = ""):
-    return start_loader(processes, env["plugins"], env["ipc"], env["data"],
-                        extra_config=f"etc_dir: {env['etc']}\n" + extra)
+    return start_loader(
+        processes, env["plugins"], env["ipc"], env["data"], extra_config=f"etc_dir: {env['etc']}\n" + extra
+    )
 
 
 def test_source_function_sink_with_acks_values_checked(processes, env):
@@ -107,10 +110,15 @@ def test_source_function_sink_with_acks_values_checked(processes, env):
     seq_config(env["etc"], default={"count": 5}, burst={"count": 40})
     stream(env["data"], conf_key="burst")
     out = env["out"] / "r1.jsonl"
-    rule(env["data"], "r1", "SELECT n, revert(name) AS r, nested.v AS v, n * 2 + 1 AS m FROM demo WHERE n % 2 = 0",
-         out, extra_actions=[{"log": {}}])
+    rule(
+        env["data"],
+        "r1",
+        "SELECT n, revert(name) AS r, nested.v AS v, n * 2 + 1 AS m FROM demo WHERE n % 2 = 0",
+        out,
+        extra_actions=[{"log": {}}],
+    )
     loader = loader_for(processes, env)
-    rows = wait_collected(out, 20)
+    wait_collected(out, 20)
     time.sleep(0.3)
     # eKuiper sends each result as a JSON array of its rows: one row per result without a window
     expected = [{"n": n, "r": f"x{n}"[::-1], "v": n * 10, "m": n * 2 + 1} for n in range(2, 41, 2)]
@@ -194,8 +202,11 @@ def test_shared_source_feeds_two_rules_from_one_instance(processes, env):
     loader = loader_for(processes, env)
     wait_collected(out1, 20)
     wait_collected(out2, 10)
-    source_starts = [e for e in loader.find("plugin.log", plugin="seqsrc") if e.get("symbol") == "seq"
-                     and "start" in e.get("message", "")]
+    source_starts = [
+        e
+        for e in loader.find("plugin.log", plugin="seqsrc")
+        if e.get("symbol") == "seq" and "start" in e.get("message", "")
+    ]
     assert {e.get("rule") for e in source_starts} == {"shared.demo"}
     assert len(source_starts) == 1
     assert all(r["n"] % 2 == 0 for r in collected(out2))
@@ -275,7 +286,7 @@ def test_source_plugin_killed_mid_stream_rule_resumes(processes, env):
 
     def restarted() -> bool:
         rows = collected(out)
-        return any(b["n"] < a["n"] for a, b in zip(rows[seen_before - 1:], rows[seen_before:]))
+        return any(b["n"] < a["n"] for a, b in itertools.pairwise(rows[seen_before - 1 :]))
 
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not restarted():

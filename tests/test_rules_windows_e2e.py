@@ -11,8 +11,6 @@ import json
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.test_rules_e2e import (
     install,
     install_collector,
@@ -24,20 +22,6 @@ from tests.test_rules_e2e import (
     write_json,
 )
 from tests.waiting import wait_until
-
-
-@pytest.fixture
-def env(tmp_path: Path, ipc_dir: Path) -> dict[str, Path]:
-    dirs = {
-        "plugins": tmp_path / "plugins",
-        "data": tmp_path / "data",
-        "etc": tmp_path / "etc",
-        "ipc": ipc_dir,
-        "out": tmp_path / "out",
-    }
-    for key in ("plugins", "etc", "out"):
-        dirs[key].mkdir()
-    return dirs
 
 
 def messages(path: Path) -> list:

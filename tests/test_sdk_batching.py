@@ -18,7 +18,7 @@ import pynng
 import pytest
 
 from sdk.args import BatchOffer, parse_object
-from tests.sdk_fixtures.host import control, ext_arg, func_meta, harness, launch, recv_json  # noqa: F401
+from tests.sdk_fixtures.host import control, ext_arg, func_meta, launch, recv_json
 
 BATCHFIX = Path(__file__).resolve().parent / "rules_fixtures" / "batchfix.py"
 
@@ -57,8 +57,13 @@ def test_offer_is_parsed_and_a_bad_one_is_declined():
     ext = {"protocol": 1, "batch": {"maxRecords": 100, "lingerMs": 1.5}}
     assert parse_object({"portableLoader": ext}).batch == BatchOffer(100, 1.5)
     assert parse_object({"portableLoader": ext}).capabilities == {"batch": 1}
-    for bad in ({"maxRecords": 0, "lingerMs": 1}, {"maxRecords": 10}, {"maxRecords": True, "lingerMs": 1},
-                {"maxRecords": 10, "lingerMs": -1}, "yes"):
+    for bad in (
+        {"maxRecords": 0, "lingerMs": 1},
+        {"maxRecords": 10},
+        {"maxRecords": True, "lingerMs": 1},
+        {"maxRecords": 10, "lingerMs": -1},
+        "yes",
+    ):
         args = parse_object({"portableLoader": {"protocol": 1, "batch": bad}})
         assert args.batch is None and args.capabilities == {}
     # Batching only travels inside our extension.
@@ -194,13 +199,21 @@ def test_a_failed_record_makes_one_error_ack_for_its_batch(harness):
     push, ack, out, proc = start_sink(harness, batch_arg(harness), "fail")
     push.send(batch_message(b'{"ok":1}', b'{"fail":2}', b'{"ok":3}', b'{"fail":4}'))
     assert recv_json(ack) == {
-        "error": '2 of 4 records failed; first: record 1: ValueError: cannot deliver {"fail":2}', "failed": 2}
+        "error": '2 of 4 records failed; first: record 1: ValueError: cannot deliver {"fail":2}',
+        "failed": 2,
+    }
     push.send(batch_message(b'{"ok":5}', b'{"ok":6}'))
     assert recv_json(ack) == {}
     assert_no_more_acks(ack)
     # Every record was handed to collect, failed ones included (they raised after writing).
     assert [json.loads(line) for line in out.read_text().splitlines()] == [
-        {"ok": 1}, {"fail": 2}, {"ok": 3}, {"fail": 4}, {"ok": 5}, {"ok": 6}]
+        {"ok": 1},
+        {"fail": 2},
+        {"ok": 3},
+        {"fail": 4},
+        {"ok": 5},
+        {"ok": 6},
+    ]
     assert proc.poll() is None
 
 
@@ -258,11 +271,17 @@ def start_function(harness, arg: str, symbol: str = "double", program: Path | No
 def test_exec_batch_answers_every_row_and_one_failure_does_not_fail_the_others(harness):
     fn = start_function(harness, batch_arg(harness))
     reply = fn.invoke("ExecBatch", [[1], [-2], [3], [13], [None], "oops", func_meta()])
-    assert reply == {"state": True, "result": {
-        "values": [2, None, 6, None, None, None],
-        "errors": [[1, "double: ValueError: negative: -2"],
-                   [3, "double: result is not JSON: TypeError: Object of type object is not JSON serializable"],
-                   [5, "double: TypeError: ExecBatch row 5 is not a list of arguments"]]}}
+    assert reply == {
+        "state": True,
+        "result": {
+            "values": [2, None, 6, None, None, None],
+            "errors": [
+                [1, "double: ValueError: negative: -2"],
+                [3, "double: result is not JSON: TypeError: Object of type object is not JSON serializable"],
+                [5, "double: TypeError: ExecBatch row 5 is not a list of arguments"],
+            ],
+        },
+    }
     # Exec is still there, and ExecBatch without a meta string is refused as a whole.
     assert fn.invoke("Exec", [4, func_meta()]) == {"state": True, "result": 8}
     assert fn.invoke("ExecBatch", [[1], [2]])["state"] is False
@@ -271,8 +290,10 @@ def test_exec_batch_answers_every_row_and_one_failure_does_not_fail_the_others(h
 def test_exec_batch_contexts_carry_the_calling_rule(harness):
     fn = start_function(harness, batch_arg(harness), symbol="concat", program=None)
     reply = fn.invoke("ExecBatch", [["a", 1], ["b"], func_meta("r9", "o2")])
-    assert reply["result"]["values"] == [{"joined": "a1", "rule": "r9", "op": "o2"},
-                                         {"joined": "b", "rule": "r9", "op": "o2"}]
+    assert reply["result"]["values"] == [
+        {"joined": "a1", "rule": "r9", "op": "o2"},
+        {"joined": "b", "rule": "r9", "op": "o2"},
+    ]
 
 
 def test_without_the_offer_exec_batch_is_an_unknown_call(harness):

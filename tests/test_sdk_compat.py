@@ -11,7 +11,7 @@ import json
 import secrets
 from pathlib import Path
 
-from tests.sdk_fixtures.host import control, func_meta, harness, launch, recv_json  # noqa: F401
+from tests.sdk_fixtures.host import control, func_meta, launch, recv_json
 
 TMP = Path("/tmp")
 

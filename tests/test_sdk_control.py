@@ -6,7 +6,7 @@ import signal
 import time
 from pathlib import Path
 
-from tests.sdk_fixtures.host import control, ext_arg, harness, launch, stderr_lines, url  # noqa: F401
+from tests.sdk_fixtures.host import control, ext_arg, launch, stderr_lines
 
 
 def test_handshake_then_keepalive_at_the_configured_interval(harness) -> None:

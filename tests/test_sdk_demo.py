@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.sdk_fixtures.host import control, ext_arg, func_meta, harness, launch, recv_json  # noqa: F401
+from tests.sdk_fixtures.host import control, ext_arg, func_meta, launch, recv_json
 
 DEMO = Path(__file__).resolve().parents[1] / "plugins" / "portable" / "demo"
 DEMO_PY = DEMO / "demo.py"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.sdk_fixtures.host import control, func_meta, harness  # noqa: F401
+from tests.sdk_fixtures.host import control, func_meta
 
 
 def start_function(harness, symbol: str = "concat", keepalive_ms: int = 5000):

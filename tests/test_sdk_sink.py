@@ -7,7 +7,7 @@ import json
 import pynng
 import pytest
 
-from tests.sdk_fixtures.host import control, harness, recv_json  # noqa: F401
+from tests.sdk_fixtures.host import control, recv_json
 
 
 def start_sink(harness, mode: str, require_ack: bool = True):

@@ -7,7 +7,7 @@ import time
 import pynng
 import pytest
 
-from tests.sdk_fixtures.host import control, harness, recv_json  # noqa: F401
+from tests.sdk_fixtures.host import control, recv_json
 
 
 def test_records_arrive_in_order_then_stop_closes_the_source(harness) -> None:

@@ -17,9 +17,15 @@ import pytest
 from loader.rules.definitions import DefinitionError, rule_from_json
 from loader.runtime.data_template import DataTemplate, TemplateError, TemplateRunError
 from loader.runtime.sink_options import messages, sink_options
-from tests.test_batching import SinkPeer, install_batchfix, noted, portable_sink, probe_rule, probed_messages
-from tests.test_rules_e2e import (  # noqa: F401 - env is a fixture
-    env, install_collector, install_seqsrc, loader_for, seq_config, sink_messages, stream, write_json,
+from tests.test_batching import SinkPeer, install_batchfix, noted, portable_sink, probed_messages
+from tests.test_rules_e2e import (
+    install_collector,
+    install_seqsrc,
+    loader_for,
+    seq_config,
+    sink_messages,
+    stream,
+    write_json,
 )
 from tests.waiting import wait_until
 
@@ -29,30 +35,43 @@ ROWS = [{"ab": "hello1", "n": 1, "t": 36.25}, {"ab": "hello2", "n": 2, "t": 3.0}
 # --- the data template subset ----------------------------------------------------
 
 
-@pytest.mark.parametrize("template, data, text", [
-    ('{"content":{{json .}}}', ROWS[:1], '{"content":[{"ab":"hello1","n":1,"t":36.25}]}'),
-    ('{"content":{{.ab}}}', ROWS[0], '{"content":hello1}'),
-    ('{"content":"{{.ab}}","t":{{.t}}}', ROWS[1], '{"content":"hello2","t":3}'),
-    ('{{json (index . 0)}}', ROWS, '{"ab":"hello1","n":1,"t":36.25}'),
-    ('{"ab":"{{index . 1 "ab"}}"}', ROWS, '{"ab":"hello2"}'),
-    ('{{toJson .nested.v}} {{.nested.v}} {{.missing}} {{.none}}', {"nested": {"v": [1, 2]}, "none": None},
-     "[1,2] [1 2] <no value> <nil>"),
-    ("  {{- /* a comment */ -}}  {{.n}} ", {"n": 5}, "5 "),
-    ("{{.big}} {{.small}} {{.flag}} {{`raw`}}", {"big": 1e21, "small": 0.00001, "flag": True}, "1e+21 1e-05 true raw"),
-])
+@pytest.mark.parametrize(
+    "template, data, text",
+    [
+        ('{"content":{{json .}}}', ROWS[:1], '{"content":[{"ab":"hello1","n":1,"t":36.25}]}'),
+        ('{"content":{{.ab}}}', ROWS[0], '{"content":hello1}'),
+        ('{"content":"{{.ab}}","t":{{.t}}}', ROWS[1], '{"content":"hello2","t":3}'),
+        ("{{json (index . 0)}}", ROWS, '{"ab":"hello1","n":1,"t":36.25}'),
+        ('{"ab":"{{index . 1 "ab"}}"}', ROWS, '{"ab":"hello2"}'),
+        (
+            "{{toJson .nested.v}} {{.nested.v}} {{.missing}} {{.none}}",
+            {"nested": {"v": [1, 2]}, "none": None},
+            "[1,2] [1 2] <no value> <nil>",
+        ),
+        ("  {{- /* a comment */ -}}  {{.n}} ", {"n": 5}, "5 "),
+        (
+            "{{.big}} {{.small}} {{.flag}} {{`raw`}}",
+            {"big": 1e21, "small": 0.00001, "flag": True},
+            "1e+21 1e-05 true raw",
+        ),
+    ],
+)
 def test_the_template_subset_renders_as_go_does(template, data, text):
     assert DataTemplate(template).render(data) == text
 
 
-@pytest.mark.parametrize("template, named", [
-    ("{{range .}}{{.ab}}{{end}}", "{{range}} (control structures)"),
-    ("{{if .a}}x{{end}}", "{{if}} (control structures)"),
-    ("{{.a | json}}", "the pipe |"),
-    ("{{$x := .a}}", "the variable $x"),
-    ('{{printf "%d" .n}}', "the function printf"),
-    ("{{.a", "unclosed action"),
-    ("{{json}}", "json takes exactly 1 argument"),
-])
+@pytest.mark.parametrize(
+    "template, named",
+    [
+        ("{{range .}}{{.ab}}{{end}}", "{{range}} (control structures)"),
+        ("{{if .a}}x{{end}}", "{{if}} (control structures)"),
+        ("{{.a | json}}", "the pipe |"),
+        ("{{$x := .a}}", "the variable $x"),
+        ('{{printf "%d" .n}}', "the function printf"),
+        ("{{.a", "unclosed action"),
+        ("{{json}}", "json takes exactly 1 argument"),
+    ],
+)
 def test_templates_outside_the_subset_are_refused_naming_the_construct(template, named):
     with pytest.raises(TemplateError) as refused:
         DataTemplate(template)
@@ -69,23 +88,30 @@ def test_a_field_of_the_array_says_how_to_reach_a_row():
 
 
 def admit(props: dict[str, Any]) -> None:
-    rule_from_json({"id": "r1", "sql": "SELECT n FROM s", "actions": [{"log": {}}, {"collect": props}]},
-                   "rules/r1.json")
+    rule_from_json(
+        {"id": "r1", "sql": "SELECT n FROM s", "actions": [{"log": {}}, {"collect": props}]}, "rules/r1.json"
+    )
 
 
-@pytest.mark.parametrize("props, error", [
-    ({"format": "protobuf"}, "format 'protobuf' is not supported by the loader"),
-    ({"format": "xml"}, "format 'xml' is not a sink format"),
-    ({"sendSingle": "yes"}, 'sendSingle must be true or false, got "yes"'),
-    ({"omitIfEmpty": 1}, "omitIfEmpty must be true or false, got 1"),
-    ({"fields": "n"}, "fields must be a list of field names"),
-    ({"fields": ["n"], "excludeFields": ["m"]}, "fields and excludeFields cannot both be set"),
-    ({"bufferLength": 0}, "bufferLength must be a positive integer, got 0"),
-    ({"compression": "gzip"}, "compression is not supported by the loader"),
-    ({"batchSize": 10}, "batchSize is not supported by the loader"),
-    ({"dataTemplate": "{{range .}}{{end}}"}, "dataTemplate: {{range .}}: {{range}} (control structures) is not "
-                                             "supported by the loader; supported: {{.}}"),
-])
+@pytest.mark.parametrize(
+    "props, error",
+    [
+        ({"format": "protobuf"}, "format 'protobuf' is not supported by the loader"),
+        ({"format": "xml"}, "format 'xml' is not a sink format"),
+        ({"sendSingle": "yes"}, 'sendSingle must be true or false, got "yes"'),
+        ({"omitIfEmpty": 1}, "omitIfEmpty must be true or false, got 1"),
+        ({"fields": "n"}, "fields must be a list of field names"),
+        ({"fields": ["n"], "excludeFields": ["m"]}, "fields and excludeFields cannot both be set"),
+        ({"bufferLength": 0}, "bufferLength must be a positive integer, got 0"),
+        ({"compression": "gzip"}, "compression is not supported by the loader"),
+        ({"batchSize": 10}, "batchSize is not supported by the loader"),
+        (
+            {"dataTemplate": "{{range .}}{{end}}"},
+            "dataTemplate: {{range .}}: {{range}} (control structures) is not "
+            "supported by the loader; supported: {{.}}",
+        ),
+    ],
+)
 def test_admission_refuses_a_property_naming_the_action_and_the_fix(props, error):
     with pytest.raises(DefinitionError) as refused:
         admit(props)
@@ -94,8 +120,18 @@ def test_admission_refuses_a_property_naming_the_action_and_the_fix(props, error
 
 
 def test_admission_accepts_what_the_loader_honours():
-    admit({"sendSingle": True, "omitIfEmpty": True, "fields": ["n"], "format": "json", "bufferLength": 8,
-           "dataTemplate": '{"v":{{json .}}}', "requireAck": True, "anything": "else"})
+    admit(
+        {
+            "sendSingle": True,
+            "omitIfEmpty": True,
+            "fields": ["n"],
+            "format": "json",
+            "bufferLength": 8,
+            "dataTemplate": '{"v":{{json .}}}',
+            "requireAck": True,
+            "anything": "else",
+        }
+    )
 
 
 # --- messages ----------------------------------------------------------------
@@ -122,12 +158,16 @@ def test_omit_if_empty_drops_empty_results_and_empty_single_rows_as_ekuiper():
 
 def test_fields_exclude_fields_and_data_field_select_as_ekuiper():
     assert shapes([ROWS], fields=["n", "zz"]) == ([([{"n": 1, "zz": None}, {"n": 2, "zz": None}], 2)], [])
-    assert shapes([ROWS], excludeFields=["t"], sendSingle=True)[0] == [({"ab": "hello1", "n": 1}, 1),
-                                                                      ({"ab": "hello2", "n": 2}, 1)]
+    assert shapes([ROWS], excludeFields=["t"], sendSingle=True)[0] == [
+        ({"ab": "hello1", "n": 1}, 1),
+        ({"ab": "hello2", "n": 2}, 1),
+    ]
     assert shapes([ROWS], dataField="ab") == ([("hello1", 2)], [])  # of the first row, as eKuiper
     # the template first, then the selection
-    assert shapes([ROWS], dataTemplate='{"first":{{json (index . 0)}},"k":1}', dataField="first",
-                  fields=["ab"]) == ([({"ab": "hello1"}, 2)], [])
+    assert shapes([ROWS], dataTemplate='{"first":{{json (index . 0)}},"k":1}', dataField="first", fields=["ab"]) == (
+        [({"ab": "hello1"}, 2)],
+        [],
+    )
 
 
 def test_a_template_that_does_not_fit_a_result_drops_it_with_an_error():
@@ -148,8 +188,10 @@ def test_portable_sink_sends_what_the_options_make_and_counts_rows(ipc_dir):
     sink.channel.connect()
     try:
         sink.deliver_many([ROWS, [], [ROWS[1]]])
-        assert peer.messages == [b'{"first":{"ab":"hello1","n":1,"t":36.25}}',
-                                 b'{"first":{"ab":"hello2","n":2,"t":3.0}}']
+        assert peer.messages == [
+            b'{"first":{"ab":"hello1","n":1,"t":36.25}}',
+            b'{"first":{"ab":"hello2","n":2,"t":3.0}}',
+        ]
         metrics = sink.metrics
         assert (metrics.records_in, metrics.records_out, metrics.exceptions) == (3, 3, 0)
         sink.options = sink_options({"dataTemplate": "{{.ab}}"})  # not JSON, and .ab of an array
@@ -187,8 +229,12 @@ def rule_file(data: Path, rule_id: str, sql: str, actions: list[dict]) -> None:
 
 
 def wait_messages(path: Path, count: int) -> list:
-    return wait_until(lambda: len(got := sink_messages(path)) >= count and got, timeout=20,
-                      what=f"{count} messages in {path.name}", detail=lambda: f"got {sink_messages(path)}")
+    return wait_until(
+        lambda: len(got := sink_messages(path)) >= count and got,
+        timeout=20,
+        what=f"{count} messages in {path.name}",
+        detail=lambda: f"got {sink_messages(path)}",
+    )
 
 
 def test_sinks_get_arrays_by_default_objects_with_send_single_and_the_selected_fields(processes, env):
@@ -198,13 +244,18 @@ def test_sinks_get_arrays_by_default_objects_with_send_single_and_the_selected_f
     stream(env["data"])
     out = {name: env["out"] / f"{name}.jsonl" for name in ("plain", "single", "fields", "exclude")}
     config_out = env["out"] / "config.json"
-    rule_file(env["data"], "r1", "SELECT n, revert(name) AS r FROM demo", [
-        collect(out["plain"], config_out=str(config_out), bufferLength=16, omitIfEmpty=True),
-        collect(out["single"], sendSingle=True),
-        collect(out["fields"], fields=["r"]),
-        collect(out["exclude"], excludeFields=["n"], sendSingle=True),
-        {"log": {"sendSingle": True, "fields": ["n"]}},
-    ])
+    rule_file(
+        env["data"],
+        "r1",
+        "SELECT n, revert(name) AS r FROM demo",
+        [
+            collect(out["plain"], config_out=str(config_out), bufferLength=16, omitIfEmpty=True),
+            collect(out["single"], sendSingle=True),
+            collect(out["fields"], fields=["r"]),
+            collect(out["exclude"], excludeFields=["n"], sendSingle=True),
+            {"log": {"sendSingle": True, "fields": ["n"]}},
+        ],
+    )
     loader = loader_for(processes, env)
     rows = [{"n": n, "r": f"x{n}"[::-1]} for n in range(1, 6)]
     assert wait_messages(out["plain"], 5) == [[row] for row in rows]
@@ -215,9 +266,13 @@ def test_sinks_get_arrays_by_default_objects_with_send_single_and_the_selected_f
     assert [e["message"] for e in loader.find("sink.log", rule="r1")] == [{"n": n} for n in range(1, 6)]
     assert logged["message"] == {"n": 5}
     # as in eKuiper, every action property reaches the sink's configure, the common ones too
-    assert json.loads(config_out.read_text()) == {"path": str(out["plain"]), "requireAck": True,
-                                                  "config_out": str(config_out), "bufferLength": 16,
-                                                  "omitIfEmpty": True}
+    assert json.loads(config_out.read_text()) == {
+        "path": str(out["plain"]),
+        "requireAck": True,
+        "config_out": str(config_out),
+        "bufferLength": 16,
+        "omitIfEmpty": True,
+    }
 
 
 def test_data_template_and_omit_if_empty_end_to_end(processes, env):
@@ -226,15 +281,27 @@ def test_data_template_and_omit_if_empty_end_to_end(processes, env):
     seq_config(env["etc"], default={"count": 6, "empty_every": 3})  # records 3 and 6 are {}
     stream(env["data"])
     out = {name: env["out"] / f"{name}.jsonl" for name in ("array", "single", "omit", "keep", "bad")}
-    rule_file(env["data"], "r1", "SELECT * FROM demo", [
-        collect(out["array"], dataTemplate='{"first":{{json (index . 0)}},"name":"{{index . 0 "name"}}"}',
-                omitIfEmpty=True),
-        collect(out["single"], sendSingle=True, omitIfEmpty=True,
-                dataTemplate='{"id":{{.n}},"v":{{.nested.v}},"all":{{json .}}}'),
-        collect(out["omit"], sendSingle=True, omitIfEmpty=True),
-        collect(out["keep"]),
-        collect(out["bad"], dataTemplate='{{.name}}', sendSingle=True),  # not JSON: every message dropped
-    ])
+    rule_file(
+        env["data"],
+        "r1",
+        "SELECT * FROM demo",
+        [
+            collect(
+                out["array"],
+                dataTemplate='{"first":{{json (index . 0)}},"name":"{{index . 0 "name"}}"}',
+                omitIfEmpty=True,
+            ),
+            collect(
+                out["single"],
+                sendSingle=True,
+                omitIfEmpty=True,
+                dataTemplate='{"id":{{.n}},"v":{{.nested.v}},"all":{{json .}}}',
+            ),
+            collect(out["omit"], sendSingle=True, omitIfEmpty=True),
+            collect(out["keep"]),
+            collect(out["bad"], dataTemplate="{{.name}}", sendSingle=True),  # not JSON: every message dropped
+        ],
+    )
     loader = loader_for(processes, env)
     rows = [{"n": n, "name": f"x{n}", "nested": {"v": n * 10}} for n in (1, 2, 4, 5)]
     # the rows of {} records are {}: not empty results, so kept without sendSingle
@@ -255,13 +322,23 @@ def test_a_batching_sdk_sink_gets_batches_of_the_same_messages(processes, env):
     seq_config(env["etc"], default={"count": total})
     stream(env["data"])
     arrays, single = env["out"] / "arrays.txt", env["out"] / "single.txt"
-    write_json(env["data"] / "rules" / "r1.json", {"id": "r1", "sql": "SELECT n FROM demo", "actions": [
-        {"probe": {"path": str(arrays), "requireAck": True}},
-        {"probe": {"path": str(single), "requireAck": True, "sendSingle": True}}]})
+    write_json(
+        env["data"] / "rules" / "r1.json",
+        {
+            "id": "r1",
+            "sql": "SELECT n FROM demo",
+            "actions": [
+                {"probe": {"path": str(arrays), "requireAck": True}},
+                {"probe": {"path": str(single), "requireAck": True, "sendSingle": True}},
+            ],
+        },
+    )
     loader = loader_for(processes, env, extra="batch: {max_records: 100}\n")
     assert loader.wait_for("plugin.running", plugin="batchfix")["capabilities"] == {"batch": 1}
     for path in (arrays, single):
-        wait_until(lambda: len(probed_messages(path)) >= total, timeout=30, what=f"{total} messages in {path.name}")
+        wait_until(
+            lambda path=path: len(probed_messages(path)) >= total, timeout=30, what=f"{total} messages in {path.name}"
+        )
     assert [m for m, _ in probed_messages(arrays)] == [[{"n": n}] for n in range(1, total + 1)]
     assert [m for m, _ in probed_messages(single)] == [{"n": n} for n in range(1, total + 1)]
     sizes = noted(observed, "batches.txt")
@@ -272,10 +349,16 @@ def test_a_rule_with_an_unsupported_property_is_refused_precisely(processes, env
     install_seqsrc(env["plugins"])
     install_collector(env["plugins"])
     stream(env["data"])
-    rule_file(env["data"], "r1", "SELECT n FROM demo",
-              [collect(env["out"] / "x.jsonl", dataTemplate="{{range .}}{{.n}}{{end}}")])
+    rule_file(
+        env["data"],
+        "r1",
+        "SELECT n FROM demo",
+        [collect(env["out"] / "x.jsonl", dataTemplate="{{range .}}{{.n}}{{end}}")],
+    )
     loader = loader_for(processes, env)
     error = loader.wait_for("rule.error", rule="r1")["error"]
-    assert error.endswith("r1.json at /actions/0/collect: dataTemplate: {{range .}}: {{range}} (control "
-                          "structures) is not supported by the loader; supported: {{.}}, {{.field}}, {{.a.b}}, "
-                          '{{index X 0}}, {{index X 0 "key"}}, {{json X}}, {{toJson X}}, {{/* comment */}}')
+    assert error.endswith(
+        "r1.json at /actions/0/collect: dataTemplate: {{range .}}: {{range}} (control "
+        "structures) is not supported by the loader; supported: {{.}}, {{.field}}, {{.a.b}}, "
+        '{{index X 0}}, {{index X 0 "key"}}, {{json X}}, {{toJson X}}, {{/* comment */}}'
+    )

@@ -16,15 +16,17 @@ def run(sql: str, rows: list[dict], functions: dict | None = None) -> list[dict]
 
 def test_where_and_projection_with_function():
     rows = [{"n": i, "name": f"x{i}"} for i in range(5)]
-    out = run("SELECT n, revert(name) AS r FROM demo WHERE n % 2 = 0", rows,
-              {"revert": lambda args: args[0][::-1]})
+    out = run("SELECT n, revert(name) AS r FROM demo WHERE n % 2 = 0", rows, {"revert": lambda args: args[0][::-1]})
     assert out == [{"n": 0, "r": "0x"}, {"n": 2, "r": "2x"}, {"n": 4, "r": "4x"}]
 
 
 def test_star_nested_fields_arithmetic_and_case():
     rows = [{"a": {"b": {"c": 3}}, "x": 10, "y": 4}, {"a": {}, "x": 1, "y": 0}]
-    out = run("SELECT *, a.b.c AS deep, x * 2 + y AS s, x / 4 AS q, x / 4.0 AS f, "
-              "CASE WHEN x > 5 THEN 'big' ELSE 'small' END AS size FROM demo", rows)
+    out = run(
+        "SELECT *, a.b.c AS deep, x * 2 + y AS s, x / 4 AS q, x / 4.0 AS f, "
+        "CASE WHEN x > 5 THEN 'big' ELSE 'small' END AS size FROM demo",
+        rows,
+    )
     assert out[0]["deep"] == 3 and out[0]["s"] == 24 and out[0]["size"] == "big"
     assert out[0]["q"] == 2 and isinstance(out[0]["q"], int) and out[0]["f"] == 2.5  # eKuiper: int / int is an int
     assert out[0]["x"] == 10  # * keeps the input fields
@@ -46,8 +48,7 @@ def test_null_comparisons_filter_out():
 
 
 def test_builtins_and_default_output_names():
-    out = run("SELECT upper(s), concat(s, '-', n) AS c, round(f, 1) AS r FROM demo",
-              [{"s": "ab", "n": 1, "f": 1.26}])
+    out = run("SELECT upper(s), concat(s, '-', n) AS c, round(f, 1) AS r FROM demo", [{"s": "ab", "n": 1, "f": 1.26}])
     assert out == [{"upper": "AB", "c": "ab-1", "r": 1.3}]
 
 
@@ -104,17 +105,27 @@ def test_logical_operators_are_not_function_calls():
 def test_double_quotes_are_strings_and_backticks_quote_identifiers_as_in_ekuiper():
     """eKuiper reads "..." as a string; read as a column (ANSI), WHERE v = "v1" passed nothing, silently."""
     rows = [{"v": "v1", "load1": 2, "my col": 7}, {"v": "v2", "load1": 0.5, "my col": 8}]
-    out = run('SELECT v, CASE WHEN load1 > 1 THEN "high" ELSE \'low\' END AS lvl, `my col` AS c '
-              'FROM demo WHERE v = "v1" OR `my col` = 8', rows)
+    out = run(
+        "SELECT v, CASE WHEN load1 > 1 THEN \"high\" ELSE 'low' END AS lvl, `my col` AS c "
+        'FROM demo WHERE v = "v1" OR `my col` = 8',
+        rows,
+    )
     assert out == [{"v": "v1", "lvl": "high", "c": 7}, {"v": "v2", "lvl": "low", "c": 8}]
 
 
 def test_arrow_selects_keys_of_nested_objects_as_in_ekuiper():
     """eKuiper's json_expr examples: name->first is named "first"; ops->functionA.numArgs; a chain."""
-    row = {"name": {"first": "Tom", "last": "Anderson"}, "ops": {"functionA": {"numArgs": 2}},
-           "a": {"b": {"c": 5}}, "flat": 3}
-    out = run("SELECT demo.name->first, ops->functionA.numArgs AS num, a->b->c AS deep, flat->x AS none "
-              "FROM demo WHERE name->last = 'Anderson'", [row, {"name": {"last": "Other"}}])
+    row = {
+        "name": {"first": "Tom", "last": "Anderson"},
+        "ops": {"functionA": {"numArgs": 2}},
+        "a": {"b": {"c": 5}},
+        "flat": 3,
+    }
+    out = run(
+        "SELECT demo.name->first, ops->functionA.numArgs AS num, a->b->c AS deep, flat->x AS none "
+        "FROM demo WHERE name->last = 'Anderson'",
+        [row, {"name": {"last": "Other"}}],
+    )
     assert out == [{"first": "Tom", "num": 2, "deep": 5, "none": None}]
     assert parse_select("SELECT name->first FROM demo").functions == []  # an operator, not a function call
 
@@ -130,10 +141,20 @@ def compiled(sql: str, rule_id: str = "r1"):
 
 def test_index_and_slice_as_in_ekuiper_json_expressions():
     row = {"children": ["Sara", "Alex", "Jack"], "friends": [{"last": "Murphy"}], "x": 0, "y": 2}
-    out = compiled("SELECT children[0] AS a, children[-1] AS b, children[1:-1] AS c, children[:2] AS d, "
-                   "children[1:] AS e, children[x + 1:y] AS f, friends[0]->last, children[-2] FROM demo").apply(row)
-    assert out == {"a": "Sara", "b": "Jack", "c": ["Alex"], "d": ["Sara", "Alex"], "e": ["Alex", "Jack"],
-                   "f": ["Alex"], "last": "Murphy", "kuiper_field_0": "Alex"}
+    out = compiled(
+        "SELECT children[0] AS a, children[-1] AS b, children[1:-1] AS c, children[:2] AS d, "
+        "children[1:] AS e, children[x + 1:y] AS f, friends[0]->last, children[-2] FROM demo"
+    ).apply(row)
+    assert out == {
+        "a": "Sara",
+        "b": "Jack",
+        "c": ["Alex"],
+        "d": ["Sara", "Alex"],
+        "e": ["Alex", "Jack"],
+        "f": ["Alex"],
+        "last": "Murphy",
+        "kuiper_field_0": "Alex",
+    }
 
 
 def test_index_out_of_range_fails_the_record_as_in_ekuiper():
@@ -150,15 +171,27 @@ def test_alias_usable_in_where_and_not_inside_its_own_definition():
 def test_null_comparisons_follow_ekuiper():
     rows = [{"a": 1}, {"a": 2}, {}]
     assert [r for r in rows if compiled("SELECT a FROM demo WHERE a != 1").apply(r)] == [{"a": 2}, {}]
-    assert compiled("SELECT a = b AS eq, a < b AS lt, NOT (a > 1) AS n FROM demo").apply({}) == \
-        {"eq": True, "lt": False, "n": True}
+    assert compiled("SELECT a = b AS eq, a < b AS lt, NOT (a > 1) AS n FROM demo").apply({}) == {
+        "eq": True,
+        "lt": False,
+        "n": True,
+    }
 
 
 def test_like_in_between_and_bitwise():
-    query = compiled("SELECT a LIKE 'ab%' AS l, a NOT LIKE '_b_' AS nl, n IN (1, 2) AS i, n NOT BETWEEN 2 AND 3 AS nb, "
-                     "n & 6 AS band, n | 8 AS bor, n ^ 1 AS bx FROM demo")
-    assert query.apply({"a": "abc", "n": 3}) == {"l": True, "nl": False, "i": False, "nb": False,
-                                                "band": 2, "bor": 11, "bx": 2}
+    query = compiled(
+        "SELECT a LIKE 'ab%' AS l, a NOT LIKE '_b_' AS nl, n IN (1, 2) AS i, n NOT BETWEEN 2 AND 3 AS nb, "
+        "n & 6 AS band, n | 8 AS bor, n ^ 1 AS bx FROM demo"
+    )
+    assert query.apply({"a": "abc", "n": 3}) == {
+        "l": True,
+        "nl": False,
+        "i": False,
+        "nb": False,
+        "band": 2,
+        "bor": 11,
+        "bx": 2,
+    }
 
 
 def test_mixed_kinds_fail_the_record_naming_both_values():
@@ -168,6 +201,7 @@ def test_mixed_kinds_fail_the_record_naming_both_values():
 
 def test_meta_reads_the_records_source_metadata():
     from loader.runtime.source import MetaRecord
+
     query = compiled("SELECT meta(topic) AS t, meta(demo.qos) AS q, meta(dev->name) AS d, meta(nope) AS n FROM demo")
     row = MetaRecord({"v": 1}, {"topic": "a/b", "qos": 1, "dev": {"name": "x"}})
     assert query.apply(row) == {"t": "a/b", "q": 1, "d": "x", "n": None}
@@ -216,6 +250,7 @@ def test_refusals_name_what_the_user_wrote(sql, words):
 def test_calls_keep_the_written_argument_order_and_arrow_inside_calls():
     plan = parse_select("SELECT a + 1, upper(b), c, 2, d->e FROM demo")
     assert [p.name for p in plan.projections] == ["kuiper_field_0", "upper", "c", "kuiper_field_1", "e"]
-    out = compiled("SELECT log(2, 8) AS l, upper(name->first) AS u, mod(7, 4) AS m, substring(s, 1, 3) AS s2 "
-                   "FROM demo").apply({"name": {"first": "tom"}, "s": "abcdef"})
+    out = compiled(
+        "SELECT log(2, 8) AS l, upper(name->first) AS u, mod(7, 4) AS m, substring(s, 1, 3) AS s2 FROM demo"
+    ).apply({"name": {"first": "tom"}, "s": "abcdef"})
     assert out == {"l": 3.0, "u": "TOM", "m": 3.0, "s2": "bc"}

@@ -18,7 +18,7 @@ import pytest
 from loader.wire.codec import DataChannelClosed
 from loader.wire.sink import SinkAckError, SinkChannel, SinkTimeout
 
-PEER = r'''
+PEER = r"""
 import json, os, sys, time
 import pynng
 
@@ -45,14 +45,15 @@ with open(out, "a") as f:
         else:
             acks.send(b"{}")
         first = False
-'''
+"""
 
 
 def start_peer(processes, channel: SinkChannel, out: Path, mode: str = "ack") -> subprocess.Popen:
     proc = processes.popen(
-        [sys.executable, "-u", "-c", PEER, f"ipc://{channel.data_path}", f"ipc://{channel.ack_path}",
-         str(out), mode],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-u", "-c", PEER, f"ipc://{channel.data_path}", f"ipc://{channel.ack_path}", str(out), mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     line = proc.stdout.readline()
     assert line.strip() == "ready", f"sink peer failed: {line}{proc.stdout.read()}"

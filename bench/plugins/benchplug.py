@@ -164,9 +164,11 @@ def _manifest() -> dict:
 
 if __name__ == "__main__":
     manifest = _manifest()
-    start(PluginConfig(
-        NAME,
-        sources={name: Flood for name in manifest.get("sources", [])},
-        sinks={name: Count for name in manifest.get("sinks", [])},
-        functions={name: (lambda name=name: Echo(name)) for name in manifest.get("functions", [])},
-    ))
+    start(
+        PluginConfig(
+            NAME,
+            sources={name: Flood for name in manifest.get("sources", [])},
+            sinks={name: Count for name in manifest.get("sinks", [])},
+            functions={name: (lambda name=name: Echo(name)) for name in manifest.get("functions", [])},
+        )
+    )

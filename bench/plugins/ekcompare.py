@@ -89,5 +89,8 @@ class Inc(Function):
 
 
 if __name__ == "__main__":
-    plugin.start(PluginConfig(NAME, {f"seq{NAME}": lambda: Seq()}, {f"count{NAME}": lambda: Count()},
-                              {f"inc{NAME}": lambda: Inc()}))
+    plugin.start(
+        PluginConfig(
+            NAME, {f"seq{NAME}": lambda: Seq()}, {f"count{NAME}": lambda: Count()}, {f"inc{NAME}": lambda: Inc()}
+        )
+    )

@@ -68,7 +68,7 @@ def _balanced(text: str, start: int) -> tuple[str, int]:
     for index in range(start, len(text)):
         depth += {"(": 1, ")": -1}.get(text[index], 0)
         if depth == 0:
-            return text[start + 1:index], index + 1
+            return text[start + 1 : index], index + 1
     raise DefinitionError("unbalanced parentheses in the stream SQL")
 
 
@@ -76,15 +76,17 @@ def parse_stream(sql: str) -> StreamDef:
     """Read ``CREATE STREAM name (fields) WITH (KEY="value", ...)``."""
     match = _CREATE.match(sql)
     if not match:
-        raise DefinitionError('the stream SQL must start with CREATE STREAM <name>, e.g. '
-                              'CREATE STREAM demo () WITH (TYPE="counter", DATASOURCE="t1")')
+        raise DefinitionError(
+            "the stream SQL must start with CREATE STREAM <name>, e.g. "
+            'CREATE STREAM demo () WITH (TYPE="counter", DATASOURCE="t1")'
+        )
     name = match.group(1)
     if not is_valid_name(name):
         raise DefinitionError(f"stream name {name!r} is not allowed: use 1-64 letters, digits, '_' or '-'")
     fields, index = _balanced(sql, match.end())
     rest = sql[index:].lstrip()
     if not rest.upper().startswith("WITH"):
-        raise DefinitionError("the stream SQL needs WITH (TYPE=\"<source symbol>\", ...) after the field list")
+        raise DefinitionError('the stream SQL needs WITH (TYPE="<source symbol>", ...) after the field list')
     options_text, end = _balanced(rest, rest.index("(", 4) if "(" in rest else len(rest))
     if rest[end:].strip().rstrip(";").strip():
         raise DefinitionError(f"unexpected text after WITH (...): {rest[end:].strip()!r}")
@@ -114,8 +116,10 @@ def _options(text: str) -> dict[str, str]:
     while position < len(text.strip()):
         match = _OPTION.match(text, position)
         if not match:
-            raise DefinitionError(f"cannot read the WITH options from {text[position:].strip()!r}: "
-                                  'write KEY="value" pairs separated by commas')
+            raise DefinitionError(
+                f"cannot read the WITH options from {text[position:].strip()!r}: "
+                'write KEY="value" pairs separated by commas'
+            )
         value = match.group(2)
         if value[:1] in "\"'":
             value = value[1:-1]
@@ -140,13 +144,23 @@ def rule_from_json(data: Any, where: str) -> RuleDef:
             sink_options(action.props)
         except SinkOptionError as exc:
             raise DefinitionError(f"{where} at /actions/{index}/{action.sink}: {exc}") from None
-    return RuleDef(id=data["id"], sql=data["sql"], actions=actions, options=dict(data.get("options") or {}),
-                   triggered=data.get("triggered", True))
+    return RuleDef(
+        id=data["id"],
+        sql=data["sql"],
+        actions=actions,
+        options=dict(data.get("options") or {}),
+        triggered=data.get("triggered", True),
+    )
 
 
 def rule_to_json(rule: RuleDef) -> dict[str, Any]:
-    return {"id": rule.id, "sql": rule.sql, "actions": [{a.sink: a.props} for a in rule.actions],
-            "options": rule.options, "triggered": rule.triggered}
+    return {
+        "id": rule.id,
+        "sql": rule.sql,
+        "actions": [{a.sink: a.props} for a in rule.actions],
+        "options": rule.options,
+        "triggered": rule.triggered,
+    }
 
 
 def _check_with_options(options: dict[str, str]) -> None:

@@ -87,8 +87,9 @@ class Cause:
         return {"symbol": self.symbol, "plugin": self.plugin, "cause": self.cause, "message": self.message}
 
 
-def causes(plugins: list[PluginFacts], nodes: list[NodeFacts], now_ms: int, hold_ms: int,
-           stuck: Sequence[StuckFacts] = ()) -> list[Cause]:
+def causes(
+    plugins: list[PluginFacts], nodes: list[NodeFacts], now_ms: int, hold_ms: int, stuck: Sequence[StuckFacts] = ()
+) -> list[Cause]:
     """Everything that keeps the rule from working now; empty when it works."""
     found = [cause for plugin in plugins if (cause := _plugin_cause(plugin)) is not None]
     found += [cause for node in nodes if (cause := _node_cause(node, now_ms, hold_ms)) is not None]
@@ -101,8 +102,9 @@ def _plugin_cause(plugin: PluginFacts) -> Cause | None:
         return None
     symbol = ",".join(plugin.symbols)
     why = f": {plugin.error}" if plugin.error else ""
-    return Cause(symbol, plugin.name, f"plugin {plugin.state}",
-                 f"{symbol}: plugin {plugin.name} is {plugin.state}{why}")
+    return Cause(
+        symbol, plugin.name, f"plugin {plugin.state}", f"{symbol}: plugin {plugin.name} is {plugin.state}{why}"
+    )
 
 
 def _node_cause(node: NodeFacts, now_ms: int, hold_ms: int) -> Cause | None:
@@ -126,8 +128,12 @@ def _stuck_cause(part: StuckFacts, now_ms: int, hold_ms: int) -> Cause | None:
         return None
     if part.last_ok_ms > part.last_failed_ms and now_ms - part.last_failed_ms >= hold_ms:
         return None
-    return Cause(part.symbol, part.plugin, STUCK_CAUSES[part.kind],
-                 f"{part.kind} {part.symbol} of plugin {part.plugin}: {part.error}")
+    return Cause(
+        part.symbol,
+        part.plugin,
+        STUCK_CAUSES[part.kind],
+        f"{part.kind} {part.symbol} of plugin {part.plugin}: {part.error}",
+    )
 
 
 def changes(before: dict[tuple, Cause], now: list[Cause]) -> tuple[list[Cause], list[Cause]]:

@@ -32,10 +32,11 @@ import asyncio
 import functools
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from loader import jsonio
 from loader.config import LiveConfig, LoaderConfig, live
@@ -45,8 +46,8 @@ from loader.registry import SymbolRegistry
 from loader.rules.aggregates import BUILTIN_AGGREGATES, WINDOW_RANGE_FUNCTIONS
 from loader.rules.buffer import DEFAULT_CAPACITY
 from loader.rules.checkpoint import Checkpointer, checkpoint_path, wants_checkpoints
-from loader.rules.functions import BUILTINS
 from loader.rules.definitions import DefinitionError, RuleDef, StreamDef, rule_from_json, stream_from_json
+from loader.rules.functions import BUILTINS
 from loader.rules.health import Cause, NodeFacts, PluginFacts, causes, changes
 from loader.rules.parts import RuleParts
 from loader.rules.pipeline import RulePipeline, Sink
@@ -101,8 +102,9 @@ class RuleEntry:
 
 
 class RuleManager:
-    def __init__(self, config: LoaderConfig | LiveConfig, registry: SymbolRegistry,
-                 supervisors: SupervisorLookup) -> None:
+    def __init__(
+        self, config: LoaderConfig | LiveConfig, registry: SymbolRegistry, supervisors: SupervisorLookup
+    ) -> None:
         self.live = live(config)
         config = self.live.current
         self.registry = registry
@@ -165,8 +167,11 @@ class RuleManager:
             await self._reconcile_rule(rule_id)
         except Exception as exc:
             entry = self.rules.setdefault(rule_id, RuleEntry(id=rule_id))
-            self._set_error(entry, f"{self.rules_dir / (rule_id + '.json')}: cannot be used: "
-                                   f"{type(exc).__name__}: {exc}", exc_info=exc)
+            self._set_error(
+                entry,
+                f"{self.rules_dir / (rule_id + '.json')}: cannot be used: {type(exc).__name__}: {exc}",
+                exc_info=exc,
+            )
 
     async def on_plugins_changed(self) -> None:
         """Stop rules whose plugins went away or changed hands; retry rules that could not start."""
@@ -175,7 +180,11 @@ class RuleManager:
                 if entry.state == RuleState.RUNNING and not self._still_provided(entry):
                     await self._stop(entry, reason="a plugin it uses was unloaded or no longer provides its symbol")
                     entry.state = RuleState.WAITING
-                if entry.state in (RuleState.WAITING, RuleState.ERROR) and entry.definition is not None and entry.definition.triggered:
+                if (
+                    entry.state in (RuleState.WAITING, RuleState.ERROR)
+                    and entry.definition is not None
+                    and entry.definition.triggered
+                ):
                     await self._start(entry)
 
     async def shutdown(self) -> None:
@@ -204,16 +213,42 @@ class RuleManager:
         """What keeps a running rule from working now (empty: it works, or it does not run)."""
         if entry.state != RuleState.RUNNING:
             return []
-        plugins = [PluginFacts(name, *self._plugin_state(supervisor),
-                               tuple(sorted({symbol for _, symbol, plugin in entry.symbols if plugin == name})))
-                   for name, supervisor in sorted(entry.plugins.items())]
-        nodes = [NodeFacts("source", s.symbol, s.supervisor.name, s.last_record_ms, s.last_error_ms, s.last_error,
-                           s.error_generation, s.supervisor.generation) for s in entry.sources]
+        plugins = [
+            PluginFacts(
+                name,
+                *self._plugin_state(supervisor),
+                tuple(sorted({symbol for _, symbol, plugin in entry.symbols if plugin == name})),
+            )
+            for name, supervisor in sorted(entry.plugins.items())
+        ]
+        nodes = [
+            NodeFacts(
+                "source",
+                s.symbol,
+                s.supervisor.name,
+                s.last_record_ms,
+                s.last_error_ms,
+                s.last_error,
+                s.error_generation,
+                s.supervisor.generation,
+            )
+            for s in entry.sources
+        ]
         if entry.pipeline is not None:
-            nodes += [NodeFacts("sink", k.symbol, k.supervisor.name, k.metrics.last_out_time,
-                                k.metrics.last_exception_time, k.metrics.last_exception, k.error_generation,
-                                k.supervisor.generation)
-                      for k in entry.pipeline.sinks if isinstance(k, PortableSink)]
+            nodes += [
+                NodeFacts(
+                    "sink",
+                    k.symbol,
+                    k.supervisor.name,
+                    k.metrics.last_out_time,
+                    k.metrics.last_exception_time,
+                    k.metrics.last_exception,
+                    k.error_generation,
+                    k.supervisor.generation,
+                )
+                for k in entry.pipeline.sinks
+                if isinstance(k, PortableSink)
+            ]
         stuck = entry.pipeline.parts.facts() if entry.pipeline is not None else []
         return causes(plugins, nodes, now_ms(), int(self.config.rules.degraded_hold_s * 1000), stuck)
 
@@ -240,12 +275,18 @@ class RuleManager:
         log = get_logger(rule=entry.id)
         for cause in cleared:
             del entry.logged_causes[cause.key]
-            log.info("rule.recovered", symbol=cause.symbol, plugin=cause.plugin, cause=cause.cause,
-                     remaining_causes=len(entry.logged_causes) + len(appeared))
+            log.info(
+                "rule.recovered",
+                symbol=cause.symbol,
+                plugin=cause.plugin,
+                cause=cause.cause,
+                remaining_causes=len(entry.logged_causes) + len(appeared),
+            )
         for cause in appeared:
             entry.logged_causes[cause.key] = cause
-            log.warning("rule.degraded", symbol=cause.symbol, plugin=cause.plugin, cause=cause.cause,
-                        error=cause.message)
+            log.warning(
+                "rule.degraded", symbol=cause.symbol, plugin=cause.plugin, cause=cause.cause, error=cause.message
+            )
 
     def status(self, rule_id: str) -> dict[str, Any] | None:
         entry = self.rules.get(rule_id)
@@ -276,8 +317,10 @@ class RuleManager:
             try:
                 new = stream_from_json(_read_json(path), str(path))
                 if new.name != name:
-                    raise DefinitionError(f"{path} at /sql: the stream is named {new.name!r} but the file is "
-                                          f"{path.name}; name the file {new.name}.json")
+                    raise DefinitionError(
+                        f"{path} at /sql: the stream is named {new.name!r} but the file is "
+                        f"{path.name}; name the file {new.name}.json"
+                    )
             except DefinitionError as exc:
                 error = str(exc)
         else:
@@ -333,8 +376,10 @@ class RuleManager:
                 raise DefinitionError(raw["unreadable"])
             entry.definition = rule_from_json(raw, str(path))
             if entry.definition.id != rule_id:
-                raise DefinitionError(f"{path} at /id: the rule id is {entry.definition.id!r} but the file is "
-                                      f"{path.name}; name the file {entry.definition.id}.json")
+                raise DefinitionError(
+                    f"{path} at /id: the rule id is {entry.definition.id!r} but the file is "
+                    f"{path.name}; name the file {entry.definition.id}.json"
+                )
         except DefinitionError as exc:
             entry.definition = None
             self._set_error(entry, str(exc))
@@ -371,8 +416,12 @@ class RuleManager:
             self._set_error(entry, f"the rule could not start: {type(exc).__name__}: {exc}", exc_info=exc)
             return
         entry.state, entry.error = RuleState.RUNNING, None
-        log.info("rule.started", stream=entry.stream, sinks=[a.sink for a in entry.definition.actions],
-                 plugins=sorted(entry.plugins))
+        log.info(
+            "rule.started",
+            stream=entry.stream,
+            sinks=[a.sink for a in entry.definition.actions],
+            plugins=sorted(entry.plugins),
+        )
 
     def _set_error(self, entry: RuleEntry, error: str, exc_info: BaseException | None = None) -> None:
         if entry.state != RuleState.ERROR or entry.error != error:
@@ -407,20 +456,26 @@ class RuleManager:
         entry.stream = plan.stream
         stream = self.streams.get(plan.stream)
         if stream is None:
-            raise _Waiting(f"stream {plan.stream!r} is not defined: create {self.streams_dir / (plan.stream + '.json')}")
+            raise _Waiting(
+                f"stream {plan.stream!r} is not defined: create {self.streams_dir / (plan.stream + '.json')}"
+            )
         source_sup = self._provider(entry, "sources", stream.type)
         parts = RuleParts(rule.id)
-        sinks = [self._sink(entry, rule.id, index, action.sink, action.props, parts)
-                 for index, action in enumerate(rule.actions)]
+        sinks = [
+            self._sink(entry, rule.id, index, action.sink, action.props, parts)
+            for index, action in enumerate(rule.actions)
+        ]
         resolved, aggregates = await self._functions(entry, plan)
-        query = compile_query(plan, lambda name, index: _bind(resolved.get(name), rule.id, index, parts), rule.id,
-                              aggregates)
+        query = compile_query(
+            plan, lambda name, index: _bind(resolved.get(name), rule.id, index, parts), rule.id, aggregates
+        )
         windowed = _windowed(query, rule, stream)
         buffer_length = (rule.options or {}).get("bufferLength", DEFAULT_CAPACITY)  # schema-checked: 1..2**20
         buffer_bytes = int(self.config.limits.rule_buffer_mb * 1024 * 1024)
         checkpointer = Checkpointer.for_rule(self.config.data_dir, rule) if wants_checkpoints(rule) else None
-        pipeline = RulePipeline(rule.id, stream.name, query, sinks, buffer_length, buffer_bytes, parts, windowed,
-                                checkpointer)
+        pipeline = RulePipeline(
+            rule.id, stream.name, query, sinks, buffer_length, buffer_bytes, parts, windowed, checkpointer
+        )
         await pipeline.start()
         entry.stop_actions.append(pipeline.stop)
         await self._attach_source(entry, stream, source_sup, pipeline)
@@ -435,14 +490,16 @@ class RuleManager:
         entry.symbols.append((kind, symbol, supervisor.name))
         return supervisor
 
-    def _sink(self, entry: RuleEntry, rule_id: str, index: int, symbol: str, props: dict,
-              parts: RuleParts | None = None) -> Sink:
+    def _sink(
+        self, entry: RuleEntry, rule_id: str, index: int, symbol: str, props: dict, parts: RuleParts | None = None
+    ) -> Sink:
         builtin = BUILTIN_SINKS.get(symbol)
         if builtin is not None and self.registry.owner("sinks", symbol) is None:
             return builtin(rule_id, index, props)
         supervisor = self._provider(entry, "sinks", symbol)
-        return PortableSink(supervisor, symbol, rule_id, index, dict(props), self.config.ipc_dir, parts,
-                            self.config.limits.sink_stall_s)
+        return PortableSink(
+            supervisor, symbol, rule_id, index, dict(props), self.config.ipc_dir, parts, self.config.limits.sink_stall_s
+        )
 
     async def _functions(self, entry: RuleEntry, plan) -> tuple[dict[str, Any], frozenset[str]]:
         """Bind every function the rule calls: portable symbols first, then built-ins; and name the
@@ -457,8 +514,10 @@ class RuleManager:
                 if name in BUILTINS:
                     resolved[name] = BUILTINS[name]
                     continue
-                raise _Waiting(f"{call_position(plan, name)}: no loaded plugin provides the function {name!r} "
-                               "and it is not a built-in")
+                raise _Waiting(
+                    f"{call_position(plan, name)}: no loaded plugin provides the function {name!r} "
+                    "and it is not a built-in"
+                )
             supervisor = self._provider(entry, "functions", name)
             handle = await self.functions.acquire(supervisor, name, {})  # as in eKuiper: no configuration
             entry.stop_actions.append(functools.partial(self.functions.release, handle))
@@ -467,12 +526,14 @@ class RuleManager:
             resolved[name] = handle
         return resolved, frozenset(aggregates)
 
-    async def _attach_source(self, entry: RuleEntry, stream: StreamDef, supervisor: PluginSupervisor,
-                             pipeline: RulePipeline) -> None:
+    async def _attach_source(
+        self, entry: RuleEntry, stream: StreamDef, supervisor: PluginSupervisor, pipeline: RulePipeline
+    ) -> None:
         config = source_config(stream.type, stream.conf_key, supervisor.spec.folder, self.config.etc_dir)
         if not stream.shared:
-            source = SourceInstance(supervisor, stream.type, entry.id, f"src-{stream.name}", stream.datasource,
-                                    config, self.config.ipc_dir)
+            source = SourceInstance(
+                supervisor, stream.type, entry.id, f"src-{stream.name}", stream.datasource, config, self.config.ipc_dir
+            )
             source.subscribe(entry.id, pipeline.offer, pipeline.on_source_error)
             await source.start()
             entry.stop_actions.append(source.stop)
@@ -480,8 +541,15 @@ class RuleManager:
             return
         shared = self._shared.get(stream.name)
         if shared is None or shared[0].supervisor is not supervisor:
-            source = SourceInstance(supervisor, stream.type, f"shared.{stream.name}", f"src-{stream.name}",
-                                    stream.datasource, config, self.config.ipc_dir)
+            source = SourceInstance(
+                supervisor,
+                stream.type,
+                f"shared.{stream.name}",
+                f"src-{stream.name}",
+                stream.datasource,
+                config,
+                self.config.ipc_dir,
+            )
             await source.start()
             shared = self._shared[stream.name] = (source, set())
         source, users = shared
@@ -551,8 +619,10 @@ def _windowed(query: CompiledQuery, rule: RuleDef, stream: StreamDef) -> Windowe
     if not event_time:
         return WindowedRule(query)
     if not stream.timestamp:
-        raise DefinitionError(f"rule {rule.id!r} sets isEventTime but stream {stream.name!r} declares no event time "
-                              'field: add TIMESTAMP="<field>" to its WITH options, or drop isEventTime')
+        raise DefinitionError(
+            f"rule {rule.id!r} sets isEventTime but stream {stream.name!r} declares no event time "
+            'field: add TIMESTAMP="<field>" to its WITH options, or drop isEventTime'
+        )
     tolerance = int(options.get("lateTolerance") or 0)  # schema-checked: an integer >= 0, in ms
     return WindowedRule(query, EventTime(stream.timestamp, tolerance))
 

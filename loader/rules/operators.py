@@ -22,8 +22,9 @@ from __future__ import annotations
 import math
 import operator as _op
 import re
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 from loader.rules.functions.values import DateTime, FunctionError, is_int, is_number, to_int, type_name
 
@@ -49,7 +50,13 @@ def _kind(value: Any) -> str:
 
 
 _ORDER: dict[str, Callable[[Any, Any], Any]] = {
-    "=": _op.eq, "!=": _op.ne, "<": _op.lt, "<=": _op.le, ">": _op.gt, ">=": _op.ge}
+    "=": _op.eq,
+    "!=": _op.ne,
+    "<": _op.lt,
+    "<=": _op.le,
+    ">": _op.gt,
+    ">=": _op.ge,
+}
 
 
 def comparator(op: str) -> Callable[[Any, Any], bool]:
@@ -58,8 +65,12 @@ def comparator(op: str) -> Callable[[Any, Any], bool]:
 
     def compare_values(left: Any, right: Any) -> bool:
         kind_left, kind_right = type(left), type(right)
-        if (kind_left is int or kind_left is float) and (kind_right is int or kind_right is float) \
-                or kind_left is str and kind_right is str:
+        if (
+            (kind_left is int or kind_left is float)
+            and (kind_right is int or kind_right is float)
+            or kind_left is str
+            and kind_right is str
+        ):
             return bool(direct(left, right))
         return compare(op, left, right)
 

@@ -12,7 +12,7 @@ so ``rule.degraded`` / ``rule.recovered`` come from one place.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from loader.rules.health import StuckFacts
 from loader.runtime.metrics import now_ms
@@ -25,7 +25,7 @@ class RuleParts:
         self.rule_id = rule_id
         self.parts: list[Part] = []
 
-    def part(self, kind: str, symbol: str, plugin: str, on_failure: Callable[[str], None] | None = None) -> "Part":
+    def part(self, kind: str, symbol: str, plugin: str, on_failure: Callable[[str], None] | None = None) -> Part:
         """A reporter for one part (``kind`` "function" or "sink")."""
         part = Part(kind, symbol, plugin, on_failure)
         self.parts.append(part)

@@ -60,10 +60,18 @@ class Sink(Protocol):
 
 
 class RulePipeline:
-    def __init__(self, rule_id: str, stream: str, query: CompiledQuery, sinks: list[Sink],
-                 buffer_length: int = DEFAULT_CAPACITY, buffer_bytes: int = DEFAULT_MAX_BYTES,
-                 parts: RuleParts | None = None, windowed: WindowedRule | None = None,
-                 checkpointer: Checkpointer | None = None) -> None:
+    def __init__(
+        self,
+        rule_id: str,
+        stream: str,
+        query: CompiledQuery,
+        sinks: list[Sink],
+        buffer_length: int = DEFAULT_CAPACITY,
+        buffer_bytes: int = DEFAULT_MAX_BYTES,
+        parts: RuleParts | None = None,
+        windowed: WindowedRule | None = None,
+        checkpointer: Checkpointer | None = None,
+    ) -> None:
         self.rule_id = rule_id
         self.query = query
         #: The window state of a rule with a window; in memory only, unless ``checkpointer`` saves it
@@ -114,8 +122,12 @@ class RulePipeline:
         try:
             self.checkpointer.save(self.windowed)
         except OSError as exc:
-            get_logger(rule=self.rule_id).error("rule.checkpoint_failed", file=str(self.checkpointer.path),
-                                                error=str(exc), reason="the windows' rows are lost on restart")
+            get_logger(rule=self.rule_id).error(
+                "rule.checkpoint_failed",
+                file=str(self.checkpointer.path),
+                error=str(exc),
+                reason="the windows' rows are lost on restart",
+            )
 
     def offer(self, records: list[Any], size: int = 0) -> None:
         """Called on the source's thread with records of ``size`` bytes; blocks while this rule's buffer is full."""
@@ -155,8 +167,12 @@ class RulePipeline:
             self.checkpointer.save(self.windowed)
         except OSError as exc:
             self.checkpointer.next_due = time.monotonic() + self.checkpointer.interval_ms / 1000
-            get_logger(rule=self.rule_id).error("rule.checkpoint_failed", file=str(self.checkpointer.path),
-                                                error=str(exc), reason="retried after checkpointInterval")
+            get_logger(rule=self.rule_id).error(
+                "rule.checkpoint_failed",
+                file=str(self.checkpointer.path),
+                error=str(exc),
+                reason="retried after checkpointInterval",
+            )
 
     def _wait_s(self) -> float:
         """How long to wait for records: until the next window closes, at most ``TAKE_POLL_S``."""

@@ -28,8 +28,9 @@ all respected), with the same arguments, inner calls before outer ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import sqlglot
 from sqlglot import exp, parser, tokens
@@ -62,10 +63,12 @@ Evaluator = Callable[[Row], Any]
 #: a callable taking the evaluated argument list, or None if unknown.
 FunctionResolver = Callable[[str, int], Callable[[list], Any] | None]
 
-SUPPORTED = "SELECT columns, * (with extra fields), nested a.b and a->b, a[i] and a[i:j], aliases, literals, " \
-            "arithmetic and & | ^, comparisons, AND/OR/NOT, CASE, IS NULL, IN, BETWEEN, LIKE, meta(key) and function " \
-            "calls, FROM one stream, WHERE, GROUP BY a window and fields, HAVING, ORDER BY, aggregate functions; " \
-            "see docs/rules.md"
+SUPPORTED = (
+    "SELECT columns, * (with extra fields), nested a.b and a->b, a[i] and a[i:j], aliases, literals, "
+    "arithmetic and & | ^, comparisons, AND/OR/NOT, CASE, IS NULL, IN, BETWEEN, LIKE, meta(key) and function "
+    "calls, FROM one stream, WHERE, GROUP BY a window and fields, HAVING, ORDER BY, aggregate functions; "
+    "see docs/rules.md"
+)
 
 
 class SqlError(Exception):
@@ -132,7 +135,7 @@ class _Batch:
             except Exception as exc:  # the whole call failed: so did each of its rows
                 values = [exc] * len(rows)
             results = self.results.setdefault(index, {})
-            for row, value in zip(rows, values):
+            for row, value in zip(rows, values, strict=True):
                 results[row] = value
 
 
@@ -207,9 +210,17 @@ class CompiledQuery:
 
 
 _CLAUSES = {
-    "joins": "JOIN", "limit": "LIMIT",
-    "offset": "OFFSET", "distinct": "DISTINCT", "windows": "WINDOW", "with_": "WITH", "qualify": "QUALIFY",
-    "laterals": "LATERAL", "pivots": "PIVOT", "into": "INTO", "kind": "SELECT modifiers",
+    "joins": "JOIN",
+    "limit": "LIMIT",
+    "offset": "OFFSET",
+    "distinct": "DISTINCT",
+    "windows": "WINDOW",
+    "with_": "WITH",
+    "qualify": "QUALIFY",
+    "laterals": "LATERAL",
+    "pivots": "PIVOT",
+    "into": "INTO",
+    "kind": "SELECT modifiers",
 }
 
 
@@ -270,8 +281,11 @@ class EkuiperDialect(Dialect):
         LAMBDAS = {}
         FUNCTION_PARSERS = {}
         NO_PAREN_FUNCTIONS = {}
-        FUNCTIONS = {name: build for name, build in parser.Parser.FUNCTIONS.items()
-                     if _builds_aggregate(build) and name.lower() not in AGGREGATE_NAMES}
+        FUNCTIONS = {
+            name: build
+            for name, build in parser.Parser.FUNCTIONS.items()
+            if _builds_aggregate(build) and name.lower() not in AGGREGATE_NAMES
+        }
 
 
 def parse_select(sql: str) -> SelectPlan:
@@ -302,15 +316,20 @@ def parse_select(sql: str) -> SelectPlan:
         name = _output_name(item)
         if name is None:  # eKuiper names unaliased expressions kuiper_field_0, kuiper_field_1, ...
             name, unnamed = f"kuiper_field_{unnamed}", unnamed + 1
-        plan.projections.append(Projection(name, item.this if isinstance(item, exp.Alias) else item,
-                                          aliased=isinstance(item, exp.Alias)))
+        plan.projections.append(
+            Projection(name, item.this if isinstance(item, exp.Alias) else item, aliased=isinstance(item, exp.Alias))
+        )
     condition = tree.args.get("where")
     if condition is not None:
         _check_expression(condition.this, sql)
         plan.where = condition.this
     _read_grouping(tree, plan, sql)
-    plan.functions = [(name, args) for node in _all_nodes(plan) for name, args in [_function_call(node)]
-                      if name and name not in SPECIAL_FORMS]
+    plan.functions = [
+        (name, args)
+        for node in _all_nodes(plan)
+        for name, args in [_function_call(node)]
+        if name and name not in SPECIAL_FORMS
+    ]
     return plan
 
 
@@ -346,8 +365,10 @@ def _read_grouping(tree: exp.Select, plan: SelectPlan, sql: str) -> None:
     if plan.window is None:
         for construct, clause in (("GROUP BY fields", group), ("HAVING", having), ("ORDER BY", order)):
             if clause is not None:
-                raise SqlError(f"{position(clause, sql)}: {construct} without a window: eKuiper groups, filters "
-                               "and sorts the rows of a window; add one, e.g. GROUP BY TUMBLINGWINDOW(ss, 10)")
+                raise SqlError(
+                    f"{position(clause, sql)}: {construct} without a window: eKuiper groups, filters "
+                    "and sorts the rows of a window; add one, e.g. GROUP BY TUMBLINGWINDOW(ss, 10)"
+                )
 
 
 def _window_conditions(plan: SelectPlan) -> list[exp.Expression]:
@@ -398,10 +419,42 @@ def _output_name(item: exp.Expression) -> str | None:
 
 
 _ALLOWED = (
-    exp.Alias, exp.Column, exp.Identifier, exp.Literal, exp.Null, exp.Boolean, exp.Paren, exp.Neg, exp.Not,
-    exp.And, exp.Or, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT,
-    exp.LTE, exp.Is, exp.In, exp.Between, exp.Case, exp.If, exp.Func, exp.Dot, exp.Tuple, exp.Like,
-    exp.BitwiseAnd, exp.BitwiseOr, exp.BitwiseXor, exp.Bracket, exp.Slice,
+    exp.Alias,
+    exp.Column,
+    exp.Identifier,
+    exp.Literal,
+    exp.Null,
+    exp.Boolean,
+    exp.Paren,
+    exp.Neg,
+    exp.Not,
+    exp.And,
+    exp.Or,
+    exp.Add,
+    exp.Sub,
+    exp.Mul,
+    exp.Div,
+    exp.Mod,
+    exp.EQ,
+    exp.NEQ,
+    exp.GT,
+    exp.GTE,
+    exp.LT,
+    exp.LTE,
+    exp.Is,
+    exp.In,
+    exp.Between,
+    exp.Case,
+    exp.If,
+    exp.Func,
+    exp.Dot,
+    exp.Tuple,
+    exp.Like,
+    exp.BitwiseAnd,
+    exp.BitwiseOr,
+    exp.BitwiseXor,
+    exp.Bracket,
+    exp.Slice,
 )
 
 #: Calls the compiler reads itself: ``meta(key)`` (and ``mqtt(key)``) name source metadata, not a value.
@@ -409,12 +462,26 @@ SPECIAL_FORMS = frozenset({"meta", "mqtt"})
 
 #: What users call the constructs sqlglot has node names for, in refusals.
 _CONSTRUCTS: dict[type, str] = {
-    exp.DPipe: "the || operator", exp.ILike: "ILIKE", exp.SimilarTo: "SIMILAR TO", exp.RegexpLike: "RLIKE",
-    exp.Window: "an OVER window", exp.Filter: "FILTER", exp.Exists: "EXISTS", exp.Interval: "INTERVAL",
-    exp.Cast: "CAST(... AS ...) (write cast(x, \"bigint\"))", exp.Lambda: "a lambda", exp.Distinct: "DISTINCT",
-    exp.Placeholder: "a placeholder", exp.Array: "an ARRAY literal", exp.Struct: "a STRUCT literal",
-    exp.IntDiv: "integer division DIV", exp.BitwiseLeftShift: "<<", exp.BitwiseRightShift: ">>",
-    exp.BitwiseNot: "~", exp.NullSafeEQ: "<=>", exp.Escape: "LIKE ... ESCAPE",
+    exp.DPipe: "the || operator",
+    exp.ILike: "ILIKE",
+    exp.SimilarTo: "SIMILAR TO",
+    exp.RegexpLike: "RLIKE",
+    exp.Window: "an OVER window",
+    exp.Filter: "FILTER",
+    exp.Exists: "EXISTS",
+    exp.Interval: "INTERVAL",
+    exp.Cast: 'CAST(... AS ...) (write cast(x, "bigint"))',
+    exp.Lambda: "a lambda",
+    exp.Distinct: "DISTINCT",
+    exp.Placeholder: "a placeholder",
+    exp.Array: "an ARRAY literal",
+    exp.Struct: "a STRUCT literal",
+    exp.IntDiv: "integer division DIV",
+    exp.BitwiseLeftShift: "<<",
+    exp.BitwiseRightShift: ">>",
+    exp.BitwiseNot: "~",
+    exp.NullSafeEQ: "<=>",
+    exp.Escape: "LIKE ... ESCAPE",
 }
 
 
@@ -432,8 +499,9 @@ def _check_expression(node: exp.Expr, sql: str) -> None:
         if isinstance(sub, (exp.Select, exp.Subquery)):
             raise unsupported(sub, sql, "a subquery")
         if isinstance(sub, exp.AggFunc) and not isinstance(sub, exp.Anonymous):
-            raise unsupported(sub, sql, f"function {sub.sql_name()} (an aggregate or analytic function the loader "
-                                        "does not provide)")
+            raise unsupported(
+                sub, sql, f"function {sub.sql_name()} (an aggregate or analytic function the loader does not provide)"
+            )
         if isinstance(sub, exp.JSONExtract) and not isinstance(sub.expression, (exp.Column, exp.Dot)):
             raise unsupported(sub, sql, "-> followed by anything but a field name")
         if isinstance(sub, exp.Star) and not isinstance(sub.parent, exp.Func):
@@ -454,8 +522,10 @@ def _check_meta(node: exp.Anonymous, sql: str) -> None:
     """``meta(key)``, ``meta(stream.key)`` or ``meta(key->nested)``: a metadata key, not an expression."""
     args = node.expressions
     if len(args) != 1 or _meta_path(args[0]) is None:
-        raise SqlError(f"{position(node, sql)}: {str(node.this).lower()} takes one metadata key, e.g. meta(topic) or "
-                       f"meta(reading->device), got {describe(node)}")
+        raise SqlError(
+            f"{position(node, sql)}: {str(node.this).lower()} takes one metadata key, e.g. meta(topic) or "
+            f"meta(reading->device), got {describe(node)}"
+        )
 
 
 def _meta_path(node: exp.Expression) -> list[str] | None:
@@ -505,18 +575,33 @@ def _function_call(node: exp.Expression) -> tuple[str | None, list[exp.Expressio
 # --------------------------------------------------------------------- compile
 
 #: Binary operators evaluated by loader/rules/operators.py, by the symbol eKuiper writes.
-_ARITHMETIC: dict[type[exp.Expr], str] = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/", exp.Mod: "%",
-                                          exp.BitwiseAnd: "&", exp.BitwiseOr: "|", exp.BitwiseXor: "^"}
-_COMPARISON: dict[type[exp.Expr], str] = {exp.EQ: "=", exp.NEQ: "!=", exp.GT: ">", exp.GTE: ">=", exp.LT: "<",
-                                          exp.LTE: "<="}
+_ARITHMETIC: dict[type[exp.Expr], str] = {
+    exp.Add: "+",
+    exp.Sub: "-",
+    exp.Mul: "*",
+    exp.Div: "/",
+    exp.Mod: "%",
+    exp.BitwiseAnd: "&",
+    exp.BitwiseOr: "|",
+    exp.BitwiseXor: "^",
+}
+_COMPARISON: dict[type[exp.Expr], str] = {
+    exp.EQ: "=",
+    exp.NEQ: "!=",
+    exp.GT: ">",
+    exp.GTE: ">=",
+    exp.LT: "<",
+    exp.LTE: "<=",
+}
 
 #: Key under which a record carries its source metadata, when the source sent any (see ``meta_of``).
 META_ATTRIBUTE = "meta"
 
 
 class _Compiler:
-    def __init__(self, plan: SelectPlan, resolve: FunctionResolver, rule_id: str = "",
-                 aggregates: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, plan: SelectPlan, resolve: FunctionResolver, rule_id: str = "", aggregates: frozenset[str] = frozenset()
+    ) -> None:
         self.plan = plan
         self.resolve = resolve
         self.rule_id = rule_id
@@ -679,8 +764,10 @@ class _Compiler:
         self.function_index += 1
         function = self.resolve(name, index)
         if function is None:
-            raise SqlError(f"{position(node, self.plan.sql)}: unknown function {name!r}: no loaded plugin provides it "
-                           "and it is not a built-in (see docs/rules.md)")
+            raise SqlError(
+                f"{position(node, self.plan.sql)}: unknown function {name!r}: no loaded plugin provides it "
+                "and it is not a built-in (see docs/rules.md)"
+            )
         check = getattr(function, "admission_error", None)
         if check is not None:
             problem = check(_literal_values(args))
@@ -712,12 +799,13 @@ class _Compiler:
 
         return evaluate
 
-
     def _aggregate(self, node: exp.Expression, name: str, args: list[exp.Expression]) -> Evaluator:
         """An aggregate call: each argument becomes the column of its values over the group's rows."""
         if self.refuse_aggregates is not None:
-            raise SqlError(f"{position(node, self.plan.sql)}: aggregate function {name} is not allowed in "
-                           f"{self.refuse_aggregates}; aggregates go in SELECT and HAVING")
+            raise SqlError(
+                f"{position(node, self.plan.sql)}: aggregate function {name} is not allowed in "
+                f"{self.refuse_aggregates}; aggregates go in SELECT and HAVING"
+            )
         self.found_aggregate = True
         function: Callable[[list], Any] | None = BUILTIN_AGGREGATES.get(name)
         if name in self.aggregates:
@@ -739,18 +827,23 @@ class _Compiler:
         """Argument count, ``*`` and literal arguments of a built-in aggregate, when the rule is created."""
         where = position(node, self.plan.sql)
         if len(args) != ARITY[name]:
-            raise SqlError(f"{where}: {name} takes {ARITY[name]} argument{'s' if ARITY[name] > 1 else ''}, "
-                           f"got {len(args)}")
+            raise SqlError(
+                f"{where}: {name} takes {ARITY[name]} argument{'s' if ARITY[name] > 1 else ''}, got {len(args)}"
+            )
         if isinstance(args[0], exp.Star) and name not in STAR_AGGREGATES:
             raise SqlError(f"{where}: {name}(*) is not allowed; name a column")
         if name in SECOND_ARGUMENT:
             value = _literal_values(args[1:])[0]
             wants_bool = name in ("deduplicate", "last_value")
-            good = isinstance(value, bool) if wants_bool else (
-                isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1)
+            good = (
+                isinstance(value, bool)
+                if wants_bool
+                else (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1)
+            )
             if not good:
-                raise SqlError(f"{where}: the second argument of {name} must be {SECOND_ARGUMENT[name]}, "
-                               f"got {args[1].sql()}")
+                raise SqlError(
+                    f"{where}: the second argument of {name} must be {SECOND_ARGUMENT[name]}, got {args[1].sql()}"
+                )
 
 
 def _literal_values(args: list[exp.Expression]) -> list[Any]:
@@ -768,8 +861,9 @@ def _literal_values(args: list[exp.Expression]) -> list[Any]:
     return values
 
 
-def compile_query(plan: SelectPlan, resolve: FunctionResolver, rule_id: str = "",
-                  aggregates: frozenset[str] = frozenset()) -> CompiledQuery:
+def compile_query(
+    plan: SelectPlan, resolve: FunctionResolver, rule_id: str = "", aggregates: frozenset[str] = frozenset()
+) -> CompiledQuery:
     """Closures for ``plan``; ``rule_id`` is what ``rule_id()`` returns in this rule; ``aggregates`` names
     the portable functions whose IsAggregate is true."""
     compiler = _Compiler(plan, resolve, rule_id, aggregates)
@@ -777,8 +871,14 @@ def compile_query(plan: SelectPlan, resolve: FunctionResolver, rule_id: str = ""
     selects_aggregate = compiler.found_aggregate
     compiler.refuse_aggregates = "WHERE"
     where = compiler.compile(plan.where) if plan.where is not None else None
-    query = CompiledQuery(stream=plan.stream, star=plan.star, columns=columns, where=where,
-                          batch_functions=compiler.batch_functions, scope=compiler.scope)
+    query = CompiledQuery(
+        stream=plan.stream,
+        star=plan.star,
+        columns=columns,
+        where=where,
+        batch_functions=compiler.batch_functions,
+        scope=compiler.scope,
+    )
     window = plan.window
     if window is None:
         return query
@@ -792,8 +892,9 @@ def compile_query(plan: SelectPlan, resolve: FunctionResolver, rule_id: str = ""
     having = compiler.compile(plan.having) if plan.having is not None else None
     order = [(compiler.compile(node), descending) for node, descending in plan.order]
     query.window = window
-    query.grouped = GroupedQuery(star=plan.star, columns=columns, keys=keys, having=having, order=order,
-                                 aggregate=selects_aggregate)
+    query.grouped = GroupedQuery(
+        star=plan.star, columns=columns, keys=keys, having=having, order=order, aggregate=selects_aggregate
+    )
     return query
 
 

@@ -59,5 +59,6 @@ def source_config(symbol: str, conf_key: str, plugin_folder: Path | None, etc_di
     if conf_key != "default" and conf_key not in merged:
         raise SymbolConfigError(
             f"CONF_KEY {conf_key!r} is not defined for source {symbol!r}: add it to "
-            f"{etc_dir / 'sources' / (symbol + '.yaml')} or use one of {sorted(merged) or ['default']}")
+            f"{etc_dir / 'sources' / (symbol + '.yaml')} or use one of {sorted(merged) or ['default']}"
+        )
     return {**merged.get("default", {}), **merged.get(conf_key, {})}

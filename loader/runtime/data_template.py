@@ -28,15 +28,17 @@ from typing import Any
 
 from sdk.protocol.jsonenc import dumps_strict
 
-SUPPORTED = ('{{.}}, {{.field}}, {{.a.b}}, {{index X 0}}, {{index X 0 "key"}}, {{json X}}, {{toJson X}}, '
-             "{{/* comment */}}")
+SUPPORTED = (
+    '{{.}}, {{.field}}, {{.a.b}}, {{index X 0}}, {{index X 0 "key"}}, {{json X}}, {{toJson X}}, {{/* comment */}}'
+)
 _KEYWORDS = {"if", "else", "end", "range", "with", "define", "template", "block", "break", "continue", "nil"}
 _FUNCTIONS = {"index", "json", "toJson"}
 _TOKEN = re.compile(
     r"""\s*(?:(?P<str>"(?:[^"\\]|\\.)*"|`[^`]*`)"""  # "string" or `raw string`
     r"""|(?P<num>-?\d+(?![\w.]))"""  # an integer
     r"""|(?P<field>\.(?:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)?)"""  # . or .a.b
-    r"""|(?P<paren>[()])|(?P<word>[A-Za-z_]\w*)|(?P<other>\S+))""")
+    r"""|(?P<paren>[()])|(?P<word>[A-Za-z_]\w*)|(?P<other>\S+))"""
+)
 
 
 class TemplateError(ValueError):
@@ -99,7 +101,7 @@ def _parse(text: str) -> list[Any]:
         end = text.find("}}", start + 2)
         if end < 0:
             raise TemplateError(f"unclosed action at character {start + 1}: every {{{{ needs its }}}}")
-        inner = text[start + 2:end]
+        inner = text[start + 2 : end]
         if inner.startswith("- ") or inner == "-":
             chunk, inner = chunk.rstrip(), inner[1:]
         trim_next = inner.endswith(" -") or inner == "-"
@@ -108,7 +110,7 @@ def _parse(text: str) -> list[Any]:
         parts.append(chunk)
         stripped = inner.strip()
         if not (stripped.startswith("/*") and stripped.endswith("*/")):
-            parts.append(_expression(stripped, "{{" + text[start + 2:end] + "}}"))
+            parts.append(_expression(stripped, "{{" + text[start + 2 : end] + "}}"))
         position = end + 2
 
 
@@ -173,8 +175,9 @@ def _operand(tokens: list[tuple[str, str]], action: str) -> tuple[Any, list[tupl
     if kind == "str":
         return _Literal(value[1:-1] if value[0] == "`" else json.loads(value)), rest
     if kind == "word":
-        raise TemplateError(f"{action}: the function {value} needs parentheses when it is an argument, "
-                            f"e.g. {{{{json ({value} ...)}}}}")
+        raise TemplateError(
+            f"{action}: the function {value} needs parentheses when it is an argument, e.g. {{{{json ({value} ...)}}}}"
+        )
     if value == "(" and rest:
         node, rest = _command(rest, action)
         if rest and rest[0] == ("paren", ")"):
@@ -207,8 +210,10 @@ def _key(value: Any, name: str, where: str) -> Any:
     if isinstance(value, dict):
         return value.get(name, MISSING)
     if isinstance(value, list):
-        raise TemplateRunError(f"{where}: the data is an array of rows here (sendSingle is false); "
-                               f'use {{{{index . 0 "{name}"}}}} or set sendSingle: true')
+        raise TemplateRunError(
+            f"{where}: the data is an array of rows here (sendSingle is false); "
+            f'use {{{{index . 0 "{name}"}}}} or set sendSingle: true'
+        )
     raise TemplateRunError(f"{where}: cannot read key {name!r} of {_kind(value)}")
 
 
@@ -229,7 +234,8 @@ def _kind(value: Any) -> str:
     if value is MISSING:
         return "a missing value"
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), "a number")
+        type(value), "a number"
+    )
 
 
 def _print(value: Any) -> str:

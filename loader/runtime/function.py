@@ -42,8 +42,14 @@ class CallSite:
 
     __slots__ = ("channel", "meta", "enabled", "max_rows", "timeout", "health")
 
-    def __init__(self, channel: FunctionChannel, meta: str, batch: BatchSettings,
-                 timeout: float = CALL_TIMEOUT_S, health: Part | None = None) -> None:
+    def __init__(
+        self,
+        channel: FunctionChannel,
+        meta: str,
+        batch: BatchSettings,
+        timeout: float = CALL_TIMEOUT_S,
+        health: Part | None = None,
+    ) -> None:
         self.channel = channel
         self.meta = meta
         self.enabled = batch.enabled
@@ -75,7 +81,7 @@ class CallSite:
         results: list[Any] = []
         step = self.max_rows if self.enabled else 1
         for start in range(0, len(rows), step):
-            chunk = rows[start:start + step]
+            chunk = rows[start : start + step]
             try:
                 if len(chunk) > 1:
                     results.extend(self.channel.exec_batch(chunk, self.meta, timeout=self.timeout))
@@ -94,8 +100,15 @@ class CallSite:
 
 
 class FunctionHandle:
-    def __init__(self, supervisor: PluginSupervisor, symbol: str, config: dict[str, Any], ipc_dir: Path,
-                 batch: BatchSettings | None = None, timeout: float = CALL_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        supervisor: PluginSupervisor,
+        symbol: str,
+        config: dict[str, Any],
+        ipc_dir: Path,
+        batch: BatchSettings | None = None,
+        timeout: float = CALL_TIMEOUT_S,
+    ) -> None:
         self.supervisor = supervisor
         self.timeout = timeout
         self.batch = batch or BatchSettings()
@@ -131,7 +144,6 @@ class FunctionHandle:
         """
         part = parts.part("function", self.symbol, self.supervisor.name, self._plugin_unhealthy) if parts else None
         return CallSite(self.channel, exec_meta(rule_id, "project", 0, func_id), self.batch, self.timeout, part)
-
 
     def _plugin_unhealthy(self, cause: str) -> None:
         self.supervisor.mark_unhealthy(f"function {self.symbol}: {cause}")

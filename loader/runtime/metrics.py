@@ -18,8 +18,16 @@ def now_ms() -> int:
 class NodeMetrics:
     """Counters of one node of a rule: a source, an operator or a sink."""
 
-    __slots__ = ("prefix", "records_in", "records_out", "exceptions", "last_exception", "last_exception_time",
-                 "last_in_time", "last_out_time")
+    __slots__ = (
+        "prefix",
+        "records_in",
+        "records_out",
+        "exceptions",
+        "last_exception",
+        "last_exception_time",
+        "last_in_time",
+        "last_out_time",
+    )
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix

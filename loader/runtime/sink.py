@@ -60,9 +60,17 @@ STALL_S = 30.0
 
 
 class PortableSink:
-    def __init__(self, supervisor: PluginSupervisor, symbol: str, rule_id: str, index: int,
-                 config: dict[str, Any], ipc_dir: Path, parts: RuleParts | None = None,
-                 stall_s: float = STALL_S) -> None:
+    def __init__(
+        self,
+        supervisor: PluginSupervisor,
+        symbol: str,
+        rule_id: str,
+        index: int,
+        config: dict[str, Any],
+        ipc_dir: Path,
+        parts: RuleParts | None = None,
+        stall_s: float = STALL_S,
+    ) -> None:
         self.supervisor = supervisor
         self.symbol = symbol
         self.op_id = f"sink-{symbol}-{index}"
@@ -72,8 +80,9 @@ class PortableSink:
         self.options = sink_options(config)
         self.control = Control(symbol, TYPE_SINK, rule_id, self.op_id, 0, config=config)
         self.key = self.control.key
-        self.channel = SinkChannel.for_instance(ipc_dir, supervisor.name, symbol, rule_id, self.op_id, 0,
-                                                require_ack=self.require_ack)
+        self.channel = SinkChannel.for_instance(
+            ipc_dir, supervisor.name, symbol, rule_id, self.op_id, 0, require_ack=self.require_ack
+        )
         self._stopping = False
         self._retrying = False
         #: The plugin process generation that error-acked last (rule health: an error of an old process is history).
@@ -111,10 +120,10 @@ class PortableSink:
         while done < total and not self._stopping:
             limit = supervisor.batch_max_records
             if limit > 1 and total - done > 1:
-                chunk = outgoing[done:done + limit]
+                chunk = outgoing[done : done + limit]
                 payload = encode_sink_batch([message.value for message in chunk])
             else:
-                chunk = outgoing[done:done + 1]
+                chunk = outgoing[done : done + 1]
                 payload = encode_sink(chunk[0].value)
             handled = self._send(payload, chunk)
             if handled is None:
@@ -146,7 +155,7 @@ class PortableSink:
             self.error_generation = generation
             handled = count if exc.done is None else min(exc.done, count)
             failed = handled if exc.failed is None else min(exc.failed, handled)
-            self.metrics.gave(_rows(chunk[:handled - failed]), now_ms())
+            self.metrics.gave(_rows(chunk[: handled - failed]), now_ms())
         except DataChannelClosed:
             return None
         else:

@@ -63,15 +63,21 @@ def sink_options(props: dict[str, Any]) -> SinkOptions:
         fmt = "json"
     if fmt != "json":
         if fmt in EKUIPER_FORMATS:
-            raise SinkOptionError(f"format {fmt!r} is not supported by the loader: portable sinks get json; "
-                                  "remove format or set it to \"json\"")
-        raise SinkOptionError(f"format {fmt!r} is not a sink format (eKuiper's are {', '.join(EKUIPER_FORMATS)}); "
-                              "the loader supports \"json\"")
+            raise SinkOptionError(
+                f"format {fmt!r} is not supported by the loader: portable sinks get json; "
+                'remove format or set it to "json"'
+            )
+        raise SinkOptionError(
+            f"format {fmt!r} is not a sink format (eKuiper's are {', '.join(EKUIPER_FORMATS)}); "
+            'the loader supports "json"'
+        )
     _refuse_set(props, "compression", "encryption")
     for key in ("batchSize", "lingerInterval"):
         if props.get(key) not in (None, 0, "", "0", "0s"):
-            raise SinkOptionError(f"{key} is not supported by the loader (eKuiper would then send several "
-                                  f"results per message); remove {key}")
+            raise SinkOptionError(
+                f"{key} is not supported by the loader (eKuiper would then send several "
+                f"results per message); remove {key}"
+            )
     fields, exclude = _strings(props, "fields"), _strings(props, "excludeFields")
     if fields and exclude:
         raise SinkOptionError("fields and excludeFields cannot both be set: keep one")
@@ -120,8 +126,7 @@ def _strings(props: dict[str, Any], key: str) -> tuple[str, ...]:
 def _refuse_set(props: dict[str, Any], *keys: str) -> None:
     for key in keys:
         if props.get(key) not in (None, ""):
-            raise SinkOptionError(f"{key} is not supported by the loader (portable sinks get plain JSON); "
-                                  f"remove {key}")
+            raise SinkOptionError(f"{key} is not supported by the loader (portable sinks get plain JSON); remove {key}")
 
 
 def _template(props: dict[str, Any]) -> DataTemplate | None:
@@ -182,8 +187,9 @@ def _transform(data: Any, options: SinkOptions) -> Any:
         try:
             data = json.loads(text)
         except ValueError:
-            raise SinkOptionError(f"dataTemplate made {text[:200]!r}, which is not JSON (format json needs "
-                                  "the template to write JSON)") from None
+            raise SinkOptionError(
+                f"dataTemplate made {text[:200]!r}, which is not JSON (format json needs the template to write JSON)"
+            ) from None
     if options.data_field:
         if isinstance(data, dict):
             data = data.get(options.data_field)
@@ -204,8 +210,7 @@ def _select(data: Any, options: SinkOptions) -> Any:
         return _select_one(data, options)
     if isinstance(data, list) and all(isinstance(item, dict) for item in data):
         return [_select_one(item, options) for item in data]
-    raise SinkOptionError("fields/excludeFields need an object or an array of objects, got "
-                          f"{json.dumps(data)[:100]}")
+    raise SinkOptionError(f"fields/excludeFields need an object or an array of objects, got {json.dumps(data)[:100]}")
 
 
 def _select_one(row: dict[str, Any], options: SinkOptions) -> dict[str, Any]:

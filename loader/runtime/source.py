@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from loader.log import get_logger
 from loader.runtime import open_and_start
@@ -34,8 +35,16 @@ RECV_BATCH_BYTES = 1 << 20
 
 
 class SourceInstance:
-    def __init__(self, supervisor: PluginSupervisor, symbol: str, rule_id: str, op_id: str,
-                 datasource: str, config: dict, ipc_dir: Path) -> None:
+    def __init__(
+        self,
+        supervisor: PluginSupervisor,
+        symbol: str,
+        rule_id: str,
+        op_id: str,
+        datasource: str,
+        config: dict,
+        ipc_dir: Path,
+    ) -> None:
         self.supervisor = supervisor
         self.symbol = symbol
         self.rule_id = rule_id

@@ -31,8 +31,9 @@ Sends and ack waits run in short slices under the channel's use lock, so
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pynng
 
@@ -108,14 +109,22 @@ class SinkChannel:
 
     @classmethod
     def for_instance(
-        cls, ipc_dir: Path, plugin: str, symbol: str, rule_id: str, op_id: str, instance_id: int,
+        cls,
+        ipc_dir: Path,
+        plugin: str,
+        symbol: str,
+        rule_id: str,
+        op_id: str,
+        instance_id: int,
         **options: Any,
     ) -> SinkChannel:
         """The channel at the addresses the protocol assigns to a rule's sink instance."""
         return cls(
             data_path(ipc_dir, rule_id, op_id, instance_id),
             ack_path(ipc_dir, rule_id, op_id, instance_id),
-            plugin, symbol, **options,
+            plugin,
+            symbol,
+            **options,
         )
 
     def open(self) -> None:
@@ -194,6 +203,7 @@ class SinkChannel:
         """
         sockets = [sock for sock in (self._push, self._acks) if sock is not None]
         self._push = self._acks = None
+
         def close_sockets() -> None:
             for sock in sockets:
                 sock.close()
@@ -237,10 +247,12 @@ class SinkChannel:
                     # Its ack may still come and must not be taken for the next record's.
                     self._maybe_stale_ack = True
                     if gave_up:
-                        raise SinkTimeout(f"{self._who()}: the plugin process was replaced; the record may not "
-                                          "have been processed") from None
-                    raise AckTimeout(f"{self._who()}: no ack within {self.ack_timeout:g}s; the record may not "
-                                     "have been processed") from None
+                        raise SinkTimeout(
+                            f"{self._who()}: the plugin process was replaced; the record may not have been processed"
+                        ) from None
+                    raise AckTimeout(
+                        f"{self._who()}: no ack within {self.ack_timeout:g}s; the record may not have been processed"
+                    ) from None
             except pynng.Closed:
                 raise DataChannelClosed(f"{self._who()}: sink channel closed") from None
         if reply == ACK_OK:

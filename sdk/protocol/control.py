@@ -43,7 +43,7 @@ class Control:
     op_id: str
     instance_id: Any
     datasource: str = ""
-    config: dict = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:

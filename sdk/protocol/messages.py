@@ -62,7 +62,7 @@ def encode_sink(data: Any) -> bytes:
     return dumps_strict(data).encode()
 
 
-def encode_sink_batch(messages: list) -> bytes:
+def encode_sink_batch(messages: list[Any]) -> bytes:
     """Several sink messages in one (batching extension): a ``#batch <n>`` line, then one line per message.
 
     Each line is exactly the bytes that message would be sent as alone (an
@@ -83,7 +83,7 @@ def split_sink_batch(data: bytes) -> list[bytes] | None:
         return None
     header, _, body = data.partition(b"\n")
     try:
-        count = int(header[len(SINK_BATCH_PREFIX):])
+        count = int(header[len(SINK_BATCH_PREFIX) :])
     except ValueError:
         raise ValueError(f"bad batch header {header[:40]!r}") from None
     records = body.split(b"\n") if count else []
@@ -134,12 +134,12 @@ def encode_call(func: str, arg: Any) -> bytes:
     return dumps_strict({"func": func, "arg": arg}).encode()
 
 
-def encode_exec(args: list, meta: str) -> bytes:
+def encode_exec(args: list[Any], meta: str) -> bytes:
     """An ``Exec`` call: the argument values followed by the meta string, in one list."""
     return dumps_strict({"func": "Exec", "arg": [*args, meta]}).encode()
 
 
-def encode_exec_batch(rows: list[list], meta: str) -> bytes:
+def encode_exec_batch(rows: list[list[Any]], meta: str) -> bytes:
     """An ``ExecBatch`` call (batching extension): one argument list per row, then the meta string."""
     return dumps_strict({"func": "ExecBatch", "arg": [*rows, meta]}).encode()
 
@@ -182,4 +182,3 @@ def encode_reply(state: bool, result: Any) -> bytes:
 def encode_exec_batch_reply(values: list[Any], errors: list[list[Any]]) -> bytes:
     """The reply to ``ExecBatch``; TypeError, ValueError or RecursionError when a value is not JSON."""
     return compact({"state": True, "result": {"values": values, "errors": errors}})
-

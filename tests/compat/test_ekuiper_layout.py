@@ -15,8 +15,13 @@ import json
 from pathlib import Path
 
 from loader.rules.symbol_config import source_config
-from tests.test_rules_e2e import (  # noqa: F401 - env is a fixture
-    env, install_collector, install_seqsrc, loader_for, rule, stream, wait_collected,
+from tests.test_rules_e2e import (
+    install_collector,
+    install_seqsrc,
+    loader_for,
+    rule,
+    stream,
+    wait_collected,
 )
 
 #: Shaped like the metadata of eKuiper's examples: never configuration.
@@ -38,7 +43,9 @@ def write(path: Path, data: object) -> None:
 def test_source_configuration_is_the_yaml_never_the_metadata(tmp_path: Path) -> None:
     plugin, etc = tmp_path / "plugin", tmp_path / "etc"
     write(plugin / "sources" / "random.json", SOURCE_METADATA)
-    (plugin / "sources" / "random.yaml").write_text("default:\n  interval: 100\n  pattern: {a: 1}\nfast:\n  interval: 10\n")
+    (plugin / "sources" / "random.yaml").write_text(
+        "default:\n  interval: 100\n  pattern: {a: 1}\nfast:\n  interval: 10\n"
+    )
     write(etc / "sources" / "random.json", SOURCE_METADATA)  # eKuiper installs the metadata into etc/ too
     (etc / "sources").mkdir(exist_ok=True)
     (etc / "sources" / "random.yaml").write_text("fast:\n  pattern: {b: 2}\n")

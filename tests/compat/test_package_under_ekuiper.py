@@ -23,7 +23,7 @@ import pynng
 from tests.ekuiper_env import ensure_ekuiper_python
 from tests.sdk_fixtures.host import ControlHost, url
 
-PLUGIN = '''
+PLUGIN = """
 import threading
 from sdk import PluginConfig, Source, start
 
@@ -46,21 +46,26 @@ class Ticks(Source):
 
 
 start(PluginConfig("NAME", sources={"ticks": Ticks}))
-'''
+"""
 
 
 def make_plugin(root: Path, name: str) -> Path:
     folder = root / name
     folder.mkdir()
-    (folder / f"{name}.json").write_text(json.dumps(
-        {"version": "v1.0.0", "language": "python", "executable": f"{name}.py", "sources": ["ticks"]}))
+    (folder / f"{name}.json").write_text(
+        json.dumps({"version": "v1.0.0", "language": "python", "executable": f"{name}.py", "sources": ["ticks"]})
+    )
     (folder / f"{name}.py").write_text(PLUGIN.replace("NAME", name))
     return folder
 
 
 def package(folder: Path, output: Path) -> str:
-    result = subprocess.run([sys.executable, "-m", "loader", "package", str(folder), "-o", str(output)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "loader", "package", str(folder), "-o", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -82,16 +87,25 @@ def test_packaged_sdk_plugin_runs_under_an_ekuiper_like_host(tmp_path: Path, pro
     data = pynng.Pull0(recv_timeout=10000)
     try:
         data.listen(url("/tmp", f"{name}_op1_0.ipc"))  # {ruleId}_{opId}_{instanceId}.ipc
-        plugin = processes.popen([str(python), f"{name}.py", json.dumps({"sendTimeout": 1000})], cwd=installed,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        plugin = processes.popen(
+            [str(python), f"{name}.py", json.dumps({"sendTimeout": 1000})],
+            cwd=installed,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             control.wait_handshake()
         except pynng.Timeout:
             plugin.kill()
             raise AssertionError(f"no handshake; the plugin said: {plugin.communicate()[1].decode()[-2000:]}") from None
         # eKuiper sends the data source only as dataSource (EKUIPER.md).
-        start = {"symbolName": "ticks", "meta": {"ruleId": name, "opId": "op1", "instanceId": 0},
-                 "pluginType": "source", "dataSource": "topic/a", "config": {}}
+        start = {
+            "symbolName": "ticks",
+            "meta": {"ruleId": name, "opId": "op1", "instanceId": 0},
+            "pluginType": "source",
+            "dataSource": "topic/a",
+            "config": {},
+        }
         assert control.command("start", start) == "ok"
         record = json.loads(data.recv())
         assert record["message"]["n"] >= 1

@@ -105,7 +105,11 @@ def test_watcher_handler_survives_an_exception(tmp_path, log_lines):
 
     async def run() -> None:
         watcher = WatchedFolder(
-            "rules", tmp_path, lambda name: _append(names, name), _no_rescan, lambda: 0.01,
+            "rules",
+            tmp_path,
+            lambda name: _append(names, name),
+            _no_rescan,
+            lambda: 0.01,
             [FolderWatcher(tmp_path, name_of)],
         )
         watcher.start()
@@ -188,7 +192,7 @@ def test_rule_worker_survives_an_exception(log_lines):
     assert pipeline.op_metrics.exceptions == 1
 
 
-DEEP_HANDSHAKE = '''
+DEEP_HANDSHAKE = """
 import sys, json, time, pynng
 ext = json.loads(sys.argv[1])["portableLoader"]
 sock = pynng.Req0(resend_time=0)
@@ -199,7 +203,7 @@ for message in (b"handshake " + b"[" * 100000 + b"]" * 100000, b"\\xff\\x00garba
     sock.send(message)
     time.sleep(0.05)
 time.sleep(3600)
-'''
+"""
 
 
 def test_deep_handshake_never_kills_the_control_reader(processes, tmp_path, ipc_dir):
@@ -208,8 +212,9 @@ def test_deep_handshake_never_kills_the_control_reader(processes, tmp_path, ipc_
     make_plugin(plugins, "other")
     folder = make_plugin(plugins, "hostile")
     (folder / "main.py").write_text(DEEP_HANDSHAKE)
-    loader = start_loader(processes, plugins, ipc_dir, tmp_path / "data",
-                          extra_config="supervisor: {handshake_timeout_s: 3}\n")
+    loader = start_loader(
+        processes, plugins, ipc_dir, tmp_path / "data", extra_config="supervisor: {handshake_timeout_s: 3}\n"
+    )
     loader.wait_for("plugin.output", plugin="hostile", line="hostile plugin sending garbage")
     loader.wait_for("plugin.running", plugin="other")
     first = loader.wait_for("plugin.spawned", plugin="hostile")

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pynng
-import pytest
 
 FIXTURES = Path(__file__).resolve().parent
 TEST_PLUGIN = FIXTURES / "testplugin.py"
@@ -171,13 +170,3 @@ class Harness:
 
 def recv_json(sock: Any) -> Any:
     return json.loads(sock.recv())
-
-
-@pytest.fixture
-def harness(ipc_dir: Path, processes: Any) -> Any:
-    """Import into a test module to use: ``from tests.sdk_fixtures.host import harness``."""
-    h = Harness(ipc_dir, processes)
-    try:
-        yield h
-    finally:
-        h.close()

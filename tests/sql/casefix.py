@@ -21,7 +21,7 @@ class Rows(Source):
         self.stopped = threading.Event()
 
     def open(self, ctx: Context) -> None:
-        for row, meta in zip(self.rows, self.metas):
+        for row, meta in zip(self.rows, self.metas, strict=True):
             if self.stopped.is_set():
                 return
             ctx.emit(row, meta)

@@ -45,8 +45,13 @@ def _install(plugins: Path) -> None:
     folder = plugins / "casefix"
     folder.mkdir(parents=True)
     shutil.copy(PLUGIN, folder / "casefix.py")
-    manifest = {"version": "v1.0.0", "language": "python", "executable": "casefix.py",
-                "sources": ["rows"], "sinks": ["record"]}
+    manifest = {
+        "version": "v1.0.0",
+        "language": "python",
+        "executable": "casefix.py",
+        "sources": ["rows"],
+        "sinks": ["record"],
+    }
     (folder / "casefix.json").write_text(json.dumps(manifest))
 
 

@@ -58,8 +58,11 @@ class Case:
         return self.sql.replace("{stream}", self.stream)
 
     def describe(self) -> str:
-        lines = [f"case {self.name!r} ({self.file}, rule {self.rule_id})", f"sql:      {self.rule_sql}",
-                 f"input:    {json.dumps(self.input)}"]
+        lines = [
+            f"case {self.name!r} ({self.file}, rule {self.rule_id})",
+            f"sql:      {self.rule_sql}",
+            f"input:    {json.dumps(self.input)}",
+        ]
         if self.error is not None:
             lines.append(f"error:    {self.error!r}")
         else:
@@ -103,10 +106,19 @@ def _case(path: Path, position: int, entry: Any) -> Case:
     meta = entry.get("meta")
     if meta is not None and len(meta) != len(entry["input"]):
         raise ValueError(f"{where}: 'meta' needs one entry per input row")
-    return Case(file=path.name, name=str(entry["name"]), rule_id=rule_id, sql=entry["sql"],
-                input=list(entry["input"]), expected=entry.get("expected"), error=entry.get("error"),
-                stream_options=dict(entry.get("stream_options") or {}), options=dict(entry.get("options") or {}),
-                action=dict(entry.get("action") or {}), meta=meta)
+    return Case(
+        file=path.name,
+        name=str(entry["name"]),
+        rule_id=rule_id,
+        sql=entry["sql"],
+        input=list(entry["input"]),
+        expected=entry.get("expected"),
+        error=entry.get("error"),
+        stream_options=dict(entry.get("stream_options") or {}),
+        options=dict(entry.get("options") or {}),
+        action=dict(entry.get("action") or {}),
+        meta=meta,
+    )
 
 
 def emissions(messages: list[str]) -> list[list[Any]]:
@@ -129,5 +141,5 @@ def same(expected: Any, got: Any) -> bool:
     if isinstance(expected, dict) and isinstance(got, dict):
         return expected.keys() == got.keys() and all(same(expected[k], got[k]) for k in expected)
     if isinstance(expected, list) and isinstance(got, list):
-        return len(expected) == len(got) and all(same(e, g) for e, g in zip(expected, got))
+        return len(expected) == len(got) and all(same(e, g) for e, g in zip(expected, got, strict=True))
     return expected == got

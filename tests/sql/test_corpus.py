@@ -25,8 +25,11 @@ QUIET_S = 0.15
 def _fail(case: Case, corpus: Corpus, problem: str) -> None:
     got = corpus.messages(case)
     status = corpus.status(case)
-    pytest.fail(f"{problem}\n{case.describe()}\ngot:      {json.dumps(_parsed(got))}\n"
-                f"status:   {status.get('status')} {status.get('message', '')}", pytrace=False)
+    pytest.fail(
+        f"{problem}\n{case.describe()}\ngot:      {json.dumps(_parsed(got))}\n"
+        f"status:   {status.get('status')} {status.get('message', '')}",
+        pytrace=False,
+    )
 
 
 def _parsed(messages: list[str]) -> list:
@@ -37,8 +40,9 @@ def _parsed(messages: list[str]) -> list:
 
 
 def _counters(status: dict) -> dict:
-    return {k: v for k, v in status.items() if k.endswith(("_records_in_total", "_records_out_total",
-                                                            "_exceptions_total"))}
+    return {
+        k: v for k, v in status.items() if k.endswith(("_records_in_total", "_records_out_total", "_exceptions_total"))
+    }
 
 
 def _source_in(status: dict) -> int:
@@ -70,6 +74,7 @@ def _wait(case: Case, corpus: Corpus, done) -> None:
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.rule_id}-{c.name}" for c in CASES])
 def test_case(case: Case, corpus: Corpus) -> None:
     if case.error is not None:
+
         def refused() -> bool:
             status = corpus.status(case)
             if status.get("status") == "running":

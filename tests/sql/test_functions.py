@@ -16,12 +16,35 @@ from loader.rules.functions.jsonpath import compile_path
 from loader.rules.functions.time_functions import format_moment
 
 #: eKuiper's answer for a null argument where it is not null (its function tests).
-NOT_NULL_FOR_NULL = {"concat": "", "endswith": False, "startswith": False, "regexp_matches": False, "indexof": -1,
-                     "length": 0, "numbytes": 0, "isnull": True, "to_json": "null", "json_path_exists": False,
-                     "cardinality": 0}
+NOT_NULL_FOR_NULL = {
+    "concat": "",
+    "endswith": False,
+    "startswith": False,
+    "regexp_matches": False,
+    "indexof": -1,
+    "length": 0,
+    "numbytes": 0,
+    "isnull": True,
+    "to_json": "null",
+    "json_path_exists": False,
+    "cardinality": 0,
+}
 #: functions without arguments, or whose value does not depend on them
-NO_ARGUMENTS = {"now", "cur_date", "cur_time", "tstamp", "rand", "pi", "newuuid", "rule_id", "current_timestamp",
-                "local_time", "local_timestamp", "current_date", "current_time"}
+NO_ARGUMENTS = {
+    "now",
+    "cur_date",
+    "cur_time",
+    "tstamp",
+    "rand",
+    "pi",
+    "newuuid",
+    "rule_id",
+    "current_timestamp",
+    "local_time",
+    "local_timestamp",
+    "current_date",
+    "current_time",
+}
 
 
 @pytest.mark.parametrize("name", sorted(set(BUILTINS) - NO_ARGUMENTS))
@@ -48,8 +71,13 @@ def test_rule_id_is_bound_per_rule():
     assert rule_id.for_rule("a")([]) == "a" and rule_id.for_rule("b")([]) == "b"
 
 
-DOC = {"name": {"first": "Tom"}, "age": 37, "children": ["Sara", "Alex", "Jack"], "fav.movie": "Deer Hunter",
-       "friends": [{"first": "Dale", "age": 44}, {"first": "Roger", "age": 68}, {"first": "Jane", "age": 47}]}
+DOC = {
+    "name": {"first": "Tom"},
+    "age": 37,
+    "children": ["Sara", "Alex", "Jack"],
+    "fav.movie": "Deer Hunter",
+    "friends": [{"first": "Dale", "age": 44}, {"first": "Roger", "age": 68}, {"first": "Jane", "age": 47}],
+}
 
 
 @pytest.mark.parametrize(
@@ -66,7 +94,7 @@ DOC = {"name": {"first": "Tom"}, "age": 37, "children": ["Sara", "Alex", "Jack"]
         ("$.friends[*].first", ["Dale", "Roger", "Jane"]),
         ("$.friends[? @.age > 60].first", ["Roger"]),
         ("$.friends[?(@.age >= 47 && @.first != 'Roger')].first", ["Jane"]),
-        ("$.friends[? @.age < 45 || @.first == \"Jane\"].age", [44, 47]),
+        ('$.friends[? @.age < 45 || @.first == "Jane"].age', [44, 47]),
         ("$.friends[? @.nick].first", []),
         ("$..first", ["Tom", "Dale", "Roger", "Jane"]),
         ("$.name.*", ["Tom"]),
@@ -76,8 +104,15 @@ def test_json_paths(path, found):
     assert compile_path(path).query(DOC) == found
 
 
-@pytest.mark.parametrize("path, words", [("age", "starts with '$'"), ("$.a[", "expected an index"),
-                                         ("$.a[?(@.b > 1]", "expected ')'"), ("$.a['b]", "unterminated string")])
+@pytest.mark.parametrize(
+    "path, words",
+    [
+        ("age", "starts with '$'"),
+        ("$.a[", "expected an index"),
+        ("$.a[?(@.b > 1]", "expected ')'"),
+        ("$.a['b]", "unterminated string"),
+    ],
+)
 def test_malformed_json_paths_say_where(path, words):
     with pytest.raises(FunctionError, match="character"):
         compile_path(path)
@@ -104,20 +139,32 @@ def test_a_definite_path_to_nothing_is_an_error():
     ],
 )
 def test_format_time_pattern_letters(pattern, text):
-    moment = dt.datetime(2006, 1, 2, 15, 4, 5, tzinfo=dt.timezone.utc)
+    moment = dt.datetime(2006, 1, 2, 15, 4, 5, tzinfo=dt.UTC)
     assert format_moment(moment, pattern) == text
 
 
 @pytest.mark.parametrize(
     "name, args, value",
     [
-        ("round", [0.5], 1.0), ("round", [-0.5], -1.0), ("round", [2.675, 2], 2.68), ("abs", [-2], 2),
-        ("ceil", [2], 2.0), ("floor", [-0.5], -1.0), ("mod", [-7, 3], -1.0), ("log", [0], None),
-        ("conv", ["ff", 16, 2], "11111111"), ("conv", ["7", 10, 36], "7"),
-        ("cast", ["1.5", "float"], 1.5), ("cast", [3.9, "bigint"], 3), ("cast", [-3.9, "bigint"], -3),
-        ("cast", ["true", "boolean"], True), ("cast", [{"a": 1}, "string"], '{"a":1}'),
-        ("substring", ["héllo", 1, 2], "é"), ("regexp_replace", ["a1b2", "([a-z])([0-9])", "$2$1"], "1a2b"),
-        ("trunc", [-1.999, 1], -1.9), ("dec2hex", [-255], "-0xff"),
+        ("round", [0.5], 1.0),
+        ("round", [-0.5], -1.0),
+        ("round", [2.675, 2], 2.68),
+        ("abs", [-2], 2),
+        ("ceil", [2], 2.0),
+        ("floor", [-0.5], -1.0),
+        ("mod", [-7, 3], -1.0),
+        ("log", [0], None),
+        ("conv", ["ff", 16, 2], "11111111"),
+        ("conv", ["7", 10, 36], "7"),
+        ("cast", ["1.5", "float"], 1.5),
+        ("cast", [3.9, "bigint"], 3),
+        ("cast", [-3.9, "bigint"], -3),
+        ("cast", ["true", "boolean"], True),
+        ("cast", [{"a": 1}, "string"], '{"a":1}'),
+        ("substring", ["héllo", 1, 2], "é"),
+        ("regexp_replace", ["a1b2", "([a-z])([0-9])", "$2$1"], "1a2b"),
+        ("trunc", [-1.999, 1], -1.9),
+        ("dec2hex", [-255], "-0xff"),
     ],
 )
 def test_values(name, args, value):

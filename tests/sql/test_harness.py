@@ -16,8 +16,13 @@ def test_an_object_is_a_one_row_emission_and_an_array_one_emission():
 @pytest.mark.parametrize(
     "expected, got, equal",
     [
-        (0.1 + 0.2, 0.3, True), (2, 2.0, False), (2.0, 2, False), (1, True, False), (None, None, True),
-        ({"a": [1.5, "x"]}, {"a": [1.5000000000001, "x"]}, True), ({"a": 1}, {"a": 1, "b": None}, False),
+        (0.1 + 0.2, 0.3, True),
+        (2, 2.0, False),
+        (2.0, 2, False),
+        (1, True, False),
+        (None, None, True),
+        ({"a": [1.5, "x"]}, {"a": [1.5000000000001, "x"]}, True),
+        ({"a": 1}, {"a": 1, "b": None}, False),
         ([[{"a": 1}]], [[{"a": 1}], [{"a": 1}]], False),
     ],
 )

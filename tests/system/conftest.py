@@ -53,8 +53,7 @@ def host_problem() -> str | None:
         packages = sorted({HOST_TOOLS[tool] for tool in missing})
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=False, env=env,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=False, env=env, stdout=subprocess.DEVNULL)
         missing = [tool for tool in HOST_TOOLS if shutil.which(tool) is None]
     if missing:
         packages = " ".join(sorted({HOST_TOOLS[tool] for tool in missing}))
@@ -102,8 +101,10 @@ def unit(run_dir: Path) -> Iterator[Unit]:
         result = container.run(f"cd {CHECKOUT_INSIDE} && set -ex\n{install}", timeout=300)
         if result.returncode != 0:
             journal = container.run("journalctl -u portable-loader -o cat --no-pager -n 40").stdout
-            raise ContainerError(f"the install steps of docs/operations.md failed (exit {result.returncode}):\n"
-                                 f"{result.stderr[-3000:]}\n{result.stdout[-2000:]}\njournal:\n{journal}")
+            raise ContainerError(
+                f"the install steps of docs/operations.md failed (exit {result.returncode}):\n"
+                f"{result.stderr[-3000:]}\n{result.stdout[-2000:]}\njournal:\n{journal}"
+            )
         # The service's own pip (plugin venvs) must see only what loader.yaml configures.
         (root / "etc/pip.conf").unlink()
         yield Unit(container)

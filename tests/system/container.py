@@ -72,11 +72,12 @@ class Result:
     stdout: str
     stderr: str
 
-    def check(self) -> "Result":
+    def check(self) -> Result:
         if self.returncode != 0:
             raise ContainerError(
                 f"inside the container, `{self.args}` exited {self.returncode}\n"
-                f"stdout:\n{self.stdout[-4000:]}\nstderr:\n{self.stderr[-4000:]}")
+                f"stdout:\n{self.stdout[-4000:]}\nstderr:\n{self.stderr[-4000:]}"
+            )
         return self
 
 
@@ -92,17 +93,30 @@ class Container:
     def boot(self, timeout: float = 120.0) -> None:
         console = self.console_log.open("wb")
         self.nspawn = subprocess.Popen(
-            ["systemd-nspawn", "-b", "--register=no", "--keep-unit", "--console=pipe",
-             "--private-network", "-D", str(self.root)],
-            stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                "systemd-nspawn",
+                "-b",
+                "--register=no",
+                "--keep-unit",
+                "--console=pipe",
+                "--private-network",
+                "-D",
+                str(self.root),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         console.close()
         deadline = time.monotonic() + timeout
         while self.leader is None:
             self._check_alive()
             self.leader = inner_pid1(self.nspawn.pid)
             if time.monotonic() > deadline:
-                raise ContainerError(f"no PID 1 under systemd-nspawn after {timeout:.0f}s; console:\n{self.console_tail()}")
+                raise ContainerError(
+                    f"no PID 1 under systemd-nspawn after {timeout:.0f}s; console:\n{self.console_tail()}"
+                )
             time.sleep(0.1)
         self._wait_booted(deadline)
 
@@ -111,11 +125,15 @@ class Container:
         state = ""
         while time.monotonic() < deadline:
             self._check_alive()
-            state = self.run("systemctl is-system-running --wait", timeout=max(1.0, deadline - time.monotonic())).stdout.strip()
+            state = self.run(
+                "systemctl is-system-running --wait", timeout=max(1.0, deadline - time.monotonic())
+            ).stdout.strip()
             if state in ("running", "degraded"):
                 return
             time.sleep(0.5)
-        raise ContainerError(f"the container's systemd did not finish booting (last state {state!r}); console:\n{self.console_tail()}")
+        raise ContainerError(
+            f"the container's systemd did not finish booting (last state {state!r}); console:\n{self.console_tail()}"
+        )
 
     def _check_alive(self) -> None:
         assert self.nspawn is not None
@@ -126,9 +144,21 @@ class Container:
         """Run a bash script as root inside the container (all its namespaces, a clean environment)."""
         if self.leader is None:
             raise ContainerError("the container is not booted")
-        args = ["nsenter", "-t", str(self.leader), "-a", "--",
-                "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in INSIDE_ENV.items()),
-                "/bin/bash", "-o", "pipefail", "-c", f"cd /root && {script}"]
+        args = [
+            "nsenter",
+            "-t",
+            str(self.leader),
+            "-a",
+            "--",
+            "/usr/bin/env",
+            "-i",
+            *(f"{k}={v}" for k, v in INSIDE_ENV.items()),
+            "/bin/bash",
+            "-o",
+            "pipefail",
+            "-c",
+            f"cd /root && {script}",
+        ]
         proc = subprocess.run(args, input=input, capture_output=True, text=True, timeout=timeout)
         return Result(script, proc.returncode, proc.stdout, proc.stderr)
 
@@ -148,8 +178,11 @@ class Container:
             return
         if self.leader is not None:
             try:
-                subprocess.run(["nsenter", "-t", str(self.leader), "-a", "--", "systemctl", "poweroff", "--no-block"],
-                               capture_output=True, timeout=10)
+                subprocess.run(
+                    ["nsenter", "-t", str(self.leader), "-a", "--", "systemctl", "poweroff", "--no-block"],
+                    capture_output=True,
+                    timeout=10,
+                )
             except (subprocess.TimeoutExpired, OSError):
                 pass
         try:

@@ -66,12 +66,16 @@ def install_script(operations_md: str, package: str) -> str:
     """
     blocks = sh_blocks(operations_md, INSTALL_HEADING)
     if len(blocks) != 1:
-        raise ValueError(f"expected one sh block (the install steps) directly under '{INSTALL_HEADING}', "
-                         f"found {len(blocks)}: put other examples under a subheading")
+        raise ValueError(
+            f"expected one sh block (the install steps) directly under '{INSTALL_HEADING}', "
+            f"found {len(blocks)}: put other examples under a subheading"
+        )
     for needed in (PACKAGE_PLACEHOLDER, LOCK_INSTALL):
         if needed not in blocks[0]:
-            raise ValueError(f"the install steps under '{INSTALL_HEADING}' no longer contain '{needed}'; "
-                             "the system test installs the wheel there, its dependencies from the lock")
+            raise ValueError(
+                f"the install steps under '{INSTALL_HEADING}' no longer contain '{needed}'; "
+                "the system test installs the wheel there, its dependencies from the lock"
+            )
     return blocks[0].replace(PACKAGE_PLACEHOLDER, package)
 
 

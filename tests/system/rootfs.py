@@ -24,8 +24,14 @@ CACHE_DIR = Path(os.environ.get("PORTABLE_LOADER_SYSTEM_CACHE", "/var/cache/port
 # pip offline), sudo because docs/operations.md's steps use it, jq for the
 # journal recipes, procps for ps/pgrep-free checks by a person debugging.
 PACKAGES = (
-    "systemd", "systemd-sysv", "dbus", "python3", "python3-venv",
-    "jq", "sudo", "procps",
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "python3",
+    "python3-venv",
+    "jq",
+    "sudo",
+    "procps",
 )
 HOSTNAME = "portable-loader-system"
 # Bump when the way the tree is made changes, so old caches are not reused.
@@ -48,7 +54,8 @@ def cached_rootfs(cache_dir: Path = CACHE_DIR) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     subprocess.run(
         ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(partial), MIRROR],
-        check=True, stdout=subprocess.DEVNULL,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     _prepare(partial)
     partial.rename(target)
@@ -68,4 +75,3 @@ def _prepare(root: Path) -> None:
 def fresh_copy(source: Path, dest: Path) -> None:
     """A private copy of the cached tree for one run (reflinks where the filesystem has them)."""
     subprocess.run(["cp", "-a", "--reflink=auto", f"{source}/.", str(dest)], check=True)
-

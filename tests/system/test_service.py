@@ -27,8 +27,11 @@ ETC = f"{STATE}/etc"  # etc_dir as the install steps set it
 WHEELS = "/opt/portable-loader/wheels"  # a device's wheel folder for plugin venvs (venv.find_links)
 CONFIG = "/etc/portable-loader/loader.yaml"
 CLI = "/opt/portable-loader/venv/bin/portable-loader"
-RECIPES = [recipe for name in ("operations", "logging")
-           for recipe in docs.journal_recipes(name, (REPO / f"docs/{name}.md").read_text())]
+RECIPES = [
+    recipe
+    for name in ("operations", "logging")
+    for recipe in docs.journal_recipes(name, (REPO / f"docs/{name}.md").read_text())
+]
 
 
 def drop(unit: Unit, source: Path | None, target: str, content: str | None = None) -> None:
@@ -39,8 +42,10 @@ def drop(unit: Unit, source: Path | None, target: str, content: str | None = Non
         shutil.copytree(source, host)
     else:
         host.write_text(content or "")
-    unit.run(f"mkdir -p {shlex.quote(str(Path(target).parent))} && chown -R {SERVICE_USER}: {staging} "
-             f"{shlex.quote(str(Path(target).parent))} && mv -T {staging} {shlex.quote(target)}").check()
+    unit.run(
+        f"mkdir -p {shlex.quote(str(Path(target).parent))} && chown -R {SERVICE_USER}: {staging} "
+        f"{shlex.quote(str(Path(target).parent))} && mv -T {staging} {shlex.quote(target)}"
+    ).check()
 
 
 def is_event(name: str, **keys: Any):
@@ -66,21 +71,35 @@ def troubles(unit: Unit, demo: None) -> None:
     all in the journal."""
     drop(unit, HERE / "plugins/car", f"{PLUGINS}/car")
     drop(unit, HERE / "plugins/gate", f"{PLUGINS}/gate")
-    drop(unit, None, f"{DATA}/rules/broken.json",
-         json.dumps({"id": "broken", "sql": "SELECT n FROM demo WHERE", "actions": [{"log": {}}]}))
-    drop(unit, None, f"{DATA}/rules/stuck.json",
-         json.dumps({"id": "stuck", "sql": "SELECT n FROM demo", "actions": [{"gate": {"requireAck": True}}]}))
+    drop(
+        unit,
+        None,
+        f"{DATA}/rules/broken.json",
+        json.dumps({"id": "broken", "sql": "SELECT n FROM demo WHERE", "actions": [{"log": {}}]}),
+    )
+    drop(
+        unit,
+        None,
+        f"{DATA}/rules/stuck.json",
+        json.dumps({"id": "stuck", "sql": "SELECT n FROM demo", "actions": [{"gate": {"requireAck": True}}]}),
+    )
     unit.wait_event("the stuck rule degraded", is_event("rule.degraded", rule="stuck"))
-    unit.wait_event("car's crash with its traceback",
-                    lambda e: is_event("plugin.exited", plugin="car")(e) and "RuntimeError" in json.dumps(e))
-    unit.wait_event("car's restart", lambda e: e.get("event") in ("plugin.restarting", "plugin.crashloop")
-                    and e.get("plugin") == "car")
+    unit.wait_event(
+        "car's crash with its traceback",
+        lambda e: is_event("plugin.exited", plugin="car")(e) and "RuntimeError" in json.dumps(e),
+    )
+    unit.wait_event(
+        "car's restart",
+        lambda e: e.get("event") in ("plugin.restarting", "plugin.crashloop") and e.get("plugin") == "car",
+    )
     unit.wait_event("the broken rule's error", is_event("rule.error", rule="broken"))
     dumps = count(unit, is_event("loader.stack_dump"))
     # The command of docs/operations.md.
     unit.run(f"sudo kill -USR1 $(systemctl show -p MainPID --value {UNIT})").check()
-    unit.wait_for(lambda: [e for e in unit.events() if is_event("loader.stack_dump")(e)][dumps:],
-                  "the SIGUSR1 stack dump in the journal")
+    unit.wait_for(
+        lambda: [e for e in unit.events() if is_event("loader.stack_dump")(e)][dumps:],
+        "the SIGUSR1 stack dump in the journal",
+    )
 
 
 def test_active_running_with_a_status_line(unit: Unit) -> None:
@@ -179,8 +198,9 @@ def failed_reload(unit: Unit, demo: None):
 def test_reload_with_an_invalid_config_fails(failed_reload) -> None:
     result, _, said, sighups = failed_reload
     assert result.returncode != 0, "systemctl reload exited 0 with an invalid loader.yaml"
-    assert any(CONFIG in line and "level" in line and "loud" in line for line in said), \
+    assert any(CONFIG in line and "level" in line and "loud" in line for line in said), (
         f"the journal of ExecReload= does not name the file, the key and the value: {said}"
+    )
     assert sighups == 0, "the loader was signalled although the file is invalid"
 
 
@@ -225,19 +245,29 @@ def test_a_plugin_venv_builds_offline_inside_the_sandbox(unit: Unit, demo: None)
     original = unit.container.host_path(CONFIG).read_text()
     assert "find_links: []" in original and "offline: false" in original, "loader.yaml changed shape; update this test"
     unit.container.host_path(CONFIG).write_text(
-        original.replace("find_links: []", f"find_links: [{WHEELS}]").replace("offline: false", "offline: true"))
+        original.replace("find_links: []", f"find_links: [{WHEELS}]").replace("offline: false", "offline: true")
+    )
     after = len(unit.events())
     result = unit.run(f"systemctl reload {UNIT}")
-    assert result.returncode == 0, f"systemctl reload of a valid loader.yaml failed:\n{result.stderr}\n{unit.journal_tail()}"
+    assert result.returncode == 0, (
+        f"systemctl reload of a valid loader.yaml failed:\n{result.stderr}\n{unit.journal_tail()}"
+    )
     reloaded = unit.wait_event("the venv settings reloaded", is_event("loader.reloaded"), after=after)
     assert "venv" in reloaded["changed"], reloaded
     drop(unit, HERE / "plugins/packer", f"{PLUGINS}/packer")
-    built = unit.wait_event("packer's venv built", lambda e: e.get("plugin") == "packer"
-                            and e.get("event") in ("plugin.venv_ready", "plugin.invalid"), timeout=180)
+    built = unit.wait_event(
+        "packer's venv built",
+        lambda e: e.get("plugin") == "packer" and e.get("event") in ("plugin.venv_ready", "plugin.invalid"),
+        timeout=180,
+    )
     assert built["event"] == "plugin.venv_ready", built
     unit.wait_event("packer running", is_event("plugin.running", plugin="packer"), timeout=60)
-    drop(unit, None, f"{DATA}/rules/packed.json",
-         json.dumps({"id": "packed", "sql": "SELECT packed(n) AS p FROM demo", "actions": [{"log": {}}]}))
+    drop(
+        unit,
+        None,
+        f"{DATA}/rules/packed.json",
+        json.dumps({"id": "packed", "sql": "SELECT packed(n) AS p FROM demo", "actions": [{"log": {}}]}),
+    )
     delivered = unit.wait_event("a result of rule packed", is_event("sink.log", rule="packed"))
     assert "packed:" in json.dumps(delivered), delivered
 
@@ -249,10 +279,14 @@ def test_ready_does_not_wait_for_a_slow_plugin(unit: Unit, demo: None) -> None:
         unit.wait_event("the slow plugin running", is_event("plugin.running", plugin="slowpoke"), timeout=30)
         started = count(unit, is_event("plugin.running", plugin="slowpoke"))
         unit.run(f"systemctl restart {UNIT}", timeout=150).check()
-        assert count(unit, is_event("plugin.running", plugin="slowpoke")) == started, \
+        assert count(unit, is_event("plugin.running", plugin="slowpoke")) == started, (
             "systemd heard READY only after the slow plugin had started"
-        unit.wait_for(lambda: count(unit, is_event("plugin.running", plugin="slowpoke")) > started,
-                      "the slow plugin running after the restart", timeout=30)
+        )
+        unit.wait_for(
+            lambda: count(unit, is_event("plugin.running", plugin="slowpoke")) > started,
+            "the slow plugin running after the restart",
+            timeout=30,
+        )
     finally:
         unit.run(f"rm -rf {PLUGINS}/slowpoke").check()
     unit.wait_event("the slow plugin unloaded", is_event("plugin.unloaded", plugin="slowpoke"), timeout=30)
@@ -265,11 +299,20 @@ def test_sigstop_brings_a_watchdog_restart_and_no_orphan_plugin(unit: Unit, demo
     restarts = int(unit.show("NRestarts")["NRestarts"])
     running_before = count(unit, is_event("plugin.running", plugin="demo"))
     unit.run(f"kill -STOP {old_main}").check()
-    unit.wait_for(lambda: int(unit.show("NRestarts")["NRestarts"]) > restarts and unit.main_pid() not in (0, old_main),
-                  "systemd's watchdog restart", timeout=120, every=1)
-    assert any("Watchdog timeout" in str(e.get("MESSAGE")) for e in unit.entries()), "restarted, but not by the watchdog"
-    unit.wait_for(lambda: count(unit, is_event("plugin.running", plugin="demo")) > running_before,
-                  "the demo plugin running again", timeout=60)
+    unit.wait_for(
+        lambda: int(unit.show("NRestarts")["NRestarts"]) > restarts and unit.main_pid() not in (0, old_main),
+        "systemd's watchdog restart",
+        timeout=120,
+        every=1,
+    )
+    assert any("Watchdog timeout" in str(e.get("MESSAGE")) for e in unit.entries()), (
+        "restarted, but not by the watchdog"
+    )
+    unit.wait_for(
+        lambda: count(unit, is_event("plugin.running", plugin="demo")) > running_before,
+        "the demo plugin running again",
+        timeout=60,
+    )
     new_main = unit.main_pid()
     procs = unit.processes()
     left = old_plugins & {pid for pid, _, _ in procs}

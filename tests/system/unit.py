@@ -74,11 +74,14 @@ class Unit:
             time.sleep(every)
         return bool(probe())
 
-    def wait_event(self, what: str, match: Callable[[dict[str, Any]], bool], timeout: float = 60.0,
-                   after: int = 0) -> dict[str, Any]:
+    def wait_event(
+        self, what: str, match: Callable[[dict[str, Any]], bool], timeout: float = 60.0, after: int = 0
+    ) -> dict[str, Any]:
         """The first loader event past the first ``after`` ones that ``match`` accepts."""
+
         def probe() -> dict[str, Any] | None:
             return next((e for e in self.events()[after:] if match(e)), None)
+
         return self.wait_for(probe, what, timeout)
 
     def journal_tail(self, lines: int = 40) -> str:

@@ -28,8 +28,11 @@ TARGET_GLIBC = "2_36"
 
 def export_checkout(repo: Path, dest: Path) -> None:
     """Copy the tracked files of ``repo`` (as they are in the work tree) to ``dest``."""
-    listed = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "--cached", "--others",
-                             "--exclude-standard"], check=True, capture_output=True).stdout
+    listed = subprocess.run(
+        ["git", "-C", str(repo), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        check=True,
+        capture_output=True,
+    ).stdout
     for name in filter(None, listed.decode().split("\0")):
         source = repo / name
         if not source.is_file():  # deleted in the work tree but not yet in the index
@@ -57,17 +60,41 @@ def build_wheelhouse(checkout: Path, wheelhouse: Path) -> Path:
     lock = checkout / LOCK
     if not lock.is_file():
         raise RuntimeError(f"no runtime lock {LOCK} in the checkout: the documented install needs it (make lock)")
-    _pip("download", "--dest", str(wheelhouse), "--only-binary=:all:", "--require-hashes", *_target_flags(),
-         "--requirement", str(lock))
+    _pip(
+        "download",
+        "--dest",
+        str(wheelhouse),
+        "--only-binary=:all:",
+        "--require-hashes",
+        *_target_flags(),
+        "--requirement",
+        str(lock),
+    )
     return wheels[0]
 
 
 def _target_flags() -> list[str]:
     machine = platform.machine()
-    return ["--python-version", TARGET_PYTHON, "--implementation", "cp", "--abi", TARGET_ABI,
-            "--abi", "abi3", "--abi", "none",
-            "--platform", f"manylinux_{TARGET_GLIBC}_{machine}", "--platform", f"manylinux2014_{machine}",
-            "--platform", f"manylinux_2_17_{machine}", "--platform", f"manylinux_2_28_{machine}"]
+    return [
+        "--python-version",
+        TARGET_PYTHON,
+        "--implementation",
+        "cp",
+        "--abi",
+        TARGET_ABI,
+        "--abi",
+        "abi3",
+        "--abi",
+        "none",
+        "--platform",
+        f"manylinux_{TARGET_GLIBC}_{machine}",
+        "--platform",
+        f"manylinux2014_{machine}",
+        "--platform",
+        f"manylinux_2_17_{machine}",
+        "--platform",
+        f"manylinux_2_28_{machine}",
+    ]
 
 
 def _pip(*args: str) -> None:

@@ -32,8 +32,10 @@ def to_datetime(value: Any) -> DateTime:
         try:
             return DateTime(_dt.datetime.fromisoformat(value.strip()))
         except ValueError:
-            raise FunctionError(f"cannot read {value!r} as a datetime: use RFC 3339, e.g. "
-                                "2006-01-02T15:04:05.000Z, or milliseconds since the epoch") from None
+            raise FunctionError(
+                f"cannot read {value!r} as a datetime: use RFC 3339, e.g. "
+                "2006-01-02T15:04:05.000Z, or milliseconds since the epoch"
+            ) from None
     raise FunctionError(f"cannot convert {type_name(value)} {value!r} to datetime")
 
 
@@ -81,8 +83,7 @@ def _to_boolean(value: Any) -> bool:
     raise FunctionError(f"cannot convert {type_name(value)} to boolean")
 
 
-_CASTS = {"bigint": _to_bigint, "float": _to_float, "string": to_text, "boolean": _to_boolean,
-          "datetime": to_datetime}
+_CASTS = {"bigint": _to_bigint, "float": _to_float, "string": to_text, "boolean": _to_boolean, "datetime": to_datetime}
 
 
 def _cast(args: list) -> Any:
@@ -95,7 +96,8 @@ def _cast(args: list) -> Any:
 def _check_cast(literals: list[Any]) -> str | None:
     kind = literals[1]
     if kind is NOT_LITERAL or not isinstance(kind, str):
-        return f'cast\'s second argument must be a type name in quotes, e.g. cast(x, "bigint"); one of {", ".join(CAST_TYPES)}'
+        names = ", ".join(CAST_TYPES)
+        return f'cast\'s second argument must be a type name in quotes, e.g. cast(x, "bigint"); one of {names}'
     if kind == "bytea":
         return 'cast to "bytea" is not supported yet (raw bytes have no JSON form in rules)'
     if kind not in CAST_TYPES:
@@ -106,7 +108,7 @@ def _check_cast(literals: list[Any]) -> str | None:
 def _check_base64(literals: list[Any]) -> str | None:
     scheme = literals[1]
     if scheme is not NOT_LITERAL and (not isinstance(scheme, str) or scheme.lower() != "base64"):
-        return f"only the \"base64\" encoding is supported, got {scheme!r}"
+        return f'only the "base64" encoding is supported, got {scheme!r}'
     return None
 
 
@@ -165,7 +167,7 @@ def _trunc(args: list) -> Any:
     if not is_number(value):
         raise FunctionError(f"trunc's first argument must be a number, got {type_name(value)}")
     digits = min(max(to_int(args[1], "trunc's decimals"), 0), 34)
-    scale = 10 ** digits
+    scale = 10**digits
     return math.trunc(float(value) * scale) / scale
 
 
@@ -173,6 +175,8 @@ CONVERSION = table(
     Builtin("cast", _cast, 2, 2, check_literals=_check_cast),
     Builtin("encode", _encode, 2, 2, check_literals=_check_base64),
     Builtin("decode", _decode, 2, 2, check_literals=_check_base64),
-    Builtin("chr", _chr, 1, 1), Builtin("hex2dec", _hex2dec, 1, 1), Builtin("dec2hex", _dec2hex, 1, 1),
+    Builtin("chr", _chr, 1, 1),
+    Builtin("hex2dec", _hex2dec, 1, 1),
+    Builtin("dec2hex", _dec2hex, 1, 1),
     Builtin("trunc", _trunc, 2, 2),
 )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from loader.rules.functions.registry import Builtin, table
 from loader.rules.functions.values import to_text
@@ -20,7 +21,10 @@ def _crc32(args: list) -> Any:
 
 
 HASHING = table(
-    _digest("md5", hashlib.md5), _digest("sha1", hashlib.sha1), _digest("sha256", hashlib.sha256),
-    _digest("sha384", hashlib.sha384), _digest("sha512", hashlib.sha512),
+    _digest("md5", hashlib.md5),
+    _digest("sha1", hashlib.sha1),
+    _digest("sha256", hashlib.sha256),
+    _digest("sha384", hashlib.sha384),
+    _digest("sha512", hashlib.sha512),
     Builtin("crc32", _crc32, 1, 1),
 )

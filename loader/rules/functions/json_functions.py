@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from loader.rules.functions.jsonpath import compile_path, dumps
-from loader.rules.functions.registry import NULL_HANDLED, NOT_LITERAL, Builtin, table
+from loader.rules.functions.registry import NOT_LITERAL, NULL_HANDLED, Builtin, table
 from loader.rules.functions.values import FunctionError
 
 
@@ -24,7 +24,7 @@ def _document(value: Any) -> Any:
 
 def _path(value: Any) -> str:
     if not isinstance(value, str):
-        raise FunctionError("a JSON path is a string such as \"$.a.b\"")
+        raise FunctionError('a JSON path is a string such as "$.a.b"')
     return value
 
 
@@ -55,7 +55,7 @@ def _check_path(literals: list[Any]) -> str | None:
     if path is NOT_LITERAL:
         return None
     if not isinstance(path, str):
-        return "a JSON path is a string such as \"$.a.b\""
+        return 'a JSON path is a string such as "$.a.b"'
     try:
         compile_path(path)
     except FunctionError as exc:

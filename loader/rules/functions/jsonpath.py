@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from loader.rules.functions.values import FunctionError
 
@@ -118,7 +119,7 @@ class _Reader:
         return JsonPathError(f"JSON path {self.text!r}: {what} at character {self.at + 1}")
 
     def peek(self, count: int = 1) -> str:
-        return self.text[self.at:self.at + count]
+        return self.text[self.at : self.at + count]
 
     def skip_spaces(self) -> None:
         while self.peek() == " ":
@@ -206,7 +207,7 @@ class _Reader:
         end = self.text.find(quote, self.at + 1)
         if end < 0:
             raise self.fail("unterminated string")
-        value = self.text[self.at + 1:end]
+        value = self.text[self.at + 1 : end]
         self.at = end + 1
         return value
 
@@ -243,7 +244,7 @@ class _Reader:
             self.at += 1
             steps, _ = self.steps(relative=True)
             path = Path(tuple(steps), definite=False)
-            return lambda item: (found[0] if (found := path.query(item)) else _MISSING)
+            return lambda item: found[0] if (found := path.query(item)) else _MISSING
         quoted = self.string()
         if quoted is not None:
             return lambda item: quoted

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from loader.rules.functions.registry import Builtin, table
 from loader.rules.functions.values import FunctionError, finite, is_int, to_float, to_int
@@ -54,7 +55,7 @@ def _abs(args: list) -> Any:
 
 def round_half_away(value: float, digits: int = 0) -> float:
     """Go's math.Round: halves away from zero (Python's round() rounds halves to even)."""
-    scale = 10.0 ** digits
+    scale = 10.0**digits
     scaled = abs(value) * scale
     rounded = math.floor(scaled + 0.5) / scale
     return math.copysign(rounded, value)
@@ -124,19 +125,35 @@ def _conv(args: list) -> Any:
 
 MATH = table(
     Builtin("abs", _abs, 1, 1),
-    _float1("acos", math.acos), _float1("asin", math.asin), _float1("atan", math.atan),
+    _float1("acos", math.acos),
+    _float1("asin", math.asin),
+    _float1("atan", math.atan),
     _float2("atan2", math.atan2),
-    _int2("bitand", lambda a, b: a & b), _int2("bitor", lambda a, b: a | b), _int2("bitxor", lambda a, b: a ^ b),
+    _int2("bitand", lambda a, b: a & b),
+    _int2("bitor", lambda a, b: a | b),
+    _int2("bitxor", lambda a, b: a ^ b),
     Builtin("bitnot", _bitnot, 1, 1),
-    _float1("ceil", math.ceil), _float1("floor", math.floor),
+    _float1("ceil", math.ceil),
+    _float1("floor", math.floor),
     Builtin("conv", _conv, 3, 3),
-    _float1("cos", math.cos), _float1("cosh", math.cosh), _float1("cot", _cot),
-    _float1("degrees", math.degrees), _float1("radians", math.radians),
-    _float1("exp", math.exp), _float1("ln", math.log), Builtin("log", _log, 1, 2),
-    _float2("mod", _mod), _float2("power", math.pow),
-    Builtin("pi", _pi, 0, 0), Builtin("rand", _rand, 0, 0),
-    Builtin("round", _round, 1, 2), Builtin("sign", _sign, 1, 1),
-    _float1("sin", math.sin), _float1("sinh", math.sinh), _float1("sqrt", math.sqrt),
-    _float1("tan", math.tan), _float1("tanh", math.tanh),
+    _float1("cos", math.cos),
+    _float1("cosh", math.cosh),
+    _float1("cot", _cot),
+    _float1("degrees", math.degrees),
+    _float1("radians", math.radians),
+    _float1("exp", math.exp),
+    _float1("ln", math.log),
+    Builtin("log", _log, 1, 2),
+    _float2("mod", _mod),
+    _float2("power", math.pow),
+    Builtin("pi", _pi, 0, 0),
+    Builtin("rand", _rand, 0, 0),
+    Builtin("round", _round, 1, 2),
+    Builtin("sign", _sign, 1, 1),
+    _float1("sin", math.sin),
+    _float1("sinh", math.sinh),
+    _float1("sqrt", math.sqrt),
+    _float1("tan", math.tan),
+    _float1("tanh", math.tanh),
     aliases={"ceiling": "ceil", "pow": "power"},
 )

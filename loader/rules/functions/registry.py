@@ -8,8 +8,9 @@ so each function body only handles real values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 #: any null argument makes the result null, the body is not called
 NULL_IF_ANY = "any"

@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from loader.rules.functions.math_functions import round_half_away
-from loader.rules.functions.registry import NULL_HANDLED, NULL_IF_FIRST, NOT_LITERAL, Builtin, table
+from loader.rules.functions.registry import NOT_LITERAL, NULL_HANDLED, NULL_IF_FIRST, Builtin, table
 from loader.rules.functions.values import FunctionError, to_float, to_int, to_text
 
 
@@ -139,9 +139,13 @@ STRING = table(
     Builtin("indexof", _indexof, 2, 2, NULL_HANDLED),
     Builtin("length", lambda args: 0 if args[0] is None else _length(args), 1, 1, NULL_HANDLED),
     Builtin("numbytes", lambda args: 0 if args[0] is None else _numbytes(args), 1, 1, NULL_HANDLED),
-    _one_text("lower", str.lower), _one_text("upper", str.upper),
-    _one_text("trim", str.strip), _one_text("ltrim", str.lstrip), _one_text("rtrim", str.rstrip),
-    Builtin("lpad", _pad(True), 2, 2, NULL_IF_FIRST), Builtin("rpad", _pad(False), 2, 2, NULL_IF_FIRST),
+    _one_text("lower", str.lower),
+    _one_text("upper", str.upper),
+    _one_text("trim", str.strip),
+    _one_text("ltrim", str.lstrip),
+    _one_text("rtrim", str.rstrip),
+    Builtin("lpad", _pad(True), 2, 2, NULL_IF_FIRST),
+    Builtin("rpad", _pad(False), 2, 2, NULL_IF_FIRST),
     Builtin("regexp_matches", _regexp_matches, 2, 2, NULL_HANDLED),
     Builtin("regexp_replace", _regexp_replace, 3, 3),
     Builtin("regexp_substr", _regexp_substr, 2, 2),

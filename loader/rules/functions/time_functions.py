@@ -42,12 +42,11 @@ def _field(token: str, moment: _dt.datetime) -> str:
         return f"{moment.month:02d}" if width == 2 else str(moment.month)
     if letter == "E":
         return calendar.day_name[moment.weekday()] if width >= 4 else calendar.day_abbr[moment.weekday()]
-    numbers = {"d": moment.day, "H": moment.hour, "h": (moment.hour % 12) or 12, "m": moment.minute,
-               "s": moment.second}
+    numbers = {"d": moment.day, "H": moment.hour, "h": (moment.hour % 12) or 12, "m": moment.minute, "s": moment.second}
     if letter in numbers:
         return f"{numbers[letter]:02d}" if width >= 2 else str(numbers[letter])
     if letter == "S":
-        return "." + f"{moment.microsecond:06d}"[:min(width, 6)]
+        return "." + f"{moment.microsecond:06d}"[: min(width, 6)]
     if letter == "a":
         return "AM" if moment.hour < 12 else "PM"
     if letter == "G":
@@ -70,7 +69,7 @@ def _moment(value: Any) -> _dt.datetime:
 
 def _format_time(args: list) -> Any:
     if not isinstance(args[1], str):
-        raise FunctionError("format_time's format must be a string such as \"YYYY-MM-dd HH:mm:ss\"")
+        raise FunctionError('format_time\'s format must be a string such as "YYYY-MM-dd HH:mm:ss"')
     return format_moment(_moment(args[0]), args[1])
 
 
@@ -102,7 +101,7 @@ _UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
 def _duration(text: Any) -> _dt.timedelta:
     """Go's duration text (1h30m, -10s, 250ms) as a timedelta."""
     if not isinstance(text, str):
-        raise FunctionError("a duration is text such as \"1h30m\"")
+        raise FunctionError('a duration is text such as "1h30m"')
     body = text.strip()
     sign = -1 if body.startswith("-") else 1
     body = body.lstrip("+-")
@@ -137,18 +136,32 @@ def _from_unix_time(args: list) -> Any:
 
 
 TIME = table(
-    Builtin("now", _now, 0, 1), Builtin("cur_date", _cur_date, 0, 0), Builtin("cur_time", _cur_time, 0, 0),
-    Builtin("format_time", _format_time, 2, 2), Builtin("tstamp", _tstamp, 0, 0),
-    Builtin("date_calc", _date_calc, 2, 2), Builtin("date_diff", _date_diff, 2, 2),
+    Builtin("now", _now, 0, 1),
+    Builtin("cur_date", _cur_date, 0, 0),
+    Builtin("cur_time", _cur_time, 0, 0),
+    Builtin("format_time", _format_time, 2, 2),
+    Builtin("tstamp", _tstamp, 0, 0),
+    Builtin("date_calc", _date_calc, 2, 2),
+    Builtin("date_diff", _date_diff, 2, 2),
     _part("day_name", lambda m: calendar.day_name[m.weekday()]),
     _part("day_of_month", lambda m: m.day),
     _part("day_of_week", lambda m: (m.isoweekday() % 7) + 1),
     _part("day_of_year", lambda m: m.timetuple().tm_yday),
-    _part("hour", lambda m: m.hour), _part("minute", lambda m: m.minute), _part("second", lambda m: m.second),
-    _part("microsecond", lambda m: m.microsecond), _part("month", lambda m: m.month),
-    _part("month_name", lambda m: calendar.month_name[m.month]), _part("year", lambda m: m.year),
+    _part("hour", lambda m: m.hour),
+    _part("minute", lambda m: m.minute),
+    _part("second", lambda m: m.second),
+    _part("microsecond", lambda m: m.microsecond),
+    _part("month", lambda m: m.month),
+    _part("month_name", lambda m: calendar.month_name[m.month]),
+    _part("year", lambda m: m.year),
     _part("last_day", _last_day),
     Builtin("from_unix_time", _from_unix_time, 1, 1),
-    aliases={"current_timestamp": "now", "local_time": "now", "local_timestamp": "now",
-             "current_date": "cur_date", "current_time": "cur_time", "day": "day_of_month"},
+    aliases={
+        "current_timestamp": "now",
+        "local_time": "now",
+        "local_timestamp": "now",
+        "current_date": "cur_date",
+        "current_time": "cur_time",
+        "day": "day_of_month",
+    },
 )

@@ -15,7 +15,7 @@ import datetime as _dt
 import math
 from typing import Any
 
-UTC = _dt.timezone.utc
+UTC = _dt.UTC
 
 
 class FunctionError(ValueError):
@@ -27,7 +27,7 @@ class DateTime(str):
 
     moment: _dt.datetime
 
-    def __new__(cls, moment: _dt.datetime) -> "DateTime":
+    def __new__(cls, moment: _dt.datetime) -> DateTime:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         text = moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds")
@@ -74,6 +74,7 @@ def to_text(value: Any) -> str:
         return format_float(value)
     if isinstance(value, (dict, list)):
         from loader.rules.functions.jsonpath import dumps  # one JSON writer for to_json and text
+
         return dumps(value)
     return str(value)
 
