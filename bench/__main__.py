@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pynng
 
-from bench import ceilings, ekuiper_compare, hotswap, idle, lifecycle, memory, rules, source
+from bench import ceilings, ekuiper_compare, hotswap, idle, lifecycle, memory, rules, source, sqlcost
 from bench.harness import Run
 from bench.report import Row, error_row, render, write_json
 
@@ -60,6 +60,9 @@ SCENARIOS = [
         "10",
         "the eKuiper comparison's official-SDK plugins: 200,000 records, rec/s and lost",
         ekuiper_compare.measure,
+    ),
+    Scenario(
+        "sqlcost", "11", "the rule worker's cost per record for each SQL corpus case, in-process", sqlcost.measure
     ),
 ]
 

@@ -82,7 +82,7 @@ def test_quick_bench_produces_every_figure(tmp_path):
         assert results["errors"] == {}, diagnosis
         rows = results["rows"]
         assert not [row for row in rows if row.get("error")], diagnosis
-        assert {str(n) for n in range(1, 11)} <= {row["figure"] for row in rows}
+        assert {str(n) for n in range(1, 12)} <= {row["figure"] for row in rows}
         assert all(row["value"] is not None for row in rows), diagnosis
     finally:
         if run_dir is not None:
