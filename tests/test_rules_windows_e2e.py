@@ -12,42 +12,25 @@ import time
 from pathlib import Path
 
 from tests.test_rules_e2e import (
+    collected,
     install,
     install_collector,
     install_seqsrc,
     loader_for,
     rule,
     seq_config,
+    sink_messages,
     stream,
+    wait_collected,
     write_json,
 )
 from tests.waiting import wait_until
 
 
-def messages(path: Path) -> list:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def rows_of(path: Path) -> list[dict]:
-    return [row for m in messages(path) for row in (m if isinstance(m, list) else [m])]
-
-
-def wait_rows(path: Path, count: int, timeout: float = 20.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = rows_of(path)
-        if len(rows) >= count:
-            return rows
-        time.sleep(0.05)
-    raise AssertionError(f"{path}: {len(rows_of(path))} rows, expected {count}")
-
-
 def assert_emissions(path: Path, expected: list[list[dict]]) -> None:
     """The rows of ``expected`` in order; and its emissions exactly when the sink sends arrays."""
-    got = messages(path)
-    assert rows_of(path) == [row for emission in expected for row in emission]
+    got = sink_messages(path)
+    assert collected(path) == [row for emission in expected for row in emission]
     if any(isinstance(m, list) for m in got):
         assert got == expected
 
@@ -66,7 +49,7 @@ def test_count_window_with_a_portable_aggregate(processes, env):
         out,
     )
     loader_for(processes, env)
-    wait_rows(out, 2)
+    wait_collected(out, 2)
     time.sleep(0.3)  # rows 9 and 10 never fill a third window
     assert_emissions(
         out, [[{"c": 4, "s": 10, "ns": [1, 2, 3, 4], "sp": 3}], [{"c": 4, "s": 26, "ns": [5, 6, 7, 8], "sp": 3}]]
@@ -89,7 +72,7 @@ def test_event_time_tumbling_window_groups_and_orders(processes, env):
         options={"isEventTime": True},
     )
     loader = loader_for(processes, env)
-    wait_rows(out, 4)
+    wait_collected(out, 4)
     time.sleep(0.3)
     # n is the event time in ms: windows [0,4) [4,8) fire once the watermark (10) passes their end; [8,12) waits.
     assert_emissions(
@@ -111,9 +94,9 @@ def test_processing_time_window_closes_without_further_records(processes, env):
     rule(env["data"], "p", "SELECT count(*) AS c FROM demo GROUP BY TUMBLINGWINDOW(ms, 300)", out)
     loader_for(processes, env)
     deadline = time.monotonic() + 20
-    while sum(r["c"] for r in rows_of(out)) < 5 and time.monotonic() < deadline:
+    while sum(r["c"] for r in collected(out)) < 5 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert sum(r["c"] for r in rows_of(out)) == 5  # the source idles after 5 records: the clock closed the window
+    assert sum(r["c"] for r in collected(out)) == 5  # the source idles after 5 records: the clock closed the window
 
 
 def test_event_time_without_a_timestamp_field_is_refused(processes, env):
@@ -157,5 +140,5 @@ def test_a_window_keeps_its_rows_across_a_loader_restart_with_qos(processes, env
     second = loader_for(processes, env)
     second.wait_for("rule.checkpoint_restored", rule="q")
     assert second.find("rule.checkpoint_restored", rule="q")[0]["rows"] == 3
-    wait_rows(out, 1)
+    wait_collected(out, 1)
     assert_emissions(out, [[{"ns": [1, 2, 3, 1, 2]}]])

@@ -24,18 +24,10 @@ GOOD_SQL = "SELECT n FROM demo"
 
 
 @pytest.fixture
-def env(tmp_path: Path, ipc_dir: Path) -> dict[str, Path]:
-    dirs = {
-        "plugins": tmp_path / "plugins",
-        "data": tmp_path / "data",
-        "etc": tmp_path / "etc",
-        "ipc": ipc_dir,
-        "out": tmp_path / "out",
-        "zips": tmp_path / "zips",
-    }
-    for key in ("plugins", "etc", "out", "data"):
-        dirs[key].mkdir()
-    return dirs
+def env(env: dict[str, Path]) -> dict[str, Path]:
+    """The shared folders (tests/conftest.py), with the data folder made: these tests write into it first."""
+    env["data"].mkdir()
+    return env
 
 
 def test_bad_files_on_disk_are_reported_and_the_rest_starts(processes, env):
