@@ -107,7 +107,7 @@ def setup(tmp_path: Path) -> tuple[PluginInstaller, FakeReconciler, LoaderConfig
     board = FakeBoard()
     reconciler = FakeReconciler(config.plugins_dir, board)
     registry = SymbolRegistry()
-    installer = PluginInstaller(LiveConfig(config), reconciler, board, registry)  # type: ignore[arg-type]
+    installer = PluginInstaller(LiveConfig(config), reconciler, board, registry)
     return installer, reconciler, config
 
 

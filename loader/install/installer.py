@@ -22,10 +22,10 @@ import os
 import secrets
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from loader.config import LiveConfig, LoaderConfig
 from loader.files import write_bytes_atomic
@@ -43,11 +43,40 @@ from loader.install.errors import (
 from loader.log import get_logger
 from loader.manifest import ManifestError, PluginSpec, load_plugin
 from loader.names import is_valid_name
-from loader.reconciler import Reconciler
 from loader.registry import SymbolConflict, SymbolRegistry
-from loader.status import PluginState, StatusBoard
+from loader.status import PluginState, PluginStatus
+
+T = TypeVar("T")
 
 CONFIG_SUFFIXES = {"sources": (".yaml", ".yml", ".json"), "sinks": (".json",), "functions": (".json",)}
+
+
+class Running(Protocol):
+    """A plugin version the reconciler runs, as the installer waits for it."""
+
+    @property
+    def spec(self) -> PluginSpec: ...
+
+    async def settled(self) -> bool:
+        """Wait for the version's probation: True if it passed."""
+        ...
+
+
+class Plugins(Protocol):
+    """What the installer needs of the reconciler (``loader/reconciler.py``); tests pass a fake."""
+
+    @property
+    def supervisors(self) -> Mapping[str, Running]: ...
+
+    async def reconcile(self, name: str) -> None: ...
+
+    def hold(self, name: str) -> asyncio.Lock:
+        """The lock that keeps reconciles of ``name`` out while its folder is swapped."""
+        ...
+
+
+class Board(Protocol):
+    def get(self, name: str) -> PluginStatus | None: ...
 
 
 @dataclass
@@ -109,9 +138,7 @@ class _Staged:
 class PluginInstaller:
     """Install, update and delete plugins; one change per name at a time, names in parallel."""
 
-    def __init__(
-        self, config: LiveConfig, reconciler: Reconciler, board: StatusBoard, registry: SymbolRegistry
-    ) -> None:
+    def __init__(self, config: LiveConfig, reconciler: Plugins, board: Board, registry: SymbolRegistry) -> None:
         self.live = config
         self.reconciler = reconciler
         self.board = board
@@ -146,7 +173,7 @@ class PluginInstaller:
         """Unload and remove the plugin and the ``etc/`` files its installs wrote; the version it ran."""
         return await self._shielded(self._delete, name)
 
-    async def _shielded(self, action: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
+    async def _shielded(self, action: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         """Run ``action`` to its end even if the caller goes away: a half-done swap is worse than a late one."""
         task = asyncio.get_running_loop().create_task(action(*args))
         self._tasks.add(task)
