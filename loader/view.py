@@ -38,9 +38,12 @@ class LoaderView(Protocol):
     @property
     def store(self) -> DefinitionStore: ...
 
-    @property
-    def registry(self) -> SymbolRegistry:
-        """Which plugin provides which symbol (read only here)."""
+    def symbols(self, kind: str) -> dict[str, str]:
+        """The portable symbols of ``kind`` (``sources``, ``sinks``, ``functions``) -> the plugin providing each."""
+        ...
+
+    def symbol_owner(self, kind: str, symbol: str) -> str | None:
+        """The plugin providing ``symbol`` of ``kind``, None when none does."""
         ...
 
     # plugins
@@ -113,9 +116,11 @@ class ServiceView:
     def store(self) -> DefinitionStore:
         return self._store
 
-    @property
-    def registry(self) -> SymbolRegistry:
-        return self._registry
+    def symbols(self, kind: str) -> dict[str, str]:
+        return {symbol: plugin for (k, symbol), plugin in sorted(self._registry.symbols().items()) if k == kind}
+
+    def symbol_owner(self, kind: str, symbol: str) -> str | None:
+        return self._registry.owner(kind, symbol)
 
     def plugin_status(self, name: str) -> PluginStatus | None:
         return self.board.get(name)

@@ -79,7 +79,7 @@ def test_a_rule_that_cannot_start_is_not_kept(tmp_path: Path) -> None:
 
 
 def test_admission_uses_the_managers_function_and_sink_resolution() -> None:
-    registry = SymbolRegistry()
+    registry = SymbolRegistry().owner
     streams = {"demo": parse_stream(STREAM)}
     assert function_binding("count", registry) == Binding.WINDOW
     assert function_binding("abs", registry) == Binding.BUILTIN

@@ -385,9 +385,7 @@ class Api:
         """Every symbol of ``kind`` rules can use: its plugin, or None for one built in (portable ones win)."""
         builtins: tuple[str, ...] = {"sources": (), "sinks": tuple(BUILTIN_SINKS), "functions": ()}[kind]
         owners: dict[str, str | None] = {symbol: None for symbol in builtins}
-        for (symbol_kind, symbol), plugin in self.view.registry.symbols().items():
-            if symbol_kind == kind:
-                owners[symbol] = plugin
+        owners.update(self.view.symbols(kind))
         return dict(sorted(owners.items()))
 
     def _folder(self, plugin: str | None) -> Path | None:

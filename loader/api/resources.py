@@ -199,7 +199,7 @@ class Resources:
     def check_rule(self, body: Any) -> RuleDef:
         """Everything a rule needs, checked now (loader/rules/admission.py): 400 rather than a waiting rule."""
         try:
-            return check_rule(body, self.view.streams(), self.view.registry)
+            return check_rule(body, self.view.streams(), self.view.symbol_owner)
         except Unavailable as exc:
             raise bad_request(exc.code, exc.message, SINK_UNDEFINED if exc.kind == "sink" else GENERAL) from None
         except RuleRefused as exc:
@@ -260,9 +260,7 @@ class Resources:
     def symbols(self, kind: str) -> list[dict[str, Any]]:
         """Every symbol of ``kind`` rules can use now: portable ones, then built-ins they do not shadow."""
         found: dict[str, dict[str, Any]] = {}
-        for (symbol_kind, symbol), plugin in self.view.registry.symbols().items():
-            if symbol_kind != kind:
-                continue
+        for symbol, plugin in self.view.symbols(kind).items():
             spec = self.view.running_spec(plugin)
             found[symbol] = {
                 "name": symbol,
@@ -277,10 +275,10 @@ class Resources:
         return [found[name] for name in sorted(found)]
 
     def udfs(self) -> list[str]:
-        return sorted(symbol for (kind, symbol) in self.view.registry.symbols() if kind == "functions")
+        return sorted(self.view.symbols("functions"))
 
     def describe_udf(self, name: str) -> dict[str, Any]:
-        plugin = self.view.registry.owner("functions", name)
+        plugin = self.view.symbol_owner("functions", name)
         if plugin is None:
             raise not_found(
                 f"function {name} is not found; no loaded plugin provides it, list them with GET /plugins/udfs"

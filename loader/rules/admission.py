@@ -14,12 +14,14 @@ from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
 
-from loader.registry import SymbolRegistry
 from loader.rules.aggregates import BUILTIN_AGGREGATES, WINDOW_RANGE_FUNCTIONS
 from loader.rules.definitions import DefinitionError, RuleDef, StreamDef, rule_from_json
 from loader.rules.functions import BUILTINS
 from loader.rules.sql import SqlError, compile_query, parse_select
 from loader.runtime.sink import BUILTIN_SINKS
+
+#: Which plugin provides a symbol: ``owner(kind, symbol)``, None when none does (``SymbolRegistry.owner``).
+Owner = Callable[[str, str], "str | None"]
 
 
 class RuleRefused(Exception):
@@ -61,22 +63,22 @@ class Binding(StrEnum):
     MISSING = "missing"
 
 
-def function_binding(name: str, registry: SymbolRegistry) -> Binding:
+def function_binding(name: str, owner: Owner) -> Binding:
     if name in BUILTIN_AGGREGATES or name in WINDOW_RANGE_FUNCTIONS:
         return Binding.WINDOW
-    if registry.owner("functions", name) is not None:
+    if owner("functions", name) is not None:
         return Binding.PORTABLE
     return Binding.BUILTIN if name in BUILTINS else Binding.MISSING
 
 
-def builtin_sink(symbol: str, registry: SymbolRegistry) -> Callable[..., Any] | None:
+def builtin_sink(symbol: str, owner: Owner) -> Callable[..., Any] | None:
     """The built-in sink (``log``, ``nop``) a rule's action gets, unless a plugin provides the symbol."""
-    if registry.owner("sinks", symbol) is not None:
+    if owner("sinks", symbol) is not None:
         return None
     return BUILTIN_SINKS.get(symbol)
 
 
-def check_rule(body: Any, streams: Mapping[str, StreamDef], registry: SymbolRegistry) -> RuleDef:
+def check_rule(body: Any, streams: Mapping[str, StreamDef], owner: Owner) -> RuleDef:
     """Everything a rule needs, checked now: a ``RuleRefused`` rather than a rule that waits."""
     if not isinstance(body, dict):
         raise InvalidRule('invalid rule json: the body must be a JSON object {"id", "sql", "actions": [...]}')
@@ -93,19 +95,19 @@ def check_rule(body: Any, streams: Mapping[str, StreamDef], registry: SymbolRegi
     except Exception as exc:  # e.g. a tokenizer error: still the client's SQL, not our fault
         raise InvalidSql(_sql_error(rule.sql, f"cannot parse the SQL: {exc}")) from None
     for name, _args in plan.functions:  # eKuiper's parser knows its functions: checked before the stream
-        if function_binding(name, registry) == Binding.MISSING:
+        if function_binding(name, owner) == Binding.MISSING:
             raise Unavailable(_sql_error(rule.sql, f"function {name} not found"), "function")
     stream = streams.get(plan.stream)
     if stream is None:
         raise Unavailable(f"fail to get stream {plan.stream}, please check if stream is created", "stream")
-    if registry.owner("sources", stream.type) is None:
+    if owner("sources", stream.type) is None:
         raise Unavailable(
             f"stream {plan.stream} reads source {stream.type}, which no loaded plugin "
             "provides; install one that does (POST /plugins/portables)",
             "source",
         )
     for action in rule.actions:
-        if registry.owner("sinks", action.sink) is None and builtin_sink(action.sink, registry) is None:
+        if owner("sinks", action.sink) is None and builtin_sink(action.sink, owner) is None:
             raise Unavailable(f"sink {action.sink} is not defined", "sink")
     try:
         compile_query(plan, lambda name, index: _noop)

@@ -507,7 +507,7 @@ class RuleManager:
     def _sink(
         self, entry: RuleEntry, rule_id: str, index: int, symbol: str, props: dict, parts: RuleParts | None = None
     ) -> Sink:
-        builtin = builtin_sink(symbol, self.registry)
+        builtin = builtin_sink(symbol, self.registry.owner)
         if builtin is not None:
             return builtin(rule_id, index, props)
         supervisor = self._provider(entry, "sinks", symbol)
@@ -522,7 +522,7 @@ class RuleManager:
         resolved: dict[str, Any] = {}
         aggregates: set[str] = set()
         for name, args in plan.functions:
-            binding = function_binding(name, self.registry)
+            binding = function_binding(name, self.registry.owner)
             if name in resolved or binding == Binding.WINDOW:
                 continue
             if binding == Binding.BUILTIN:
