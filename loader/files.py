@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+#: errnos that mean "the loader cannot write there", not a bug: answered 503/507 with the path and the fix.
+STORAGE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

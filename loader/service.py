@@ -31,6 +31,7 @@ from loader.reload import reload_outcome, state_path, write_state
 from loader.rules.manager import RuleManager, RuleState
 from loader.status import STATES, PluginState, StatusBoard
 from loader.systemd import Notifier, keep_notifying, watchdog_interval
+from loader.view import ServiceView
 from loader.watcher import FolderWatcher, NameOf, json_file_name_of, plugin_name_of
 from loader.wire.addresses import remove_stale_sockets
 
@@ -48,6 +49,8 @@ class LoaderService:
         self.registry = SymbolRegistry(config.data_dir / "symbols.json")
         self.reconciler = Reconciler(self.live, self.board, self.registry)
         self.rules = RuleManager(self.live, self.registry, self.reconciler.supervisors.get)
+        #: What the REST API sees of the loader, with the plugin installer and the stream/rule store.
+        self.view = ServiceView(self.live, self.board, self.registry, self.reconciler, self.rules)
         self.reconciler.listeners.append(self.rules.on_plugins_changed)
         self.reconciler.symbol_users = self.rules.symbol_users
 
@@ -251,7 +254,7 @@ class LoaderService:
             return None
         from loader.api.server import ApiServer
 
-        server = ApiServer(self, *address)
+        server = ApiServer(self.view, *address)
         await server.start()
         return server
 

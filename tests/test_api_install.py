@@ -281,7 +281,7 @@ def test_read_only_etc_dir_answers_503_naming_it_and_leaves_nothing(processes, e
 def test_entries_without_mode_bits_install_and_the_executable_is_runnable(tmp_path):
     """eKuiper accepts zips that store no Unix attributes (made on Windows, say); so do we:
     their files get 0644, and the manifest's executable 0755 so a compiled plugin can run."""
-    from loader.api.archive import extract
+    from loader.install.archive import extract
 
     archive = tmp_path / "modeless.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -308,7 +308,7 @@ def test_entries_without_mode_bits_install_and_the_executable_is_runnable(tmp_pa
 def test_an_entry_typed_as_a_fifo_or_device_is_refused(tmp_path):
     import stat
 
-    from loader.api.archive import ArchiveError, extract
+    from loader.install.archive import ArchiveError, extract
 
     for kind in (stat.S_IFIFO, stat.S_IFCHR, stat.S_IFSOCK):
         archive = tmp_path / "typed.zip"

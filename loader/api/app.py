@@ -18,6 +18,7 @@ import json
 import platform
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -30,10 +31,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from loader.api import metadata
 from loader.api.errors import ApiError, bad_request, not_found, storage_error
 from loader.api.openapi import build_openapi
-from loader.api.plugins import PluginInstaller, check_plugin_name, is_upload, plugin_info, plugin_status, receive_upload
+from loader.api.plugins import api_error, is_upload, plugin_info, plugin_status, receive_upload
 from loader.api.resources import KINDS, Resources, loader_version
+from loader.install.errors import PluginChangeError
+from loader.install.installer import check_plugin_name
 from loader.log import get_logger
+from loader.manifest import PluginSpec
 from loader.runtime.sink import BUILTIN_SINKS
+from loader.view import LoaderView
 
 MAX_BODY = 1024 * 1024
 Handler = Callable[[Request], Awaitable[Any]]
@@ -172,16 +177,20 @@ STREAM_BODY = "Invalid body: Error decoding the statement descriptor"
 
 
 class Api:
-    """Binds the handlers to one loader service."""
+    """Binds the handlers to one loader (its ``LoaderView``; None only to list the routes)."""
 
-    def __init__(self, service) -> None:
-        self.service = service
-        self.installer = PluginInstaller(service)
-        self.resources = Resources(service)
+    def __init__(self, view: LoaderView | None) -> None:
+        self._view = view
+        self.resources = Resources(view)
         self.log = get_logger()
         self.started = time.monotonic()
         #: What the last install or update of each plugin could not do (shown in its status as ``warnings``).
         self.warnings: dict[str, list[str]] = {}
+
+    @property
+    def view(self) -> LoaderView:
+        assert self._view is not None, "an Api built without a loader only lists its routes"
+        return self._view
 
     # ------------------------------------------------------------ loader
 
@@ -199,32 +208,30 @@ class Api:
         return Response(status_code=200)
 
     async def openapi(self, request: Request) -> Any:
-        return build_openapi(bool(self.service.config.rest_token), loader_version())
+        return build_openapi(bool(self.view.config.rest_token), loader_version())
 
     async def status(self, request: Request) -> Any:
-        names = sorted(set(self.service.board.names()) | set(self.service.reconciler.supervisors))
-        statuses = [s for s in (plugin_status(self.service, n) for n in names) if s is not None]
+        statuses = [s for s in (plugin_status(self.view, n) for n in self.view.plugin_names()) if s is not None]
         return self.resources.overview(statuses)
 
     # ----------------------------------------------------------- plugins
 
     async def list_plugins(self, request: Request) -> Any:
-        supervisors = self.service.reconciler.supervisors
-        plugins_dir = self.service.config.plugins_dir
-        return [plugin_info(supervisors[name].spec, plugins_dir) for name in sorted(supervisors)]
+        plugins_dir = self.view.config.plugins_dir
+        return [plugin_info(spec, plugins_dir) for spec in self.view.running_specs().values()]
 
     async def describe_plugin(self, request: Request) -> Any:
         name = request.path_params["name"]
-        supervisor = self.service.reconciler.supervisors.get(name)
-        if supervisor is None:
-            status = self.service.board.get(name)
+        spec = self.view.running_spec(name)
+        if spec is None:
+            status = self.view.plugin_status(name)
             hint = f"; it is {status.state}: {status.last_error}" if status is not None and status.last_error else ""
             raise not_found(f"describe portable plugin {name} error: not found{hint}")
-        return plugin_info(supervisor.spec, self.service.config.plugins_dir)
+        return plugin_info(spec, self.view.config.plugins_dir)
 
     async def plugin_status(self, request: Request) -> Any:
         name = request.path_params["name"]
-        status = plugin_status(self.service, name)
+        status = plugin_status(self.view, name)
         if status is None:
             raise not_found(f"portable plugin {name} not found: not found")
         status["warnings"] = self.warnings.get(name, [])
@@ -239,9 +246,9 @@ class Api:
         try:
             if is_upload(request):
                 name = check_plugin_name(query_name)
-                upload = await receive_upload(request, self.service.config)
+                upload = await receive_upload(request, self.view.config)
                 try:
-                    result = await self.installer.install(name, upload)
+                    result = await self.view.installer.install(name, upload)
                 finally:
                     upload.discard()
             else:
@@ -251,12 +258,14 @@ class Api:
                 name = check_plugin_name(body.get("name"))
                 if query_name is not None and query_name != name:
                     raise bad_request("bad_name", f"the body names plugin {name} but the query names {query_name}")
-                result = await self.installer.install(name, body.get("file"))
+                result = await self.view.installer.install(name, body.get("file"))
+        except PluginChangeError as exc:
+            raise api_error(exc).prefixed("portable plugin create command error") from None
         except ApiError as exc:
             if exc.message.startswith(PLUGIN_BODY):
                 raise
             raise exc.prefixed("portable plugin create command error") from None
-        self.warnings[name] = list(result.get("warnings") or [])
+        self.warnings[name] = result.warnings
         return text_response(f"portable plugin {name} is created", 201)
 
     async def update_plugin(self, request: Request) -> Any:
@@ -265,29 +274,31 @@ class Api:
         try:
             if is_upload(request):
                 check_plugin_name(name)
-                upload = await receive_upload(request, self.service.config)
+                upload = await receive_upload(request, self.view.config)
                 try:
-                    result = await self.installer.update(name, upload)
+                    result = await self.view.installer.update(name, upload)
                 finally:
                     upload.discard()
             else:
                 body = await json_object(request, PLUGIN_BODY, '{"file": "https://example.com/demo.zip"}')
                 if "name" in body and body["name"] != name:
                     raise bad_request("bad_name", f"the body names plugin {body['name']} but the path names {name}")
-                result = await self.installer.update(name, body.get("file"))
+                result = await self.view.installer.update(name, body.get("file"))
+        except PluginChangeError as exc:
+            raise api_error(exc).prefixed("portable plugin update command error") from None
         except ApiError as exc:
             if exc.message.startswith(PLUGIN_BODY):
                 raise
             raise exc.prefixed("portable plugin update command error") from None
-        self.warnings[name] = list(result.get("warnings") or [])
+        self.warnings[name] = result.warnings
         return text_response(f"portable plugin {name} is updated")
 
     async def delete_plugin(self, request: Request) -> Any:
         name = request.path_params["name"]
         try:
-            await self.installer.delete(name)
-        except ApiError as exc:
-            raise exc.prefixed(f"delete portable plugin {name} error") from None
+            await self.view.installer.delete(name)
+        except PluginChangeError as exc:
+            raise api_error(exc, missing_status=400).prefixed(f"delete portable plugin {name} error") from None
         self.warnings.pop(name, None)
         return text_response(f"portable plugin {name} is deleted")
 
@@ -374,14 +385,12 @@ class Api:
         """Every symbol of ``kind`` rules can use: its plugin, or None for one built in (portable ones win)."""
         builtins: tuple[str, ...] = {"sources": (), "sinks": tuple(BUILTIN_SINKS), "functions": ()}[kind]
         owners: dict[str, str | None] = {symbol: None for symbol in builtins}
-        for (symbol_kind, symbol), plugin in self.service.registry.symbols().items():
-            if symbol_kind == kind:
-                owners[symbol] = plugin
+        owners.update(self.view.symbols(kind))
         return dict(sorted(owners.items()))
 
-    def _folder(self, plugin: str | None):
-        supervisor = self.service.reconciler.supervisors.get(plugin) if plugin else None
-        return supervisor.spec.folder if supervisor is not None else None
+    def _folder(self, plugin: str | None) -> Path | None:
+        spec: PluginSpec | None = self.view.running_spec(plugin) if plugin else None
+        return spec.folder if spec is not None else None
 
     def metadata_list(self, kind: str) -> Handler:
         async def handle(request: Request) -> Any:
@@ -407,7 +416,7 @@ class Api:
 
         from loader.api.metrics import metrics_text
 
-        return Response(metrics_text(self.service), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics_text(self.view), media_type=CONTENT_TYPE_LATEST)
 
     # ----------------------------------------------------------- routing
 
@@ -525,8 +534,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(ApiError(exc.status_code, "http_error", str(exc.detail), headers=dict(exc.headers or {})))
 
 
-def build_app(service) -> ASGIApp:
-    api = Api(service)
+def build_app(view: LoaderView) -> ASGIApp:
+    api = Api(view)
     app = Starlette(routes=api.routes(), exception_handlers={HTTPException: _http_error})
     app.router.redirect_slashes = False
-    return TokenAuth(app, lambda: service.config.rest_token)
+    return TokenAuth(app, lambda: view.config.rest_token)

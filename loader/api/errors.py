@@ -14,8 +14,7 @@ import errno
 import getpass
 from pathlib import Path
 
-#: errnos that mean "the loader cannot write there", not a bug: answered 503/507 with the path and the fix.
-STORAGE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+from loader.files import STORAGE_ERRNOS
 
 #: eKuiper's error numbers (its errorx codes) the loader answers with.
 GENERAL, NOT_FOUND, SINK_UNDEFINED, STREAM_ERROR = 1000, 1002, 2201, 3000

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from loader.status import STATES
+from loader.view import LoaderView
 
 RULE_STATES = ("running", "degraded", "stopped", "waiting", "error")
 _NODE_COUNTER = re.compile(r"^(.+)_(records_in|records_out|exceptions)_total$")
@@ -23,8 +23,8 @@ _NODE_LAST_RECORD = re.compile(r"^(.+)_last_record_(in|out)_time$")
 
 
 class LoaderCollector:
-    def __init__(self, service: Any) -> None:
-        self.service = service
+    def __init__(self, view: LoaderView) -> None:
+        self.view = view
 
     def collect(self) -> Iterator[Metric]:
         yield from self._plugins()
@@ -40,7 +40,7 @@ class LoaderCollector:
         restarts = CounterMetricFamily(
             "portable_loader_plugin_restarts", "restarts of each plugin's process", labels=["plugin"]
         )
-        for status in self.service.board.snapshot():
+        for status in self.view.plugin_statuses():
             for name in STATES:
                 state.add_metric([status["name"], name], 1.0 if status["state"] == name else 0.0)
             info.add_metric([status["name"], status["version"] or ""], 1.0)
@@ -65,8 +65,8 @@ class LoaderCollector:
             )
             for way in ("in", "out")
         }
-        for rule_id in sorted(self.service.rules.rules):
-            status = self.service.rules.status(rule_id) or {}
+        for rule_id in sorted(self.view.rules()):
+            status = self.view.rule_status(rule_id) or {}
             for name in RULE_STATES:
                 state.add_metric([rule_id, name], 1.0 if status.get("status") == name else 0.0)
             for key, value in status.items():
@@ -81,7 +81,7 @@ class LoaderCollector:
         yield from last.values()
 
 
-def metrics_text(service: Any) -> bytes:
+def metrics_text(view: LoaderView) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(LoaderCollector(service))
+    registry.register(LoaderCollector(view))
     return generate_latest(registry)

@@ -10,20 +10,18 @@ a rule file dropped by hand may still wait for what it needs.
 
 from __future__ import annotations
 
-import asyncio
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
-from loader import jsonio
 from loader.api.ekuiper import ekuiper_rule_status, misplaced_stream_keyword, rule_topology, stream_options
-from loader.api.errors import SINK_UNDEFINED, STREAM_ERROR, bad_request, conflict, not_found
-from loader.files import write_json_atomic
+from loader.api.errors import GENERAL, SINK_UNDEFINED, STREAM_ERROR, bad_request, conflict, not_found
 from loader.names import is_valid_name
+from loader.rules.admission import RuleRefused, Unavailable, check_rule
 from loader.rules.builtins import BUILTINS
-from loader.rules.definitions import DefinitionError, RuleDef, rule_from_json, stream_from_json
-from loader.rules.sql import SqlError, compile_query, parse_select
+from loader.rules.definitions import DefinitionError, RuleDef, StreamDef, stream_from_json
+from loader.rules.store import BadName, DefinitionStore, Exists, InUse, Refused, Unreadable
 from loader.runtime.sink import BUILTIN_SINKS
+from loader.view import LoaderView
 
 KINDS = ("sources", "sinks", "functions")
 
@@ -35,32 +33,31 @@ def loader_version() -> str:
         return "0.0.0"
 
 
-def _noop(args: list) -> None:
-    return None
-
-
 class Resources:
     """Handlers' logic for streams, rules, symbols and the loader status; no HTTP in here."""
 
-    def __init__(self, service) -> None:
-        self.service = service
-        self._streams_lock = asyncio.Lock()
-        self._rules_lock = asyncio.Lock()
+    def __init__(self, view: LoaderView | None) -> None:
+        self._view = view
 
     @property
-    def rules(self):
-        return self.service.rules
+    def view(self) -> LoaderView:
+        assert self._view is not None, "Resources built without a loader"
+        return self._view
+
+    @property
+    def store(self) -> DefinitionStore:
+        return self.view.store
 
     # ------------------------------------------------------------ streams
 
     def stream_names(self) -> list[str]:
-        return sorted(set(self.rules.streams) | set(self.rules.stream_errors))
+        return sorted(set(self.view.streams()) | set(self.view.stream_errors()))
 
     def stream_details(self) -> list[dict[str, Any]]:
         """eKuiper's ``name``, ``type``, ``format``, then the loader's datasource, confKey, shared (and error)."""
         details = []
         for name in self.stream_names():
-            stream = self.rules.streams.get(name)
+            stream = self.view.streams().get(name)
             view: dict[str, Any] = {"name": name}
             if stream is not None:
                 view.update(
@@ -70,31 +67,28 @@ class Resources:
                     confKey=stream.conf_key,
                     shared=stream.shared,
                 )
-            if name in self.rules.stream_errors:
-                view["error"] = self.rules.stream_errors[name]
+            if name in self.view.stream_errors():
+                view["error"] = self.view.stream_errors()[name]
             details.append(view)
         return details
 
     def describe_stream(self, name: str) -> dict[str, Any]:
         """eKuiper's stream description (``Name``, ``StreamFields``, ``Options``, ...) plus the SQL as written."""
-        if name not in self.rules.streams and name not in self.rules.stream_errors:
+        if name not in self.view.streams() and name not in self.view.stream_errors():
             raise bad_request(
                 "not_found", f"describe stream error: Describe stream fails, {name} is not found.", STREAM_ERROR
             )
-        stream = self.rules.streams.get(name)
+        stream = self.view.streams().get(name)
         view: dict[str, Any] = {"Name": name, "StreamFields": None, "Options": None, "StreamType": 0, "Statement": None}
         if stream is not None:
             view["Options"] = stream_options(stream)
             view["sql"] = stream.sql
-        if name in self.rules.stream_errors:
-            view["error"] = self.rules.stream_errors[name]
+        if name in self.view.stream_errors():
+            view["error"] = self.view.stream_errors()[name]
         return view
 
-    def _stream_path(self, name: str) -> Path:
-        return self.rules.streams_dir / f"{name}.json"
-
     @staticmethod
-    def _parse_stream(body: Any):
+    def _parse_stream(body: Any) -> StreamDef:
         if not isinstance(body, dict):
             raise bad_request("invalid_stream", 'the body must be a JSON object {"sql": "CREATE STREAM ..."}')
         sql = body.get("sql")
@@ -115,13 +109,12 @@ class Resources:
 
     async def create_stream(self, body: Any) -> str:
         stream = self._parse_stream(body)
-        async with self._streams_lock:
-            path = self._stream_path(stream.name)
-            if stream.name in self.rules.streams or path.exists():
-                raise conflict("exists", f"Create stream fails: Item {stream.name} already exists.", STREAM_ERROR)
-            write_json_atomic(path, {"sql": stream.sql})
-            await self.rules.reconcile_stream(stream.name)
-            await self._reject_if_invalid(stream.name, path, previous=None)
+        try:
+            await self.store.put_stream(stream, create=True)
+        except Exists as exc:
+            raise conflict("exists", exc.message, STREAM_ERROR) from None
+        except Refused as exc:
+            raise bad_request("invalid_stream", exc.message, STREAM_ERROR) from None
         return f"Stream {stream.name} is created."
 
     async def replace_stream(self, name: str, body: Any) -> str:
@@ -134,37 +127,20 @@ class Resources:
                 "a stream cannot be renamed, create the new one and drop the old",
                 STREAM_ERROR,
             )
-        async with self._streams_lock:
-            path = self._stream_path(name)
-            previous = _read_bytes(path)
-            write_json_atomic(path, {"sql": stream.sql})
-            await self.rules.reconcile_stream(name)
-            await self._reject_if_invalid(name, path, previous)
+        try:
+            await self.store.put_stream(stream, create=False)
+        except Refused as exc:
+            raise bad_request("invalid_stream", exc.message, STREAM_ERROR) from None
         return f"Stream {name} is replaced."
-
-    async def _reject_if_invalid(self, name: str, path: Path, previous: bytes | None) -> None:
-        error = self.rules.stream_errors.get(name)
-        if error is None:
-            return
-        _restore(path, previous)
-        await self.rules.reconcile_stream(name)
-        raise bad_request("invalid_stream", error, STREAM_ERROR)
 
     async def drop_stream(self, name: str, force: bool) -> str:
         """eKuiper's drop: refused while a rule reads the stream (unless ``force``); an unknown name is fine."""
-        async with self._streams_lock:
-            users = sorted(rule_id for rule_id, entry in self.rules.rules.items() if _rule_stream(entry) == name)
-            if users and not force:
-                raise bad_request("in_use", f"stream {name} has been referenced by other rules")
-            if not is_valid_name(name):
-                raise bad_request(
-                    "bad_name",
-                    f"invalid name {name}: use 1 to 64 letters, digits, '_' or '-', starting with a letter or digit",
-                )
-            path = self._stream_path(name)
-            if path.is_file():
-                path.unlink(missing_ok=True)
-                await self.rules.reconcile_stream(name)
+        try:
+            await self.store.drop_stream(name, force)
+        except InUse as exc:
+            raise bad_request("in_use", exc.message) from None
+        except BadName as exc:
+            raise bad_request("bad_name", exc.message) from None
         return f"Stream {name} is dropped."
 
     # -------------------------------------------------------------- rules
@@ -172,8 +148,8 @@ class Resources:
     def rule_list(self) -> list[dict[str, Any]]:
         """eKuiper's brief (``status`` running or stopped) plus the loader's ``state`` and, if any, why."""
         listed = []
-        for rule_id, entry in sorted(self.rules.rules.items()):
-            found = self.rules.causes(entry)
+        for rule_id, entry in sorted(self.view.rules().items()):
+            found = self.view.rule_causes(entry)
             state = "degraded" if found else entry.state
             message = "; ".join(cause.message for cause in found) if found else (entry.error or "")
             raw = entry.raw if isinstance(entry.raw, dict) else {}
@@ -191,95 +167,52 @@ class Resources:
             listed.append(brief)
         return listed
 
-    def _rule_path(self, rule_id: str) -> Path:
-        return self.rules.rules_dir / f"{rule_id}.json"
-
     def _known_rule(self, rule_id: str) -> bool:
-        return is_valid_name(rule_id) and (rule_id in self.rules.rules or self._rule_path(rule_id).is_file())
+        return is_valid_name(rule_id) and self.store.rule_known(rule_id)
 
     def describe_rule(self, rule_id: str) -> dict[str, Any]:
         if not self._known_rule(rule_id):
             raise not_found(f"Describe rule error: Rule {rule_id} is not found.")
-        path = self._rule_path(rule_id)
         try:
-            data = jsonio.loads(path.read_text(), strict=True)
-        except (OSError, ValueError) as exc:
-            entry = self.rules.rules.get(rule_id)
+            return self.store.read_rule(rule_id)
+        except Unreadable as exc:
+            if exc.problem is None:
+                return {"id": rule_id, "error": exc.message}
+            entry = self.view.rules().get(rule_id)
             if entry is not None and isinstance(entry.raw, dict) and "unreadable" not in entry.raw:
                 return entry.raw
-            return {"id": rule_id, "error": f"{path}: cannot read the rule file: {exc}"}
-        if not isinstance(data, dict):
-            return {"id": rule_id, "error": f"{path}: the rule file is not a JSON object"}
-        return data
+            return {"id": rule_id, "error": f"{exc.path}: cannot read the rule file: {exc.problem}"}
 
     def rule_status(self, rule_id: str) -> dict[str, Any]:
-        entry = self.rules.rules.get(rule_id) if is_valid_name(rule_id) else None
-        status = self.rules.status(rule_id) if entry is not None else None
+        entry = self.view.rules().get(rule_id) if is_valid_name(rule_id) else None
+        status = self.view.rule_status(rule_id) if entry is not None else None
         if entry is None or status is None:
             raise not_found(f"get rule status error: Rule {rule_id} is not found")
         return ekuiper_rule_status(entry, status)
 
     def rule_topo(self, rule_id: str) -> dict[str, Any]:
-        entry = self.rules.rules.get(rule_id) if is_valid_name(rule_id) else None
+        entry = self.view.rules().get(rule_id) if is_valid_name(rule_id) else None
         if entry is None:
             raise not_found(f"get rule topo error: Rule {rule_id} is not found")
-        return rule_topology(entry.definition, _rule_stream(entry))
+        return rule_topology(entry.definition, self.view.rule_stream(entry))
 
     def check_rule(self, body: Any) -> RuleDef:
-        """Everything a rule needs, checked now: the answer to POST/PUT is 400 rather than a waiting rule.
-
-        The messages are eKuiper's where it says the same thing; the loader's
-        own (naming the field and the fix) where it knows more.
-        """
-        if not isinstance(body, dict):
-            raise bad_request(
-                "invalid_rule", 'invalid rule json: the body must be a JSON object {"id", "sql", "actions": [...]}'
-            )
+        """Everything a rule needs, checked now (loader/rules/admission.py): 400 rather than a waiting rule."""
         try:
-            rule = rule_from_json(body, "request body")
-        except DefinitionError as exc:
-            raise bad_request("invalid_rule", f"invalid rule json: {exc}") from None
-        if not rule.sql.lstrip()[:6].upper() == "SELECT":
-            raise bad_request("invalid_sql", f"invalid rule json: SQL {rule.sql} is not a select statement.")
-        try:
-            plan = parse_select(rule.sql)
-        except SqlError as exc:
-            raise bad_request("invalid_sql", _sql_error(rule.sql, str(exc))) from None
-        except Exception as exc:  # e.g. a tokenizer error: still the client's SQL, not our fault
-            raise bad_request("invalid_sql", _sql_error(rule.sql, f"cannot parse the SQL: {exc}")) from None
-        registry = self.service.registry
-        for name, _args in plan.functions:  # eKuiper's parser knows its functions: checked before the stream
-            if registry.owner("functions", name) is None and name not in BUILTINS:
-                raise bad_request("unavailable", _sql_error(rule.sql, f"function {name} not found"))
-        stream = self.rules.streams.get(plan.stream)
-        if stream is None:
-            raise bad_request("unavailable", f"fail to get stream {plan.stream}, please check if stream is created")
-        if registry.owner("sources", stream.type) is None:
-            raise bad_request(
-                "unavailable",
-                f"stream {plan.stream} reads source {stream.type}, which no loaded plugin "
-                "provides; install one that does (POST /plugins/portables)",
-            )
-        for action in rule.actions:
-            if registry.owner("sinks", action.sink) is None and action.sink not in BUILTIN_SINKS:
-                raise bad_request("unavailable", f"sink {action.sink} is not defined", SINK_UNDEFINED)
-        try:
-            compile_query(plan, lambda name, index: _noop)
-        except SqlError as exc:
-            raise bad_request("invalid_sql", _sql_error(rule.sql, str(exc))) from None
-        except Exception as exc:
-            raise bad_request("invalid_sql", _sql_error(rule.sql, f"the SQL cannot be compiled: {exc}")) from None
-        return rule
+            return check_rule(body, self.view.streams(), self.view.symbol_owner)
+        except Unavailable as exc:
+            raise bad_request(exc.code, exc.message, SINK_UNDEFINED if exc.kind == "sink" else GENERAL) from None
+        except RuleRefused as exc:
+            raise bad_request(exc.code, exc.message) from None
 
     async def create_rule(self, body: Any) -> str:
         rule = self.check_rule(body)
-        async with self._rules_lock:
-            path = self._rule_path(rule.id)
-            if rule.id in self.rules.rules or path.exists():
-                raise conflict("exists", f"rule {rule.id} already exists")
-            write_json_atomic(path, body)
-            await self.rules.reconcile_rule(rule.id)
-            await self._reject_if_failed(rule.id, path, previous=None)
+        try:
+            await self.store.put_rule(rule.id, body, create=True)
+        except Exists as exc:
+            raise conflict("exists", exc.message) from None
+        except Refused as exc:
+            raise bad_request("rule_failed", exc.message) from None
         return f"Rule {rule.id} was created successfully."
 
     async def update_rule(self, rule_id: str, body: Any) -> str:
@@ -291,65 +224,31 @@ class Resources:
             raise bad_request(
                 "invalid_rule", f"the body has id {rule.id} but the path names {rule_id}; a rule cannot be renamed"
             )
-        async with self._rules_lock:
-            path = self._rule_path(rule_id)
-            previous = _read_bytes(path)
-            write_json_atomic(path, body)
-            await self.rules.reconcile_rule(rule_id)
-            await self._reject_if_failed(rule_id, path, previous)
+        try:
+            await self.store.put_rule(rule_id, body, create=False)
+        except Refused as exc:
+            raise bad_request("rule_failed", exc.message) from None
         return f"Rule {rule_id} was updated successfully."
 
-    async def _reject_if_failed(self, rule_id: str, path: Path, previous: bytes | None) -> None:
-        """A rule that could not start (a symbol refused its config, ...) is not kept: restore what was there."""
-        entry = self.rules.rules.get(rule_id)
-        if entry is None or entry.state != "error":
-            return
-        error = entry.error or "the rule could not start"
-        _restore(path, previous)
-        await self.rules.reconcile_rule(rule_id)
-        raise bad_request("rule_failed", f"rule {rule_id} could not start: {error}")
-
     async def delete_rule(self, rule_id: str) -> str:
-        async with self._rules_lock:
-            if not self._known_rule(rule_id):
-                raise bad_request("not_found", f"Delete rule error: rule {rule_id} not found")
-            self._rule_path(rule_id).unlink(missing_ok=True)
-            await self.rules.reconcile_rule(rule_id)
+        if not is_valid_name(rule_id) or not await self.store.delete_rule(rule_id):
+            raise bad_request("not_found", f"Delete rule error: rule {rule_id} not found")
         return f"Rule {rule_id} is dropped."
 
     async def control_rule(self, rule_id: str, action: str) -> str:
         """start, stop or restart: persisted as ``triggered`` in the rule file, then reconciled."""
-        async with self._rules_lock:
-            if not self._known_rule(rule_id):
-                raise not_found(
-                    f"{action} rule error: Rule {rule_id} is not found in registry, please check if it is created"
-                )
-            path = self._rule_path(rule_id)
-            try:
-                data = jsonio.loads(path.read_text(), strict=True)
-            except (OSError, ValueError) as exc:
-                raise bad_request(
-                    "invalid_rule",
-                    f"{action} rule error: {path}: cannot read the rule file ({exc}); "
-                    f"replace it with PUT /rules/{rule_id}",
-                ) from None
-            if not isinstance(data, dict):
-                raise bad_request(
-                    "invalid_rule",
-                    f"{action} rule error: {path}: the rule file is not a JSON object; "
-                    f"replace it with PUT /rules/{rule_id}",
-                )
-            triggered = action != "stop"
-            changed = data.get("triggered", True) != triggered
-            if changed:
-                write_json_atomic(path, {**data, "triggered": triggered})
-            await self.rules.reconcile_rule(rule_id)
-            entry = self.rules.rules.get(rule_id)
-            if triggered and not changed and entry is not None and (action == "restart" or entry.state != "running"):
-                await self.rules.restart_rule(rule_id)
-            entry = self.rules.rules.get(rule_id)
-            if triggered and entry is not None and entry.state == "error":
-                raise bad_request("rule_failed", f"{action} rule error: rule {rule_id} could not start: {entry.error}")
+        if not self._known_rule(rule_id):
+            raise not_found(
+                f"{action} rule error: Rule {rule_id} is not found in registry, please check if it is created"
+            )
+        try:
+            await self.store.trigger_rule(rule_id, run=action != "stop", restart=action == "restart")
+        except Unreadable as exc:
+            raise bad_request(
+                "invalid_rule", f"{action} rule error: {exc.message}; replace it with PUT /rules/{rule_id}"
+            ) from None
+        except Refused as exc:
+            raise bad_request("rule_failed", f"{action} rule error: {exc.message}") from None
         return {
             "start": f"Rule {rule_id} was started",
             "stop": f"Rule {rule_id} was stopped.",
@@ -360,17 +259,14 @@ class Resources:
 
     def symbols(self, kind: str) -> list[dict[str, Any]]:
         """Every symbol of ``kind`` rules can use now: portable ones, then built-ins they do not shadow."""
-        reconciler = self.service.reconciler
         found: dict[str, dict[str, Any]] = {}
-        for (symbol_kind, symbol), plugin in self.service.registry.symbols().items():
-            if symbol_kind != kind:
-                continue
-            supervisor = reconciler.supervisors.get(plugin)
+        for symbol, plugin in self.view.symbols(kind).items():
+            spec = self.view.running_spec(plugin)
             found[symbol] = {
                 "name": symbol,
                 "type": "plugin-portable",
                 "plugin": plugin,
-                "version": supervisor.spec.version if supervisor is not None else None,
+                "version": spec.version if spec is not None else None,
             }
         builtins: tuple[str, ...] = {"sources": (), "sinks": tuple(BUILTIN_SINKS), "functions": tuple(BUILTINS)}[kind]
         version = loader_version()
@@ -379,10 +275,10 @@ class Resources:
         return [found[name] for name in sorted(found)]
 
     def udfs(self) -> list[str]:
-        return sorted(symbol for (kind, symbol) in self.service.registry.symbols() if kind == "functions")
+        return sorted(self.view.symbols("functions"))
 
     def describe_udf(self, name: str) -> dict[str, Any]:
-        plugin = self.service.registry.owner("functions", name)
+        plugin = self.view.symbol_owner("functions", name)
         if plugin is None:
             raise not_found(
                 f"function {name} is not found; no loaded plugin provides it, list them with GET /plugins/udfs"
@@ -393,48 +289,12 @@ class Resources:
 
     def overview(self, plugin_statuses: list[dict[str, Any]]) -> dict[str, Any]:
         counts = {state: 0 for state in ("running", "degraded", "stopped", "waiting", "error")}
-        for entry in self.rules.rules.values():
-            state = self.rules.state_of(entry)
+        for entry in self.view.rules().values():
+            state = self.view.rule_state(entry)
             counts[state] = counts.get(state, 0) + 1
         return {
             "version": loader_version(),
             "plugins": plugin_statuses,
             "rules": counts,
-            "streams": len(self.rules.streams),
+            "streams": len(self.view.streams()),
         }
-
-
-def _rule_stream(entry: Any) -> str | None:
-    """The stream a rule reads: known once it started, else read from its SQL (None if that cannot be parsed)."""
-    if entry.stream is not None or entry.definition is None:
-        return entry.stream
-    try:
-        return parse_select(entry.definition.sql).stream
-    except Exception:  # a rule with SQL outside the subset reads nothing yet
-        return None
-
-
-def _sql_error(sql: str, problem: str) -> str:
-    """eKuiper's sentence for SQL it cannot use: ``invalid rule json: Parse SQL <sql> error: <problem>.``"""
-    return f"invalid rule json: Parse SQL {sql} error: {problem.rstrip('.')}."
-
-
-def _read_bytes(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None
-
-
-def _restore(path: Path, previous: bytes | None) -> None:
-    """Put back what ``path`` held before a refused change: its bytes, or no file."""
-    if previous is None:
-        path.unlink(missing_ok=True)
-    else:
-        _write_bytes_atomic(path, previous)
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.restore")
-    tmp.write_bytes(data)
-    tmp.replace(path)

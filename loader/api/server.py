@@ -23,6 +23,7 @@ from loader.api.app import build_app
 from loader.api.guard import guarded_protocol
 from loader.diagnostics import LogRecordsAsEvents
 from loader.log import get_logger
+from loader.view import LoaderView
 
 STARTUP_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
@@ -65,8 +66,8 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 class ApiServer:
-    def __init__(self, service, host: str, port: int) -> None:
-        self.service = service
+    def __init__(self, view: LoaderView, host: str, port: int) -> None:
+        self.view = view
         self.host = host
         self.port = port
         self._server: _Server | None = None
@@ -97,15 +98,15 @@ class ApiServer:
         self.port = sock.getsockname()[1]
         _route_uvicorn_logs()
         config = uvicorn.Config(
-            build_app(self.service),
+            build_app(self.view),
             lifespan="off",
             log_config=None,
             access_log=False,
-            http=guarded_protocol(self.service.config.limits),
+            http=guarded_protocol(self.view.config.limits),
             ws="none",
             # asyncio accepts up to ``backlog`` connections per loop pass, before any of them can
             # be looked at: kept small, so a burst cannot take descriptors past the connection limit.
-            backlog=max(1, min(128, self.service.config.limits.rest_max_connections)),
+            backlog=max(1, min(128, self.view.config.limits.rest_max_connections)),
             interface="asgi3",
             server_header=False,
             proxy_headers=False,
@@ -133,7 +134,7 @@ class ApiServer:
             "api.listening",
             host=self.host,
             port=self.port,
-            token=bool(self.service.config.rest_token),
+            token=bool(self.view.config.rest_token),
             openapi=f"http://{self.host}:{self.port}/openapi.json",
         )
 

@@ -43,7 +43,7 @@ from loader.config import LiveConfig, LoaderConfig, live
 from loader.folders import MAX_DEFINITION_BYTES, FolderError, read_regular
 from loader.log import get_logger
 from loader.registry import SymbolRegistry
-from loader.rules.aggregates import BUILTIN_AGGREGATES, WINDOW_RANGE_FUNCTIONS
+from loader.rules.admission import Binding, builtin_sink, function_binding
 from loader.rules.buffer import DEFAULT_CAPACITY
 from loader.rules.checkpoint import Checkpointer, checkpoint_path, wants_checkpoints
 from loader.rules.definitions import DefinitionError, RuleDef, StreamDef, rule_from_json, stream_from_json
@@ -56,7 +56,7 @@ from loader.rules.symbol_config import SymbolConfigError, source_config
 from loader.rules.windowed import EventTime, WindowedRule
 from loader.runtime.function import FunctionHandle, FunctionPool
 from loader.runtime.metrics import now_ms
-from loader.runtime.sink import BUILTIN_SINKS, PortableSink
+from loader.runtime.sink import PortableSink
 from loader.runtime.source import SourceInstance
 from loader.supervisor import PluginSupervisor
 from loader.wire.codec import DataChannelError
@@ -194,9 +194,23 @@ class RuleManager:
                 if entry.state == RuleState.RUNNING:
                     await self._stop(entry, reason="loader stopping")
 
-    def ref_count(self, plugin: str) -> int:
-        """Running rules that use a symbol of ``plugin`` (eKuiper's plugin ``refCount``)."""
-        return sum(1 for e in self.rules.values() if e.state == RuleState.RUNNING and plugin in e.plugins)
+    def ref_count(self, plugin: str) -> dict[str, int]:
+        """eKuiper's plugin ``refCount``: each running rule that uses ``plugin`` -> how many of its symbols."""
+        return {
+            rule_id: sum(1 for _kind, _symbol, owner in entry.symbols if owner == plugin)
+            for rule_id, entry in sorted(self.rules.items())
+            if entry.state == RuleState.RUNNING and plugin in entry.plugins
+        }
+
+    @staticmethod
+    def stream_of(entry: RuleEntry) -> str | None:
+        """The stream a rule reads: known once it started, else read from its SQL (None if that cannot be parsed)."""
+        if entry.stream is not None or entry.definition is None:
+            return entry.stream
+        try:
+            return parse_select(entry.definition.sql).stream
+        except Exception:  # a rule with SQL outside the subset reads nothing yet
+            return None
 
     def symbol_users(self, plugin: str) -> dict[tuple[str, str], list[str]]:
         """Running rules by the symbols of ``plugin`` they use: ``{(kind, symbol): [rule ids]}`` (read only)."""
@@ -493,8 +507,8 @@ class RuleManager:
     def _sink(
         self, entry: RuleEntry, rule_id: str, index: int, symbol: str, props: dict, parts: RuleParts | None = None
     ) -> Sink:
-        builtin = BUILTIN_SINKS.get(symbol)
-        if builtin is not None and self.registry.owner("sinks", symbol) is None:
+        builtin = builtin_sink(symbol, self.registry.owner)
+        if builtin is not None:
             return builtin(rule_id, index, props)
         supervisor = self._provider(entry, "sinks", symbol)
         return PortableSink(
@@ -508,12 +522,13 @@ class RuleManager:
         resolved: dict[str, Any] = {}
         aggregates: set[str] = set()
         for name, args in plan.functions:
-            if name in resolved or name in BUILTIN_AGGREGATES or name in WINDOW_RANGE_FUNCTIONS:
+            binding = function_binding(name, self.registry.owner)
+            if name in resolved or binding == Binding.WINDOW:
                 continue
-            if self.registry.owner("functions", name) is None:
-                if name in BUILTINS:
-                    resolved[name] = BUILTINS[name]
-                    continue
+            if binding == Binding.BUILTIN:
+                resolved[name] = BUILTINS[name]
+                continue
+            if binding == Binding.MISSING:
                 raise _Waiting(
                     f"{call_position(plan, name)}: no loaded plugin provides the function {name!r} "
                     "and it is not a built-in"

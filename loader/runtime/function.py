@@ -27,8 +27,7 @@ from typing import Any
 
 from loader.config import BatchSettings
 from loader.rules.parts import Part, RuleParts
-from loader.runtime import open_and_start
-from loader.supervisor import PluginSupervisor
+from loader.runtime import RunningPlugin, open_and_start
 from loader.wire.function import FunctionChannel, FunctionError, FunctionTimeout
 from sdk.protocol.control import TYPE_FUNC, Control
 from sdk.protocol.messages import exec_meta
@@ -102,7 +101,7 @@ class CallSite:
 class FunctionHandle:
     def __init__(
         self,
-        supervisor: PluginSupervisor,
+        supervisor: RunningPlugin,
         symbol: str,
         config: dict[str, Any],
         ipc_dir: Path,
@@ -159,7 +158,7 @@ class FunctionPool:
         self._handles: dict[str, FunctionHandle] = {}
         self._lock = asyncio.Lock()
 
-    async def acquire(self, supervisor: PluginSupervisor, symbol: str, config: dict[str, Any]) -> FunctionHandle:
+    async def acquire(self, supervisor: RunningPlugin, symbol: str, config: dict[str, Any]) -> FunctionHandle:
         async with self._lock:
             handle = self._handles.get(symbol)
             if handle is None or handle.supervisor is not supervisor:

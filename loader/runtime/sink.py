@@ -44,10 +44,9 @@ from typing import Any
 
 from loader.log import get_logger
 from loader.rules.parts import RuleParts
-from loader.runtime import open_and_start
+from loader.runtime import RunningPlugin, open_and_start
 from loader.runtime.metrics import NodeMetrics, now_ms
 from loader.runtime.sink_options import Message, SinkOptions, messages, sink_options
-from loader.supervisor import PluginSupervisor
 from loader.wire.codec import DataChannelClosed
 from loader.wire.sink import AckTimeout, SinkAckError, SinkChannel, SinkTimeout
 from sdk.protocol.control import TYPE_SINK, Control
@@ -62,7 +61,7 @@ STALL_S = 30.0
 class PortableSink:
     def __init__(
         self,
-        supervisor: PluginSupervisor,
+        supervisor: RunningPlugin,
         symbol: str,
         rule_id: str,
         index: int,

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from loader.log import get_logger
-from loader.runtime import open_and_start
+from loader.runtime import RunningPlugin, open_and_start
 from loader.runtime.metrics import now_ms
-from loader.supervisor import PluginSupervisor
 from loader.wire.codec import DataChannelClosed
 from loader.wire.source import SourceChannel, SourceTimeout
 from sdk.protocol.control import TYPE_SOURCE, Control
@@ -37,7 +36,7 @@ RECV_BATCH_BYTES = 1 << 20
 class SourceInstance:
     def __init__(
         self,
-        supervisor: PluginSupervisor,
+        supervisor: RunningPlugin,
         symbol: str,
         rule_id: str,
         op_id: str,

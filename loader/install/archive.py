@@ -29,7 +29,7 @@ import zipfile
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from loader.api.errors import STORAGE_ERRNOS
+from loader.files import STORAGE_ERRNOS
 from loader.jsonio import loads
 
 CHUNK = 64 * 1024
