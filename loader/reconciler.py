@@ -40,8 +40,8 @@ from loader.manifest import ManifestError, PluginSpec, load_plugin
 from loader.registry import SymbolConflict, SymbolRegistry
 from loader.repeats import Repeats
 from loader.snapshots import SnapshotStore
-from loader.states import Lifecycle, PluginState
-from loader.status import StatusBoard
+from loader.states import Lifecycle
+from loader.status import PluginState, StatusBoard
 from loader.supervisor import PluginSupervisor
 from loader.venvs import VenvBuilder, VenvError, wants_venv
 

@@ -36,8 +36,8 @@ from loader.output import OutputTail
 from loader.process import describe_exit, plugin_argument
 from loader.repeats import Repeats
 from loader.runner import Clock, MonotonicClock, Process, ProcessRunner, Runner
-from loader.states import Lifecycle, PluginState
-from loader.status import StatusBoard
+from loader.states import Lifecycle
+from loader.status import PluginState, StatusBoard
 from loader.wire.addresses import control_path
 from loader.wire.control import CommandFailed, CommandTimeout, ControlChannel, ControlError
 from sdk.protocol.handshake import declares_batch
