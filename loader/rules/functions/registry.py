@@ -85,9 +85,9 @@ def _arity(low: int, high: int | None) -> str:
     return f"{low} to {high} arguments"
 
 
-def table(*builtins: Builtin | RuleScoped, aliases: dict[str, str] | None = None) -> dict[str, Any]:
+def table(*builtins: Builtin | RuleScoped, aliases: dict[str, str] | None = None) -> dict[str, Builtin | RuleScoped]:
     """Name -> built-in, with ``aliases`` (alias -> name): the same function under the name the user writes."""
-    entries: dict[str, Any] = {b.name: b for b in builtins}
+    entries: dict[str, Builtin | RuleScoped] = {b.name: b for b in builtins}
     for alias, name in (aliases or {}).items():
         entries[alias] = replace(entries[name], name=alias)
     return entries
