@@ -366,7 +366,7 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def add_client_commands(commands: argparse._SubParsersAction) -> None:
+def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the client subcommands on the ``portable-loader`` parser."""
     common = _common()
 

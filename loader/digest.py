@@ -21,7 +21,10 @@ from pathlib import Path
 
 from loader.folders import Entry, FolderChanged, FolderError, FolderLimits, read_file, walk
 
-_cache: dict[Path, tuple[tuple, str]] = {}
+#: What the walk saw of each entry: relative path, kind, size, mtime in ns, mode, link target.
+_Fingerprint = tuple[tuple[str, str, int, int, int, str], ...]
+
+_cache: dict[Path, tuple[_Fingerprint, str]] = {}
 
 
 def content_files(folder: Path, limits: FolderLimits | None = None) -> list[Path]:
@@ -29,7 +32,7 @@ def content_files(folder: Path, limits: FolderLimits | None = None) -> list[Path
     return [entry.path for entry in walk(folder, limits) if entry.kind == "file"]
 
 
-def _fingerprint(entries: list[Entry]) -> tuple:
+def _fingerprint(entries: list[Entry]) -> _Fingerprint:
     return tuple((e.relative, e.kind, e.size, e.mtime_ns, e.mode, e.target) for e in entries)
 
 

@@ -26,7 +26,8 @@ from pathlib import Path
 from loader.digest import content_files
 from loader.folders import FolderError, FolderLimits
 
-Fingerprint = tuple
+#: Stat data of a folder and of each content file (relative path first), or a refusal (``"!"``, why).
+Fingerprint = tuple[tuple[str | int, ...], ...]
 
 
 def stat_fingerprint(folder: Path, limits: FolderLimits | None = None) -> Fingerprint:
@@ -40,7 +41,7 @@ def stat_fingerprint(folder: Path, limits: FolderLimits | None = None) -> Finger
         st = folder.stat()
     except OSError:
         return ()
-    parts: list[tuple] = [("", st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)]
+    parts: list[tuple[str | int, ...]] = [("", st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)]
     try:
         files = content_files(folder, limits)
     except FolderError as exc:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from itertools import accumulate
 from typing import Any
 
@@ -96,7 +97,7 @@ def _refuse(constant: str) -> Any:
     raise JsonError(f"{constant} is not valid JSON; use null or a number")
 
 
-def _finite_float(strict: bool):
+def _finite_float(strict: bool) -> Callable[[str], float | None]:
     def parse(text: str) -> float | None:
         value = float(text)
         if math.isfinite(value):

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -57,7 +57,7 @@ class EventOutput:
         self.journal = journal
         self._lock = threading.RLock()
 
-    def msg(self, message: str, level: str = "info", event: dict | None = None) -> None:
+    def msg(self, message: str, level: str = "info", event: Mapping[str, Any] | None = None) -> None:
         if self.journal is not None and self.journal.send(entry_fields(event or {}, level, message)):
             return
         with self._lock:
@@ -72,12 +72,12 @@ class EventOutput:
 
 def _output_stage(
     renderer: Any, with_fields: bool
-) -> Callable[[Any, str, MutableMapping[str, Any]], tuple[tuple, dict]]:
+) -> Callable[[Any, str, MutableMapping[str, Any]], tuple[tuple[str], dict[str, Any]]]:
     """The last processor: render the line, and hand the event's fields along for the journal."""
 
-    def render(logger: Any, method: str, event: MutableMapping[str, Any]) -> tuple[tuple, dict]:
+    def render(logger: Any, method: str, event: MutableMapping[str, Any]) -> tuple[tuple[str], dict[str, Any]]:
         level = event.get("level", method)
-        line = renderer(logger, method, event)
+        line: str = renderer(logger, method, event)  # both renderers make a str
         return (line,), {"level": level, "event": event if with_fields else None}
 
     return render
@@ -135,4 +135,6 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
 
 def get_logger(**bound: Any) -> structlog.typing.FilteringBoundLogger:
     """A logger with ``bound`` keys attached to every event it emits."""
-    return structlog.get_logger().bind(**bound)
+    # structlog types get_logger as Any; configure_logging makes its loggers filtering bound loggers.
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger().bind(**bound)
+    return logger

@@ -90,7 +90,8 @@ class PluginSpec:
 @cache
 def load_schema(name: str) -> dict[str, Any]:
     """A JSON Schema shipped in ``schema/`` (package data ``loader.schemas``), parsed once."""
-    return json.loads(resources.files(SCHEMA_PACKAGE).joinpath(name).read_text(encoding="utf-8"))
+    schema: dict[str, Any] = json.loads(resources.files(SCHEMA_PACKAGE).joinpath(name).read_text(encoding="utf-8"))
+    return schema
 
 
 def manifest_path(folder: Path) -> Path:
@@ -245,7 +246,7 @@ def _check_semantics(path: Path, folder: Path, manifest: dict[str, Any]) -> None
 
 
 def _check_executable(path: Path, folder: Path, manifest: dict[str, Any]) -> Path:
-    relative = manifest["executable"]
+    relative: str = manifest["executable"]  # the schema made it a string
     if os.path.isabs(relative):
         raise ManifestError(
             str(path),

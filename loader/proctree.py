@@ -31,6 +31,7 @@ import os
 import secrets
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 MARK = "PORTABLE_LOADER_LAUNCH"
@@ -96,7 +97,8 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def _children_reader():  # noqa: ANN202 - a function of a pid
+def _children_reader() -> Callable[[int], list[int]]:
+    """A pid's children: listed by the kernel when it can, else from one scan of every process's parent."""
     if Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists():
 
         def listed(pid: int) -> list[int]:

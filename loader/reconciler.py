@@ -33,15 +33,15 @@ from typing import Any, TypeVar
 from loader.config import LiveConfig, LoaderConfig, live
 from loader.decision import Action, Folder, Observed, Running, decide
 from loader.digest import content_files, folder_digest
-from loader.fingerprint import FolderMemo, stat_fingerprint
+from loader.fingerprint import Fingerprint, FolderMemo, stat_fingerprint
 from loader.folders import FolderError, FolderLimits
 from loader.log import get_logger
 from loader.manifest import ManifestError, PluginSpec, load_plugin
 from loader.registry import SymbolConflict, SymbolRegistry
 from loader.repeats import Repeats
 from loader.snapshots import SnapshotStore
-from loader.states import Lifecycle, PluginState
-from loader.status import StatusBoard
+from loader.states import Lifecycle
+from loader.status import PluginState, StatusBoard
 from loader.supervisor import PluginSupervisor
 from loader.venvs import VenvBuilder, VenvError, wants_venv
 
@@ -504,6 +504,6 @@ def _recently_changed(folder: Path, grace_s: float, limits: FolderLimits) -> boo
     return time.time() - newest < grace_s
 
 
-def _fingerprints(root: Path, names: list[str], limits: FolderLimits) -> list[tuple]:
+def _fingerprints(root: Path, names: list[str], limits: FolderLimits) -> list[Fingerprint]:
     """``stat_fingerprint`` of each plugin folder (a hidden or vanished one gets the empty fingerprint)."""
     return [stat_fingerprint(root / name, limits) if is_candidate(root / name) else () for name in names]

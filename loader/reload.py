@@ -58,11 +58,12 @@ def reload_outcome(outcome: str, **details: Any) -> dict[str, Any]:
 
 def answer_to(state: dict[str, Any] | None, pid: int, reloads_before: int) -> dict[str, Any] | None:
     """The outcome of the reload we asked for, once the state file holds it (else None)."""
-    if not state or state.get("pid") != pid or not isinstance(state.get("last_reload"), dict):
+    if not state or state.get("pid") != pid:
         return None
-    if not isinstance(state.get("reloads"), int) or state["reloads"] <= reloads_before:
+    last = state.get("last_reload")
+    if not isinstance(last, dict) or not isinstance(state.get("reloads"), int) or state["reloads"] <= reloads_before:
         return None
-    return state["last_reload"]
+    return last
 
 
 def describe(outcome: dict[str, Any]) -> tuple[int, str]:

@@ -27,6 +27,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from loader.config import LiveConfig, LoaderConfig, SupervisorSettings, live
 from loader.diagnose import explain_no_handshake
@@ -36,8 +37,8 @@ from loader.output import OutputTail
 from loader.process import describe_exit, plugin_argument
 from loader.repeats import Repeats
 from loader.runner import Clock, MonotonicClock, Process, ProcessRunner, Runner
-from loader.states import Lifecycle, PluginState
-from loader.status import StatusBoard
+from loader.states import Lifecycle
+from loader.status import PluginState, StatusBoard
 from loader.wire.addresses import control_path
 from loader.wire.control import CommandFailed, CommandTimeout, ControlChannel, ControlError
 from sdk.protocol.handshake import declares_batch
@@ -124,7 +125,7 @@ class PluginSupervisor:
         self.good: PluginSpec | None = None
         #: A version that failed and was rolled back, with why; cleared by the next swap.
         self.failed: tuple[PluginSpec, str] | None = None
-        self._symbols: dict[str, dict] = {}
+        self._symbols: dict[str, dict[str, Any]] = {}
         self._requests: asyncio.Queue[_Request] = asyncio.Queue()
         self._unhealthy: str | None = None
         #: Set (thread-safely) by mark_unhealthy: wakes the health watch at once instead of at its next poll.
@@ -216,7 +217,7 @@ class PluginSupervisor:
             loop.call_soon_threadsafe(self._unhealthy_marked.set)
 
     @property
-    def capabilities(self) -> dict:
+    def capabilities(self) -> dict[str, Any]:
         """What the current process declared in its handshake (``{}`` for eKuiper SDK plugins)."""
         return self.channel.capabilities
 
@@ -244,7 +245,7 @@ class PluginSupervisor:
             self.lifecycle.publish(last_error=None)
         self.lifecycle.publish(failed_version=None, failed_error=None)
 
-    async def start_symbol(self, key: str, control: dict) -> None:
+    async def start_symbol(self, key: str, control: dict[str, Any]) -> None:
         """Start a symbol and replay it on every new process until stop_symbol.
 
         When no process is running now, the symbol starts with the next one.
@@ -597,7 +598,7 @@ class PluginSupervisor:
         self.log.info("plugin.stopped", version=self.spec.version, pid=process.pid, **describe_exit(process.returncode))
         self.process = None
 
-    async def _command(self, name: str, control: dict) -> None:
+    async def _command(self, name: str, control: dict[str, Any]) -> None:
         try:
             await self.channel.command(name, control, self.settings.command_timeout_s)
         except CommandTimeout as exc:

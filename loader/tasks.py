@@ -36,7 +36,7 @@ class Backoff:
     def failed(self) -> float:
         """Count a failure; the delay to wait before carrying on."""
         self.failures += 1
-        return min(self.initial_s * 2 ** min(self.failures - 1, 32), self.max_s)
+        return min(self.initial_s * 2.0 ** min(self.failures - 1, 32), self.max_s)
 
     def succeeded(self) -> None:
         self.failures = 0

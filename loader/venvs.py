@@ -28,6 +28,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REQUIREMENTS = "requirements.txt"
 PIP_TAIL_LINES = 15
@@ -48,7 +49,7 @@ class VenvSettings:
     timeout_s: float = 600.0
 
 
-def wants_venv(folder: Path, manifest: dict) -> bool:
+def wants_venv(folder: Path, manifest: dict[str, Any]) -> bool:
     return (
         manifest.get("language") == "python"
         and not manifest.get("virtualEnvType")

@@ -34,11 +34,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-Row = dict
-Evaluator = Callable[[Any], Any]
+#: A record: a JSON object, field name -> value.
+Row = dict[str, Any]
+#: A compiled expression, evaluated on a row (or on a group, which is a row too).
+Evaluator = Callable[[Row], Any]
+#: An aggregate function: one column (the argument's values over the group's rows) per argument.
+Aggregate = Callable[[list[list[Any]]], Any]
 
 
-class GroupRow(dict):
+class GroupRow(dict[str, Any]):
     """A group as the compiled expressions see it: the first row's fields and source metadata (what
     ``meta(key)`` reads), the rows, the window range."""
 
@@ -56,7 +60,7 @@ class AggregateError(ValueError):
     """An aggregate met values it cannot combine; the record group fails, the rule runs on."""
 
 
-def _numbers(name: str, column: list) -> list:
+def _numbers(name: str, column: list[Any]) -> list[int | float]:
     values = [v for v in column if v is not None]
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -64,24 +68,24 @@ def _numbers(name: str, column: list) -> list:
     return values
 
 
-def _one(name: str, args: list) -> list:
+def _one(name: str, args: list[list[Any]]) -> list[Any]:
     if len(args) != 1:
         raise AggregateError(f"{name} takes 1 argument, got {len(args)}")
     return args[0]
 
 
-def agg_count(args: list) -> Any:
+def agg_count(args: list[list[Any]]) -> Any:
     return sum(1 for v in _one("count", args) if v is not None)
 
 
-def agg_sum(args: list) -> Any:
+def agg_sum(args: list[list[Any]]) -> Any:
     values = _numbers("sum", _one("sum", args))
     if not values:
         return None
     return math.fsum(values) if any(isinstance(v, float) for v in values) else sum(values)
 
 
-def agg_avg(args: list) -> Any:
+def agg_avg(args: list[list[Any]]) -> Any:
     values = _numbers("avg", _one("avg", args))
     if not values:
         return None
@@ -91,7 +95,7 @@ def agg_avg(args: list) -> Any:
     return abs(total) // len(values) * (1 if total >= 0 else -1)  # truncated toward zero, as Go's integer division
 
 
-def _extreme(name: str, args: list, pick: Callable) -> Any:
+def _extreme(name: str, args: list[list[Any]], pick: Callable[[list[Any]], Any]) -> Any:
     values = [v for v in _one(name, args) if v is not None]
     if not values:
         return None
@@ -101,27 +105,27 @@ def _extreme(name: str, args: list, pick: Callable) -> Any:
     return pick(values)
 
 
-def agg_min(args: list) -> Any:
+def agg_min(args: list[list[Any]]) -> Any:
     return _extreme("min", args, min)
 
 
-def agg_max(args: list) -> Any:
+def agg_max(args: list[list[Any]]) -> Any:
     return _extreme("max", args, max)
 
 
-def agg_collect(args: list) -> Any:
+def agg_collect(args: list[list[Any]]) -> Any:
     return list(_one("collect", args))
 
 
-def agg_merge_agg(args: list) -> Any:
-    merged: dict = {}
+def agg_merge_agg(args: list[list[Any]]) -> Any:
+    merged: dict[str, Any] = {}
     for value in _one("merge_agg", args):
         if isinstance(value, dict):
             merged.update(value)
     return merged
 
 
-def agg_last_value(args: list) -> Any:
+def agg_last_value(args: list[list[Any]]) -> Any:
     if len(args) != 2:
         raise AggregateError(f"last_value takes 2 arguments (column, ignore nulls), got {len(args)}")
     column, ignore_null = args[0], args[1][-1] if args[1] else False
@@ -130,11 +134,11 @@ def agg_last_value(args: list) -> Any:
     return column[-1] if column else None
 
 
-def agg_deduplicate(args: list) -> Any:
+def agg_deduplicate(args: list[list[Any]]) -> Any:
     """``args`` is (rows, key column, all flags): the rows whose key was not seen before."""
     rows, keys, every = args[0], args[1], args[2][-1] if args[2] else False
     seen: set[str] = set()
-    kept: list = []
+    kept: list[Any] = []
     for index, key in enumerate(keys):
         text = json.dumps(key, sort_keys=True, default=str)
         if text in seen:
@@ -147,7 +151,7 @@ def agg_deduplicate(args: list) -> Any:
     return kept[0] if kept else None
 
 
-def _variance(name: str, args: list, sample: bool) -> float | None:
+def _variance(name: str, args: list[list[Any]], sample: bool) -> float | None:
     values = _numbers(name, _one(name, args))
     if len(values) < (2 if sample else 1):
         return None
@@ -155,25 +159,25 @@ def _variance(name: str, args: list, sample: bool) -> float | None:
     return math.fsum((v - mean) ** 2 for v in values) / (len(values) - (1 if sample else 0))
 
 
-def agg_var(args: list) -> Any:
+def agg_var(args: list[list[Any]]) -> Any:
     return _variance("var", args, False)
 
 
-def agg_vars(args: list) -> Any:
+def agg_vars(args: list[list[Any]]) -> Any:
     return _variance("vars", args, True)
 
 
-def agg_stddev(args: list) -> Any:
+def agg_stddev(args: list[list[Any]]) -> Any:
     v = _variance("stddev", args, False)
     return None if v is None else math.sqrt(v)
 
 
-def agg_stddevs(args: list) -> Any:
+def agg_stddevs(args: list[list[Any]]) -> Any:
     v = _variance("stddevs", args, True)
     return None if v is None else math.sqrt(v)
 
 
-def _percentile_args(name: str, args: list) -> tuple[list, float]:
+def _percentile_args(name: str, args: list[list[Any]]) -> tuple[list[int | float], float]:
     if len(args) != 2:
         raise AggregateError(f"{name} takes 2 arguments (column, fraction between 0 and 1), got {len(args)}")
     fraction = args[1][-1] if args[1] else None
@@ -182,7 +186,7 @@ def _percentile_args(name: str, args: list) -> tuple[list, float]:
     return sorted(_numbers(name, args[0])), float(fraction)
 
 
-def agg_percentile_cont(args: list) -> Any:
+def agg_percentile_cont(args: list[list[Any]]) -> Any:
     """Linear interpolation between the closest ranks (rank = fraction * (n - 1))."""
     values, fraction = _percentile_args("percentile_cont", args)
     if not values:
@@ -194,7 +198,7 @@ def agg_percentile_cont(args: list) -> Any:
     return float(values[low] + (rank - low) * (values[low + 1] - values[low]))
 
 
-def agg_percentile_disc(args: list) -> Any:
+def agg_percentile_disc(args: list[list[Any]]) -> Any:
     """Nearest rank: the smallest value whose rank covers the fraction."""
     values, fraction = _percentile_args("percentile_disc", args)
     if not values:
@@ -204,7 +208,7 @@ def agg_percentile_disc(args: list) -> Any:
 
 
 #: eKuiper's built-in aggregate functions, by name; each takes one column (list) per argument.
-BUILTIN_AGGREGATES: dict[str, Callable[[list], Any]] = {
+BUILTIN_AGGREGATES: dict[str, Aggregate] = {
     "count": agg_count,
     "sum": agg_sum,
     "avg": agg_avg,
@@ -243,11 +247,11 @@ SECOND_ARGUMENT = {
 }
 
 
-def aggregate_call(name: str, function: Callable[[list], Any], arguments: list[Evaluator | None]) -> Evaluator:
+def aggregate_call(name: str, function: Aggregate, arguments: list[Evaluator | None]) -> Evaluator:
     """A group-level evaluator calling ``function`` with one column per argument (None: ``*``, the rows)."""
     with_rows = name == "deduplicate"
 
-    def evaluate(group: Any) -> Any:
+    def evaluate(group: Row) -> Any:
         rows = group.rows if isinstance(group, GroupRow) else [group]
         columns = [rows if arg is None else [arg(row) for row in rows] for arg in arguments]
         if with_rows:
@@ -263,7 +267,7 @@ def window_range_call(name: str) -> Evaluator:
     return lambda group: getattr(group, attribute, 0)
 
 
-def group_key(values: list) -> Any:
+def group_key(values: list[Any]) -> tuple[tuple[Any, Any], ...]:
     """A hashable key for GROUP BY values (objects and arrays group by their JSON text)."""
     key: list[tuple[Any, Any]] = []
     for value in values:
@@ -274,7 +278,7 @@ def group_key(values: list) -> Any:
     return tuple(key)
 
 
-def _sort_key(value: Any) -> tuple:
+def _sort_key(value: Any) -> tuple[int, Any]:
     """Orders values of mixed types without failing: nulls, then booleans, numbers, strings, the rest."""
     if value is None:
         return (0, 0)

@@ -136,7 +136,7 @@ def _stuck_cause(part: StuckFacts, now_ms: int, hold_ms: int) -> Cause | None:
     )
 
 
-def changes(before: dict[tuple, Cause], now: list[Cause]) -> tuple[list[Cause], list[Cause]]:
+def changes(before: dict[tuple[str, str, str], Cause], now: list[Cause]) -> tuple[list[Cause], list[Cause]]:
     """Causes that appeared and causes that cleared since ``before`` (keyed by ``Cause.key``)."""
     current = {cause.key: cause for cause in now}
     appeared = [cause for key, cause in current.items() if key not in before]

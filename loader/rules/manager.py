@@ -47,11 +47,19 @@ from loader.rules.admission import Binding, builtin_sink, function_binding
 from loader.rules.buffer import DEFAULT_CAPACITY
 from loader.rules.checkpoint import Checkpointer, checkpoint_path, wants_checkpoints
 from loader.rules.definitions import DefinitionError, RuleDef, StreamDef, rule_from_json, stream_from_json
-from loader.rules.functions import BUILTINS
+from loader.rules.functions import BUILTINS, Builtin, RuleScoped
 from loader.rules.health import Cause, NodeFacts, PluginFacts, causes, changes
 from loader.rules.parts import RuleParts
 from loader.rules.pipeline import RulePipeline, Sink
-from loader.rules.sql import CompiledQuery, SqlError, call_position, compile_query, literal_arguments, parse_select
+from loader.rules.sql import (
+    CompiledQuery,
+    SelectPlan,
+    SqlError,
+    call_position,
+    compile_query,
+    literal_arguments,
+    parse_select,
+)
 from loader.rules.symbol_config import SymbolConfigError, source_config
 from loader.rules.windowed import EventTime, WindowedRule
 from loader.runtime.function import FunctionHandle, FunctionPool
@@ -77,6 +85,10 @@ class RuleState(StrEnum):
 HEALTH_INTERVAL_S = 1.0
 
 SupervisorLookup = Callable[[str], "PluginSupervisor | None"]
+#: What a rule's function name resolves to: a built-in, or the handle of a portable function symbol.
+_Bindable = Builtin | RuleScoped | FunctionHandle
+#: A file's identity and version as the rescan compares them: inode, size, mtime and ctime in ns.
+_FileStat = tuple[int, int, int, int]
 
 
 class _Waiting(Exception):
@@ -98,7 +110,7 @@ class RuleEntry:
     last_stop: int = 0
     sources: list[SourceInstance] = field(default_factory=list)
     #: The causes last logged as ``rule.degraded`` and not yet recovered, by ``Cause.key``.
-    logged_causes: dict[tuple, Cause] = field(default_factory=dict)
+    logged_causes: dict[tuple[str, str, str], Cause] = field(default_factory=dict)
 
 
 class RuleManager:
@@ -117,7 +129,7 @@ class RuleManager:
         self.functions = FunctionPool(config.ipc_dir, config.batch, config.limits.function_timeout_s)
         self._shared: dict[str, tuple[SourceInstance, set[str]]] = {}
         #: Stat of each stream and rule file when it was last read: the rescan reads only files that changed.
-        self._file_stats: dict[Path, tuple | None] = {}
+        self._file_stats: dict[Path, _FileStat | None] = {}
         self._lock = asyncio.Lock()
         self._closing = False
 
@@ -505,7 +517,13 @@ class RuleManager:
         return supervisor
 
     def _sink(
-        self, entry: RuleEntry, rule_id: str, index: int, symbol: str, props: dict, parts: RuleParts | None = None
+        self,
+        entry: RuleEntry,
+        rule_id: str,
+        index: int,
+        symbol: str,
+        props: dict[str, Any],
+        parts: RuleParts | None = None,
     ) -> Sink:
         builtin = builtin_sink(symbol, self.registry.owner)
         if builtin is not None:
@@ -515,11 +533,11 @@ class RuleManager:
             supervisor, symbol, rule_id, index, dict(props), self.config.ipc_dir, parts, self.config.limits.sink_stall_s
         )
 
-    async def _functions(self, entry: RuleEntry, plan) -> tuple[dict[str, Any], frozenset[str]]:
+    async def _functions(self, entry: RuleEntry, plan: SelectPlan) -> tuple[dict[str, _Bindable], frozenset[str]]:
         """Bind every function the rule calls: portable symbols first, then built-ins; and name the
         portable ones that are aggregates.  Built-in aggregates and window_start/window_end are eKuiper's
         own and are not looked up in plugins."""
-        resolved: dict[str, Any] = {}
+        resolved: dict[str, _Bindable] = {}
         aggregates: set[str] = set()
         for name, args in plan.functions:
             binding = function_binding(name, self.registry.owner)
@@ -589,7 +607,7 @@ class RuleManager:
         """Whether ``path`` has the stat it had when last looked at (reading it again would tell nothing new)."""
         try:
             st = path.stat()
-            key: tuple | None = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            key: _FileStat | None = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         except OSError:
             key = None
         same = path in self._file_stats and self._file_stats[path] == key
@@ -615,7 +633,7 @@ class RuleManager:
             return True
 
 
-async def _check_function(handle: FunctionHandle, name: str, args: list) -> bool:
+async def _check_function(handle: FunctionHandle, name: str, args: list[Any]) -> bool:
     """Validate the call's arguments with the plugin; True when the function is an aggregate."""
     try:
         await handle.validate(args)
@@ -642,7 +660,9 @@ def _windowed(query: CompiledQuery, rule: RuleDef, stream: StreamDef) -> Windowe
     return WindowedRule(query, EventTime(stream.timestamp, tolerance))
 
 
-def _bind(target: Any, rule_id: str, index: int, parts: RuleParts | None = None) -> Callable[[list], Any] | None:
+def _bind(
+    target: _Bindable | None, rule_id: str, index: int, parts: RuleParts | None = None
+) -> Callable[[list[Any]], Any] | None:
     if isinstance(target, FunctionHandle):
         return target.caller(rule_id, index, parts)
     return target

@@ -28,9 +28,9 @@ all respected), with the same arguments, inner calls before outer ones.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import sqlglot
 from sqlglot import exp, parser, tokens
@@ -43,7 +43,10 @@ from loader.rules.aggregates import (
     SECOND_ARGUMENT,
     STAR_AGGREGATES,
     WINDOW_RANGE_FUNCTIONS,
+    Aggregate,
+    Evaluator,
     GroupedQuery,
+    Row,
     aggregate_call,
     window_range_call,
 )
@@ -57,11 +60,21 @@ from loader.rules.window_syntax import (
     read_group_by,
 )
 
-Row = dict
-Evaluator = Callable[[Row], Any]
 #: Given a function name (lower case) and the call's index in the rule, return
 #: a callable taking the evaluated argument list, or None if unknown.
-FunctionResolver = Callable[[str, int], Callable[[list], Any] | None]
+FunctionResolver = Callable[[str, int], Callable[[list[Any]], Any] | None]
+
+
+@runtime_checkable
+class BatchFunction(Protocol):
+    """A call site that can also take many records' argument lists in one call (a portable function's)."""
+
+    def __call__(self, args: list[Any], /) -> Any: ...
+
+    def many(self, rows: list[list[Any]], /) -> list[Any]:
+        """One result per argument list, in order; a failed row's result is its exception."""
+        ...
+
 
 SUPPORTED = (
     "SELECT columns, * (with extra fields), nested a.b and a->b, a[i] and a[i:j], aliases, literals, "
@@ -115,9 +128,9 @@ class _Batch:
         #: call site index -> {record index: value or exception}
         self.results: dict[int, dict[int, Any]] = {}
         #: call site index -> (function, record indexes, argument lists)
-        self.pending: dict[int, tuple[Any, list[int], list[list]]] = {}
+        self.pending: dict[int, tuple[BatchFunction, list[int], list[list[Any]]]] = {}
 
-    def defer(self, index: int, function: Any, args: list) -> None:
+    def defer(self, index: int, function: BatchFunction, args: list[Any]) -> None:
         entry = self.pending.get(index)
         if entry is None:
             entry = self.pending[index] = (function, [], [])
@@ -155,7 +168,7 @@ class CompiledQuery:
     columns: list[tuple[str, Evaluator]]
     where: Evaluator | None
     #: functions of the call sites that can take batches (they have ``many``).
-    batch_functions: list[Any] = field(default_factory=list)
+    batch_functions: list[BatchFunction] = field(default_factory=list)
     scope: _Scope = field(default_factory=_Scope, repr=False)
     #: For a rule with a window: how a window's rows become its emission (loader/rules/windowed.py runs it).
     grouped: GroupedQuery | None = None
@@ -541,7 +554,7 @@ def _meta_path(node: exp.Expression) -> list[str] | None:
     return None
 
 
-def _all_nodes(plan: SelectPlan):
+def _all_nodes(plan: SelectPlan) -> Iterator[exp.Expr]:
     for projection in plan.projections:
         yield from projection.node.walk()
     others = [plan.where, *plan.group_keys, *_window_conditions(plan), plan.having, *(n for n, _ in plan.order)]
@@ -556,7 +569,7 @@ def _all_nodes(plan: SelectPlan):
 _NOT_CALLS = (exp.Case, exp.If, exp.Connector, exp.JSONExtract)
 
 
-def _function_call(node: exp.Expression) -> tuple[str | None, list[exp.Expression]]:
+def _function_call(node: exp.Expr) -> tuple[str | None, list[exp.Expression]]:
     """(lower-case name, argument nodes) when ``node`` is a function call."""
     if isinstance(node, exp.Anonymous):
         return str(node.this).lower(), list(node.expressions)
@@ -607,7 +620,7 @@ class _Compiler:
         self.rule_id = rule_id
         self.function_index = 0
         self.scope = _Scope()
-        self.batch_functions: list[Any] = []
+        self.batch_functions: list[BatchFunction] = []
         #: SELECT aliases, usable in WHERE and the other fields as eKuiper allows (not inside their own definition)
         self.aliases = {p.name: p.node for p in plan.projections if p.aliased}
         self.expanding: set[str] = set()
@@ -777,7 +790,7 @@ class _Compiler:
         if bind is not None:
             function = bind(self.rule_id)
         evaluators = [self.compile(a) for a in args if not isinstance(a, exp.Star)]
-        if getattr(function, "many", None) is None:
+        if not isinstance(function, BatchFunction):
             call = function.call if isinstance(function, Builtin) else function  # without __call__'s hop
             return lambda row: call([e(row) for e in evaluators])
         self.batch_functions.append(function)
@@ -807,7 +820,7 @@ class _Compiler:
                 f"{self.refuse_aggregates}; aggregates go in SELECT and HAVING"
             )
         self.found_aggregate = True
-        function: Callable[[list], Any] | None = BUILTIN_AGGREGATES.get(name)
+        function: Aggregate | None = BUILTIN_AGGREGATES.get(name)
         if name in self.aggregates:
             index = self.function_index
             self.function_index += 1
@@ -909,7 +922,7 @@ def literal_arguments(args: list[exp.Expression]) -> list[Any]:
     return values
 
 
-def _column_parts(node: exp.Expression):
+def _column_parts(node: exp.Expression) -> Iterator[exp.Expression]:
     """Identifiers of a (possibly nested) column, innermost last."""
     if isinstance(node, exp.Dot):
         yield node.expression

@@ -10,10 +10,10 @@ knows, so ``WindowSyntaxParser`` reads it into a ``WindowTrigger`` node.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlglot import exp, parser
-from sqlglot.tokens import TokenType
+from sqlglot import TokenType, exp, parser
 
 from loader.rules.aggregates import BUILTIN_AGGREGATES
 from loader.rules.windows import UNITS_MS, WindowSpec
@@ -21,6 +21,8 @@ from loader.rules.windows import UNITS_MS, WindowSpec
 #: eKuiper's aggregate functions: the dialect parses them as plain calls (sqlglot has typed nodes of other
 #: arities for some: ``last_value(x, true)`` is a parse error there).
 AGGREGATE_NAMES = frozenset(BUILTIN_AGGREGATES)
+#: Where a node is in the statement (``line L, column C``), for messages.
+Where = Callable[[exp.Expr], str]
 WINDOW_FUNCTIONS = ("TUMBLINGWINDOW", "HOPPINGWINDOW", "SLIDINGWINDOW", "SESSIONWINDOW", "COUNTWINDOW")
 #: eKuiper windows the loader does not run yet.
 UNSUPPORTED_WINDOWS = ("STATEWINDOW",)
@@ -74,7 +76,7 @@ class WindowClause:
     trigger: exp.Expression | None = None
 
 
-def read_group_by(group: exp.Group, where) -> tuple[WindowClause | None, list[exp.Expression]]:
+def read_group_by(group: exp.Group, where: Where) -> tuple[WindowClause | None, list[exp.Expression]]:
     """The window and the grouping expressions of a GROUP BY; ``where(node)`` gives ``line L, column C``."""
     window: WindowClause | None = None
     keys: list[exp.Expression] = []
@@ -89,7 +91,7 @@ def read_group_by(group: exp.Group, where) -> tuple[WindowClause | None, list[ex
     return window, keys
 
 
-def check_no_window_call(node: exp.Expression, clause: str, where) -> None:
+def check_no_window_call(node: exp.Expression, clause: str, where: Where) -> None:
     """Refuse a window function anywhere but directly in GROUP BY."""
     for sub in node.walk():
         if isinstance(sub, exp.Anonymous) and str(sub.this).upper() in (*WINDOW_FUNCTIONS, *UNSUPPORTED_WINDOWS):
@@ -99,7 +101,7 @@ def check_no_window_call(node: exp.Expression, clause: str, where) -> None:
             )
 
 
-def _window_clause(item: exp.Expression, where) -> WindowClause | None:
+def _window_clause(item: exp.Expression, where: Where) -> WindowClause | None:
     filter_node = trigger = None
     node = item
     while isinstance(node, (exp.Filter, WindowTrigger)):
@@ -147,7 +149,7 @@ _PARAMETERS = {
 }
 
 
-def _spec(name: str, args: list[exp.Expression], node: exp.Expression, where) -> WindowSpec:
+def _spec(name: str, args: list[exp.Expression], node: exp.Expression, where: Where) -> WindowSpec:
     low, high = _ARITY[name]
     if not low <= len(args) <= high:
         raise WindowSyntaxError(
@@ -180,7 +182,7 @@ def _spec(name: str, args: list[exp.Expression], node: exp.Expression, where) ->
     return WindowSpec("session", values[0], values[1], unit=unit_name)
 
 
-def _positive(node: exp.Expression, name: str, what: str, where) -> int:
+def _positive(node: exp.Expression, name: str, what: str, where: Where) -> int:
     if isinstance(node, exp.Literal) and not node.is_string:
         try:
             value = int(node.this)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from loader.rules.aggregates import Row
 from loader.rules.sql import CompiledQuery
 from loader.rules.windows import Fired, Watermark, make_window
 
@@ -68,7 +69,7 @@ class WindowedRule:
         self.window.start(now)
         return self._emissions(self.window.advance(now))
 
-    def on_rows(self, rows: list[dict], now: int) -> list[Emission]:
+    def on_rows(self, rows: list[Row], now: int) -> list[Emission]:
         fired: list[Fired] = []
         if self.watermark is None:
             self.window.start(now)
@@ -86,7 +87,7 @@ class WindowedRule:
                     fired += self.window.advance(self.watermark.value)
         return self._emissions(fired)
 
-    def _event_time(self, row: dict) -> int | None:
+    def _event_time(self, row: Row) -> int | None:
         assert self.event_time is not None
         value = row.get(self.event_time.field)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -99,7 +100,7 @@ class WindowedRule:
             return None
         return int(value)
 
-    def _add(self, ts: int, row: dict) -> list[Fired]:
+    def _add(self, ts: int, row: Row) -> list[Fired]:
         query = self.query
         try:
             if query.filter is not None and query.filter(row) is not True:

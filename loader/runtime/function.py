@@ -56,7 +56,7 @@ class CallSite:
         self.timeout = timeout
         self.health = health
 
-    def __call__(self, args: list) -> Any:
+    def __call__(self, args: list[Any]) -> Any:
         try:
             result = self.channel.exec(args, self.meta, timeout=self.timeout)
         except FunctionTimeout as exc:
@@ -75,7 +75,7 @@ class CallSite:
         """Worth evaluating rows in batches: enabled and the plugin's process declared batches."""
         return self.enabled and self.channel.batch_capable
 
-    def many(self, rows: list[list]) -> list[Any]:
+    def many(self, rows: list[list[Any]]) -> list[Any]:
         """One result per row, in order; a failed row's result is its FunctionError."""
         results: list[Any] = []
         step = self.max_rows if self.enabled else 1
@@ -127,7 +127,7 @@ class FunctionHandle:
         finally:
             self.channel.close()
 
-    async def validate(self, args: list) -> None:
+    async def validate(self, args: list[Any]) -> None:
         await asyncio.to_thread(self.channel.validate, args)
 
     async def is_aggregate(self) -> bool:

@@ -41,7 +41,7 @@ class SourceInstance:
         rule_id: str,
         op_id: str,
         datasource: str,
-        config: dict,
+        config: dict[str, Any],
         ipc_dir: Path,
     ) -> None:
         self.supervisor = supervisor
@@ -120,7 +120,7 @@ class SourceInstance:
                     on_records(records, size)
 
 
-class MetaRecord(dict):
+class MetaRecord(dict[str, Any]):
     """A record with the metadata its source sent along (``meta``), for the SQL's ``meta(key)``.
 
     Still a plain JSON object to everything else; only records that came
@@ -129,12 +129,12 @@ class MetaRecord(dict):
 
     __slots__ = ("meta",)
 
-    def __init__(self, message: dict, meta: Any) -> None:
+    def __init__(self, message: dict[str, Any], meta: dict[str, Any]) -> None:
         super().__init__(message)
         self.meta = meta
 
 
-def with_meta(message: Any, meta: Any) -> list[Any]:
+def with_meta(message: Any, meta: dict[str, Any]) -> list[Any]:
     """The records of one source message, each carrying ``meta`` when it is an object."""
     messages = message if isinstance(message, list) else [message]
     return [MetaRecord(m, meta) if isinstance(m, dict) else m for m in messages]

@@ -48,7 +48,7 @@ class SourceItem(NamedTuple):
     """
 
     message: Any
-    meta: dict | None
+    meta: dict[str, Any] | None
     error: str | None
 
 
@@ -82,7 +82,7 @@ def decode_source_items(data: bytes) -> list[SourceItem]:
 _new_item = tuple.__new__
 
 
-def _batch_items_one_by_one(batch: list) -> list[SourceItem]:
+def _batch_items_one_by_one(batch: list[Any]) -> list[SourceItem]:
     """A batch with a malformed entry: keep the good records, report each bad entry as an error."""
     items: list[SourceItem] = []
     for index, entry in enumerate(batch):
@@ -153,7 +153,7 @@ def decode_ack(data: bytes) -> str | None:
 # --- function -------------------------------------------------------------
 
 
-def decode_exec_batch_result(result: Any, rows: int) -> tuple[list, dict[int, str]]:
+def decode_exec_batch_result(result: Any, rows: int) -> tuple[list[Any], dict[int, str]]:
     """``(values, errors by row index)`` of an ``ExecBatch`` reply's ``result``; ValueError if malformed."""
     if not isinstance(result, dict) or not isinstance(result.get("values"), list):
         raise ValueError(f"ExecBatch result must be an object with a 'values' list, got {_dumps(result)[:200]}")

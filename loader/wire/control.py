@@ -37,6 +37,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pynng
 from pynng import _nng
@@ -90,7 +91,7 @@ class ControlChannel:
         #: keepalive handshakes seen from the current process.
         self.keepalives: int = 0
         #: what the current process declared in its handshake, e.g. ``{"batch": 1}``.
-        self.capabilities: dict = {}
+        self.capabilities: dict[str, Any] = {}
         #: the process group allowed on this channel (the plugin process leads it); None: anyone
         #: (between two processes, and for a host that never spawns one itself).
         self._owner: int | None = None
@@ -151,7 +152,7 @@ class ControlChannel:
         """Wait for the first handshake of the current process; asyncio.TimeoutError if none."""
         await asyncio.wait_for(self._handshaken.wait(), timeout)
 
-    async def command(self, name: str, control: dict, timeout: float) -> None:
+    async def command(self, name: str, control: dict[str, Any], timeout: float) -> None:
         """Send ``start`` or ``stop`` and wait for ``ok``.
 
         Raises CommandFailed with the plugin's own error text, CommandTimeout,
@@ -226,7 +227,8 @@ class ControlChannel:
         """
         while True:
             try:
-                return sock.recv(block=False)
+                message: bytes = sock.recv(block=False)  # pynng is untyped: its messages are bytes
+                return message
             except pynng.TryAgain:
                 await _readable(sock.recv_fd)
 

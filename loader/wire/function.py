@@ -124,11 +124,11 @@ class FunctionChannel:
 
     # --- the three calls of the protocol ----------------------------------
 
-    def validate(self, args: list) -> None:
+    def validate(self, args: list[Any]) -> None:
         """Ask the plugin whether ``args`` suit the function; FunctionError with its reason if not."""
         self.call("Validate", args)
 
-    def exec(self, args: list, meta: str, timeout: float | None = None) -> Any:
+    def exec(self, args: list[Any], meta: str, timeout: float | None = None) -> Any:
         """Run the function on ``args``; ``meta`` is ``sdk.protocol.messages.exec_meta(...)`` of the call site."""
         return self.call_raw(encode_exec(args, meta), "Exec", timeout)
 
@@ -140,7 +140,7 @@ class FunctionChannel:
         """The plugin's latest handshake declared that it answers ``ExecBatch``."""
         return declares_batch(self.capabilities)
 
-    def exec_batch(self, rows: list[list], meta: str, timeout: float | None = None) -> list[Any]:
+    def exec_batch(self, rows: list[list[Any]], meta: str, timeout: float | None = None) -> list[Any]:
         """Run the function once per row of arguments; one result per row, in order.
 
         A row the function failed on holds a ``FunctionError`` instead of a
@@ -280,7 +280,7 @@ class FunctionChannel:
         while True:
             self._check_open()
             try:
-                message = sock.recv()
+                message: bytes = sock.recv()  # pynng is untyped: its messages are bytes
                 break
             except pynng.Timeout:
                 if time.monotonic() >= deadline:

@@ -169,7 +169,8 @@ class SourceChannel:
             if self._use.closing:
                 raise DataChannelClosed(f"{self._who()}: source channel closed")
             try:
-                return sock.recv()
+                message: bytes = sock.recv()  # pynng is untyped: its messages are bytes
+                return message
             except pynng.Timeout:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise SourceTimeout(f"{self._who()}: no record within {timeout:g}s") from None

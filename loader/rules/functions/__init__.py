@@ -11,8 +11,6 @@ and literal arguments when the rule is created; a ``RuleScoped`` one
 
 from __future__ import annotations
 
-from typing import Any
-
 from loader.rules.functions.conversion_functions import CONVERSION
 from loader.rules.functions.hashing_functions import HASHING
 from loader.rules.functions.json_functions import JSON
@@ -23,6 +21,6 @@ from loader.rules.functions.string_functions import STRING
 from loader.rules.functions.time_functions import TIME
 from loader.rules.functions.values import DateTime, FunctionError
 
-BUILTINS: dict[str, Any] = {**MATH, **STRING, **CONVERSION, **HASHING, **JSON, **TIME, **OTHER}
+BUILTINS: dict[str, Builtin | RuleScoped] = {**MATH, **STRING, **CONVERSION, **HASHING, **JSON, **TIME, **OTHER}
 
 __all__ = ["BUILTINS", "Builtin", "DateTime", "FunctionError", "NOT_LITERAL", "RuleScoped"]

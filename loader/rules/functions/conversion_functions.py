@@ -86,7 +86,7 @@ def _to_boolean(value: Any) -> bool:
 _CASTS = {"bigint": _to_bigint, "float": _to_float, "string": to_text, "boolean": _to_boolean, "datetime": to_datetime}
 
 
-def _cast(args: list) -> Any:
+def _cast(args: list[Any]) -> Any:
     convert = _CASTS.get(args[1]) if isinstance(args[1], str) else None
     if convert is None:
         raise FunctionError(f"cast: unknown type {args[1]!r}; use one of {', '.join(CAST_TYPES)}")
@@ -112,7 +112,7 @@ def _check_base64(literals: list[Any]) -> str | None:
     return None
 
 
-def _encode(args: list) -> Any:
+def _encode(args: list[Any]) -> Any:
     if str(args[1]).lower() != "base64":
         raise FunctionError("only the base64 encoding is supported")
     if not isinstance(args[0], str):
@@ -120,7 +120,7 @@ def _encode(args: list) -> Any:
     return base64.b64encode(args[0].encode("utf-8")).decode("ascii")
 
 
-def _decode(args: list) -> Any:
+def _decode(args: list[Any]) -> Any:
     if str(args[1]).lower() != "base64":
         raise FunctionError("only the base64 encoding is supported")
     if not isinstance(args[0], str):
@@ -135,7 +135,7 @@ def _decode(args: list) -> Any:
         raise FunctionError("the decoded bytes are not UTF-8 text (raw bytes have no JSON form in rules)") from None
 
 
-def _chr(args: list) -> Any:
+def _chr(args: list[Any]) -> Any:
     value = args[0]
     if isinstance(value, str):
         if len(value) != 1:
@@ -148,7 +148,7 @@ def _chr(args: list) -> Any:
         raise FunctionError(f"chr: {code} is not a character code") from None
 
 
-def _hex2dec(args: list) -> Any:
+def _hex2dec(args: list[Any]) -> Any:
     text = str(args[0]).strip()
     digits = text[2:] if text.lower().startswith("0x") else text
     try:
@@ -157,12 +157,12 @@ def _hex2dec(args: list) -> Any:
         raise FunctionError(f"hex2dec: {text!r} is not a hexadecimal number") from None
 
 
-def _dec2hex(args: list) -> Any:
+def _dec2hex(args: list[Any]) -> Any:
     number = to_int(args[0], "dec2hex's argument")
     return ("-0x" if number < 0 else "0x") + format(abs(number), "x")
 
 
-def _trunc(args: list) -> Any:
+def _trunc(args: list[Any]) -> Any:
     value = args[0]
     if not is_number(value):
         raise FunctionError(f"trunc's first argument must be a number, got {type_name(value)}")

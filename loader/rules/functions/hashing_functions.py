@@ -15,7 +15,7 @@ def _digest(name: str, algorithm: Callable[[bytes], Any]) -> Builtin:
     return Builtin(name, lambda args: algorithm(to_text(args[0]).encode("utf-8")).hexdigest(), 1, 1)
 
 
-def _crc32(args: list) -> Any:
+def _crc32(args: list[Any]) -> Any:
     """The IEEE CRC-32 of the text, as lower-case hex without leading zeros (Go's %x of a uint32)."""
     return format(zlib.crc32(to_text(args[0]).encode("utf-8")), "x")
 

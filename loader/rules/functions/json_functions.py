@@ -28,11 +28,11 @@ def _path(value: Any) -> str:
     return value
 
 
-def _query(args: list) -> Any:
+def _query(args: list[Any]) -> Any:
     return compile_path(_path(args[1])).query(_document(args[0]))
 
 
-def _query_first(args: list) -> Any:
+def _query_first(args: list[Any]) -> Any:
     path = compile_path(_path(args[1]))
     found = path.query(_document(args[0]))
     if path.definite:
@@ -40,7 +40,7 @@ def _query_first(args: list) -> Any:
     return found[0] if found else None
 
 
-def _exists(args: list) -> Any:
+def _exists(args: list[Any]) -> Any:
     if args[0] is None:
         return False
     try:
@@ -63,11 +63,11 @@ def _check_path(literals: list[Any]) -> str | None:
     return None
 
 
-def _to_json(args: list) -> Any:
+def _to_json(args: list[Any]) -> Any:
     return "null" if args[0] is None else dumps(args[0])
 
 
-def _parse_json(args: list) -> Any:
+def _parse_json(args: list[Any]) -> Any:
     text = args[0]
     if text is None or text == "null":
         return None

@@ -18,7 +18,7 @@ from loader.rules.functions.values import FunctionError, finite, is_int, to_floa
 
 
 def _float1(name: str, fn: Callable[[float], float]) -> Builtin:
-    def body(args: list) -> Any:
+    def body(args: list[Any]) -> Any:
         try:
             return finite(float(fn(to_float(args[0], f"{name}'s argument"))))
         except (ValueError, OverflowError) as exc:
@@ -30,7 +30,7 @@ def _float1(name: str, fn: Callable[[float], float]) -> Builtin:
 
 
 def _float2(name: str, fn: Callable[[float, float], float]) -> Builtin:
-    def body(args: list) -> Any:
+    def body(args: list[Any]) -> Any:
         a = to_float(args[0], f"{name}'s first argument")
         b = to_float(args[1], f"{name}'s second argument")
         try:
@@ -42,13 +42,13 @@ def _float2(name: str, fn: Callable[[float, float], float]) -> Builtin:
 
 
 def _int2(name: str, fn: Callable[[int, int], int]) -> Builtin:
-    def body(args: list) -> Any:
+    def body(args: list[Any]) -> Any:
         return fn(to_int(args[0], f"{name}'s first argument"), to_int(args[1], f"{name}'s second argument"))
 
     return Builtin(name, body, 2, 2)
 
 
-def _abs(args: list) -> Any:
+def _abs(args: list[Any]) -> Any:
     value = args[0]
     return abs(value) if is_int(value) else abs(to_float(value, "abs's argument"))
 
@@ -61,18 +61,18 @@ def round_half_away(value: float, digits: int = 0) -> float:
     return math.copysign(rounded, value)
 
 
-def _round(args: list) -> Any:
+def _round(args: list[Any]) -> Any:
     value = to_float(args[0], "round's argument")
     digits = to_int(args[1], "round's decimals") if len(args) > 1 else 0
     return round_half_away(value, digits)
 
 
-def _sign(args: list) -> Any:
+def _sign(args: list[Any]) -> Any:
     value = to_float(args[0], "sign's argument")
     return 1 if value > 0 else -1 if value < 0 else 0
 
 
-def _log(args: list) -> Any:
+def _log(args: list[Any]) -> Any:
     if len(args) == 1:
         x, base = to_float(args[0], "log's argument"), 10.0
     else:
@@ -90,19 +90,19 @@ def _mod(a: float, b: float) -> float:
     return math.fmod(a, b)
 
 
-def _bitnot(args: list) -> Any:
+def _bitnot(args: list[Any]) -> Any:
     return ~to_int(args[0], "bitnot's argument")
 
 
-def _rand(args: list) -> Any:
+def _rand(args: list[Any]) -> Any:
     return random.random()
 
 
-def _pi(args: list) -> Any:
+def _pi(args: list[Any]) -> Any:
     return math.pi
 
 
-def _conv(args: list) -> Any:
+def _conv(args: list[Any]) -> Any:
     """conv(value, from_base, to_base): a number's text in one base as text in another (bases 2..36)."""
     text = str(args[0]).strip().lower()
     source, target = to_int(args[1], "conv's from_base"), to_int(args[2], "conv's to_base")

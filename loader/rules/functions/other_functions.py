@@ -12,19 +12,19 @@ from typing import Any
 from loader.rules.functions.registry import NULL_HANDLED, Builtin, RuleScoped, table
 
 
-def _coalesce(args: list) -> Any:
+def _coalesce(args: list[Any]) -> Any:
     return next((a for a in args if a is not None), None)
 
 
-def _isnull(args: list) -> Any:
+def _isnull(args: list[Any]) -> Any:
     return args[0] is None
 
 
-def _newuuid(args: list) -> Any:
+def _newuuid(args: list[Any]) -> Any:
     return str(uuid.uuid4())
 
 
-def _cardinality(args: list) -> Any:
+def _cardinality(args: list[Any]) -> Any:
     return len(args[0]) if isinstance(args[0], list) else 0
 
 

@@ -26,19 +26,19 @@ NOT_LITERAL = object()
 @dataclass(frozen=True)
 class Builtin:
     name: str
-    body: Callable[[list], Any]
+    body: Callable[[list[Any]], Any]
     min_args: int
     max_args: int | None
     nulls: str = NULL_IF_ANY
     #: checks the literal arguments at admission; returns what is wrong, or None
     check_literals: Callable[[list[Any]], str | None] | None = None
     #: ``body`` behind the null rule: what evaluation calls (set from the fields above)
-    call: Callable[[list], Any] = field(init=False, repr=False, compare=False)
+    call: Callable[[list[Any]], Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "call", _null_rule(self.body, self.nulls))
 
-    def __call__(self, args: list) -> Any:
+    def __call__(self, args: list[Any]) -> Any:
         return self.call(args)
 
     def admission_error(self, literals: list[Any]) -> str | None:
@@ -51,7 +51,7 @@ class Builtin:
         return None
 
 
-def _null_rule(body: Callable[[list], Any], nulls: str) -> Callable[[list], Any]:
+def _null_rule(body: Callable[[list[Any]], Any], nulls: str) -> Callable[[list[Any]], Any]:
     """``body`` behind its null rule, as one closure: what a rule calls per record."""
     if nulls == NULL_IF_ANY:
         return lambda args: None if None in args else body(args)
@@ -73,7 +73,7 @@ class RuleScoped:
     def admission_error(self, literals: list[Any]) -> str | None:
         return self.bind("").admission_error(literals)
 
-    def __call__(self, args: list) -> Any:  # unbound use: an unnamed rule
+    def __call__(self, args: list[Any]) -> Any:  # unbound use: an unnamed rule
         return self.bind("")(args)
 
 
@@ -85,9 +85,9 @@ def _arity(low: int, high: int | None) -> str:
     return f"{low} to {high} arguments"
 
 
-def table(*builtins: Builtin | RuleScoped, aliases: dict[str, str] | None = None) -> dict[str, Any]:
+def table(*builtins: Builtin | RuleScoped, aliases: dict[str, str] | None = None) -> dict[str, Builtin | RuleScoped]:
     """Name -> built-in, with ``aliases`` (alias -> name): the same function under the name the user writes."""
-    entries: dict[str, Any] = {b.name: b for b in builtins}
+    entries: dict[str, Builtin | RuleScoped] = {b.name: b for b in builtins}
     for alias, name in (aliases or {}).items():
         entries[alias] = replace(entries[name], name=alias)
     return entries

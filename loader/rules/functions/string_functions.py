@@ -10,6 +10,7 @@ syntax; the common subset is the same).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -26,37 +27,37 @@ def _regex(pattern: str) -> re.Pattern[str]:
         raise FunctionError(f"invalid regular expression {pattern!r}: {exc}") from None
 
 
-def _concat(args: list) -> Any:
+def _concat(args: list[Any]) -> Any:
     return "".join(to_text(a) for a in args if a is not None)
 
 
-def _endswith(args: list) -> Any:
+def _endswith(args: list[Any]) -> Any:
     return args[0] is not None and args[1] is not None and to_text(args[0]).endswith(to_text(args[1]))
 
 
-def _startswith(args: list) -> Any:
+def _startswith(args: list[Any]) -> Any:
     return args[0] is not None and args[1] is not None and to_text(args[0]).startswith(to_text(args[1]))
 
 
-def _indexof(args: list) -> Any:
+def _indexof(args: list[Any]) -> Any:
     if args[0] is None or args[1] is None:
         return -1
     return to_text(args[0]).find(to_text(args[1]))
 
 
-def _length(args: list) -> Any:
+def _length(args: list[Any]) -> Any:
     value = args[0]
     if isinstance(value, (list, dict)):
         return len(value)
     return len(to_text(value))
 
 
-def _numbytes(args: list) -> Any:
+def _numbytes(args: list[Any]) -> Any:
     return len(to_text(args[0]).encode("utf-8"))
 
 
-def _pad(left: bool):
-    def body(args: list) -> Any:
+def _pad(left: bool) -> Callable[[list[Any]], Any]:
+    def body(args: list[Any]) -> Any:
         count = to_int(args[1], "the padding length")
         padding = " " * max(count, 0)
         text = to_text(args[0])
@@ -65,23 +66,23 @@ def _pad(left: bool):
     return body
 
 
-def _regexp_matches(args: list) -> Any:
+def _regexp_matches(args: list[Any]) -> Any:
     if args[0] is None or args[1] is None:
         return False
     return _regex(to_text(args[1])).search(to_text(args[0])) is not None
 
 
-def _regexp_replace(args: list) -> Any:
+def _regexp_replace(args: list[Any]) -> Any:
     replacement = re.sub(r"\$(\d+|\{\d+\})", lambda m: "\\g<" + m.group(1).strip("{}") + ">", to_text(args[2]))
     return _regex(to_text(args[1])).sub(replacement, to_text(args[0]))
 
 
-def _regexp_substr(args: list) -> Any:
+def _regexp_substr(args: list[Any]) -> Any:
     found = _regex(to_text(args[1])).search(to_text(args[0]))
     return found.group(0) if found else ""
 
 
-def _substring(args: list) -> Any:
+def _substring(args: list[Any]) -> Any:
     """substring(s, start[, end]): characters start (inclusive) to end (exclusive), 0-based, as eKuiper computes."""
     text = to_text(args[0])
     start = to_int(args[1], "substring's start")
@@ -97,7 +98,7 @@ def _substring(args: list) -> Any:
     return text[start:end]
 
 
-def _split_value(args: list) -> Any:
+def _split_value(args: list[Any]) -> Any:
     if args[0] is None or args[1] is None:
         return None
     parts = to_text(args[0]).split(to_text(args[1]))
@@ -107,22 +108,22 @@ def _split_value(args: list) -> Any:
     return parts[index]
 
 
-def _format(args: list) -> Any:
+def _format(args: list[Any]) -> Any:
     """format(x, d): x rounded to d decimals, with thousands separators: format(12332.1234, 2) = '12,332.12'."""
     value = to_float(args[0], "format's number")
     digits = max(to_int(args[1], "format's decimals"), 0)
     return f"{round_half_away(value, digits):,.{digits}f}"
 
 
-def _reverse(args: list) -> Any:
+def _reverse(args: list[Any]) -> Any:
     return to_text(args[0])[::-1]
 
 
-def _one_text(name: str, fn) -> Builtin:
+def _one_text(name: str, fn: Callable[[str], str]) -> Builtin:
     return Builtin(name, lambda args: fn(to_text(args[0])), 1, 1, NULL_IF_FIRST)
 
 
-def _literal_positive_index(position: int, what: str):
+def _literal_positive_index(position: int, what: str) -> Callable[[list[Any]], str | None]:
     def check(literals: list[Any]) -> str | None:
         value = literals[position] if position < len(literals) else NOT_LITERAL
         if value is not NOT_LITERAL and isinstance(value, int) and value < 0:

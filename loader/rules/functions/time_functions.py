@@ -11,6 +11,7 @@ import calendar
 import datetime as _dt
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from loader.rules.functions.conversion_functions import to_datetime
@@ -67,13 +68,13 @@ def _moment(value: Any) -> _dt.datetime:
     return to_datetime(value).moment.astimezone(UTC)
 
 
-def _format_time(args: list) -> Any:
+def _format_time(args: list[Any]) -> Any:
     if not isinstance(args[1], str):
         raise FunctionError('format_time\'s format must be a string such as "YYYY-MM-dd HH:mm:ss"')
     return format_moment(_moment(args[0]), args[1])
 
 
-def _now(args: list) -> Any:
+def _now(args: list[Any]) -> Any:
     precision = to_int(args[0], "now's fractional second precision") if args else 0
     if not 0 <= precision <= 6:
         raise FunctionError("now's fractional second precision is 0 to 6")
@@ -82,15 +83,15 @@ def _now(args: list) -> Any:
     return text + ("." + f"{moment.microsecond:06d}"[:precision] if precision else "")
 
 
-def _cur_date(args: list) -> Any:
+def _cur_date(args: list[Any]) -> Any:
     return _dt.datetime.now(UTC).strftime("%Y-%m-%d")
 
 
-def _cur_time(args: list) -> Any:
+def _cur_time(args: list[Any]) -> Any:
     return _dt.datetime.now(UTC).strftime("%H:%M:%S")
 
 
-def _tstamp(args: list) -> Any:
+def _tstamp(args: list[Any]) -> Any:
     return time.time_ns() // 1_000_000
 
 
@@ -111,15 +112,15 @@ def _duration(text: Any) -> _dt.timedelta:
     return _dt.timedelta(seconds=sign * sum(float(n) * _UNIT_S[u] for n, u in parts))
 
 
-def _date_calc(args: list) -> Any:
+def _date_calc(args: list[Any]) -> Any:
     return DateTime(_moment(args[0]) + _duration(args[1]))
 
 
-def _date_diff(args: list) -> Any:
+def _date_diff(args: list[Any]) -> Any:
     return (_moment(args[0]).date() - _moment(args[1]).date()).days
 
 
-def _part(name: str, read) -> Builtin:
+def _part(name: str, read: Callable[[_dt.datetime], int | str]) -> Builtin:
     return Builtin(name, lambda args: read(_moment(args[0])), 1, 1)
 
 
@@ -128,7 +129,7 @@ def _last_day(moment: _dt.datetime) -> str:
     return moment.replace(day=last).strftime("%Y-%m-%d")
 
 
-def _from_unix_time(args: list) -> Any:
+def _from_unix_time(args: list[Any]) -> Any:
     seconds = args[0]
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise FunctionError("from_unix_time takes seconds since the epoch")
