@@ -66,9 +66,17 @@ def test_rule_over_a_failing_source_is_degraded_then_recovers(processes, tmp_pat
     os.kill(running["pid"], signal.SIGKILL)
     recovered = api.loader.wait_for("rule.recovered", rule="r1", cause="source error", timeout=20)
     assert recovered["symbol"] == "fails" and recovered["plugin"] == "failsrc"
-    status = wait_until(lambda: (s := rule_status(api, "r1"))["state"] == "running" and s, timeout=10)
+    # Recovered means working again; records flow from the new process a moment later.
+    status = wait_until(
+        lambda: (
+            (s := rule_status(api, "r1"))["state"] == "running"
+            and s["source_s_0_last_record_in_time"] > 0
+            and s["sink_nop_0_0_last_record_out_time"] > 0
+            and s
+        ),
+        timeout=10,
+    )
     assert status and "causes" not in status
-    assert status["source_s_0_last_record_in_time"] > 0 and status["sink_nop_0_0_last_record_out_time"] > 0
     samples = scrape(api)
     assert value(samples, "portable_loader_rule_state", rule="r1", state="running") == 1
     assert value(samples, "portable_loader_rule_last_record_out_timestamp_seconds", rule="r1", node="sink_nop_0_0") > 0

@@ -26,7 +26,9 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 from loader.files import STORAGE_ERRNOS
@@ -70,7 +72,15 @@ def _megabytes(limit: int) -> str:
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
     """Follow redirects only to http(s): a server must not redirect the loader to ftp or a file."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 - urllib's signature
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
         if urlsplit(newurl).scheme not in ("http", "https"):
             raise urllib.error.HTTPError(
                 newurl, code, f"redirect to {newurl!r} refused (http and https only)", headers, fp
@@ -109,7 +119,12 @@ class Deadline:
     def remaining(self) -> float:
         return max(0.001, self.expires - time.monotonic())
 
-    def create_connection(self, address, timeout=None, source_address=None):  # noqa: ANN001 - socket's signature
+    def create_connection(
+        self,
+        address: tuple[str, int],
+        timeout: float | None = None,
+        source_address: tuple[str, int] | None = None,
+    ) -> socket.socket:
         """``socket.create_connection`` for http.client, watched by this deadline."""
         limit = self.remaining() if timeout is None else min(timeout, self.remaining())
         sock = socket.create_connection(address, limit, source_address)
@@ -137,21 +152,23 @@ def _shut(sock: socket.socket) -> None:
 def _deadline_handlers(deadline: Deadline) -> list[urllib.request.BaseHandler]:
     """http and https handlers whose connections are created through ``deadline``."""
 
-    def watched(connection_class):  # noqa: ANN001, ANN202 - an http.client connection class
-        def create(host, **kwargs):  # noqa: ANN001, ANN202 - do_open's call
+    def watched(connection_class: type[http.client.HTTPConnection]) -> Callable[..., http.client.HTTPConnection]:
+        def create(host: str, **kwargs: Any) -> http.client.HTTPConnection:
             connection = connection_class(host, **kwargs)
-            connection._create_connection = deadline.create_connection
+            # http.client's private hook for opening the socket: the one place every connection goes through.
+            connection._create_connection = deadline.create_connection  # type: ignore[attr-defined]
             return connection
 
         return create
 
     class Http(urllib.request.HTTPHandler):
-        def http_open(self, req):  # noqa: ANN001, ANN202 - urllib's signature
+        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
             return self.do_open(watched(http.client.HTTPConnection), req)
 
     class Https(urllib.request.HTTPSHandler):
-        def https_open(self, req):  # noqa: ANN001, ANN202 - urllib's signature
-            return self.do_open(watched(http.client.HTTPSConnection), req, context=self._context)
+        def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            context = getattr(self, "_context", None)  # the handler's TLS context (private in urllib)
+            return self.do_open(watched(http.client.HTTPSConnection), req, context=context)
 
     return [Http(), Https()]
 
@@ -240,7 +257,7 @@ def _fetch(url: str, dest: Path, limit: int, timeout_s: float) -> None:
             )
 
 
-def _copy_limited(source, dest: Path, limit: int, url: str) -> None:
+def _copy_limited(source: IO[bytes], dest: Path, limit: int, url: str) -> None:
     written = 0
     try:
         out = open(dest, "wb")

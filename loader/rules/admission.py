@@ -18,7 +18,7 @@ from loader.rules.aggregates import BUILTIN_AGGREGATES, WINDOW_RANGE_FUNCTIONS
 from loader.rules.definitions import DefinitionError, RuleDef, StreamDef, rule_from_json
 from loader.rules.functions import BUILTINS
 from loader.rules.sql import SqlError, compile_query, parse_select
-from loader.runtime.sink import BUILTIN_SINKS
+from loader.runtime.sink import BUILTIN_SINKS, LogSink, NopSink
 
 #: Which plugin provides a symbol: ``owner(kind, symbol)``, None when none does (``SymbolRegistry.owner``).
 Owner = Callable[[str, str], "str | None"]
@@ -71,7 +71,7 @@ def function_binding(name: str, owner: Owner) -> Binding:
     return Binding.BUILTIN if name in BUILTINS else Binding.MISSING
 
 
-def builtin_sink(symbol: str, owner: Owner) -> Callable[..., Any] | None:
+def builtin_sink(symbol: str, owner: Owner) -> type[LogSink] | type[NopSink] | None:
     """The built-in sink (``log``, ``nop``) a rule's action gets, unless a plugin provides the symbol."""
     if owner("sinks", symbol) is not None:
         return None
