@@ -19,6 +19,7 @@ import signal
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from loader import proctree
 from loader.changes import ChangeSource, PeriodicRescan, WatchedFolder
@@ -34,6 +35,9 @@ from loader.systemd import Notifier, keep_notifying, watchdog_interval
 from loader.view import ServiceView
 from loader.watcher import FolderWatcher, NameOf, json_file_name_of, plugin_name_of
 from loader.wire.addresses import remove_stale_sockets
+
+if TYPE_CHECKING:  # imported when the API starts: a loader with rest off never loads the web stack
+    from loader.api.server import ApiServer
 
 #: Settings a running loader cannot change; SIGHUP reports them as needing a restart.
 RESTART_ONLY = ("plugins_dir", "etc_dir", "data_dir", "ipc_dir", "rest")
@@ -196,7 +200,7 @@ class LoaderService:
             await self.reconciler.reconcile_all()
             await self.rules.reconcile_all()
 
-    def _reread(self) -> dict:
+    def _reread(self) -> dict[str, Any]:
         """Read and apply the new configuration; the outcome as it goes to the state file."""
         if self._reload_config is None:
             error = "started without a configuration to reread"
@@ -218,7 +222,7 @@ class LoaderService:
         self._apply(new)
         return reload_outcome("reloaded", changed=changed, restart_needed=restart_needed)
 
-    def _write_state(self, outcome: dict | None = None) -> None:
+    def _write_state(self, outcome: dict[str, Any] | None = None) -> None:
         """The state file: this process's pid and the last reload's outcome (loader/reload.py)."""
         state = {"pid": os.getpid(), "reloads": self._reloads, "last_reload": outcome}
         targets = [self.config.data_dir]
@@ -247,7 +251,7 @@ class LoaderService:
         self.reconciler.venvs.forget_failures()
         self.reconciler.memo.forget_all()
 
-    async def _start_api(self):
+    async def _start_api(self) -> ApiServer | None:
         """The REST API (loader/api), unless ``rest`` is ``off``."""
         address = self.config.rest_address
         if address is None:

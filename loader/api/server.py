@@ -153,7 +153,7 @@ class ApiServer:
         get_logger().info("api.stopped")
 
 
-def _task_error(task: asyncio.Task) -> str:
+def _task_error(task: asyncio.Task[None]) -> str:
     if not task.done():
         return f"not serving after {STARTUP_TIMEOUT_S:g}s"
     if task.cancelled():
