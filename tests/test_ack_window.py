@@ -45,13 +45,17 @@ class FakePlugin:
         self.most_in_flight = 0
         self.discarded = 0
         self.sends = self.ack_waits = 0
+        #: Acks a replaced process sent before it went, not taken yet.
+        self.queued: list[bytes] = []
         self.before_send: Callable[[FakePlugin], None] = lambda plugin: None
         self.before_ack: Callable[[FakePlugin], None] = lambda plugin: None
         self._real = SinkChannel(Path("d.ipc"), Path("a.ipc"), "fake", "rec")
 
-    def replace(self) -> None:
-        """A new process: the old one's unacknowledged messages (and their acks) are gone."""
+    def replace(self, acked: int = 0) -> None:
+        """A new process; the old one acked its next ``acked`` messages before it went (those acks are
+        queued), the rest of its unacknowledged messages are gone."""
         self.supervisor.generation += 1
+        self.queued = [self.reply(self.pending.popleft()) for _ in range(acked)]
         self.pending.clear()
 
     def send_message(self, payload: bytes, abandon: Callable[[], bool] | None = None) -> None:
@@ -64,6 +68,10 @@ class FakePlugin:
         self.most_in_flight = max(self.most_in_flight, len(self.pending))
 
     def recv_ack(self, abandon: Callable[[], bool] | None = None, block: bool = True) -> bytes | None:
+        if self.queued:  # as nng: an ack already there is returned whatever happened since
+            return self.queued.pop(0)
+        if not block:
+            return None
         self.ack_waits += 1
         self.before_ack(self)
         if abandon is not None and abandon():
@@ -146,6 +154,21 @@ def test_a_replaced_process_gets_every_unacknowledged_message_again_in_order(tmp
     retrying = log_lines("sink.retrying")
     assert len(retrying) == 1 and retrying[0]["reason"] == "sending the 4 unacknowledged messages again"
     assert len(log_lines("sink.resumed")) == 1
+
+
+def test_what_the_replaced_process_acknowledged_before_it_went_is_not_sent_again(tmp_path: Path) -> None:
+    sink, plugin = windowed_sink(tmp_path, window=4)
+
+    def replace_at_third_ack(p: FakePlugin) -> None:
+        if p.ack_waits == 3:
+            p.replace(acked=2)  # 2 and 3 were acked too: their acks are queued when the change is seen
+
+    plugin.before_ack = replace_at_third_ack
+    sink.deliver_many(results(range(8)))
+    sink.settle()
+    assert plugin.numbers(1) == [0, 1, 2, 3, 4, 5]
+    assert plugin.numbers(2) == [4, 5, 6, 7]
+    assert sink.metrics.records_out == 8
 
 
 def test_a_process_replaced_while_the_rule_was_idle_gets_the_messages_in_flight_before_new_ones(

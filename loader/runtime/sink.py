@@ -250,10 +250,21 @@ class PortableSink:
     def _resend_unacked(self) -> None:
         """The process the messages in flight went to was replaced: all of them go again, in order, first.
 
-        The new process may get a message the old one had handled before its
-        ack was lost (a duplicate), never miss one.  Acks still queued from
-        the old process are dropped before the first of them is sent.
+        The old process's acks that already came are taken first (they are
+        the oldest messages', in order), so what it acknowledged is not sent
+        again.  The new process may still get a message the old one had
+        handled before its ack was lost (a duplicate), never miss one.
         """
+        while self._inflight:
+            try:
+                reply = self.channel.recv_ack(block=False)
+            except DataChannelClosed:
+                return
+            if reply is None:
+                break
+            self._acked(reply)
+        if not self._inflight:
+            return
         count = len(self._inflight)
         self._requeue()
         error = f"plugin {self.supervisor.name}: sink {self.symbol}: the plugin process was replaced"
