@@ -3,7 +3,8 @@
 Every sink has the same small surface: ``await start()``,
 ``deliver_many(emissions)`` called on the rule's data-plane thread (an
 emission is one result of the rule, a list of rows: see
-loader/rules/pipeline.py), ``await stop()``, and ``metrics``.
+loader/rules/pipeline.py), ``settle()`` (called there too, when the rule has
+nothing more to send for now), ``await stop()``, and ``metrics``.
 
 What a sink is sent is what eKuiper sends it (loader/runtime/sink_options.py):
 by default one message per emission, the JSON array of its rows; with the
@@ -14,7 +15,7 @@ over, records out the rows of the messages delivered.
 
 Batching: when the sink's plugin process declared it understands batches
 (and batching is enabled), ``deliver_many`` sends up to ``batch.max_records``
-messages in one batch message and waits for one ack per batch.  Each line of
+messages in one batch message, with one ack per batch.  Each line of
 a batch is exactly what that message would have been alone, so a sink sees
 the same messages either way.  There is no linger on this side: the rule
 hands over what accumulated while the previous message was sent, so batches
@@ -30,6 +31,16 @@ message is sent again to the next process.  A message the new process had
 already handled before its ack was lost can therefore arrive twice, never
 zero times.  Without ``requireAck`` a message still in the old process's
 buffers when it dies is lost.
+
+The ack window: a plugin process that declared ``ackWindow`` (our sdk) may
+have up to ``supervisor.ack_window`` messages unacknowledged (the smaller of
+``sinks.ack_window`` and what it declared; 1 for eKuiper SDK plugins, which
+then get exactly one message in flight).  Acks come in the order of the
+messages, so each is the oldest unacknowledged one's.  ``deliver_many``
+returns with fewer than the window in flight; ``settle`` waits for all of
+them.  When the process changes, every message in flight goes again, in
+order, before any new one (``unacknowledged`` says which), and a send is
+given up as soon as the process changed, so no new message overtakes them.
 
 A sink that takes or acknowledges nothing for ``limits.sink_stall_s`` is
 stalled: the rule is marked degraded and the plugin unhealthy (restarted),
