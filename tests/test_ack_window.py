@@ -10,6 +10,7 @@ processes are in tests/test_ack_window_e2e.py.
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -47,15 +48,17 @@ class FakePlugin:
         self.sends = self.ack_waits = 0
         #: Acks a replaced process sent before it went, not taken yet.
         self.queued: list[bytes] = []
+        self.queued_at = 0.0
         self.before_send: Callable[[FakePlugin], None] = lambda plugin: None
         self.before_ack: Callable[[FakePlugin], None] = lambda plugin: None
         self._real = SinkChannel(Path("d.ipc"), Path("a.ipc"), "fake", "rec")
 
-    def replace(self, acked: int = 0) -> None:
-        """A new process; the old one acked its next ``acked`` messages before it went (those acks are
-        queued), the rest of its unacknowledged messages are gone."""
+    def replace(self, acked: int = 0, late_s: float = 0.0) -> None:
+        """A new process; the old one acked its next ``acked`` messages before it went (those acks reach
+        the host ``late_s`` from now), the rest of its unacknowledged messages are gone."""
         self.supervisor.generation += 1
         self.queued = [self.reply(self.pending.popleft()) for _ in range(acked)]
+        self.queued_at = time.monotonic() + late_s
         self.pending.clear()
 
     def send_message(self, payload: bytes, abandon: Callable[[], bool] | None = None) -> None:
@@ -68,7 +71,7 @@ class FakePlugin:
         self.most_in_flight = max(self.most_in_flight, len(self.pending))
 
     def recv_ack(self, abandon: Callable[[], bool] | None = None, block: bool = True) -> bytes | None:
-        if self.queued:  # as nng: an ack already there is returned whatever happened since
+        if self.queued and time.monotonic() >= self.queued_at:  # as nng: an ack there is returned first
             return self.queued.pop(0)
         if not block:
             return None
@@ -169,6 +172,19 @@ def test_what_the_replaced_process_acknowledged_before_it_went_is_not_sent_again
     assert plugin.numbers(1) == [0, 1, 2, 3, 4, 5]
     assert plugin.numbers(2) == [4, 5, 6, 7]
     assert sink.metrics.records_out == 8
+
+
+def test_acks_of_the_replaced_process_still_on_their_way_are_waited_for_a_moment(tmp_path: Path) -> None:
+    sink, plugin = windowed_sink(tmp_path, window=4)
+
+    def replace_at_third_ack(p: FakePlugin) -> None:
+        if p.ack_waits == 3:
+            p.replace(acked=2, late_s=0.01)  # nng has not taken them off the connection yet
+
+    plugin.before_ack = replace_at_third_ack
+    sink.deliver_many(results(range(8)))
+    sink.settle()
+    assert plugin.numbers(2) == [4, 5, 6, 7]
 
 
 def test_a_process_replaced_while_the_rule_was_idle_gets_the_messages_in_flight_before_new_ones(

@@ -69,6 +69,10 @@ from sdk.protocol.jsonenc import finite
 from sdk.protocol.messages import encode_sink, encode_sink_batch
 
 _NEXT_PROCESS_POLL_S = 0.02
+#: After a process change, its acks still on their way are taken until none came for this long:
+#: nng reads them off the connection one at a time, so "none queued" right now is not "none sent".
+_LATE_ACK_S = 0.05
+_LATE_ACK_POLL_S = 0.002
 #: Default of limits.sink_stall_s.
 STALL_S = 30.0
 
@@ -266,14 +270,19 @@ class PortableSink:
         again.  The new process may still get a message the old one had
         handled before its ack was lost (a duplicate), never miss one.
         """
+        quiet_until = time.monotonic() + _LATE_ACK_S
         while self._inflight:
             try:
                 reply = self.channel.recv_ack(block=False)
             except DataChannelClosed:
                 return
             if reply is None:
-                break
+                if time.monotonic() >= quiet_until:
+                    break
+                time.sleep(_LATE_ACK_POLL_S)
+                continue
             self._acked(reply)
+            quiet_until = time.monotonic() + _LATE_ACK_S
         if not self._inflight:
             return
         count = len(self._inflight)
