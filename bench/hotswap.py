@@ -16,7 +16,9 @@ for a while) the files of both processes are merged:
 
 When the loader has the batching extension this runs twice: with it off
 (one record per message) and on (more records, so the swap still lands
-mid-stream).
+mid-stream).  The sink is an sdk plugin, so it runs with the ack window
+(``sinks.ack_window`` messages in flight, docs/protocol.md): the note says
+which, and every message in flight at the swap goes again to the new process.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from pathlib import Path
 
 from bench.harness import BenchError, Run, batch_supported, event_time, install_benchplug, write_json
 from bench.report import Row, error_row, info_row, limit_row
+from loader.config import SinkSettings
+from sdk.protocol.handshake import declared_ack_window
 
 STALL_S = 8.0
 
@@ -95,6 +99,7 @@ def _swap(run: Run, name: str, batch: bool, total: int, prefix: str) -> list[Row
     per_process: dict[str, tuple[float, int]] = {}
     arrivals = _received(loader.count_dir, rule, per_process)
     stopped = loader.find("rule.stopped", rule=rule)
+    window = _ack_window(loader.find("plugin.running", plugin="bsink"))
     loader.delete_rule(rule)
     loader.stop()
 
@@ -111,7 +116,8 @@ def _swap(run: Run, name: str, batch: bool, total: int, prefix: str) -> list[Row
     processes = ", then ".join(f"{count} by pid {pid}" for pid, (_, count) in in_order)
     if len(per_process) < 2:
         processes += " (the swap did not happen mid-stream)"
-    note = f"{total} records: {processes}; {swap_note}" + ("; the rule was stopped!" if stopped else "")
+    note = f"{total} records: {processes}; {swap_note}; ack window {window}"
+    note += "; the rule was stopped!" if stopped else ""
     key = "hotswap.batched_" if batch else "hotswap."
     first = f"{prefix}hot swap of the sink under load (requireAck): lost" if not batch else f"{prefix}lost"
     return [
@@ -128,3 +134,9 @@ def _swap(run: Run, name: str, batch: bool, total: int, prefix: str) -> list[Row
             f"median gap {sorted(gaps)[len(gaps) // 2]:.3f} ms" if gaps else "",
         ),
     ]
+
+
+def _ack_window(running: list[dict]) -> str:
+    """The ack window the sink's processes had: the default ``sinks.ack_window`` bounded by what each declared."""
+    windows = {min(SinkSettings().ack_window, declared_ack_window(e.get("capabilities") or {})) for e in running}
+    return "/".join(str(w) for w in sorted(windows)) or "unknown"

@@ -78,8 +78,12 @@ SUBJECTS = [
 #: matches names its stage; rules are tried in order.  nng's calls and the channels' use lock are not
 #: stages of their own: a sample inside them belongs to the caller's stage, marked "(in nng)".
 STAGES: list[tuple[str, str, frozenset[str] | None]] = [
-    ("ack wait", "loader/wire/sink.py", frozenset({"wait_ack", "_wait_ack", "_drain_acks"})),
-    ("ack wait", "loader/runtime/sink.py", frozenset({"_send_and_wait"})),
+    (
+        "ack wait",
+        "loader/wire/sink.py",
+        frozenset({"wait_ack", "recv_ack", "_wait_ack", "_drain_acks", "discard_acks"}),
+    ),
+    ("ack wait", "loader/runtime/sink.py", frozenset({"_take_ack"})),
     ("metrics", "loader/runtime/metrics.py", None),
     ("decode", "loader/wire/codec.py", None),
     ("decode", "json/decoder.py", None),

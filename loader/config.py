@@ -69,6 +69,15 @@ class BatchSettings:
 
 
 @dataclass(frozen=True)
+class SinkSettings:
+    """How portable sinks are fed (docs/protocol.md, "Ack window")."""
+
+    #: Messages a ``requireAck`` sink may have unacknowledged, where its plugin declared it allows
+    #: that many (our sdk does; eKuiper SDK plugins declare nothing and get one).  1: one in flight.
+    ack_window: int = 32
+
+
+@dataclass(frozen=True)
 class LimitSettings:
     """Bounds against exhaustion by clients and plugins (docs/operations.md, "Limits")."""
 
@@ -115,6 +124,7 @@ class LoaderConfig:
     supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
     venv: VenvSettings = field(default_factory=VenvSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
+    sinks: SinkSettings = field(default_factory=SinkSettings)
     updates: UpdateSettings = field(default_factory=UpdateSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     folders: FolderLimits = field(default_factory=FolderLimits)
@@ -171,6 +181,7 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> L
         supervisor=SupervisorSettings(**raw.get("supervisor", {})),
         venv=_venv_settings(raw.get("venv", {})),
         batch=BatchSettings(**raw.get("batch", {})),
+        sinks=SinkSettings(**raw.get("sinks", {})),
         updates=UpdateSettings(**raw.get("updates", {})),
         limits=LimitSettings(**raw.get("limits", {})),
         folders=FolderLimits(**raw.get("folders", {})),

@@ -41,7 +41,7 @@ from loader.states import Lifecycle
 from loader.status import PluginState, StatusBoard
 from loader.wire.addresses import control_path
 from loader.wire.control import CommandFailed, CommandTimeout, ControlChannel, ControlError
-from sdk.protocol.handshake import declares_batch
+from sdk.protocol.handshake import declared_ack_window, declares_batch
 
 #: How long past the hung limit a silence check may fire; checks are timed, not polled.
 HUNG_CHECK_SLACK_S = 0.05
@@ -230,6 +230,16 @@ class PluginSupervisor:
         """
         batch = self.config.batch
         return batch.max_records if batch.enabled and declares_batch(self.channel.capabilities) else 0
+
+    @property
+    def ack_window(self) -> int:
+        """Most messages a ``requireAck`` sink of the current process may have unacknowledged (1: one).
+
+        The smaller of ``sinks.ack_window`` and what the process declared in its
+        handshake (eKuiper SDK plugins declare nothing: 1); read per send, since
+        a restart may change it.
+        """
+        return max(1, min(self.config.sinks.ack_window, declared_ack_window(self.channel.capabilities)))
 
     @property
     def running(self) -> bool:

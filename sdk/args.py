@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 
 from sdk.protocol.argjson import EXTENSION_KEY
+from sdk.protocol.handshake import SDK_ACK_WINDOW
 
 DEFAULT_IPC_DIR = "/tmp"
 DEFAULT_SEND_TIMEOUT_MS = 1000
@@ -50,8 +51,18 @@ class RuntimeArgs:
 
     @property
     def capabilities(self) -> dict:
-        """What this plugin declares in its handshakes: the extensions it accepted."""
-        return {"batch": 1} if self.batch is not None else {}
+        """What this plugin declares in its handshakes: the extensions it accepted.
+
+        Under a host that speaks the extension, the sink ack window too: a sink
+        of this sdk processes and acks its messages in order, so it lets the
+        host have up to ``SDK_ACK_WINDOW`` unacknowledged (docs/protocol.md).
+        """
+        declared: dict[str, int] = {}
+        if self.batch is not None:
+            declared["batch"] = 1
+        if self.protocol >= 1:
+            declared["ackWindow"] = SDK_ACK_WINDOW
+        return declared
 
     def name_for(self, declared: str) -> str:
         """The name used in ``plugin_<name>.ipc``: the host's, when it told us."""

@@ -88,6 +88,9 @@ def test_the_pipeline_restores_on_start_and_saves_when_it_stops(tmp_path: Path) 
         def deliver_many(self, emissions: list) -> None:
             self.emissions += emissions
 
+        def settle(self) -> None:
+            pass
+
     def pipeline(sink: Recorder) -> RulePipeline:
         rule = windowed(COUNT3)
         checkpoints = Checkpointer(tmp_path / "r.json", "d", interval_ms=3_600_000)

@@ -36,6 +36,8 @@ from loader.wire.sink import SinkAckError, SinkChannel
 from loader.wire.source import SourceChannel
 from sdk.protocol.messages import exec_meta
 from tests.ekuiper_env import EkuiperEnvError, ensure_ekuiper_python
+from tests.loader_harness import make_plugin
+from tests.test_ack_window_e2e import CountingChannel, run_sink, supervisor_for
 
 # The first test of a fresh checkout builds the SDK venv (a pip install): allow for it.
 pytestmark = pytest.mark.timeout(300)
@@ -206,6 +208,26 @@ def test_sink_acks_every_record(ek_plugin, processes, tmp_path):
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert lines[:count] == [{"n": n, "text": f"record {n}"} for n in range(count)]
     assert lines[count:] == [[{"n": count + 1}, {"n": count + 2}]]
+
+
+def test_sink_keeps_one_message_in_flight_under_a_host_with_an_ack_window(ek_plugin, processes, tmp_path):
+    """The SDK declares no ack window: the loader's sink waits for each ack before the next message,
+    while an sdk sink under the same settings gets 32 (tests/test_ack_window_e2e.py)."""
+    out = tmp_path / "sink.jsonl"
+    folder = make_plugin(tmp_path / "plugins", ek_plugin.name, sinks=["ekrecord"])
+    supervisor = supervisor_for(folder, IPC)
+
+    async def scenario() -> CountingChannel:
+        control, _ = await open_control(ek_plugin, processes)
+        try:
+            assert control.capabilities == {}
+            return await run_sink(control, supervisor, "ekrecord", {"path": str(out)}, IPC, 300)
+        finally:
+            await control.close()
+
+    channel = asyncio.run(scenario())
+    assert supervisor.ack_window == 1 and channel.most_in_flight == 1
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [[{"n": n}] for n in range(300)]
 
 
 def test_function_validate_exec_is_aggregate(ek_plugin, processes):

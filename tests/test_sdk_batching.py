@@ -56,7 +56,7 @@ def recv_until(pull: pynng.Pull0, count: int) -> list[dict]:
 def test_offer_is_parsed_and_a_bad_one_is_declined():
     ext = {"protocol": 1, "batch": {"maxRecords": 100, "lingerMs": 1.5}}
     assert parse_object({"portableLoader": ext}).batch == BatchOffer(100, 1.5)
-    assert parse_object({"portableLoader": ext}).capabilities == {"batch": 1}
+    assert parse_object({"portableLoader": ext}).capabilities == {"batch": 1, "ackWindow": 1024}
     for bad in (
         {"maxRecords": 0, "lingerMs": 1},
         {"maxRecords": 10},
@@ -65,25 +65,31 @@ def test_offer_is_parsed_and_a_bad_one_is_declined():
         "yes",
     ):
         args = parse_object({"portableLoader": {"protocol": 1, "batch": bad}})
-        assert args.batch is None and args.capabilities == {}
+        assert args.batch is None and args.capabilities == {"ackWindow": 1024}
     # Batching only travels inside our extension.
     assert parse_object({"batch": {"maxRecords": 100, "lingerMs": 1}}).batch is None
 
 
 def test_handshakes_declare_batch_only_when_offered(harness):
     host, _, first = start_plugin(harness, batch_arg(harness))
-    assert first == b'handshake {"batch":1}'
+    assert first == b'handshake {"batch":1,"ackWindow":1024}'
     fn = harness.function_host("concat")
     assert host.command("start", control("concat", "func")) == "ok"
-    assert fn.wait_handshake() == b'handshake {"batch":1}'
+    assert fn.wait_handshake() == b'handshake {"batch":1,"ackWindow":1024}'
 
 
-def test_without_the_offer_handshakes_are_plain(harness):
+def test_without_the_batch_offer_handshakes_declare_only_the_ack_window(harness):
     host, _, first = start_plugin(harness, ext_arg(harness.ipc_dir))
-    assert first == b"handshake"
+    assert first == b'handshake {"ackWindow":1024}'
     fn = harness.function_host("concat")
     assert host.command("start", control("concat", "func")) == "ok"
-    assert fn.wait_handshake() == b"handshake"
+    assert fn.wait_handshake() == b'handshake {"ackWindow":1024}'
+
+
+def test_without_the_extension_handshakes_are_plain():
+    """Under eKuiper (no ``portableLoader`` in the argument) the sdk declares nothing at all."""
+    assert parse_object({"sendTimeout": 1000}).capabilities == {}
+    assert parse_object({"portableLoader": {"protocol": 0}}).capabilities == {}
 
 
 # --- sources -----------------------------------------------------------------

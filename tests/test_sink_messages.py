@@ -334,7 +334,7 @@ def test_a_batching_sdk_sink_gets_batches_of_the_same_messages(processes, env):
         },
     )
     loader = loader_for(processes, env, extra="batch: {max_records: 100}\n")
-    assert loader.wait_for("plugin.running", plugin="batchfix")["capabilities"] == {"batch": 1}
+    assert loader.wait_for("plugin.running", plugin="batchfix")["capabilities"] == {"batch": 1, "ackWindow": 1024}
     for path in (arrays, single):
         wait_until(
             lambda path=path: len(probed_messages(path)) >= total, timeout=30, what=f"{total} messages in {path.name}"

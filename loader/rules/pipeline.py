@@ -58,6 +58,8 @@ class Sink(Protocol):
 
     def deliver_many(self, emissions: list[Emission]) -> None: ...
 
+    def settle(self) -> None: ...
+
 
 class RulePipeline:
     def __init__(
@@ -142,7 +144,10 @@ class RulePipeline:
         if windowed is not None:
             windowed.start(now_ms())
         while True:
-            records = take(self._wait_s())
+            records = take(0.0)
+            if records == []:  # nothing more for now: let the sinks' messages in flight be acknowledged first
+                self._settle_sinks()
+                records = take(self._wait_s())
             if records is None:
                 return
             if not records and windowed is None:
@@ -159,6 +164,15 @@ class RulePipeline:
                 backoff.succeeded()
             if self.checkpointer is not None and self.checkpointer.due(time.monotonic()):
                 self._checkpoint()
+
+    def _settle_sinks(self) -> None:
+        """Wait for the acks of what the sinks still have in flight (their ack window), so the results
+        of a lull are delivered and counted before the worker sleeps; a sink's fault never stops the rule."""
+        for sink in self.sinks:
+            try:
+                sink.settle()
+            except Exception as exc:
+                report_failure("sink_settle", exc, None, rule=self.rule_id)
 
     def _checkpoint(self) -> None:
         """On the worker's thread, which owns the windows: a failed write is logged and retried next period."""

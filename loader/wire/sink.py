@@ -20,8 +20,12 @@ again.
 A message is one message as eKuiper sends it (an array of rows, or an object
 with ``sendSingle``: loader/runtime/sink_options.py makes them), or a batch of
 such messages (batching extension, only towards a plugin that declared it
-understands batches); the channel does not care: one message, one ack, one
-``send_raw``.
+understands batches); the channel does not care: one message, one ack.
+
+Two ways to send with ``requireAck``: ``send_raw`` sends one message and
+waits for its ack (one message in flight); ``send_message`` and ``recv_ack``
+do the two halves apart, so a caller can have several messages in flight
+(the ack window, loader/runtime/sink.py) and pair acks with them in order.
 
 Sends and ack waits run in short slices under the channel's use lock, so
 ``close`` from another thread ends them without closing a socket under them
@@ -51,6 +55,9 @@ from sdk.protocol.messages import ACK_OK, encode_sink
 #: Without requireAck, acks a plugin sends anyway are discarded every this many sends,
 #: so the plugin's ack socket never fills up and blocks it.
 _DRAIN_EVERY = 64
+#: Slice of a blocked send: how soon a caller with messages in flight learns that their process
+#: was replaced, before a later message could reach the next process ahead of them.
+_SEND_SLICE_MS = 10
 
 
 class SinkAckError(DataChannelError):
@@ -152,7 +159,7 @@ class SinkChannel:
         if self._push is not None:
             return
         push = pynng.Push0(
-            send_timeout=SLICE_MS,
+            send_timeout=_SEND_SLICE_MS,
             reconnect_time_min=10,
             reconnect_time_max=200,
         )
@@ -175,25 +182,71 @@ class SinkChannel:
         its records (from the first) were handled: send the rest again.
         """
         with self._use.lock:
-            push, acks = self._push, self._acks
-            if push is None or acks is None:
-                raise DataChannelClosed(f"{self._who()}: sink channel is not open and connected")
+            push, acks = self._sockets()
             if self._maybe_stale_ack or (not self.require_ack and self._sends % _DRAIN_EVERY == 0):
                 self._drain_acks(acks)
             self._sends += 1
-            self._send(push, payload)
+            self._send(push, payload, abandon)
             if self.require_ack:
-                return self._wait_ack(acks, abandon)
+                return self.ack_result(self._wait_ack(acks, abandon))
             return None
+
+    def send_message(self, payload: bytes, abandon: Callable[[], bool] | None = None) -> None:
+        """Send one encoded message without waiting for its ack (``recv_ack`` takes it).
+
+        ``abandon`` is checked between send slices: once it turns true the
+        message is not sent (SinkTimeout), so it cannot overtake messages in
+        flight to a process that was replaced.  Raises SinkTimeout (not taken
+        in time: send it again) or DataChannelClosed.  Without requireAck,
+        acks a plugin sends anyway are discarded as by ``send_raw``.
+        """
+        with self._use.lock:
+            push, acks = self._sockets()
+            if not self.require_ack and self._sends % _DRAIN_EVERY == 0:
+                self._drain_acks(acks)
+            self._sends += 1
+            self._send(push, payload, abandon)
+
+    def recv_ack(self, abandon: Callable[[], bool] | None = None, block: bool = True) -> bytes | None:
+        """The next ack, as sent (``ack_result`` reads it); None when ``block`` is false and none is queued.
+
+        Raises SinkTimeout when ``abandon()`` turned true, AckTimeout after
+        ``ack_timeout`` (the ack may still come: call again), DataChannelClosed.
+        """
+        with self._use.lock:
+            _, acks = self._sockets()
+            self._maybe_stale_ack = False
+            if block:
+                return self._wait_ack(acks, abandon)
+            try:
+                return acks.recv(block=False)
+            except pynng.TryAgain:
+                return None
+            except pynng.Closed:
+                raise DataChannelClosed(f"{self._who()}: sink channel closed") from None
+
+    def ack_result(self, reply: bytes) -> int | None:
+        """What an ack says: None (all done) or, for a batch the plugin stopped in, how many of its
+        records were handled; raises SinkAckError for an error ack."""
+        if reply == ACK_OK:
+            return None
+        error = decode_ack(reply)
+        failed, done = ack_counts(reply)
+        if error is not None:
+            raise SinkAckError(f"{self._who()}: the plugin rejected a record: {error}", error, failed, done)
+        return done
+
+    def discard_acks(self) -> None:
+        """Drop every ack already queued: with nothing in flight, any ack there is late (an old process's)."""
+        with self._use.lock:
+            _, acks = self._sockets()
+            self._drain_acks(acks)
 
     def wait_ack(self, abandon: Callable[[], bool] | None = None) -> int | None:
         """After an AckTimeout: wait again for the ack of the message sent last; as ``send_raw``."""
-        with self._use.lock:
-            acks = self._acks
-            if acks is None:
-                raise DataChannelClosed(f"{self._who()}: sink channel is not open and connected")
-            self._maybe_stale_ack = False
-            return self._wait_ack(acks, abandon)
+        reply = self.recv_ack(abandon)
+        assert reply is not None, "a blocking receive returns an ack or raises"
+        return self.ack_result(reply)
 
     def close(self) -> None:
         """End a send or ack wait in progress (it raises DataChannelClosed), close both
@@ -212,8 +265,14 @@ class SinkChannel:
             self._use.close(close_sockets, f"sink-{self.ack_path.name}")
         self.ack_path.unlink(missing_ok=True)
 
-    def _send(self, push: pynng.Push0, payload: bytes) -> None:
-        """Send in slices until the send timeout, so ``close`` is noticed within one."""
+    def _sockets(self) -> tuple[pynng.Push0, pynng.Pull0]:
+        push, acks = self._push, self._acks
+        if push is None or acks is None:
+            raise DataChannelClosed(f"{self._who()}: sink channel is not open and connected")
+        return push, acks
+
+    def _send(self, push: pynng.Push0, payload: bytes, abandon: Callable[[], bool] | None) -> None:
+        """Send in slices until the send timeout, so ``close`` (and ``abandon``) is noticed within one."""
         deadline = time.monotonic() + self.send_timeout
         while True:
             if self._use.closing:
@@ -222,6 +281,10 @@ class SinkChannel:
                 push.send(payload)
                 return
             except pynng.Timeout:
+                if abandon is not None and abandon():
+                    raise SinkTimeout(
+                        f"{self._who()}: the plugin process was replaced; the record was not sent"
+                    ) from None
                 if time.monotonic() >= deadline:
                     raise SinkTimeout(
                         f"{self._who()}: no plugin process took the record within {self.send_timeout:g}s "
@@ -230,8 +293,8 @@ class SinkChannel:
             except pynng.Closed:
                 raise DataChannelClosed(f"{self._who()}: sink channel closed") from None
 
-    def _wait_ack(self, acks: pynng.Pull0, abandon: Callable[[], bool] | None) -> int | None:
-        """Wait for the ack in short slices, so a caller that learns the plugin
+    def _wait_ack(self, acks: pynng.Pull0, abandon: Callable[[], bool] | None) -> bytes:
+        """Wait for the next ack in short slices, so a caller that learns the plugin
         process was replaced (``abandon()`` turns true) can re-send at once
         instead of sitting out the whole ack timeout."""
         deadline = time.monotonic() + self.ack_timeout
@@ -239,8 +302,7 @@ class SinkChannel:
             if self._use.closing:
                 raise DataChannelClosed(f"{self._who()}: sink channel closed")
             try:
-                reply = acks.recv()
-                break
+                return acks.recv()
             except pynng.Timeout:
                 gave_up = abandon is not None and abandon()
                 if gave_up or time.monotonic() >= deadline:
@@ -255,13 +317,6 @@ class SinkChannel:
                     ) from None
             except pynng.Closed:
                 raise DataChannelClosed(f"{self._who()}: sink channel closed") from None
-        if reply == ACK_OK:
-            return None
-        error = decode_ack(reply)
-        failed, done = ack_counts(reply)
-        if error is not None:
-            raise SinkAckError(f"{self._who()}: the plugin rejected a record: {error}", error, failed, done)
-        return done
 
     def _drain_acks(self, acks: pynng.Pull0) -> None:
         """Discard acks already queued: late ones after a timeout, or unrequested ones."""

@@ -172,6 +172,9 @@ class _FlakySink:
     async def stop(self) -> None:
         pass
 
+    def settle(self) -> None:
+        pass
+
 
 def test_rule_worker_survives_an_exception(log_lines):
     sink = _FlakySink()
