@@ -39,6 +39,12 @@ class RunningPlugin(Protocol):
         ...
 
     @property
+    def ack_window(self) -> int:
+        """Most messages a sink with requireAck may have unacknowledged in the current process (1 for
+        eKuiper SDK plugins)."""
+        ...
+
+    @property
     def process(self) -> Process | None:
         """The current process (for its pid in log lines), None between processes."""
         ...

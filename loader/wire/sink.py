@@ -219,11 +219,12 @@ class SinkChannel:
             if block:
                 return self._wait_ack(acks, abandon)
             try:
-                return acks.recv(block=False)
+                reply: bytes = acks.recv(block=False)  # pynng is untyped: its recv gives bytes
             except pynng.TryAgain:
                 return None
             except pynng.Closed:
                 raise DataChannelClosed(f"{self._who()}: sink channel closed") from None
+            return reply
 
     def ack_result(self, reply: bytes) -> int | None:
         """What an ack says: None (all done) or, for a batch the plugin stopped in, how many of its
@@ -302,7 +303,8 @@ class SinkChannel:
             if self._use.closing:
                 raise DataChannelClosed(f"{self._who()}: sink channel closed")
             try:
-                return acks.recv()
+                ack: bytes = acks.recv()  # pynng is untyped: its recv gives bytes
+                return ack
             except pynng.Timeout:
                 gave_up = abandon is not None and abandon()
                 if gave_up or time.monotonic() >= deadline:
