@@ -266,6 +266,7 @@ class SinkRuntime:
         self._data: pynng.Pull0 | None = None
         self._ack: pynng.Push0 | None = None
         self._gate = AckGate(None)
+        self._ack_lost = False
         self._ctx: Context | None = None
         self._thread: threading.Thread | None = None
         self.errors = _ErrorLog(control, "sink collect")
@@ -291,11 +292,36 @@ class SinkRuntime:
                 self._ack = channels.push_dialer(
                     channels.address(ipc_dir, ack_name(*names)), self._args.send_timeout_ms
                 )
-                self._gate = AckGate(self._ack.send)
+                self._gate = AckGate(self._send_ack)
         except ConnectionError as err:
             if self._data is not None:
                 self._data.close()
             raise StartError(f"{control.describe()}: {err}") from err
+
+    def _send_ack(self, payload: bytes) -> None:
+        """Send an ack; one the host no longer takes is not the plugin's error.
+
+        When a rule stops (or the loader goes away) while a message is being
+        collected, the host's ack socket is gone and the send times out. That
+        must not reach ``collect`` as an exception: the host sends the message
+        again if it still wants it (at least once). Logged once per instance.
+        """
+        assert self._ack is not None
+        try:
+            self._ack.send(payload)
+        except (pynng.Timeout, pynng.Closed) as err:
+            if not self._ack_lost:
+                self._ack_lost = True
+                _log.warning(
+                    "ack not delivered",
+                    extra={
+                        "sdk": {
+                            **self.control.log_context(),
+                            "error": error_text(err),
+                            "note": "the host is not taking acks (rule stopping?); it resends what it wants",
+                        }
+                    },
+                )
 
     def _run(self) -> None:
         sock = self._data

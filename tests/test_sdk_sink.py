@@ -7,7 +7,8 @@ import json
 import pynng
 import pytest
 
-from tests.sdk_fixtures.host import control, recv_json
+from tests.sdk_fixtures.host import control, recv_json, stderr_lines
+from tests.waiting import wait_until
 
 
 def start_sink(harness, mode: str, require_ack: bool = True):
@@ -71,3 +72,18 @@ def test_a_second_start_for_the_same_instance_replaces_the_first(harness) -> Non
     push.send(b'{"second": 2}')  # the host's dialer reconnects by itself
     assert recv_json(ack) == {}
     assert out.read_text().splitlines() == ['{"first": 1}', '{"second": 2}']
+
+
+def test_an_ack_the_host_no_longer_takes_is_not_the_plugins_error(harness) -> None:
+    """The host's ack socket gone (a rule stopping): the plugin's ack_ok times out inside the sdk, which
+    logs it once as a warning; collect does not raise, and the sink goes on collecting."""
+    _, _, _, push, ack, out, _ = start_sink(harness, "manual")
+    ack.close()
+    for message in (b'{"a": 1}', b'{"a": 2}'):
+        push.send(message)
+    wait_until(lambda: out.exists() and len(out.read_bytes().splitlines()) == 2, timeout=15)
+    events = wait_until(
+        lambda: [e for e in (line["event"] for line in stderr_lines(harness.ipc_dir)) if "ack" in e or "raised" in e],
+        timeout=15,
+    )
+    assert events == ["ack not delivered"]
