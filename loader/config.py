@@ -14,9 +14,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from loader.folders import FolderLimits
-from loader.manifest import load_schema
-from loader.venvs import VenvSettings
+from loader.jsonschemas import load_schema
 
 #: Environment variable that sets (and overrides) ``rest_token``.
 TOKEN_ENV = "PORTABLE_LOADER_TOKEN"
@@ -24,6 +22,29 @@ TOKEN_ENV = "PORTABLE_LOADER_TOKEN"
 
 class ConfigError(Exception):
     """The configuration file cannot be used; the message names file, key and fix."""
+
+
+@dataclass(frozen=True)
+class FolderLimits:
+    """Bounds on reading one plugin folder."""
+
+    max_files: int = 10_000
+    max_mb: float = 256.0
+    #: Longest the reconciler waits for one folder to be read.
+    timeout_s: float = 30.0
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_mb * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class VenvSettings:
+    index_url: str | None = None
+    find_links: tuple[str, ...] = field(default=())
+    offline: bool = False
+    system_site_packages: bool = False
+    timeout_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -49,7 +70,7 @@ class SupervisorSettings:
 
 @dataclass(frozen=True)
 class UpdateSettings:
-    """Probation and rollback of new plugin versions (loader/snapshots.py, loader/supervisor.py)."""
+    """Probation and rollback of new plugin versions (loader/plugins/snapshots.py, loader/plugins/supervisor.py)."""
 
     #: A new version must handshake and stay up this long to count as good.
     probation_s: float = 10.0

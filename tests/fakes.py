@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loader.config import LoaderConfig, SupervisorSettings, UpdateSettings
-from loader.manifest import PluginSpec
-from loader.output import OutputTail
+from loader.plugins.manifest import PluginSpec
+from loader.plugins.output import OutputTail
 
 
 async def settle(rounds: int = 30) -> None:

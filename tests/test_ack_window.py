@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 
 from loader.config import ConfigError, LoaderConfig, SinkSettings, load_config
-from loader.manifest import load_plugin
-from loader.runtime.sink import PortableSink, unacknowledged
-from loader.runtime.sink_options import Message
-from loader.status import StatusBoard
-from loader.supervisor import PluginSupervisor
+from loader.dataplane.sink import PortableSink, unacknowledged
+from loader.dataplane.sink_options import Message
+from loader.plugins.manifest import load_plugin
+from loader.plugins.status import StatusBoard
+from loader.plugins.supervisor import PluginSupervisor
 from loader.wire.sink import SinkChannel, SinkTimeout
 from sdk.protocol.handshake import declared_ack_window
 from sdk.protocol.messages import ACK_OK, split_sink_batch

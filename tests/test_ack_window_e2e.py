@@ -21,11 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from loader.config import LoaderConfig
-from loader.manifest import load_plugin
-from loader.process import plugin_argument
-from loader.runtime.sink import PortableSink
-from loader.status import StatusBoard
-from loader.supervisor import PluginSupervisor
+from loader.dataplane.sink import PortableSink
+from loader.plugins.manifest import load_plugin
+from loader.plugins.process import plugin_argument
+from loader.plugins.status import StatusBoard
+from loader.plugins.supervisor import PluginSupervisor
 from loader.wire.addresses import control_path
 from loader.wire.control import ControlChannel
 from loader.wire.sink import SinkChannel

@@ -27,11 +27,11 @@ import pynng
 import pytest
 
 from loader.config import BatchSettings, ConfigError, load_config
+from loader.dataplane.function import CallSite
+from loader.dataplane.sink import PortableSink
 from loader.rules.builtins import BUILTINS
 from loader.rules.pipeline import RulePipeline
 from loader.rules.sql import compile_query, parse_select
-from loader.runtime.function import CallSite
-from loader.runtime.sink import PortableSink
 from loader.wire import codec
 from loader.wire.addresses import control_path
 from loader.wire.control import ControlChannel
@@ -122,7 +122,7 @@ def test_fast_encoder_matches_json_dumps():
 
 
 def test_config_batch_section_and_the_offer(tmp_path):
-    from loader.process import plugin_argument
+    from loader.plugins.process import plugin_argument
 
     path = tmp_path / "loader.yaml"
     path.write_text("batch: {max_records: 64, linger_ms: 0.5}\n")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loader.cli import main
+from loader.app.cli import main
 from tests.api_fixtures import REPO, collector_files, free_port, seqsrc_files, start_api, wait_until, write_zip
 
 TOKEN = "cli-token"

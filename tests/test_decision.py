@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from loader.decision import Action, Folder, Observed, Running, decide
+from loader.plugins.decision import Action, Folder, Observed, Running, decide
 
 A, B, C = "digest-a", "digest-b", "digest-c"
 

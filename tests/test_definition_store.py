@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from loader.config import LoaderConfig
-from loader.registry import SymbolRegistry
+from loader.plugins.symbols import SymbolRegistry
 from loader.rules.admission import Binding, InvalidRule, InvalidSql, Unavailable, check_rule, function_binding
 from loader.rules.definitions import StreamDef, parse_stream
-from loader.rules.manager import RuleManager, RuleState
+from loader.rules.reconciler import RuleReconciler, RuleState
 from loader.rules.store import BadName, DefinitionStore, Exists, InUse, Refused, Unreadable
 
 STREAM = 'CREATE STREAM demo () WITH (TYPE="counter", DATASOURCE="t")'
@@ -25,7 +25,7 @@ STREAM = 'CREATE STREAM demo () WITH (TYPE="counter", DATASOURCE="t")'
 
 def store_for(tmp_path: Path) -> DefinitionStore:
     config = LoaderConfig(data_dir=tmp_path / "data", ipc_dir=tmp_path / "ipc").resolved()
-    return DefinitionStore(RuleManager(config, SymbolRegistry(), lambda name: None))
+    return DefinitionStore(RuleReconciler(config, SymbolRegistry(), lambda name: None))
 
 
 def test_a_stream_is_written_applied_and_an_invalid_change_undone(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 import pynng
 import pytest
 
-from loader.changes import WatchedFolder
+from loader.app.changes import WatchedFolder
+from loader.app.watcher import FolderWatcher
 from loader.repeats import Repeats
-from loader.watcher import FolderWatcher
 from tests.inotify_probe import OpenCounter
 from tests.loader_harness import make_plugin, start_loader
 
@@ -158,7 +158,7 @@ def test_repeats_logs_first_then_once_per_interval_with_a_count():
 def test_fingerprint_sees_changes_that_keep_size_and_mtime(tmp_path: Path, change: str):
     import os
 
-    from loader.fingerprint import stat_fingerprint
+    from loader.plugins.fingerprint import stat_fingerprint
 
     folder = tmp_path / "p"
     folder.mkdir()

@@ -29,9 +29,9 @@ from loader.install.errors import (
     SymbolTaken,
 )
 from loader.install.installer import PluginInstaller, Upload
-from loader.manifest import PluginSpec, load_plugin
-from loader.registry import SymbolRegistry
-from loader.status import PluginState, PluginStatus
+from loader.plugins.manifest import PluginSpec, load_plugin
+from loader.plugins.status import PluginState, PluginStatus
+from loader.plugins.symbols import SymbolRegistry
 
 
 def in_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:

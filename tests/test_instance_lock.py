@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from loader.cli import EXIT_ALREADY_RUNNING
-from loader.instance_lock import AlreadyRunning, lock_directories
+from loader.app.cli import EXIT_ALREADY_RUNNING
+from loader.app.instance_lock import AlreadyRunning, lock_directories
 from tests.loader_harness import make_plugin, start_loader
 
 
@@ -67,7 +67,8 @@ def test_lock_directories_names_the_holder(tmp_path: Path):
         import sys
 
         probe = (
-            "import sys; from pathlib import Path; from loader.instance_lock import lock_directories, AlreadyRunning\n"
+            "import sys; from pathlib import Path\n"
+            "from loader.app.instance_lock import lock_directories, AlreadyRunning\n"
             "try:\n    lock_directories([Path(sys.argv[1])])\nexcept AlreadyRunning as e:\n    print(e.pid)\n"
         )
         out = subprocess.run(

@@ -10,9 +10,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from loader.config import LoaderConfig, SupervisorSettings, WatchSettings
-from loader.service import LoaderService
-from loader.venvs import VenvSettings
+from loader.app.service import LoaderService
+from loader.config import LoaderConfig, SupervisorSettings, VenvSettings, WatchSettings
 from tests.fakes import spec_of
 
 

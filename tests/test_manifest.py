@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from loader.config import ConfigError, load_config
-from loader.manifest import ManifestError, load_plugin
-from loader.registry import SymbolConflict, SymbolRegistry
+from loader.plugins.manifest import ManifestError, load_plugin
+from loader.plugins.symbols import SymbolConflict, SymbolRegistry
 
 GOOD = {"version": "v1.0.0", "language": "python", "executable": "main.py", "sources": ["counter"]}
 

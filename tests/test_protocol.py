@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from loader.config import BatchSettings
-from loader.manifest import PluginSpec
-from loader.output import _sdk_record
-from loader.process import plugin_argument
+from loader.plugins.manifest import PluginSpec
+from loader.plugins.output import _sdk_record
+from loader.plugins.process import plugin_argument
 from loader.wire import addresses, codec
 from sdk.api import Context, Function
 from sdk.args import BatchOffer, RuntimeArgs, parse_argv

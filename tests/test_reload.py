@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loader.reload import is_loader
+from loader.app.reload import is_loader
 from tests.loader_harness import REPO, make_plugin, start_loader
 from tests.test_service_ops import NotifySocket, wait_until
 

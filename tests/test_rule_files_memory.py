@@ -2,7 +2,7 @@
 
 A device that creates and deletes streams and rules for months (names with a
 timestamp, say) must not grow a table of files long gone.  In-process: a
-RuleManager over temporary folders, no plugin, no loader process.
+RuleReconciler over temporary folders, no plugin, no loader process.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ import json
 from pathlib import Path
 
 from loader.config import LoaderConfig
-from loader.registry import SymbolRegistry
-from loader.rules.manager import RuleManager
+from loader.plugins.symbols import SymbolRegistry
+from loader.rules.reconciler import RuleReconciler
 
 
 def test_deleted_stream_and_rule_files_are_forgotten(tmp_path: Path) -> None:
     config = LoaderConfig(
         plugins_dir=tmp_path / "plugins", data_dir=tmp_path / "data", ipc_dir=tmp_path / "ipc", etc_dir=tmp_path / "etc"
     )
-    manager = RuleManager(config, SymbolRegistry(), lambda name: None)
+    manager = RuleReconciler(config, SymbolRegistry(), lambda name: None)
     manager.streams_dir.mkdir(parents=True)
     manager.rules_dir.mkdir(parents=True)
 

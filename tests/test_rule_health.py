@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from loader.cli import main
-from loader.rules.health import NodeFacts, StuckFacts
+from loader.app.cli import main
+from loader.dataplane.parts import StuckFacts
+from loader.rules.health import NodeFacts
 from tests.api_fixtures import start_api, wait_until
 from tests.test_metrics import scrape, value
 from tests.test_rules_e2e import install, install_seqsrc, seq_config, stream, write_json
@@ -221,7 +222,7 @@ def test_stuck_parts_are_causes_until_they_answer_again(part, now, expected):
 
 
 def test_a_part_records_failures_for_health_and_tells_the_supervisor_each_time():
-    from loader.rules.parts import RuleParts
+    from loader.dataplane.parts import RuleParts
 
     told: list[str] = []
     part = RuleParts("r1").part("sink", "collect", "collector", told.append)

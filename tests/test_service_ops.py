@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from loader.systemd import Notifier, keep_notifying
+from loader.app.systemd import Notifier, keep_notifying
 from tests.api_fixtures import free_port
 from tests.loader_harness import REPO, make_plugin, pid_alive, start_loader
 from tests.test_rules_e2e import install_collector, install_seqsrc, rule, seq_config, stream, wait_collected
@@ -197,7 +197,7 @@ def test_ready_does_not_wait_for_a_slow_plugin_and_status_shows_it_starting(proc
 
 
 def test_status_line_counts_starting_and_building_plugins():
-    from loader.service import status_line
+    from loader.app.service import status_line
 
     assert (
         status_line({"running": 2, "building": 1, "starting": 1, "crashloop": 1}, 3, True)
@@ -207,8 +207,8 @@ def test_status_line_counts_starting_and_building_plugins():
 
 
 def test_console_start_message_says_what_runs_where_and_how_to_stop(processes, dirs):
+    from loader.app.service import start_message, stop_hint
     from loader.config import LoaderConfig
-    from loader.service import start_message, stop_hint
 
     assert (
         stop_hint({"INVOCATION_ID": "x", "NOTIFY_SOCKET": "/run/n"}, True)

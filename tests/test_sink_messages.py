@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from loader.dataplane.data_template import DataTemplate, TemplateError, TemplateRunError
+from loader.dataplane.sink_options import messages, sink_options
 from loader.rules.definitions import DefinitionError, rule_from_json
-from loader.runtime.data_template import DataTemplate, TemplateError, TemplateRunError
-from loader.runtime.sink_options import messages, sink_options
 from tests.test_batching import SinkPeer, install_batchfix, noted, portable_sink, probed_messages
 from tests.test_rules_e2e import (
     install_collector,

@@ -200,7 +200,7 @@ def test_mixed_kinds_fail_the_record_naming_both_values():
 
 
 def test_meta_reads_the_records_source_metadata():
-    from loader.runtime.source import MetaRecord
+    from loader.dataplane.source import MetaRecord
 
     query = compiled("SELECT meta(topic) AS t, meta(demo.qos) AS q, meta(dev->name) AS d, meta(nope) AS n FROM demo")
     row = MetaRecord({"v": 1}, {"topic": "a/b", "qos": 1, "dev": {"name": "x"}})

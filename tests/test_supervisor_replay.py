@@ -12,9 +12,9 @@ import asyncio
 from pathlib import Path
 
 from loader.config import LoaderConfig
-from loader.manifest import load_plugin
-from loader.status import StatusBoard
-from loader.supervisor import PluginSupervisor
+from loader.plugins.manifest import load_plugin
+from loader.plugins.status import StatusBoard
+from loader.plugins.supervisor import PluginSupervisor
 from tests.loader_harness import make_plugin
 
 

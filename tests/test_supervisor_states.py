@@ -13,9 +13,9 @@ import threading
 
 import pytest
 
-from loader.states import TRANSITIONS, IllegalTransition, Lifecycle, PluginState, check_move
-from loader.status import StatusBoard
-from loader.supervisor import PluginSupervisor, RestartPolicy
+from loader.plugins.states import TRANSITIONS, IllegalTransition, Lifecycle, PluginState, check_move
+from loader.plugins.status import StatusBoard
+from loader.plugins.supervisor import PluginSupervisor, RestartPolicy
 from tests.fakes import FakeChannel, FakeClock, FakeRunner, Plan, config, settle, spec_of
 
 S = PluginState

@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from loader.manifest import ManifestError, load_plugin
-from loader.snapshots import SnapshotStore
+from loader.plugins.manifest import ManifestError, load_plugin
+from loader.plugins.snapshots import SnapshotStore
 from tests.test_manifest import GOOD, plugin, run_cli
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from loader.dataplane.source import MetaRecord
 from loader.rules.aggregates import BUILTIN_AGGREGATES
 from loader.rules.functions import BUILTINS
 from loader.rules.sql import SqlError, compile_query, parse_select
 from loader.rules.windowed import EventTime, WindowedRule
 from loader.rules.windows import CountWindow, HoppingWindow, SessionWindow, SlidingWindow, Watermark
-from loader.runtime.source import MetaRecord
 
 
 def windowed(

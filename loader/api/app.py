@@ -33,12 +33,12 @@ from loader.api.errors import ApiError, bad_request, not_found, storage_error
 from loader.api.openapi import build_openapi
 from loader.api.plugins import api_error, is_upload, plugin_info, plugin_status, receive_upload
 from loader.api.resources import KINDS, Resources, loader_version
+from loader.api.view import LoaderView
+from loader.dataplane.sink import BUILTIN_SINKS
 from loader.install.errors import PluginChangeError
 from loader.install.installer import check_plugin_name
 from loader.log import get_logger
-from loader.manifest import PluginSpec
-from loader.runtime.sink import BUILTIN_SINKS
-from loader.view import LoaderView
+from loader.plugins.manifest import PluginSpec
 
 MAX_BODY = 1024 * 1024
 Handler = Callable[[Request], Awaitable[Any]]

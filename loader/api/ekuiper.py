@@ -44,7 +44,7 @@ def stream_options(stream: Any) -> dict[str, Any]:
 
 
 def _node(name: str, metrics: Any, connected: bool, started_ms: int) -> dict[str, Any]:
-    """One node's keys in eKuiper's order; ``metrics`` has the loader's counters (loader/runtime/metrics.py)."""
+    """One node's keys in eKuiper's order; ``metrics`` has the loader's counters (loader/dataplane/metrics.py)."""
     records_in = getattr(metrics, "records_in", 0)
     values: dict[str, Any] = {
         f"{name}_records_in_total": records_in,
@@ -116,7 +116,7 @@ TOP_KEYS = ("status", "message", "lastStartTimestamp", "lastStopTimestamp", "nex
 
 
 def ekuiper_rule_status(entry: Any, status: dict[str, Any]) -> dict[str, Any]:
-    """eKuiper's rule status from the rule manager's (loader/rules/manager.py ``status``).
+    """eKuiper's rule status from the rule manager's (loader/rules/reconciler.py ``status``).
 
     ``status`` is ``running`` or ``stopped``; the loader's finer state
     (``running``, ``degraded``, ``waiting``, ``error``, ``stopped``) is kept

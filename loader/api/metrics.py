@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from loader.status import STATES
-from loader.view import LoaderView
+from loader.api.view import LoaderView
+from loader.plugins.status import STATES
 
 RULE_STATES = ("running", "degraded", "stopped", "waiting", "error")
 _NODE_COUNTER = re.compile(r"^(.+)_(records_in|records_out|exceptions)_total$")

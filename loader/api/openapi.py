@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from loader.manifest import load_schema
+from loader.jsonschemas import load_schema
 
 DOCUMENT = "openapi.json"
 #: The answer every operation but /ping gains when a token is configured (components.responses in the file).

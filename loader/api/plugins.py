@@ -17,12 +17,12 @@ from typing import Any
 from starlette.requests import Request
 
 from loader.api.errors import ApiError, bad_request, not_found
+from loader.api.view import LoaderView
 from loader.config import LoaderConfig
 from loader.install.archive import ArchiveError
 from loader.install.errors import InstallsBusy, PluginChangeError, PluginNotFound
 from loader.install.installer import Upload, check_plugin_name
-from loader.manifest import SYMBOL_KINDS, PluginSpec
-from loader.view import LoaderView
+from loader.plugins.manifest import SYMBOL_KINDS, PluginSpec
 
 __all__ = ["Upload", "check_plugin_name"]
 

@@ -15,13 +15,13 @@ from typing import Any
 
 from loader.api.ekuiper import ekuiper_rule_status, misplaced_stream_keyword, rule_topology, stream_options
 from loader.api.errors import GENERAL, SINK_UNDEFINED, STREAM_ERROR, bad_request, conflict, not_found
+from loader.api.view import LoaderView
+from loader.dataplane.sink import BUILTIN_SINKS
 from loader.names import is_valid_name
 from loader.rules.admission import RuleRefused, Unavailable, check_rule
 from loader.rules.builtins import BUILTINS
 from loader.rules.definitions import DefinitionError, RuleDef, StreamDef, stream_from_json
 from loader.rules.store import BadName, DefinitionStore, Exists, InUse, Refused, Unreadable
-from loader.runtime.sink import BUILTIN_SINKS
-from loader.view import LoaderView
 
 KINDS = ("sources", "sinks", "functions")
 

@@ -21,9 +21,9 @@ import uvicorn
 
 from loader.api.app import build_app
 from loader.api.guard import guarded_protocol
+from loader.api.view import LoaderView
 from loader.diagnostics import LogRecordsAsEvents
 from loader.log import get_logger
-from loader.view import LoaderView
 
 STARTUP_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0

@@ -41,10 +41,10 @@ from loader.install.errors import (
     SymbolTaken,
 )
 from loader.log import get_logger
-from loader.manifest import ManifestError, PluginSpec, load_plugin
 from loader.names import is_valid_name
-from loader.registry import SymbolConflict, SymbolRegistry
-from loader.status import PluginState, PluginStatus
+from loader.plugins.manifest import ManifestError, PluginSpec, load_plugin
+from loader.plugins.status import PluginState, PluginStatus
+from loader.plugins.symbols import SymbolConflict, SymbolRegistry
 
 T = TypeVar("T")
 
@@ -63,7 +63,7 @@ class Running(Protocol):
 
 
 class Plugins(Protocol):
-    """What the installer needs of the reconciler (``loader/reconciler.py``); tests pass a fake."""
+    """What the installer needs of the reconciler (``loader/plugins/reconciler.py``); tests pass a fake."""
 
     @property
     def supervisors(self) -> Mapping[str, Running]: ...

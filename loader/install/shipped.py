@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loader.files import write_json_atomic
-from loader.manifest import PluginSpec
+from loader.plugins.manifest import PluginSpec
 
 RECORD_DIR = "installed"
 KINDS = ("sources", "sinks", "functions")

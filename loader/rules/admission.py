@@ -1,7 +1,7 @@
 """Whether a rule can run: the checks REST makes before writing a rule file, from the manager's own parts.
 
 The rule manager resolves a rule's symbols while it builds it
-(loader/rules/manager.py); REST refuses a rule that could not start now
+(loader/rules/reconciler.py); REST refuses a rule that could not start now
 instead of writing a file that would wait.  Both use the same functions here
 (``function_binding``, ``builtin_sink``) and the same readers
 (``rule_from_json``, ``parse_select``, ``compile_query``), so the two cannot
@@ -14,11 +14,11 @@ from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
 
+from loader.dataplane.sink import BUILTIN_SINKS, LogSink, NopSink
 from loader.rules.aggregates import BUILTIN_AGGREGATES, WINDOW_RANGE_FUNCTIONS
 from loader.rules.definitions import DefinitionError, RuleDef, StreamDef, rule_from_json
 from loader.rules.functions import BUILTINS
 from loader.rules.sql import SqlError, compile_query, parse_select
-from loader.runtime.sink import BUILTIN_SINKS, LogSink, NopSink
 
 #: Which plugin provides a symbol: ``owner(kind, symbol)``, None when none does (``SymbolRegistry.owner``).
 Owner = Callable[[str, str], "str | None"]

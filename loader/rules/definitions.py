@@ -18,9 +18,9 @@ from typing import Any
 
 import jsonschema
 
-from loader.manifest import load_schema
+from loader.dataplane.sink_options import SinkOptionError, sink_options
+from loader.jsonschemas import load_schema
 from loader.names import is_valid_name
-from loader.runtime.sink_options import SinkOptionError, sink_options
 
 
 class DefinitionError(Exception):

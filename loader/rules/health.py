@@ -7,7 +7,7 @@ then error-acks every record with "sink open failed: ..."), or its sink
 error-acks records for another reason; or a part of the rule found itself
 stuck: a function call timed out (``limits.function_timeout_s``), a
 ``requireAck`` sink got no ack for ``limits.sink_stall_s`` (they report it
-through loader/rules/parts.py).  ``causes`` turns facts gathered from
+through loader/dataplane/parts.py).  ``causes`` turns facts gathered from
 the plugins and the rule's nodes into the list of what is wrong, each naming
 the symbol, the plugin and the cause; an empty list means the rule is
 ``running``, anything else ``degraded``.  It is a pure function of the facts
@@ -25,7 +25,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from loader.status import PluginState
+from loader.dataplane.parts import StuckFacts
+from loader.plugins.status import PluginState
 
 #: Plugin states in which a rule's symbols can work: a process that handshook
 #: serves, whether still on probation or the last good version after a rollback.
@@ -53,18 +54,6 @@ class NodeFacts:
     error: str
     error_generation: int  # the plugin process that reported it
     generation: int  # the plugin process now
-
-
-@dataclass(frozen=True)
-class StuckFacts:
-    """A function call site or a sink of the rule that reported itself stuck (loader/rules/parts.py)."""
-
-    kind: str  # "function" | "sink"
-    symbol: str
-    plugin: str
-    last_ok_ms: int  # it answered after a failure; 0: never
-    last_failed_ms: int  # a call timed out, or no ack for limits.sink_stall_s; 0: never
-    error: str
 
 
 #: The cause of a stuck part, by its kind.

@@ -32,13 +32,13 @@ import threading
 import time
 from typing import Any, Protocol, TypeAlias
 
+from loader.dataplane.metrics import NodeMetrics, now_ms
+from loader.dataplane.parts import RuleParts
 from loader.log import get_logger
 from loader.rules.buffer import DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, RecordBuffer
 from loader.rules.checkpoint import Checkpointer
-from loader.rules.parts import RuleParts
 from loader.rules.sql import CompiledQuery
 from loader.rules.windowed import WindowedRule
-from loader.runtime.metrics import NodeMetrics, now_ms
 from loader.tasks import Backoff, report_failure
 
 #: One result of a rule: the rows eKuiper would send to a sink as one JSON array.
@@ -49,7 +49,7 @@ TAKE_POLL_S = 0.5
 WORKER_BACKOFF_MAX_S = 5.0
 
 
-class Sink(Protocol):
+class RuleSink(Protocol):
     metrics: NodeMetrics
 
     async def start(self) -> None: ...
@@ -67,7 +67,7 @@ class RulePipeline:
         rule_id: str,
         stream: str,
         query: CompiledQuery,
-        sinks: list[Sink],
+        sinks: list[RuleSink],
         buffer_length: int = DEFAULT_CAPACITY,
         buffer_bytes: int = DEFAULT_MAX_BYTES,
         parts: RuleParts | None = None,
@@ -82,7 +82,7 @@ class RulePipeline:
         self.checkpointer = checkpointer if windowed is not None else None
         self.sinks = sinks
         self.buffer = RecordBuffer(buffer_length, buffer_bytes)
-        #: Filled in by the rule's function call sites and sinks (loader/rules/parts.py).
+        #: Filled in by the rule's function call sites and sinks (loader/dataplane/parts.py).
         self.parts = parts or RuleParts(rule_id)
         self.source_metrics = NodeMetrics(f"source_{stream}_0")
         self.op_metrics = NodeMetrics("op_project_0")
@@ -93,7 +93,7 @@ class RulePipeline:
 
     async def start(self) -> None:
         """Start the sinks, then the worker; stop() undoes both."""
-        started: list[Sink] = []
+        started: list[RuleSink] = []
         try:
             for sink in self.sinks:
                 await sink.start()

@@ -18,7 +18,7 @@ from loader import jsonio
 from loader.files import write_bytes_atomic, write_json_atomic
 from loader.names import is_valid_name
 from loader.rules.definitions import StreamDef
-from loader.rules.manager import RuleManager, RuleState
+from loader.rules.reconciler import RuleReconciler, RuleState
 
 
 class Refused(Exception):
@@ -61,7 +61,7 @@ class Unreadable(Refused):
 class DefinitionStore:
     """Writes and removes stream and rule files for a client; one change of each kind at a time."""
 
-    def __init__(self, manager: RuleManager) -> None:
+    def __init__(self, manager: RuleReconciler) -> None:
         self.manager = manager
         self._streams_lock = asyncio.Lock()
         self._rules_lock = asyncio.Lock()

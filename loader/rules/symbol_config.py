@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from loader.folders import MAX_DEFINITION_BYTES, FolderError, read_regular
+from loader.plugins.folders import MAX_DEFINITION_BYTES, FolderError, read_regular
 
 
 class SymbolConfigError(Exception):

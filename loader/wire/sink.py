@@ -18,14 +18,14 @@ which is what makes a hot swap lose nothing: unacknowledged records are sent
 again.
 
 A message is one message as eKuiper sends it (an array of rows, or an object
-with ``sendSingle``: loader/runtime/sink_options.py makes them), or a batch of
+with ``sendSingle``: loader/dataplane/sink_options.py makes them), or a batch of
 such messages (batching extension, only towards a plugin that declared it
 understands batches); the channel does not care: one message, one ack.
 
 Two ways to send with ``requireAck``: ``send_raw`` sends one message and
 waits for its ack (one message in flight); ``send_message`` and ``recv_ack``
 do the two halves apart, so a caller can have several messages in flight
-(the ack window, loader/runtime/sink.py) and pair acks with them in order.
+(the ack window, loader/dataplane/sink.py) and pair acks with them in order.
 
 Sends and ack waits run in short slices under the channel's use lock, so
 ``close`` from another thread ends them without closing a socket under them

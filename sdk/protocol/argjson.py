@@ -3,7 +3,7 @@
 A host starts a plugin as ``<program> '<argJSON>'``; eKuiper sends
 ``{"sendTimeout": 1000}``, our loader adds an object under ``EXTENSION_KEY``
 whose ``protocol`` is ``PROTOCOL_VERSION``.  The loader writes it
-(loader/process.py), the sdk reads it (sdk/args.py).
+(loader/plugins/process.py), the sdk reads it (sdk/args.py).
 """
 
 from __future__ import annotations

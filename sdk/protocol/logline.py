@@ -2,7 +2,7 @@
 
 Every line the sdk logs is one JSON object: ``{"src": "sdk", "level":
 "info", "event": "<message>", ...}`` plus context keys.  The marker tells the
-host (loader/output.py) these lines apart from whatever else a plugin writes.
+host (loader/plugins/output.py) these lines apart from whatever else a plugin writes.
 """
 
 from __future__ import annotations

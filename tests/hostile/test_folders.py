@@ -15,9 +15,10 @@ import time
 
 import pytest
 
-from loader.digest import folder_digest
-from loader.folders import FolderError, FolderLimits, walk
-from loader.manifest import ManifestError, load_plugin
+from loader.config import FolderLimits
+from loader.plugins.digest import folder_digest
+from loader.plugins.folders import FolderError, walk
+from loader.plugins.manifest import ManifestError, load_plugin
 from tests.api_fixtures import start_api
 from tests.hostile.helpers import assert_serving, snapshot
 from tests.loader_harness import make_plugin

@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from loader.diagnose import explain_no_handshake
+from loader.plugins.diagnose import explain_no_handshake
 from tests.api_fixtures import start_api
 from tests.hostile.helpers import assert_serving, snapshot
 from tests.loader_harness import make_plugin
@@ -78,7 +78,7 @@ def test_launch_failures_are_explained_and_others_keep_running(processes, tmp_pa
         extra="supervisor: {handshake_timeout_s: 5, restart_backoff_initial_s: 5}\n",
     )
     loader = api.loader
-    # A syntax error is found before the program is started (loader/pycheck.py).
+    # A syntax error is found before the program is started (loader/plugins/pycheck.py).
     invalid = loader.wait_for("plugin.invalid", plugin="syntax")["error"]
     assert "SyntaxError: expected ':' (main.py, line 3)" in invalid, invalid
     failed = loader.wait_for("plugin.start_failed", plugin="crash")["error"]

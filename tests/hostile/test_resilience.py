@@ -15,11 +15,11 @@ import time
 
 import pynng
 
-from loader.changes import Debouncer, PeriodicRescan, WatchedFolder
+from loader.app.changes import Debouncer, PeriodicRescan, WatchedFolder
+from loader.app.watcher import FolderWatcher, json_file_name_of
+from loader.dataplane.metrics import NodeMetrics
 from loader.rules.pipeline import RulePipeline
 from loader.rules.sql import compile_query, parse_select
-from loader.runtime.metrics import NodeMetrics
-from loader.watcher import FolderWatcher, json_file_name_of
 from loader.wire import control as control_module
 from loader.wire.control import ControlChannel
 from tests.loader_harness import RAW_PLUGIN, make_plugin, start_loader

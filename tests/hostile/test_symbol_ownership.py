@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from loader.manifest import PluginSpec, load_plugin
-from loader.registry import SymbolConflict, SymbolRegistry
+from loader.plugins.manifest import PluginSpec, load_plugin
+from loader.plugins.symbols import SymbolConflict, SymbolRegistry
 from tests.loader_harness import make_plugin, start_loader
 
 
