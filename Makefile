@@ -54,7 +54,7 @@ data/%.json: etc/demo/%.json
 	mkdir -p $(dir $@)
 	[ -e $@ ] || cp $< $@
 
-# Also needs the programs in SYSTEM_TOOLS (below); tests/test_wheel.py builds
+# Also needs the programs in SYSTEM_TOOLS (below); tests/project/test_wheel.py builds
 # the wheel and installs it with the runtime lock into a fresh venv.
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q

@@ -40,7 +40,7 @@ SUBJECTS = [
 
 
 def _sdk_python() -> Path:
-    from tests.ekuiper_env import EkuiperEnvError, ensure_ekuiper_python
+    from tests.support.ekuiper_env import EkuiperEnvError, ensure_ekuiper_python
 
     try:
         return ensure_ekuiper_python()

@@ -8,7 +8,7 @@ Subjects, interleaved round by round with ceiling A:
 - ``sdk``: bench/plugins/benchplug.py on our sdk, offered the extension
   (its own IPC directory);
 - ``ekuiper``: bench/plugins/ekbench.py on eKuiper's official SDK in its
-  cached venv (tests/ekuiper_env.py), which only knows ``/tmp``: its plugin
+  cached venv (tests/support/ekuiper_env.py), which only knows ``/tmp``: its plugin
   name and rule ids carry the run's token so nothing else in ``/tmp`` is
   touched, and ``Run.close`` removes what is left.
 
@@ -122,7 +122,7 @@ def _sdk_plugin(run: Run, ipc_dir: Path, batched: bool = False) -> _SourcePlugin
 
 
 def _ekuiper_plugin(run: Run) -> _SourcePlugin:
-    from tests.ekuiper_env import EkuiperEnvError, ensure_ekuiper_python
+    from tests.support.ekuiper_env import EkuiperEnvError, ensure_ekuiper_python
 
     try:
         python = ensure_ekuiper_python()

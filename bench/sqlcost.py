@@ -1,6 +1,6 @@
 """Figure 11: what the rule worker spends per record on the SQL of the corpus.
 
-Every case of the SQL corpus (tests/sql/cases/*.yaml) that compiles with
+Every case of the SQL corpus (tests/rules/sql/cases/*.yaml) that compiles with
 the built-in functions alone is compiled as the loader compiles a rule:
 ``parse_select``, ``compile_query``, and for a windowed rule its
 ``WindowedRule``, on event time when the case's rule says ``isEventTime``.
@@ -79,7 +79,7 @@ def _cost_us(case: Any, fresh: Callable[[], Callable[[list[dict[str, Any]]], obj
 
 
 def measure(run: Run) -> list[Row]:
-    from tests.sql.corpus import load_cases
+    from tests.rules.sql.corpus import load_cases
 
     records = QUICK_RECORDS if run.quick else RECORDS
     costs: dict[str, float] = {}

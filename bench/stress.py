@@ -2,7 +2,7 @@
 
     python -m bench.stress --runs 100                          python -m bench --quick, 100 times
     python -m bench.stress --runs 300 --only pipeline,hotswap  some scenarios only
-    python -m bench.stress --runs 50 --pytest tests/test_batching.py -k upgraded
+    python -m bench.stress --runs 50 --pytest tests/dataplane/test_batching.py -k upgraded
                                                                a pytest selection, 50 times
     python -m bench.stress --runs 100 --closerace 100          python -m bench.closerace, 100 times
 

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
-import signal
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +19,7 @@ from typing import Any
 import pytest
 
 from loader.log import configure_logging
+from tests.support.processes import ProcessTracker
 
 
 @pytest.fixture
@@ -31,45 +29,6 @@ def ipc_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-class ProcessTracker:
-    """Starts processes for a test and guarantees they are gone afterwards."""
-
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen] = []
-
-    def popen(self, args: list[str], **kwargs) -> subprocess.Popen:
-        kwargs.setdefault("start_new_session", True)
-        proc = subprocess.Popen(args, **kwargs)
-        self.procs.append(proc)
-        return proc
-
-    def track(self, proc: subprocess.Popen) -> subprocess.Popen:
-        self.procs.append(proc)
-        return proc
-
-    def cleanup(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                _kill_group(proc.pid)
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
-            for stream in (proc.stdout, proc.stderr, proc.stdin):
-                if stream is not None:
-                    stream.close()
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture
@@ -132,8 +91,8 @@ def env(tmp_path: Path, ipc_dir: Path) -> dict[str, Path]:
 
 @pytest.fixture
 def harness(ipc_dir: Path, processes: ProcessTracker) -> Iterator[Any]:
-    """A host for one sdk plugin process (tests/sdk_fixtures/host.py): its control and data sockets."""
-    from tests.sdk_fixtures.host import Harness
+    """A host for one sdk plugin process (tests/support/sdk_host.py): its control and data sockets."""
+    from tests.support.sdk_host import Harness
 
     h = Harness(ipc_dir, processes)
     try:

@@ -2,7 +2,7 @@
 
 The document is a file, ``schema/openapi.json``, written by hand rather
 than generated so that it says exactly what the handlers answer; the
-schemathesis test (tests/test_api_schema.py) holds the two together.  The
+schemathesis test (tests/api/test_schema.py) holds the two together.  The
 answers are eKuiper's: success messages and errors are ``text/plain`` (an
 error's text is eKuiper's JSON ``{"error": <number>, "message": ...}`` plus
 the loader's ``code``), lists and descriptions JSON.

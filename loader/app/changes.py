@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
+from loader.log import get_logger
 from loader.tasks import Backoff, repeat, report_failure
 
 
@@ -113,9 +114,10 @@ class WatchedFolder:
     ) -> None:
         self.kind = kind
         self.path = path
+        self.reconcile = reconcile
         self.reconcile_all = reconcile_all
         self.sources = sources
-        self.debouncer = Debouncer(settle_s, reconcile)
+        self.debouncer = Debouncer(settle_s, self._reconcile_settled)
 
     def start(self) -> None:
         for source in self.sources:
@@ -130,11 +132,18 @@ class WatchedFolder:
         """A source saw ``name`` change: reconcile it once it has been quiet for the settle time."""
         self.debouncer.poke(name)
 
+    async def _reconcile_settled(self, name: str) -> None:
+        await self.reconcile(name)
+        # Debug level: the countable "this change has been looked at" a test (or an operator
+        # following a change) waits for, instead of sleeping and hoping the loader got to it.
+        get_logger().debug("reconcile.done", folder=self.kind, name=name)
+
     async def rescan(self) -> None:
         """Refresh every source, then look at every name of the folder."""
         for source in self.sources:
             source.refresh()
         await self.reconcile_all()
+        get_logger().debug("rescan.done", folder=self.kind)
 
 
 class PeriodicRescan:

@@ -2,7 +2,7 @@
 
 Both sides import these modules: the loader for the host end, ``sdk`` for the
 plugin end, so a name, a key or a message shape cannot drift apart.  Standard
-library only (tests/test_sdk_purity.py checks it): the package runs in plugin
+library only (tests/sdk/test_purity.py checks it): the package runs in plugin
 processes and must not pull in the loader or its dependencies.
 
 - ``names``: socket file names and the key of a running symbol instance;

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from loader.rules.symbol_config import source_config
-from tests.test_rules_e2e import (
+from tests.support.rules import (
     install_collector,
     install_seqsrc,
     loader_for,

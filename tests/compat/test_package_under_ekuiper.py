@@ -3,7 +3,7 @@
 eKuiper starts a Python plugin with its own interpreter in the plugin's
 folder and passes only ``{"sendTimeout": 1000}``.  Here that interpreter is
 the cached venv holding only pynng and the official ``ekuiper`` SDK
-(tests/ekuiper_env.py), and the host is raw pynng sockets in /tmp, as
+(tests/support/ekuiper_env.py), and the host is raw pynng sockets in /tmp, as
 eKuiper's are.  A plugin written on ``sdk`` must handshake, start its source
 and deliver records: before the zip carried the sdk it died on
 ``ModuleNotFoundError: No module named 'sdk'``.
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pynng
 
-from tests.ekuiper_env import ensure_ekuiper_python
-from tests.sdk_fixtures.host import ControlHost, url
+from tests.support.ekuiper_env import ensure_ekuiper_python
+from tests.support.sdk_host import ControlHost, url
 
 PLUGIN = """
 import threading

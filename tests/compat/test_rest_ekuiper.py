@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from tests.api_fixtures import REPO, Api, start_api, zip_bytes
-from tests.conftest import ProcessTracker
+from tests.support.api import REPO, Api, start_api, zip_bytes
+from tests.support.processes import ProcessTracker
 
 # A live loader with its REST API, driven over HTTP.
 pytestmark = [pytest.mark.e2e]

@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.api_fixtures import Api
+from tests.support.api import Api
 
 DEEP = 50_000
 

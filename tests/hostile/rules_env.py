@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-RULES_FIXTURES = HERE.parent / "rules_fixtures"
+RULES_FIXTURES = HERE.parent / "fixtures" / "rules"
 
 
 def install_fixture(plugins: Path, name: str, source: Path, **symbols: list[str]) -> Path:

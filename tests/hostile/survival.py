@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.loader_harness import make_plugin, pid_alive
+from tests.support.loader_process import make_plugin, pid_alive
 
 
 def ping_within(url: str, limit_s: float = 1.0) -> float:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import time
 
-from tests.api_fixtures import free_port
 from tests.hostile.helpers import snapshot
 from tests.hostile.rules_env import install_collector, install_hostilefix, rss_mb, rule, source_config, stream
 from tests.hostile.survival import Bystander, assert_survived, get_json
-from tests.loader_harness import start_loader
+from tests.support.api import free_port
+from tests.support.loader_process import start_loader
 
 BUFFER_MB = 32
 RECORD_MB = 10

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.api_fixtures import Api, free_port, wait_until
 from tests.hostile.rules_env import (
     RULES_FIXTURES,
     install_collector,
@@ -31,8 +30,10 @@ from tests.hostile.rules_env import (
     write_json,
 )
 from tests.hostile.survival import ping_within
-from tests.loader_harness import pid_alive, start_loader
-from tests.test_rules_e2e import collected
+from tests.support.api import Api, free_port
+from tests.support.loader_process import pid_alive, start_loader
+from tests.support.rules import collected
+from tests.support.waiting import wait_until
 
 CHURN_S = 55.0
 REST_RULES_PER_ROUND = 3

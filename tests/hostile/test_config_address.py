@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from loader.config import ConfigError, load_config
-from tests.loader_harness import REPO, make_plugin
+from tests.support.loader_process import REPO, make_plugin
 
 
 def _serve(tmp_path: Path, ipc_dir: Path, rest_line: str, *flags: str) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from tests.hostile.helpers import snapshot
-from tests.test_rules_e2e import (
+from tests.support.rules import (
     install_collector,
     install_seqsrc,
     loader_for,

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.api_fixtures import collector_files, seqsrc_files, start_api, write_zip
 from tests.hostile.helpers import assert_serving, deep_json, raw_call, snapshot
-from tests.loader_harness import REPO
-from tests.test_rules_e2e import install_collector, install_seqsrc, rule, stream, wait_collected, write_json
+from tests.support.api import collector_files, seqsrc_files, start_api, write_zip
+from tests.support.loader_process import REPO
+from tests.support.rules import install_collector, install_seqsrc, rule, stream, wait_collected, write_json
 
 GOOD_SQL = "SELECT n FROM demo"
 

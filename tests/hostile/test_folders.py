@@ -19,9 +19,9 @@ from loader.config import FolderLimits
 from loader.plugins.digest import folder_digest
 from loader.plugins.folders import FolderError, walk
 from loader.plugins.manifest import ManifestError, load_plugin
-from tests.api_fixtures import start_api
 from tests.hostile.helpers import assert_serving, snapshot
-from tests.loader_harness import make_plugin
+from tests.support.api import start_api
+from tests.support.loader_process import make_plugin
 
 
 def _run_bounded(function, *args, timeout: float = 10.0):

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from loader.config import WatchSettings
-from tests.api_fixtures import Api, free_port
 from tests.hostile.rules_env import install_seqsrc, rule, source_config, stream, write_json
-from tests.loader_harness import make_plugin, start_loader
+from tests.support.api import Api, free_port
+from tests.support.loader_process import make_plugin, start_loader
 
 IDLE_PLUGINS = 200
 STOPPED_RULES = 200
@@ -76,6 +76,7 @@ def test_two_hundred_idle_plugins_and_four_hundred_stopped_rules(processes, tmp_
         data,
         wait_ready=False,
         rescan_s=WatchSettings().rescan_s,
+        log_level="info",
         extra_config=f"etc_dir: {etc}\nrest: 127.0.0.1:{port}\n",
     )
     api = Api(loader, f"http://127.0.0.1:{port}")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.api_fixtures import collector_files, seqsrc_files, start_api, write_zip
 from tests.hostile.survival import Bystander, assert_survived
+from tests.support.api import collector_files, seqsrc_files, start_api, write_zip
 
 OPERATOR_SEQ = "default:\n  count: 7\n"  # the operator's configuration of another plugin's source
 OPERATOR_COLLECT = '{"delay_ms": 1}'  # the operator's own file for the installing plugin's sink

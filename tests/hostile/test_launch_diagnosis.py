@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 from loader.plugins.diagnose import explain_no_handshake
-from tests.api_fixtures import start_api
 from tests.hostile.helpers import assert_serving, snapshot
-from tests.loader_harness import make_plugin
+from tests.support.api import start_api
+from tests.support.loader_process import make_plugin
 
 LISTEN = Path("/run/pl/plugin_p.ipc")
 EXE = Path("/plugins/p/main.py")

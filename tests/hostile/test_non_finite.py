@@ -13,8 +13,8 @@ from pathlib import Path
 from loader.wire.codec import decode_source_items
 from sdk.protocol.messages import encode_sink, encode_sink_batch
 from tests.hostile.helpers import snapshot
-from tests.loader_harness import start_loader
-from tests.test_rules_e2e import install_collector, rule, stream, wait_collected
+from tests.support.loader_process import start_loader
+from tests.support.rules import install_collector, rule, stream, wait_collected
 
 NAN_SOURCE = """
 import threading

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from loader.plugins.output import BURST_LINES, LINES_PER_S, SUMMARY_EVERY_S, OutputLimiter
-from tests.loader_harness import make_plugin, start_loader
+from tests.support.loader_process import make_plugin, start_loader
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -18,9 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from tests.api_fixtures import free_port
 from tests.hostile.survival import Bystander, assert_survived
-from tests.loader_harness import RAW_PLUGIN, pid_alive, start_loader
+from tests.support.api import free_port
+from tests.support.loader_process import RAW_PLUGIN, pid_alive, start_loader
 
 FORKER = """
 import os, runpy, subprocess, sys, time

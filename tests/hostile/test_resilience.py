@@ -22,7 +22,7 @@ from loader.rules.pipeline import RulePipeline
 from loader.rules.sql import compile_query, parse_select
 from loader.wire import control as control_module
 from loader.wire.control import ControlChannel
-from tests.loader_harness import RAW_PLUGIN, make_plugin, start_loader
+from tests.support.loader_process import RAW_PLUGIN, make_plugin, start_loader
 
 
 def _wait(predicate, timeout: float = 10.0) -> None:

@@ -17,10 +17,10 @@ import signal
 import socket
 import time
 
-from tests.api_fixtures import free_port
 from tests.hostile.helpers import snapshot
 from tests.hostile.survival import Bystander, assert_survived, ping_within
-from tests.loader_harness import make_plugin, start_loader
+from tests.support.api import free_port
+from tests.support.loader_process import make_plugin, start_loader
 
 SLOW_CLIENTS = 1100
 MAX_CONNECTIONS = 64

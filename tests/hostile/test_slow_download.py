@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.api_fixtures import collector_files, seqsrc_files, start_api, write_zip
 from tests.hostile.helpers import snapshot
 from tests.hostile.survival import Bystander, assert_survived
+from tests.support.api import collector_files, seqsrc_files, start_api, write_zip
 
 DEADLINE_S = 2.0
 WORKERS = 2

@@ -14,7 +14,6 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from tests.api_fixtures import free_port
 from tests.hostile.helpers import snapshot
 from tests.hostile.rules_env import (
     install_collector,
@@ -25,7 +24,8 @@ from tests.hostile.rules_env import (
     stream,
 )
 from tests.hostile.survival import Bystander, assert_survived, get_json
-from tests.loader_harness import start_loader
+from tests.support.api import free_port
+from tests.support.loader_process import start_loader
 
 
 def _start(processes, tmp_path: Path, ipc_dir: Path, limits: str):

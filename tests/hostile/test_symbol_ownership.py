@@ -17,7 +17,7 @@ import pytest
 
 from loader.plugins.manifest import PluginSpec, load_plugin
 from loader.plugins.symbols import SymbolConflict, SymbolRegistry
-from tests.loader_harness import make_plugin, start_loader
+from tests.support.loader_process import make_plugin, start_loader
 
 
 def spec(parent: Path, name: str, sources: tuple[str, ...] = ("counter",)) -> PluginSpec:

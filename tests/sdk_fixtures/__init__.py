@@ -1,1 +1,0 @@
-"""Helpers for the sdk tests: a host stand-in and small plugin programs."""

@@ -1,0 +1,1 @@
+"""The one home of the helpers tests share: processes, waiting, loaders, plugins and stand-ins."""
