@@ -1,12 +1,4 @@
-"""The rule SQL subset: parse with sqlglot, check the subset, compile to closures.
-
-Supported: ``SELECT`` with ``*`` (and extra fields), columns, nested fields
-(``a.b.c``, ``a->b``), ``a[i]`` and ``a[i:j]``, aliases (usable in WHERE),
-literals, arithmetic and bitwise operators, comparisons, ``AND``/``OR``/``NOT``,
-``IS [NOT] NULL``, ``IN``, ``BETWEEN``, ``LIKE``, ``CASE``, ``meta(key)`` and
-function calls; ``FROM`` one stream; ``WHERE``.  Anything else is rejected
-when the rule is created, naming the construct and its line and column.
-docs/rules.md has the table against eKuiper's SQL.
+"""A checked ``SelectPlan`` compiled into a ``CompiledQuery`` of closures, with the rule's functions bound.
 
 Expressions are compiled once into nested Python closures over a record
 (``dict``), so evaluating a rule per record does no tree walking.  The
@@ -14,27 +6,17 @@ values follow eKuiper's rules (loader/rules/operators.py): null
 comparisons, integer arithmetic staying integer, and a record whose
 evaluation fails (mixed kinds, division by zero) failing alone.
 
-Batched function calls: a resolved function may also offer ``many(rows)``
-(one result per argument list, a failed row's result being an exception) and
-a ``batching`` flag.  ``CompiledQuery.apply_many`` then evaluates a batch of
-records in passes: each pass evaluates every unfinished record exactly as
-``apply`` would, except that a batchable call site without a result for that
-record notes its arguments and abandons the record for this pass; then each
-call site with noted rows is called once, with all of them, and the next
-pass reads those results.  So a call happens only for records whose
-per-record evaluation reaches it (WHERE first, CASE branches, short-circuits
-all respected), with the same arguments, inner calls before outer ones.
+Each function call is resolved here (a portable function or a built-in,
+aggregates apart), its literal arguments checked, and a call site that can
+take batches made to take part in ``apply_many`` (loader/rules/sql/evaluate.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any
 
-import sqlglot
-from sqlglot import exp, parser, tokens
-from sqlglot.dialects.dialect import Dialect
+from sqlglot import exp
 
 from loader.rules import operators
 from loader.rules.aggregates import (
@@ -51,541 +33,14 @@ from loader.rules.aggregates import (
     window_range_call,
 )
 from loader.rules.functions import NOT_LITERAL, Builtin
-from loader.rules.window_syntax import (
-    AGGREGATE_NAMES,
-    WindowClause,
-    WindowSyntaxError,
-    WindowSyntaxParser,
-    check_no_window_call,
-    read_group_by,
-)
+from loader.rules.sql.dialect import SqlError, describe, position, unsupported
+from loader.rules.sql.evaluate import BatchFunction, BatchScope, CompiledQuery, Deferred
+from loader.rules.sql.parse import SPECIAL_FORMS, SelectPlan, column_parts, function_call, meta_path
 
 #: Given a function name (lower case) and the call's index in the rule, return
 #: a callable taking the evaluated argument list, or None if unknown.
 FunctionResolver = Callable[[str, int], Callable[[list[Any]], Any] | None]
 
-
-@runtime_checkable
-class BatchFunction(Protocol):
-    """A call site that can also take many records' argument lists in one call (a portable function's)."""
-
-    def __call__(self, args: list[Any], /) -> Any: ...
-
-    def many(self, rows: list[list[Any]], /) -> list[Any]:
-        """One result per argument list, in order; a failed row's result is its exception."""
-        ...
-
-
-SUPPORTED = (
-    "SELECT columns, * (with extra fields), nested a.b and a->b, a[i] and a[i:j], aliases, literals, "
-    "arithmetic and & | ^, comparisons, AND/OR/NOT, CASE, IS NULL, IN, BETWEEN, LIKE, meta(key) and function "
-    "calls, FROM one stream, WHERE, GROUP BY a window and fields, HAVING, ORDER BY, aggregate functions; "
-    "see docs/rules.md"
-)
-
-
-class SqlError(Exception):
-    """A rule's SQL is outside the subset or malformed; says where and what."""
-
-
-@dataclass
-class Projection:
-    name: str
-    node: exp.Expression
-    #: named with AS: the name is an alias other expressions may use
-    aliased: bool = False
-
-
-@dataclass
-class SelectPlan:
-    """A parsed, subset-checked SELECT, before functions are bound."""
-
-    sql: str
-    stream: str
-    star: bool
-    projections: list[Projection]
-    where: exp.Expression | None
-    functions: list[tuple[str, list[exp.Expression]]] = field(default_factory=list)
-    #: GROUP BY's window (with its FILTER and OVER (WHEN) conditions) and its other expressions.
-    window: WindowClause | None = None
-    group_keys: list[exp.Expression] = field(default_factory=list)
-    having: exp.Expression | None = None
-    #: ORDER BY: (expression, descending).
-    order: list[tuple[exp.Expression, bool]] = field(default_factory=list)
-
-
-class _Deferred(Exception):
-    """A batchable call site has no result yet for the record being evaluated."""
-
-
-class _Batch:
-    """State of one ``apply_many``, read by the call-site closures: which record, which results."""
-
-    __slots__ = ("row", "results", "pending")
-
-    def __init__(self) -> None:
-        self.row = 0
-        #: call site index -> {record index: value or exception}
-        self.results: dict[int, dict[int, Any]] = {}
-        #: call site index -> (function, record indexes, argument lists)
-        self.pending: dict[int, tuple[BatchFunction, list[int], list[list[Any]]]] = {}
-
-    def defer(self, index: int, function: BatchFunction, args: list[Any]) -> None:
-        entry = self.pending.get(index)
-        if entry is None:
-            entry = self.pending[index] = (function, [], [])
-        entry[1].append(self.row)
-        entry[2].append(args)
-
-    def call_pending(self) -> None:
-        """One batched call per call site that has rows waiting."""
-        pending, self.pending = self.pending, {}
-        for index, (function, rows, args) in pending.items():
-            try:
-                values = list(function.many(args))
-                if len(values) != len(rows):
-                    raise RuntimeError(f"a batched call returned {len(values)} results for {len(rows)} rows")
-            except Exception as exc:  # the whole call failed: so did each of its rows
-                values = [exc] * len(rows)
-            results = self.results.setdefault(index, {})
-            for row, value in zip(rows, values, strict=True):
-                results[row] = value
-
-
-class _Scope:
-    """Shared by a query's call-site closures: the batch being evaluated, if any."""
-
-    __slots__ = ("batch",)
-
-    def __init__(self) -> None:
-        self.batch: _Batch | None = None
-
-
-@dataclass
-class CompiledQuery:
-    stream: str
-    star: bool
-    columns: list[tuple[str, Evaluator]]
-    where: Evaluator | None
-    #: functions of the call sites that can take batches (they have ``many``).
-    batch_functions: list[BatchFunction] = field(default_factory=list)
-    scope: _Scope = field(default_factory=_Scope, repr=False)
-    #: For a rule with a window: how a window's rows become its emission (loader/rules/windowed.py runs it).
-    grouped: GroupedQuery | None = None
-    window: WindowClause | None = None
-    filter: Evaluator | None = None
-    trigger: Evaluator | None = None
-
-    def apply(self, row: Row) -> Row | None:
-        """The output record for ``row``, or None when WHERE filters it out."""
-        if self.where is not None and self.where(row) is not True:
-            return None
-        if not self.columns:
-            return row if self.star else {}
-        out: Row = dict(row) if self.star else {}
-        for name, evaluate in self.columns:
-            out[name] = evaluate(row)
-        return out
-
-    @property
-    def batching(self) -> bool:
-        """True when a function of the query can take batches right now: use ``apply_many``."""
-        return any(getattr(f, "batching", True) for f in self.batch_functions)
-
-    def apply_many(self, rows: list[Row]) -> list[Any]:
-        """Per record, in order: its output record, None (filtered out) or the exception that failed it."""
-        outcomes: list[Any] = [None] * len(rows)
-        todo: list[int] = list(range(len(rows)))
-        batch = self.scope.batch = _Batch()
-        apply = self.apply
-        try:
-            # Each pass either finishes a record or leaves it waiting on a call site that
-            # gets its result before the next pass; a record reaches each site once.
-            for _ in range(len(self.batch_functions) + 2):
-                waiting: list[int] = []
-                for index in todo:
-                    batch.row = index
-                    try:
-                        outcomes[index] = apply(rows[index])
-                    except _Deferred:
-                        waiting.append(index)
-                    except Exception as exc:
-                        outcomes[index] = exc
-                if not waiting:
-                    return outcomes
-                batch.call_pending()
-                todo = waiting
-            for index in todo:  # unreachable unless a closure misbehaves
-                outcomes[index] = RuntimeError("function results did not settle for this record")
-            return outcomes
-        finally:
-            self.scope.batch = None
-
-
-_CLAUSES = {
-    "joins": "JOIN",
-    "limit": "LIMIT",
-    "offset": "OFFSET",
-    "distinct": "DISTINCT",
-    "windows": "WINDOW",
-    "with_": "WITH",
-    "qualify": "QUALIFY",
-    "laterals": "LATERAL",
-    "pivots": "PIVOT",
-    "into": "INTO",
-    "kind": "SELECT modifiers",
-}
-
-
-def position(node: exp.Expr, sql: str) -> str:
-    """``line L, column C`` where ``node`` starts in ``sql`` (its first token that sqlglot located)."""
-    for sub in node.walk():
-        meta = getattr(sub, "meta", None) or {}
-        if "start" in meta:
-            return _line_column(sql, int(meta["start"]))
-        if "line" in meta:
-            return f"line {meta['line']}, column {meta['col']}"
-    text = node.sql()
-    index = sql.find(text)
-    if index < 0:
-        return "somewhere in the statement"
-    return _line_column(sql, index)
-
-
-def _line_column(sql: str, index: int) -> str:
-    line = sql.count("\n", 0, index) + 1
-    column = index - (sql.rfind("\n", 0, index) + 1) + 1
-    return f"line {line}, column {column}"
-
-
-def unsupported(node: exp.Expr, sql: str, construct: str) -> SqlError:
-    return SqlError(f"{position(node, sql)}: {construct} is not supported in rules (supported: {SUPPORTED})")
-
-
-def _builds_aggregate(build: Any) -> bool:
-    """Whether a sqlglot function builder makes an aggregate function node."""
-    made = getattr(build, "__self__", None)
-    return isinstance(made, type) and issubclass(made, exp.AggFunc)
-
-
-class EkuiperDialect(Dialect):
-    """eKuiper's lexical rules: ``"..."`` is a string, as ``'...'`` is; backticks quote identifiers.
-
-    Under sqlglot's default (ANSI) rules ``WHERE v = "v1"`` compares two
-    columns and passes nothing, and ``THEN "high"`` yields null, silently.
-    """
-
-    class Tokenizer(tokens.Tokenizer):
-        QUOTES = ["'", '"']
-        IDENTIFIERS = ["`"]
-
-    class Parser(WindowSyntaxParser):
-        """Function calls as the user wrote them: ``name(args...)`` in order, never another SQL's special form.
-
-        sqlglot knows hundreds of functions of other dialects and rewrites
-        them (``cast(x, "bigint")`` expected ``CAST(x AS type)``, ``log(b, x)``
-        swapped, ``name->first`` inside a call read as a lambda).  eKuiper
-        has none of that syntax, so only aggregate functions keep their
-        typed nodes; every other call is a plain call resolved by name.  eKuiper's own aggregates
-        (``count``, ``last_value(x, true)``...) are plain calls too, and windows' ``OVER (WHEN ...)``
-        is read by ``WindowSyntaxParser`` (loader/rules/window_syntax.py).
-        """
-
-        LAMBDAS = {}
-        FUNCTION_PARSERS = {}
-        NO_PAREN_FUNCTIONS = {}
-        FUNCTIONS = {
-            name: build
-            for name, build in parser.Parser.FUNCTIONS.items()
-            if _builds_aggregate(build) and name.lower() not in AGGREGATE_NAMES
-        }
-
-
-def parse_select(sql: str) -> SelectPlan:
-    """Parse ``sql`` and check it is inside the subset."""
-    try:
-        statements = sqlglot.parse(sql, read=EkuiperDialect)
-    except sqlglot.errors.ParseError as exc:
-        detail = exc.errors[0] if exc.errors else {}
-        where = f"line {detail.get('line', '?')}, column {detail.get('col', '?')}"
-        raise SqlError(f"{where}: {detail.get('description', str(exc))}") from None
-    present = [s for s in statements if s is not None]
-    if len(present) != 1:
-        raise SqlError(f"a rule has exactly one SELECT statement, found {len(present)}")
-    tree = present[0]
-    if not isinstance(tree, exp.Select):
-        raise unsupported(tree, sql, f"{tree.key.upper()} statement")
-    for key, construct in _CLAUSES.items():
-        if tree.args.get(key):
-            raise unsupported(tree.args[key] if isinstance(tree.args[key], exp.Expression) else tree, sql, construct)
-    stream = _stream_of(tree, sql)
-    plan = SelectPlan(sql=sql, stream=stream, star=False, projections=[], where=None)
-    unnamed = 0
-    for item in tree.expressions:
-        if isinstance(item, exp.Star):
-            plan.star = True
-            continue
-        _check_expression(item, sql)
-        name = _output_name(item)
-        if name is None:  # eKuiper names unaliased expressions kuiper_field_0, kuiper_field_1, ...
-            name, unnamed = f"kuiper_field_{unnamed}", unnamed + 1
-        plan.projections.append(
-            Projection(name, item.this if isinstance(item, exp.Alias) else item, aliased=isinstance(item, exp.Alias))
-        )
-    condition = tree.args.get("where")
-    if condition is not None:
-        _check_expression(condition.this, sql)
-        plan.where = condition.this
-    _read_grouping(tree, plan, sql)
-    plan.functions = [
-        (name, args)
-        for node in _all_nodes(plan)
-        for name, args in [_function_call(node)]
-        if name and name not in SPECIAL_FORMS
-    ]
-    return plan
-
-
-def _read_grouping(tree: exp.Select, plan: SelectPlan, sql: str) -> None:
-    """GROUP BY (a window and fields), HAVING and ORDER BY; eKuiper runs the last two only over a window."""
-    group = tree.args.get("group")
-    if group is not None:
-        try:
-            plan.window, plan.group_keys = read_group_by(group, lambda node: position(node, sql))
-        except WindowSyntaxError as exc:
-            raise SqlError(str(exc)) from None
-        for node in [*plan.group_keys, *_window_conditions(plan)]:
-            _check_expression(node, sql)
-    having = tree.args.get("having")
-    if having is not None:
-        _check_expression(having.this, sql)
-        plan.having = _with_aliases(having.this, plan)
-    order = tree.args.get("order")
-    if order is not None:
-        for item in order.expressions:
-            node = item.this if isinstance(item, exp.Ordered) else item
-            _check_expression(node, sql)
-            plan.order.append((_with_aliases(node, plan), bool(item.args.get("desc"))))
-    clauses: list[tuple[str, exp.Expression | None]] = [("SELECT", p.node) for p in plan.projections]
-    clauses += [("WHERE", plan.where), ("HAVING", plan.having), *(("GROUP BY", k) for k in plan.group_keys)]
-    clauses += [("ORDER BY", n) for n, _ in plan.order]
-    try:
-        for name, expression in clauses:
-            if expression is not None:
-                check_no_window_call(expression, name, lambda sub: position(sub, sql))
-    except WindowSyntaxError as exc:
-        raise SqlError(str(exc)) from None
-    if plan.window is None:
-        for construct, clause in (("GROUP BY fields", group), ("HAVING", having), ("ORDER BY", order)):
-            if clause is not None:
-                raise SqlError(
-                    f"{position(clause, sql)}: {construct} without a window: eKuiper groups, filters "
-                    "and sorts the rows of a window; add one, e.g. GROUP BY TUMBLINGWINDOW(ss, 10)"
-                )
-
-
-def _window_conditions(plan: SelectPlan) -> list[exp.Expression]:
-    window = plan.window
-    return [] if window is None else [c for c in (window.filter, window.trigger) if c is not None]
-
-
-def _with_aliases(node: exp.Expression, plan: SelectPlan) -> exp.Expression:
-    """``node`` with SELECT aliases replaced by their expressions (HAVING and ORDER BY may name them)."""
-    aliases = {p.name: p.node for p in plan.projections}
-
-    def swap(sub: exp.Expression) -> exp.Expression:
-        if isinstance(sub, exp.Column) and not sub.table and sub.name in aliases:
-            return aliases[sub.name].copy()
-        return sub
-
-    return node.copy().transform(swap)
-
-
-def call_position(plan: SelectPlan, name: str) -> str:
-    """``line L, column C`` of the rule's first call of function ``name`` (for messages about it)."""
-    for node in _all_nodes(plan):
-        if _function_call(node)[0] == name:
-            return position(node, plan.sql)
-    return "somewhere in the statement"
-
-
-def _stream_of(tree: exp.Select, sql: str) -> str:
-    source = tree.args.get("from_") or tree.args.get("from")
-    if source is None:
-        raise SqlError("the rule has no FROM clause: name the stream, e.g. SELECT * FROM demo")
-    table = source.this
-    if not isinstance(table, exp.Table) or table.args.get("db") or table.args.get("catalog"):
-        raise unsupported(table, sql, "FROM anything but one stream name")
-    return table.name
-
-
-def _output_name(item: exp.Expression) -> str | None:
-    """A field's name as eKuiper gives it: its alias, column, key after ->, or function; None for the others."""
-    if isinstance(item, exp.Alias):
-        return item.alias
-    if isinstance(item, exp.Column):
-        return item.name
-    if isinstance(item, exp.JSONExtract) and isinstance(item.expression, exp.Column):
-        return item.expression.name  # eKuiper: name->first is named "first"
-    name, _ = _function_call(item)
-    return name
-
-
-_ALLOWED = (
-    exp.Alias,
-    exp.Column,
-    exp.Identifier,
-    exp.Literal,
-    exp.Null,
-    exp.Boolean,
-    exp.Paren,
-    exp.Neg,
-    exp.Not,
-    exp.And,
-    exp.Or,
-    exp.Add,
-    exp.Sub,
-    exp.Mul,
-    exp.Div,
-    exp.Mod,
-    exp.EQ,
-    exp.NEQ,
-    exp.GT,
-    exp.GTE,
-    exp.LT,
-    exp.LTE,
-    exp.Is,
-    exp.In,
-    exp.Between,
-    exp.Case,
-    exp.If,
-    exp.Func,
-    exp.Dot,
-    exp.Tuple,
-    exp.Like,
-    exp.BitwiseAnd,
-    exp.BitwiseOr,
-    exp.BitwiseXor,
-    exp.Bracket,
-    exp.Slice,
-)
-
-#: Calls the compiler reads itself: ``meta(key)`` (and ``mqtt(key)``) name source metadata, not a value.
-SPECIAL_FORMS = frozenset({"meta", "mqtt"})
-
-#: What users call the constructs sqlglot has node names for, in refusals.
-_CONSTRUCTS: dict[type, str] = {
-    exp.DPipe: "the || operator",
-    exp.ILike: "ILIKE",
-    exp.SimilarTo: "SIMILAR TO",
-    exp.RegexpLike: "RLIKE",
-    exp.Window: "an OVER window",
-    exp.Filter: "FILTER",
-    exp.Exists: "EXISTS",
-    exp.Interval: "INTERVAL",
-    exp.Cast: 'CAST(... AS ...) (write cast(x, "bigint"))',
-    exp.Lambda: "a lambda",
-    exp.Distinct: "DISTINCT",
-    exp.Placeholder: "a placeholder",
-    exp.Array: "an ARRAY literal",
-    exp.Struct: "a STRUCT literal",
-    exp.IntDiv: "integer division DIV",
-    exp.BitwiseLeftShift: "<<",
-    exp.BitwiseRightShift: ">>",
-    exp.BitwiseNot: "~",
-    exp.NullSafeEQ: "<=>",
-    exp.Escape: "LIKE ... ESCAPE",
-}
-
-
-def describe(node: exp.Expr) -> str:
-    """The construct a node is, in the user's words: a known name, else its SQL text."""
-    for kind, name in _CONSTRUCTS.items():
-        if isinstance(node, kind):
-            return name
-    text = node.sql(dialect=EkuiperDialect)
-    return f"'{text[:60]}{'...' if len(text) > 60 else ''}'"
-
-
-def _check_expression(node: exp.Expr, sql: str) -> None:
-    for sub in node.walk():
-        if isinstance(sub, (exp.Select, exp.Subquery)):
-            raise unsupported(sub, sql, "a subquery")
-        if isinstance(sub, exp.AggFunc) and not isinstance(sub, exp.Anonymous):
-            raise unsupported(
-                sub, sql, f"function {sub.sql_name()} (an aggregate or analytic function the loader does not provide)"
-            )
-        if isinstance(sub, exp.JSONExtract) and not isinstance(sub.expression, (exp.Column, exp.Dot)):
-            raise unsupported(sub, sql, "-> followed by anything but a field name")
-        if isinstance(sub, exp.Star) and not isinstance(sub.parent, exp.Func):
-            raise unsupported(sub, sql, "* inside an expression")
-        if isinstance(sub, exp.Alias) and sub is not node:
-            if isinstance(sub.parent, exp.Anonymous) and str(sub.parent.this).lower() == "cast":
-                raise unsupported(sub, sql, 'CAST(x AS type) (eKuiper writes cast(x, "bigint"))')
-            raise unsupported(sub, sql, f"AS inside an expression ({describe(sub)})")
-        if isinstance(sub, exp.Bracket) and len(sub.expressions) != 1:
-            raise unsupported(sub, sql, f"{describe(sub)} (one index or slice per [])")
-        if isinstance(sub, exp.Anonymous) and str(sub.this).lower() in SPECIAL_FORMS:
-            _check_meta(sub, sql)
-        if not isinstance(sub, _ALLOWED) and not isinstance(sub, exp.Star):
-            raise unsupported(sub, sql, describe(sub))
-
-
-def _check_meta(node: exp.Anonymous, sql: str) -> None:
-    """``meta(key)``, ``meta(stream.key)`` or ``meta(key->nested)``: a metadata key, not an expression."""
-    args = node.expressions
-    if len(args) != 1 or _meta_path(args[0]) is None:
-        raise SqlError(
-            f"{position(node, sql)}: {str(node.this).lower()} takes one metadata key, e.g. meta(topic) or "
-            f"meta(reading->device), got {describe(node)}"
-        )
-
-
-def _meta_path(node: exp.Expression) -> list[str] | None:
-    """The key path of meta's argument (stream qualifier dropped), or None if it is not a key path."""
-    if isinstance(node, exp.Column):
-        return [p.name for p in reversed(list(_column_parts(node)))]
-    if isinstance(node, exp.JSONExtract):
-        head = _meta_path(node.this)
-        tail = [p.name for p in reversed(list(_column_parts(node.expression)))]
-        return None if head is None else head + tail
-    if isinstance(node, exp.Dot):
-        return [p.name for p in reversed(list(_column_parts(node)))]
-    return None
-
-
-def _all_nodes(plan: SelectPlan) -> Iterator[exp.Expr]:
-    for projection in plan.projections:
-        yield from projection.node.walk()
-    others = [plan.where, *plan.group_keys, *_window_conditions(plan), plan.having, *(n for n, _ in plan.order)]
-    for node in others:
-        if node is not None:
-            yield from node.walk()
-
-
-#: Func subclasses that are operators or conditionals, never calls to resolve: sqlglot 30 made the AND/OR/XOR
-#: connectors Func nodes, so without this they would be looked up as functions named "and" and "or".
-#: Func nodes that are operators of the language, not calls: ``a->b`` parses as JSONExtract.
-_NOT_CALLS = (exp.Case, exp.If, exp.Connector, exp.JSONExtract)
-
-
-def _function_call(node: exp.Expr) -> tuple[str | None, list[exp.Expression]]:
-    """(lower-case name, argument nodes) when ``node`` is a function call."""
-    if isinstance(node, exp.Anonymous):
-        return str(node.this).lower(), list(node.expressions)
-    if isinstance(node, exp.Func) and not isinstance(node, _NOT_CALLS):
-        args: list[exp.Expression] = []
-        for key in node.arg_types:
-            value = node.args.get(key)
-            if isinstance(value, exp.Expression):
-                args.append(value)
-            elif isinstance(value, list):
-                args.extend(v for v in value if isinstance(v, exp.Expression))
-        return node.sql_name().lower(), args
-    return None, []
-
-
-# --------------------------------------------------------------------- compile
 
 #: Binary operators evaluated by loader/rules/operators.py, by the symbol eKuiper writes.
 _ARITHMETIC: dict[type[exp.Expr], str] = {
@@ -619,7 +74,7 @@ class _Compiler:
         self.resolve = resolve
         self.rule_id = rule_id
         self.function_index = 0
-        self.scope = _Scope()
+        self.scope = BatchScope()
         self.batch_functions: list[BatchFunction] = []
         #: SELECT aliases, usable in WHERE and the other fields as eKuiper allows (not inside their own definition)
         self.aliases = {p.name: p.node for p in plan.projections if p.aliased}
@@ -669,7 +124,7 @@ class _Compiler:
             return self._like(node)
         if isinstance(node, exp.Case):
             return self._case(node)
-        name, args = _function_call(node)
+        name, args = function_call(node)
         if name in SPECIAL_FORMS:  # meta(key); mqtt(topic) is eKuiper's meta for MQTT sources
             return self._meta(node)
         if name:
@@ -677,7 +132,7 @@ class _Compiler:
         raise unsupported(node, self.plan.sql, describe(node))
 
     def _column(self, node: exp.Expression) -> Evaluator:
-        parts = [p.name for p in reversed(list(_column_parts(node)))]
+        parts = [p.name for p in reversed(list(column_parts(node)))]
         if len(parts) > 1 and parts[0] == self.plan.stream:
             parts = parts[1:]
         if len(parts) == 1:
@@ -698,7 +153,7 @@ class _Compiler:
     def _arrow(self, node: exp.JSONExtract) -> Evaluator:
         """``x->a.b``: key ``a``, then ``b``, of the object ``x`` evaluates to (eKuiper's ``->``)."""
         inner = self.compile(node.this)
-        steps = [p.name for p in reversed(list(_column_parts(node.expression)))]
+        steps = [p.name for p in reversed(list(column_parts(node.expression)))]
         return lambda row: _nested(inner(row), steps)
 
     def _bracket(self, node: exp.Bracket) -> Evaluator:
@@ -763,7 +218,7 @@ class _Compiler:
 
     def _meta(self, node: exp.Expression) -> Evaluator:
         """``meta(key)``: a key of the record's source metadata (null when the source sent none)."""
-        path = _meta_path(node.expressions[0]) or []
+        path = meta_path(node.expressions[0]) or []
         if len(path) > 1 and path[0] == self.plan.stream:
             path = path[1:]
         return lambda row: _nested(getattr(row, META_ATTRIBUTE, None), path)
@@ -808,7 +263,7 @@ class _Compiler:
                     raise value.with_traceback(None)
                 return value
             batch.defer(index, function, args)
-            raise _Deferred
+            raise Deferred
 
         return evaluate
 
@@ -920,20 +375,6 @@ def literal_arguments(args: list[exp.Expression]) -> list[Any]:
         else:
             values.append(arg.sql())
     return values
-
-
-def _column_parts(node: exp.Expression) -> Iterator[exp.Expression]:
-    """Identifiers of a (possibly nested) column, innermost last."""
-    if isinstance(node, exp.Dot):
-        yield node.expression
-        yield from _column_parts(node.this)
-        return
-    for key in ("this", "table", "db", "catalog"):
-        part = node.args.get(key)
-        if isinstance(part, exp.Identifier):
-            yield part
-        elif isinstance(part, exp.Expression):
-            yield from _column_parts(part)
 
 
 def _nested(row: Any, parts: list[str]) -> Any:
