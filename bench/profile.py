@@ -95,7 +95,7 @@ STAGES: list[tuple[str, str, frozenset[str] | None]] = [
     ("function call", "loader/wire/function.py", None),
     ("function call", "loader/dataplane/function.py", None),
     ("hand-off", "loader/rules/buffer.py", None),
-    ("evaluation", "loader/rules/sql.py", None),
+    ("evaluation", "loader/rules/sql/", None),
     ("evaluation", "loader/rules/pipeline.py", frozenset({"on_records"})),
     ("receive", "loader/dataplane/source.py", None),
     ("send", "loader/dataplane/sink.py", None),

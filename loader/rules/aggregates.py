@@ -14,7 +14,7 @@ gives every row of the window (HAVING then tests the window as a whole).
 Without a window, an aggregate sees one row, as in eKuiper (``count(*)`` is
 1, ``avg(x)`` is ``x``).
 
-Group-level expressions are compiled by the rule compiler (sql.py) like row
+Group-level expressions are compiled by the rule compiler (sql/compile.py) like row
 expressions: they are evaluated on a ``GroupRow``, a dict holding the first
 row's fields (so plain column lookups work unchanged) plus the group's rows
 and window range, which aggregate calls and ``window_start()`` read.

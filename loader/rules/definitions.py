@@ -7,7 +7,7 @@ is how a stopped rule stays stopped across loader restarts.
 
 ``CREATE STREAM`` is eKuiper's own DDL, not SQL any general parser knows, so
 it gets a small dedicated reader here; the SELECT of a rule goes through the
-real SQL parser in ``sql.py``.
+real SQL parser in ``sql/parse.py``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """eKuiper's operators on values: comparison, arithmetic, bitwise, logic, LIKE, index and slice.
 
-Pure functions of values, used by the SQL compiler (sql.py).  The rules are
+Pure functions of values, used by the SQL compiler (sql/compile.py).  The rules are
 eKuiper's evaluator's:
 
 - Comparing with null: ``=``, ``<=``, ``>=`` are true only when both sides

@@ -9,7 +9,7 @@ thread (101): rule-r1;Thread.run (threading.py:982);RulePipeline._work (loader/r
 PortableSink._send_and_wait (loader/dataplane/sink.py:151);SinkChannel.send_raw (loader/wire/sink.py:175);\
 SinkChannel._wait_ack (loader/wire/sink.py:230);Socket.recv (pynng/nng.py:470) 30
 thread (101): rule-r1;Thread.run (threading.py:982);RulePipeline.on_records (loader/rules/pipeline.py:150);\
-CompiledQuery.apply (loader/rules/sql.py:130) 5
+CompiledQuery.apply (loader/rules/sql/evaluate.py:130) 5
 thread (102): source-r1_src;Thread.run (threading.py:982);SourceInstance._receive (loader/dataplane/source.py:85);\
 SourceChannel._wait (loader/wire/source.py:172);Socket.recv (pynng/nng.py:470) 20
 thread (0x67) 40

@@ -1,7 +1,7 @@
 """eKuiper's other functions: coalesce, isnull, newuuid, cardinality, rule_id.
 
 ``meta(key)`` is not here: its argument names source metadata rather than
-a value, so the SQL compiler reads it itself (loader/rules/sql.py).
+a value, so the SQL compiler reads it itself (loader/rules/sql/compile.py).
 """
 
 from __future__ import annotations
