@@ -26,7 +26,7 @@ def reload(config: Path, *extra: str) -> subprocess.CompletedProcess:
 def test_invalid_config_fails_before_signalling_and_the_old_config_still_applies(processes, tmp_path, ipc_dir):
     plugins, data = tmp_path / "plugins", tmp_path / "data"
     make_plugin(plugins, "car")
-    loader = start_loader(processes, plugins, ipc_dir, data)
+    loader = start_loader(processes, plugins, ipc_dir, data, log_level="info")
     config = data / "loader.yaml"
     config.write_text(config.read_text().replace("level: info", "level: warning") + "watch_typo: 1\n")
     result = reload(config)

@@ -239,7 +239,7 @@ def test_sigterm_with_rules_running_exits_zero_and_leaves_nothing(processes, dir
 
 def test_sighup_rereads_config_and_applies_it_to_running_plugins(processes, dirs):
     make_plugin(dirs["plugins"], "car")
-    loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"])
+    loader = start_loader(processes, dirs["plugins"], dirs["ipc"], dirs["data"], log_level="info")
     running = loader.wait_for("plugin.running", plugin="car")
     config = dirs["data"] / "loader.yaml"
     text = (
