@@ -41,6 +41,11 @@ returns with fewer than the window in flight; ``settle`` waits for all of
 them.  When the process changes, every message in flight goes again, in
 order, before any new one (``unacknowledged`` says which), and a send is
 given up as soon as the process changed, so no new message overtakes them.
+The window is bounded in bytes too (``MAX_INFLIGHT_BYTES``): messages in
+flight are memory the rule buffer's byte bound does not count, and 32 records
+of 10 MB each held for a sink that does not acknowledge would be 320 MB.
+Past the bound the next message waits for the oldest ack; one message bigger
+than the bound still goes, alone.
 
 A sink that takes or acknowledges nothing for ``limits.sink_stall_s`` is
 stalled: the rule is marked degraded and the plugin unhealthy (restarted),
@@ -74,6 +79,8 @@ _LATE_ACK_S = 0.05
 _LATE_ACK_POLL_S = 0.002
 #: Default of limits.sink_stall_s.
 STALL_S = 30.0
+#: Bytes of encoded messages a requireAck sink may have unacknowledged, whatever the ack window.
+MAX_INFLIGHT_BYTES = 4 << 20
 
 
 class PortableSink:
@@ -106,6 +113,9 @@ class PortableSink:
         self._unsent: deque[Message] = deque()
         #: Messages sent and not acknowledged yet (requireAck), oldest first: one list per nng message.
         self._inflight: deque[list[Message]] = deque()
+        #: The encoded size of each of them, in the same order, and their sum.
+        self._inflight_sizes: deque[int] = deque()
+        self._inflight_bytes = 0
         #: The plugin process generation the messages in flight were sent to.
         self._generation = 0
         #: Acks of a process the messages in flight were taken from may still be queued: drop them first.
@@ -164,7 +174,7 @@ class PortableSink:
                 self._resend_unacked()
             window = self.supervisor.ack_window if self.require_ack else 1
             limit = 1 if settle and not unsent else window
-            if len(inflight) >= limit:
+            if len(inflight) >= limit or (inflight and self._inflight_bytes >= MAX_INFLIGHT_BYTES):
                 going = self._take_ack()
             elif unsent:
                 going = self._send_next()
@@ -204,6 +214,8 @@ class PortableSink:
             unsent.popleft()
         if self.require_ack:
             inflight.append(chunk)
+            self._inflight_sizes.append(len(payload))
+            self._inflight_bytes += len(payload)
         else:
             self.metrics.gave(_rows(chunk), now_ms())
             self._delivered()
@@ -243,6 +255,8 @@ class PortableSink:
         number of rows, as without windows).
         """
         chunk = self._inflight.popleft()
+        size = self._inflight_sizes.popleft()
+        self._inflight_bytes -= size
         count = len(chunk)
         try:
             partial = self.channel.ack_result(reply)
@@ -258,6 +272,8 @@ class PortableSink:
         self._delivered(resumed=handled == count)
         if handled < count:
             self._inflight.appendleft(chunk)
+            self._inflight_sizes.appendleft(size)
+            self._inflight_bytes += size
             self._requeue(handled)
             self._await_next_process(self._generation)
 
@@ -294,6 +310,8 @@ class PortableSink:
         """Every message in flight goes back in front of the unsent ones (see ``unacknowledged``)."""
         again = unacknowledged(self._inflight, self._unsent, handled)
         self._inflight.clear()
+        self._inflight_sizes.clear()
+        self._inflight_bytes = 0
         self._unsent.clear()
         self._unsent.extend(again)
         self._stale_acks = True

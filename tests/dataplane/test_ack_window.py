@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from loader.config import ConfigError, LoaderConfig, SinkSettings, load_config
-from loader.dataplane.sink import PortableSink, unacknowledged
+from loader.dataplane.sink import MAX_INFLIGHT_BYTES, PortableSink, unacknowledged
 from loader.dataplane.sink_options import Message
 from loader.plugins.manifest import load_plugin
 from loader.plugins.status import StatusBoard
@@ -137,6 +137,22 @@ def test_a_window_of_one_waits_for_each_ack_as_ekuiper_plugins_need(tmp_path: Pa
     assert plugin.most_in_flight == 1
     assert not plugin.pending and sink.metrics.records_out == 10  # nothing left in flight to settle
     assert plugin.ack_waits == 10
+
+
+def test_big_messages_fill_the_window_by_bytes_first(tmp_path: Path) -> None:
+    """In flight is memory too: a window of 32 messages of 1.5 MB would hold 48 MB for a sink that does
+    not acknowledge; the byte bound keeps it to what fits in MAX_INFLIGHT_BYTES, plus the one message that
+    crossed it."""
+    sink, plugin = windowed_sink(tmp_path, window=32)
+    blob = "x" * (1536 * 1024)
+    sink.deliver_many([[{"n": n, "blob": blob}] for n in range(12)])
+    assert plugin.most_in_flight == MAX_INFLIGHT_BYTES // len(blob) + 1 < 32
+    assert max(len(p) for p in plugin.pending) * plugin.most_in_flight <= MAX_INFLIGHT_BYTES + 2 * len(blob)
+    sink.settle()
+    assert plugin.numbers() == list(range(12)) and sink.metrics.records_out == 12
+    # small messages still get the whole window
+    sink.deliver_many(results(range(12, 80)))
+    assert plugin.most_in_flight == 32
 
 
 def test_a_replaced_process_gets_every_unacknowledged_message_again_in_order(tmp_path: Path, log_lines) -> None:
