@@ -46,6 +46,7 @@ def test_slow_clients_neither_exhaust_descriptors_nor_stop_a_plugin_restart(proc
         ipc_dir,
         data,
         wrapper=["prlimit", f"--nofile={LOADER_FDS}:{LOADER_FDS}"],
+        log_level="info",  # the log volume is measured at the level a device runs
         extra_config=(
             f"rest: 127.0.0.1:{port}\n"
             f"limits: {{rest_max_connections: {MAX_CONNECTIONS}, "
