@@ -8,15 +8,18 @@ reading it never notices more than a gap.  It must be listening before the
 ``start`` command is sent, because eKuiper's SDK dials synchronously while
 handling ``start`` and fails the command if nobody listens.
 
-The data plane reads with blocking pynng calls from a thread (they release
-the GIL); one ``recv`` is one nng receive plus one ``json.loads``.  A batch
+The host end reads the nng wire format itself (loader/wire/ipc_pull.py says
+why): one read of the socket takes everything the plugin has written so far,
+and ``recv`` hands out one record at a time from it, one ``json.loads`` per
+message.  A batch
 message (batching extension, sent only by sdk plugins that were offered it)
 decodes into several items, in order; items not yet returned wait in a small
 queue, so ``recv`` and ``recv_batch`` hand out records, never messages.
 
 Receives wait in short slices under the channel's use lock, so ``close``
 from another thread ends a blocked receive without closing the socket under
-it (loader/wire/exclusive.py says why that matters).
+it (loader/wire/exclusive.py says why that matters for nng; for a plain
+socket it keeps a descriptor number from being reused under a wait).
 """
 
 from __future__ import annotations
@@ -26,9 +29,7 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
-import pynng
-
-from loader.wire.addresses import data_path, url
+from loader.wire.addresses import data_path
 from loader.wire.codec import (
     DataChannelClosed,
     DataChannelError,
@@ -36,7 +37,8 @@ from loader.wire.codec import (
     SourceItem,
     decode_source_items,
 )
-from loader.wire.exclusive import SLICE_MS, UseLock
+from loader.wire.exclusive import SLICE_S, UseLock
+from loader.wire.ipc_pull import IpcPullListener
 
 
 class SourceTimeout(DataChannelTimeout):
@@ -50,7 +52,7 @@ class SourceChannel:
         self.path = path
         self.plugin = plugin
         self.symbol = symbol
-        self._socket: pynng.Pull0 | None = None
+        self._socket: IpcPullListener | None = None
         self._use = UseLock()
         #: Items of a batch message not handed out yet.
         self._pending: deque[SourceItem] = deque()
@@ -69,11 +71,9 @@ class SourceChannel:
         if self._socket is not None:
             return
         self.path.unlink(missing_ok=True)
-        sock = pynng.Pull0(recv_max_size=0, recv_timeout=SLICE_MS)
         try:
-            sock.listen(url(self.path))
-        except pynng.NNGException as exc:
-            sock.close()
+            sock = IpcPullListener(self.path)
+        except OSError as exc:
             raise DataChannelError(f"{self._who()}: cannot listen on {self.path}: {exc}") from exc
         self._use.reopen()
         self._socket = sock
@@ -127,9 +127,8 @@ class SourceChannel:
         sock = self._socket
         limit = self.received_bytes + max_bytes if max_bytes else None
         while sock is not None and len(items) < max_items and (limit is None or self.received_bytes < limit):
-            try:
-                data = sock.recv(block=False)
-            except (pynng.TryAgain, pynng.Closed):
+            data = sock.recv_nowait()
+            if data is None:
                 return
             self.received_bytes += len(data)
             items.extend(decode_source_items(data))
@@ -157,25 +156,23 @@ class SourceChannel:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _require_socket(self) -> pynng.Pull0:
+    def _require_socket(self) -> IpcPullListener:
         if self._socket is None:
             raise DataChannelClosed(f"{self._who()}: source channel is not open")
         return self._socket
 
-    def _wait(self, sock: pynng.Pull0, timeout: float | None) -> bytes:
+    def _wait(self, sock: IpcPullListener, timeout: float | None) -> bytes:
         """One message, waiting in slices until ``timeout`` (None: forever) or ``close``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self._use.closing:
                 raise DataChannelClosed(f"{self._who()}: source channel closed")
-            try:
-                message: bytes = sock.recv()  # pynng is untyped: its messages are bytes
+            slice_s = SLICE_S if deadline is None else min(SLICE_S, max(0.0, deadline - time.monotonic()))
+            message = sock.recv(slice_s)
+            if message is not None:
                 return message
-            except pynng.Timeout:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise SourceTimeout(f"{self._who()}: no record within {timeout:g}s") from None
-            except pynng.Closed:
-                raise DataChannelClosed(f"{self._who()}: source channel closed") from None
+            if deadline is not None and time.monotonic() >= deadline:
+                raise SourceTimeout(f"{self._who()}: no record within {timeout:g}s")
 
     def _who(self) -> str:
         return f"plugin {self.plugin}: source {self.symbol}"

@@ -37,9 +37,10 @@ PROMPT_S = SLICE_S * 5
 
 
 class RecordingSocket:
-    """A real pynng socket, with a note of every close made while a call was inside it."""
+    """A real socket (pynng's, or the source channel's own listener), with a note of every close made while a
+    call was inside it."""
 
-    def __init__(self, sock: pynng.Socket) -> None:
+    def __init__(self, sock: Any) -> None:
         self.sock = sock
         self.calls_inside = 0
         self.closed_under_a_call = False
@@ -54,11 +55,14 @@ class RecordingSocket:
         finally:
             self.calls_inside -= 1
 
-    def recv(self, block: bool = True) -> bytes:
-        return self._call(self.sock.recv, block=block)
+    def recv(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(self.sock.recv, *args, **kwargs)
 
-    def send(self, data: bytes, block: bool = True) -> None:
-        self._call(self.sock.send, data, block=block)
+    def recv_nowait(self) -> Any:
+        return self._call(self.sock.recv_nowait)
+
+    def send(self, *args: Any, **kwargs: Any) -> None:
+        self._call(self.sock.send, *args, **kwargs)
 
     def close(self) -> None:
         self.closed_under_a_call = self.calls_inside > 0
