@@ -35,8 +35,10 @@ rows are sent again one by one.
 Calls are synchronous and serialised by the channel's use lock: one REQ
 socket carries one request at a time anyway.  They wait in short slices, so
 ``close`` from another thread ends a waiting call without closing the socket
-under it (loader/wire/exclusive.py says why that matters).  Everything is blocking pynng calls from the
-caller's thread (they release the GIL); no event loop round trips per call.
+under it (loader/wire/exclusive.py says why that matters).  The REP end is
+the host's own reader of nng's wire format (loader/wire/sp_ipc.py): a call
+is one write and one read on the caller's thread, with no nng thread hand-off
+in between and no event loop round trip.
 """
 
 from __future__ import annotations
@@ -45,9 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pynng
-
-from loader.wire.addresses import function_path, url
+from loader.wire.addresses import function_path
 from loader.wire.codec import (
     DataChannelClosed,
     DataChannelError,
@@ -56,7 +56,8 @@ from loader.wire.codec import (
     decode_exec_batch_result,
     decode_reply,
 )
-from loader.wire.exclusive import SLICE_MS, UseLock
+from loader.wire.exclusive import SLICE_S, UseLock
+from loader.wire.sp_ipc import IpcRepListener
 from sdk.protocol.handshake import declares_batch
 from sdk.protocol.messages import encode_call, encode_exec, encode_exec_batch
 
@@ -89,7 +90,7 @@ class FunctionChannel:
         self.plugin = plugin
         self.symbol = symbol
         self.timeout = timeout
-        self._socket: pynng.Rep0 | None = None
+        self._socket: IpcRepListener | None = None
         self._use = UseLock()
         #: The timeout of the call in progress, for its error message.
         self._call_timeout = timeout
@@ -113,11 +114,9 @@ class FunctionChannel:
         if self._socket is not None:
             return
         self.path.unlink(missing_ok=True)
-        sock = pynng.Rep0(recv_max_size=0, recv_timeout=SLICE_MS, send_timeout=SLICE_MS)
         try:
-            sock.listen(url(self.path))
-        except pynng.NNGException as exc:
-            sock.close()
+            sock = IpcRepListener(self.path)
+        except OSError as exc:
             raise DataChannelError(f"{self._who()}: cannot listen on {self.path}: {exc}") from exc
         self._use.reopen()
         self._socket = sock
@@ -240,7 +239,7 @@ class FunctionChannel:
                 self.capabilities = decode_capabilities(message)
                 self.resends += 1
 
-    def _take_slot(self, sock: pynng.Rep0, func: str, deadline: float) -> None:
+    def _take_slot(self, sock: IpcRepListener, func: str, deadline: float) -> None:
         """Make sure we hold a live reply slot before sending a call."""
         if not self._holds_slot:
             # Whatever comes first gives us a slot: the first handshake, a keepalive,
@@ -249,44 +248,34 @@ class FunctionChannel:
         elif time.monotonic() - self._slot_at > STALE_SLOT_AFTER:
             self._drain(sock)
 
-    def _drain(self, sock: pynng.Rep0) -> int:
+    def _drain(self, sock: IpcRepListener) -> int:
         count = 0
         while True:
-            try:
-                message = sock.recv(block=False)
-            except pynng.TryAgain:
+            message = sock.recv_nowait()
+            if message is None:
                 return count
-            except pynng.Closed:
-                raise DataChannelClosed(f"{self._who()}: function channel closed") from None
             self._slot_now()
             self._note(message)
             count += 1
 
-    def _send(self, sock: pynng.Rep0, payload: bytes, func: str, deadline: float) -> None:
+    def _send(self, sock: IpcRepListener, payload: bytes, func: str, deadline: float) -> None:
         self._holds_slot = False
         while True:
             self._check_open()
-            try:
-                sock.send(payload)
+            if sock.send(payload, SLICE_S):
                 return
-            except pynng.Timeout:
-                if time.monotonic() >= deadline:
-                    raise self._timeout(func) from None
-            except pynng.Closed:
-                raise DataChannelClosed(f"{self._who()}: function channel closed") from None
+            if time.monotonic() >= deadline:
+                raise self._timeout(func)
 
-    def _recv(self, sock: pynng.Rep0, func: str, deadline: float) -> bytes:
+    def _recv(self, sock: IpcRepListener, func: str, deadline: float) -> bytes:
         """The plugin's next request, waiting in slices; a handshake past the deadline counts as a timeout."""
         while True:
             self._check_open()
-            try:
-                message: bytes = sock.recv()  # pynng is untyped: its messages are bytes
+            message = sock.recv(SLICE_S)
+            if message is not None:
                 break
-            except pynng.Timeout:
-                if time.monotonic() >= deadline:
-                    raise self._timeout(func) from None
-            except pynng.Closed:
-                raise DataChannelClosed(f"{self._who()}: function channel closed") from None
+            if time.monotonic() >= deadline:
+                raise self._timeout(func)
         self._slot_now()
         if message[:1] == b"h" and time.monotonic() > deadline:
             raise self._timeout(func)
@@ -312,7 +301,7 @@ class FunctionChannel:
             self.handshakes += 1
             self.capabilities = decode_capabilities(message)
 
-    def _require_socket(self) -> pynng.Rep0:
+    def _require_socket(self) -> IpcRepListener:
         if self._socket is None:
             raise DataChannelClosed(f"{self._who()}: function channel is not open")
         return self._socket

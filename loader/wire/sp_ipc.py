@@ -1,42 +1,47 @@
-"""The listening PULL end of an nng pipeline over IPC, in plain Python sockets.
+"""The host's listening ends of nng's wire format over IPC (PULL and REP), in plain Python sockets.
 
-Why not pynng here: a source record costs the host about 33 µs of CPU when
+Why not pynng here: a source record cost the host about 33 µs of CPU when
 received through pynng, most of it on nng's own threads (each message is an
-aio completed on a task queue that then wakes the receiving thread), which is
-more than the rest of the record's trip through a rule.  The wire format
-underneath is simple and fixed (the SP-over-IPC mapping that nng, mangos and
-eKuiper's SDKs all speak), and reading it directly takes whatever the peer
-has written so far in one ``recv`` call: under load, many records per system
-call instead of several thread wake-ups per record.  The plugins keep using
-nng's PUSH (our ``sdk``, eKuiper's Python and Go SDKs) and see an ordinary
-PULL peer.
+aio completed on a task queue that then wakes the receiving thread), more
+than the rest of the record's trip through a rule; a function call paid the
+same twice per round trip.  The wire format underneath is simple and fixed
+(the SP-over-IPC mapping that nng, mangos and eKuiper's SDKs all speak), and
+reading it directly takes whatever the peer has written so far in one
+``recv`` call, on the thread that wants it: under load, many records per
+system call instead of several thread wake-ups per record.  The plugins keep
+using nng (our ``sdk``, eKuiper's Python and Go SDKs) and see an ordinary
+peer.
 
 The mapping, per connection on a Unix stream socket:
 
 - both ends first send an 8-byte greeting ``00 'S' 'P' 00``, their protocol
-  number as 16 bits big-endian (PUSH 0x50, PULL 0x51), and two zero bytes;
+  number as 16 bits big-endian (PUSH 0x50, PULL 0x51, REQ 0x30, REP 0x31),
+  and two zero bytes;
 - then each message is one frame: a type byte ``01``, the body's length as 64
-  bits big-endian, and the body.  PUSH/PULL adds no header to the body.
+  bits big-endian, and the body.  PUSH/PULL adds no header to the body; a
+  REQ puts its 32-bit request id (top bit set) in front of each request and
+  expects it in front of the reply.
 
 A dialer waits for the greeting before its dial returns (eKuiper's SDK dials
-while it handles ``start``), but the host's receiving thread starts only once
-``start`` was answered, and may be held up by a full rule buffer.  So a small
-thread per listener accepts and greets at once, whoever is receiving, and
-hands the connection to the receiving side, waking a receive in progress.  It
-blocks in ``accept`` and costs nothing while nobody dials.
+while it handles ``start``), but the host's receiving thread may not be
+receiving then (it starts once ``start`` was answered, or waits on a full
+rule buffer).  So a small thread per listener accepts and greets at once and
+hands the connection to the receiving side, waking a receive in progress.
+It blocks in ``accept`` and costs nothing while nobody dials.
 
 A peer that greets with anything else, or sends a frame of another type, is
 disconnected; the others are not affected.  Back-pressure is the socket's:
 nothing is read while the caller does not ask, so the peer's sends block in
-its kernel buffer and then in nng, as with an nng PULL.
+its kernel buffer and then in nng, as with an nng socket.
 
-One thread receives at a time (the channel's use lock sees to that); ``close``
-is called by the holder of that lock.
+One thread uses a listener at a time (the channel's use lock sees to that);
+``close`` is called by the holder of that lock.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import selectors
 import socket
 import threading
@@ -44,6 +49,8 @@ import time
 from collections import deque
 from pathlib import Path
 
+PROTO_REQ = 0x30
+PROTO_REP = 0x31
 PROTO_PUSH = 0x50
 PROTO_PULL = 0x51
 GREETING_LENGTH = 8
@@ -63,12 +70,16 @@ def greeting(proto: int) -> bytes:
     return b"\x00SP\x00" + proto.to_bytes(2, "big") + b"\x00\x00"
 
 
-PULL_GREETING = greeting(PROTO_PULL)
 PUSH_GREETING = greeting(PROTO_PUSH)
+REQ_GREETING = greeting(PROTO_REQ)
+#: A request id has its top bit set; a reply carries it back (nng's REQ drops replies to older requests).
+REQUEST_ID_LENGTH = 4
+#: Most hops a request's backtrace may hold (nng's limit; directly connected peers use one).
+MAX_HOPS = 8
 
 
 class _Peer:
-    """One connected PUSH: what it sent that does not make a whole frame yet."""
+    """One connected dialer: what it sent that does not make a whole frame yet."""
 
     __slots__ = ("sock", "pending", "needed", "greeted")
 
@@ -80,14 +91,17 @@ class _Peer:
         self.greeted = False
 
 
-class IpcPullListener:
-    """Accepts PUSH dialers on ``path`` and hands out their messages, each peer's in order."""
+class IpcListener:
+    """Accepts dialers of protocol ``peer_proto`` on ``path`` and takes in their messages, each peer's in order."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, own_proto: int, peer_proto: int) -> None:
         self.path = path
+        self._own_greeting = greeting(own_proto)
+        self._peer_greeting = greeting(peer_proto)
         #: Peers disconnected for a wrong greeting or frame (a diagnostic; they may dial again).
         self.refused = 0
-        self._ready: deque[bytes] = deque()
+        #: Messages received and not handed out yet, with the peer that sent each.
+        self._ready: deque[tuple[_Peer, bytes]] = deque()
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._listener.bind(os.fspath(path))
@@ -107,8 +121,8 @@ class IpcPullListener:
         self._acceptor = threading.Thread(target=self._accept_forever, name=f"accept-{path.name}", daemon=True)
         self._acceptor.start()
 
-    def recv(self, timeout: float) -> bytes | None:
-        """The next message, waiting at most ``timeout`` seconds for one; None if none came."""
+    def _next(self, timeout: float) -> tuple[_Peer, bytes] | None:
+        """The next message and its peer, waiting at most ``timeout`` seconds; None if none came."""
         ready = self._ready
         if ready:
             return ready.popleft()
@@ -120,7 +134,7 @@ class IpcPullListener:
             if time.monotonic() >= deadline:
                 return None
 
-    def recv_nowait(self) -> bytes | None:
+    def _next_nowait(self) -> tuple[_Peer, bytes] | None:
         """A message already received or waiting in a connection, without blocking; None if there is none."""
         if not self._ready:
             self._poll(0.0)
@@ -156,7 +170,7 @@ class IpcPullListener:
                 time.sleep(ACCEPT_RETRY_S)
                 continue
             try:
-                sock.sendall(PULL_GREETING)
+                sock.sendall(self._own_greeting)
                 sock.setblocking(False)
             except OSError:
                 sock.close()
@@ -211,18 +225,18 @@ class IpcPullListener:
             if len(data) < GREETING_LENGTH:
                 peer.pending += data
                 return
-            if data[:GREETING_LENGTH] != PUSH_GREETING:
+            if data[:GREETING_LENGTH] != self._peer_greeting:
                 self._refuse(peer)
                 return
             peer.greeted = True
             offset = GREETING_LENGTH
-        offset, peer.needed = self._frames(data, offset)
+        offset, peer.needed = self._frames(peer, data, offset)
         if offset < 0:
             self._refuse(peer)
         elif offset < len(data):
             peer.pending += data[offset:]
 
-    def _frames(self, data: bytes, offset: int) -> tuple[int, int]:
+    def _frames(self, peer: _Peer, data: bytes, offset: int) -> tuple[int, int]:
         """Queue every whole frame of ``data`` from ``offset``.
 
         Returns where the rest starts (-1 for a bad frame) and how many bytes
@@ -238,7 +252,7 @@ class IpcPullListener:
             stop = start + int.from_bytes(data[offset + 1 : start], "big")
             if stop > end:
                 return offset, stop - offset
-            ready.append(data[start:stop])
+            ready.append((peer, data[start:stop]))
             offset = stop
         return offset, FRAME_HEADER_LENGTH
 
@@ -249,3 +263,105 @@ class IpcPullListener:
     def _drop(self, peer: _Peer) -> None:
         self._selector.unregister(peer.sock)
         peer.sock.close()
+
+
+class IpcPullListener(IpcListener):
+    """The PULL end: messages of every PUSH dialer, each one's in order."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, PROTO_PULL, PROTO_PUSH)
+
+    def recv(self, timeout: float) -> bytes | None:
+        """The next message, waiting at most ``timeout`` seconds for one; None if none came."""
+        item = self._next(timeout)
+        return None if item is None else item[1]
+
+    def recv_nowait(self) -> bytes | None:
+        """A message already received or waiting in a connection, without blocking; None if there is none."""
+        item = self._next_nowait()
+        return None if item is None else item[1]
+
+
+class IpcRepListener(IpcListener):
+    """The REP end: ``recv`` a request (its body), ``send`` the reply to the latest one, as nng's REP does.
+
+    A reply goes to the peer and request id of the request received last;
+    if that peer is gone meanwhile, the reply is dropped, as nng drops it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, PROTO_REP, PROTO_REQ)
+        self._requester: _Peer | None = None
+        self._request_id = b""
+
+    def recv(self, timeout: float) -> bytes | None:
+        """The next request's body, waiting at most ``timeout`` seconds; None if none came."""
+        deadline = time.monotonic() + timeout
+        while True:
+            item = self._next(max(0.0, deadline - time.monotonic()))
+            if item is None:
+                return None
+            body = self._take_request(*item)
+            if body is not None:
+                return body
+
+    def recv_nowait(self) -> bytes | None:
+        """A request already received or waiting in a connection, without blocking; None if there is none."""
+        while True:
+            item = self._next_nowait()
+            if item is None:
+                return None
+            body = self._take_request(*item)
+            if body is not None:
+                return body
+
+    def send(self, payload: bytes, timeout: float) -> bool:
+        """Reply to the latest request; False if not a byte could be written within ``timeout`` seconds.
+
+        Once a reply has started it is written whole (a frame cut short would
+        garble the connection), or the connection is dropped if the peer stops
+        reading for ``timeout``; the plugin's REQ then dials again and repeats
+        its request.  Raises RuntimeError when there is no request to reply to.
+        """
+        peer = self._requester
+        if peer is None:
+            raise RuntimeError("no request to reply to")
+        self._requester = None
+        body = self._request_id + payload
+        data = memoryview(b"\x01" + len(body).to_bytes(8, "big") + body)
+        deadline = time.monotonic() + timeout
+        while data:
+            try:
+                written = peer.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                written = 0
+            except OSError:
+                self._forget(peer)
+                return True  # the peer is gone: the reply is dropped, as nng drops it
+            data = data[written:]
+            if not data:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if len(data) == len(body) + FRAME_HEADER_LENGTH:
+                    self._requester = peer  # nothing written: the caller may try again
+                    return False
+                self._forget(peer)
+                return True
+            select.select([], [peer.sock], [], min(remaining, 0.1))
+        return True
+
+    def _take_request(self, peer: _Peer, message: bytes) -> bytes | None:
+        """Split the backtrace (request id) off a request and remember where the reply goes; None if malformed."""
+        for hop in range(1, MAX_HOPS + 1):
+            end = hop * REQUEST_ID_LENGTH
+            if len(message) < end:
+                return None
+            if message[end - REQUEST_ID_LENGTH] & 0x80:
+                self._requester, self._request_id = peer, message[:end]
+                return message[end:]
+        return None
+
+    def _forget(self, peer: _Peer) -> None:
+        if peer.sock.fileno() != -1:
+            self._drop(peer)

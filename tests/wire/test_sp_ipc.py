@@ -1,4 +1,4 @@
-"""The host's own PULL end of the nng wire format (loader/wire/ipc_pull.py), against real nng PUSH dialers
+"""The host's own listening ends of nng's wire format (loader/wire/sp_ipc.py), against real nng dialers
 and against raw sockets that break the format."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pynng
 import pytest
 
-from loader.wire.ipc_pull import PUSH_GREETING, IpcPullListener
+from loader.wire.sp_ipc import PUSH_GREETING, REQ_GREETING, IpcPullListener, IpcRepListener
 
 pytestmark = [pytest.mark.e2e]
 
@@ -182,3 +182,77 @@ def test_close_ends_the_accepting_thread_and_every_descriptor(ipc_dir: Path):
     peer.close()
     assert threading.active_count() == before_threads
     assert len(os.listdir("/proc/self/fd")) == before_fds
+
+
+# --- REP: the function channel's end ------------------------------------------
+
+
+@pytest.fixture
+def rep(ipc_dir: Path):
+    listener = IpcRepListener(ipc_dir / "rep.ipc")
+    yield listener
+    listener.close()
+
+
+def req(rep: IpcRepListener) -> pynng.Req0:
+    sock = pynng.Req0(recv_timeout=5000, send_timeout=5000, resend_time=0)
+    sock.dial(f"ipc://{rep.path}", block=True)
+    return sock
+
+
+def test_the_reply_reaches_the_request_and_the_next_request_follows(rep):
+    """The inverted dance of a function channel: each reply is a call, each next request its answer."""
+    plugin = req(rep)
+    try:
+        plugin.send(b"handshake")
+        assert rep.recv(5) == b"handshake"
+        for n in range(200):
+            assert rep.send(f"call {n}".encode(), 1.0)
+            assert plugin.recv() == f"call {n}".encode()
+            plugin.send(f"answer {n}".encode())
+            assert rep.recv(5) == f"answer {n}".encode()
+    finally:
+        plugin.close()
+
+
+def test_a_newer_request_takes_the_reply_and_a_new_process_gets_it(rep):
+    """A REQ that gave up and asked again, or a new process, gets the reply; the older request does not."""
+    old = req(rep)
+    new = req(rep)
+    try:
+        old.send(b"handshake old")
+        assert rep.recv(5) == b"handshake old"
+        new.send(b"handshake new")
+        assert rep.recv(5) == b"handshake new"
+        assert rep.send(b"call", 1.0)
+        assert new.recv() == b"call"
+        old.recv_timeout = 200
+        with pytest.raises(pynng.Timeout):
+            old.recv()
+    finally:
+        old.close()
+        new.close()
+
+
+def test_a_reply_to_a_peer_that_left_is_dropped_quietly(rep):
+    plugin = req(rep)
+    plugin.send(b"handshake")
+    assert rep.recv(5) == b"handshake"
+    plugin.close()  # whether or not the listener has read the end of the connection yet:
+    assert rep.send(b"call", 1.0)  # the reply is dropped, as nng drops it
+    with pytest.raises(RuntimeError):
+        rep.send(b"again", 1.0)  # no request to reply to
+
+
+def test_a_request_without_a_request_id_is_ignored(rep):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    try:
+        sock.connect(os.fspath(rep.path))
+        assert sock.recv(8) == b"\x00SP\x00\x00\x31\x00\x00"
+        sock.sendall(REQ_GREETING + frame(b"\x00\x00\x00\x01no top bit") + frame(b"\x80\x00\x00\x07fine"))
+        assert rep.recv(5) == b"fine"
+        assert rep.send(b"reply", 1.0)
+        assert sock.recv(64) == frame(b"\x80\x00\x00\x07reply")
+    finally:
+        sock.close()
