@@ -16,8 +16,11 @@ both sides write and read the same shapes (docs/protocol.md):
 - function reply, plugin -> host: ``{"state": bool, "result": any}``;
   to ``ExecBatch``: ``result`` is ``{"values": [...], "errors": [[index, "text"], ...]}``
 
-The plugin side writes single messages with ``json.dumps`` as eKuiper's
-Python SDK does; the host writes compact, strict JSON (``jsonenc``).
+The plugin side writes a source record, its hot path, with the reused compact
+encoder (``jsonenc``: about half the time of ``json.dumps``, with the same
+treatment of NaN; eKuiper's SDK writes the same JSON with spaces, and every
+JSON reader takes both), and its other single messages with ``json.dumps`` as
+eKuiper's Python SDK does; the host writes compact, strict JSON.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ SINK_BATCH_PREFIX = b"#batch "
 
 def encode_source_record(message: Any, meta: Any = None) -> bytes:
     """One record a source emits, with its metadata (a dict or None)."""
-    return json.dumps({"message": message, "meta": meta}).encode()
+    if meta is None:
+        return b'{"message":' + compact(message) + b',"meta":null}'
+    return b'{"message":' + compact(message) + b',"meta":' + compact(meta) + b"}"
 
 
 def encode_source_error(error: str) -> bytes:

@@ -32,7 +32,7 @@ def test_extension_plugin_name_and_ipc_dir_are_honoured(harness) -> None:
     host.wait_handshake()
     pull = harness.pull("r1_o1_0.ipc", ipc_dir=ipc)
     assert host.command("start", control("seq", "source", "r1", "o1", config={"count": 1})) == "ok"
-    assert b'"i": 0' in pull.recv()
+    assert b'"i":0' in pull.recv()
 
 
 def test_start_errors_are_readable_replies_and_the_plugin_keeps_serving(harness) -> None:
@@ -73,7 +73,7 @@ def test_stderr_is_json_lines_with_context(harness) -> None:
     host, proc = harness.plugin()
     pull = harness.pull("rule1_op1_0.ipc")
     assert host.command("start", control("logs", "source")) == "ok"
-    assert pull.recv() == b'{"message": {"is_logger": true}, "meta": null}'
+    assert pull.recv() == b'{"message":{"is_logger":true},"meta":null}'
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=3)
     lines = stderr_lines(harness.ipc_dir)
