@@ -70,6 +70,11 @@ def greeting(proto: int) -> bytes:
     return b"\x00SP\x00" + proto.to_bytes(2, "big") + b"\x00\x00"
 
 
+def frame(body: bytes) -> bytes:
+    """One message as it goes on the wire: type byte, 64-bit length, body."""
+    return FRAME_TYPE_MESSAGE.to_bytes(1, "big") + len(body).to_bytes(8, "big") + body
+
+
 PUSH_GREETING = greeting(PROTO_PUSH)
 REQ_GREETING = greeting(PROTO_REQ)
 #: A request id has its top bit set; a reply carries it back (nng's REQ drops replies to older requests).
@@ -121,24 +126,26 @@ class IpcListener:
         self._acceptor = threading.Thread(target=self._accept_forever, name=f"accept-{path.name}", daemon=True)
         self._acceptor.start()
 
-    def _next(self, timeout: float) -> tuple[_Peer, bytes] | None:
-        """The next message and its peer, waiting at most ``timeout`` seconds; None if none came."""
-        ready = self._ready
-        if ready:
-            return ready.popleft()
+    def recv(self, timeout: float) -> bytes | None:
+        """The next message's body, waiting at most ``timeout`` seconds for one; None if none came."""
+        ready, take = self._ready, self._take
         deadline = time.monotonic() + timeout
         while True:
+            while ready:
+                body = take(*ready.popleft())
+                if body is not None:
+                    return body
             self._poll(max(0.0, deadline - time.monotonic()))
-            if ready:
-                return ready.popleft()
-            if time.monotonic() >= deadline:
+            if not ready and time.monotonic() >= deadline:
                 return None
 
-    def _next_nowait(self) -> tuple[_Peer, bytes] | None:
+    def recv_nowait(self) -> bytes | None:
         """A message already received or waiting in a connection, without blocking; None if there is none."""
-        if not self._ready:
-            self._poll(0.0)
-        return self._ready.popleft() if self._ready else None
+        return self.recv(0.0)
+
+    def _take(self, peer: _Peer, message: bytes) -> bytes | None:
+        """What ``recv`` hands out for one message of ``peer``; None to skip a malformed one."""
+        return message
 
     def close(self) -> None:
         """Stop accepting and disconnect every peer; the socket file is the caller's to remove."""
@@ -271,16 +278,6 @@ class IpcPullListener(IpcListener):
     def __init__(self, path: Path) -> None:
         super().__init__(path, PROTO_PULL, PROTO_PUSH)
 
-    def recv(self, timeout: float) -> bytes | None:
-        """The next message, waiting at most ``timeout`` seconds for one; None if none came."""
-        item = self._next(timeout)
-        return None if item is None else item[1]
-
-    def recv_nowait(self) -> bytes | None:
-        """A message already received or waiting in a connection, without blocking; None if there is none."""
-        item = self._next_nowait()
-        return None if item is None else item[1]
-
 
 class IpcRepListener(IpcListener):
     """The REP end: ``recv`` a request (its body), ``send`` the reply to the latest one, as nng's REP does.
@@ -294,27 +291,6 @@ class IpcRepListener(IpcListener):
         self._requester: _Peer | None = None
         self._request_id = b""
 
-    def recv(self, timeout: float) -> bytes | None:
-        """The next request's body, waiting at most ``timeout`` seconds; None if none came."""
-        deadline = time.monotonic() + timeout
-        while True:
-            item = self._next(max(0.0, deadline - time.monotonic()))
-            if item is None:
-                return None
-            body = self._take_request(*item)
-            if body is not None:
-                return body
-
-    def recv_nowait(self) -> bytes | None:
-        """A request already received or waiting in a connection, without blocking; None if there is none."""
-        while True:
-            item = self._next_nowait()
-            if item is None:
-                return None
-            body = self._take_request(*item)
-            if body is not None:
-                return body
-
     def send(self, payload: bytes, timeout: float) -> bool:
         """Reply to the latest request; False if not a byte could be written within ``timeout`` seconds.
 
@@ -327,8 +303,8 @@ class IpcRepListener(IpcListener):
         if peer is None:
             raise RuntimeError("no request to reply to")
         self._requester = None
-        body = self._request_id + payload
-        data = memoryview(b"\x01" + len(body).to_bytes(8, "big") + body)
+        whole = frame(self._request_id + payload)
+        data = memoryview(whole)
         deadline = time.monotonic() + timeout
         while data:
             try:
@@ -343,7 +319,7 @@ class IpcRepListener(IpcListener):
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                if len(data) == len(body) + FRAME_HEADER_LENGTH:
+                if len(data) == len(whole):
                     self._requester = peer  # nothing written: the caller may try again
                     return False
                 self._forget(peer)
@@ -351,7 +327,7 @@ class IpcRepListener(IpcListener):
             select.select([], [peer.sock], [], min(remaining, 0.1))
         return True
 
-    def _take_request(self, peer: _Peer, message: bytes) -> bytes | None:
+    def _take(self, peer: _Peer, message: bytes) -> bytes | None:
         """Split the backtrace (request id) off a request and remember where the reply goes; None if malformed."""
         for hop in range(1, MAX_HOPS + 1):
             end = hop * REQUEST_ID_LENGTH
