@@ -37,8 +37,8 @@ PROMPT_S = SLICE_S * 5
 
 
 class RecordingSocket:
-    """A real socket (pynng's, or the source channel's own listener), with a note of every close made while a
-    call was inside it."""
+    """A real socket (pynng's, or one of the loader's own listeners in loader/wire/sp_ipc.py), with a note of
+    every close made while a call was inside it."""
 
     def __init__(self, sock: Any) -> None:
         self.sock = sock
