@@ -12,15 +12,8 @@ system call instead of several thread wake-ups per record.  The plugins keep
 using nng (our ``sdk``, eKuiper's Python and Go SDKs) and see an ordinary
 peer.
 
-The mapping, per connection on a Unix stream socket:
-
-- both ends first send an 8-byte greeting ``00 'S' 'P' 00``, their protocol
-  number as 16 bits big-endian (PUSH 0x50, PULL 0x51, REQ 0x30, REP 0x31),
-  and two zero bytes;
-- then each message is one frame: a type byte ``01``, the body's length as 64
-  bits big-endian, and the body.  PUSH/PULL adds no header to the body; a
-  REQ puts its 32-bit request id (top bit set) in front of each request and
-  expects it in front of the reply.
+The format (greetings, frames) is in sdk/protocol/ipc_wire.py, with the
+dialing PUSH end both sides send records with.  Here are the listening ends.
 
 A dialer waits for the greeting before its dial returns (eKuiper's SDK dials
 while it handles ``start``), but the host's receiving thread may not be
@@ -49,13 +42,18 @@ import time
 from collections import deque
 from pathlib import Path
 
-PROTO_REQ = 0x30
-PROTO_REP = 0x31
-PROTO_PUSH = 0x50
-PROTO_PULL = 0x51
-GREETING_LENGTH = 8
-FRAME_HEADER_LENGTH = 9  # type byte + 64-bit length
-FRAME_TYPE_MESSAGE = 1
+from sdk.protocol.ipc_wire import (
+    FRAME_HEADER_LENGTH,
+    FRAME_TYPE_MESSAGE,
+    GREETING_LENGTH,
+    PROTO_PULL,
+    PROTO_PUSH,
+    PROTO_REP,
+    PROTO_REQ,
+    frame,
+    greeting,
+)
+
 #: Bytes asked of a connection per read: a few thousand small records, or a slice of a big one.
 READ_SIZE = 256 * 1024
 BACKLOG = 16
@@ -65,18 +63,6 @@ ACCEPTOR_JOIN_S = 2.0
 ACCEPT_RETRY_S = 0.05
 
 
-def greeting(proto: int) -> bytes:
-    """The 8 bytes an SP endpoint of protocol ``proto`` sends first."""
-    return b"\x00SP\x00" + proto.to_bytes(2, "big") + b"\x00\x00"
-
-
-def frame(body: bytes) -> bytes:
-    """One message as it goes on the wire: type byte, 64-bit length, body."""
-    return FRAME_TYPE_MESSAGE.to_bytes(1, "big") + len(body).to_bytes(8, "big") + body
-
-
-PUSH_GREETING = greeting(PROTO_PUSH)
-REQ_GREETING = greeting(PROTO_REQ)
 #: A request id has its top bit set; a reply carries it back (nng's REQ drops replies to older requests).
 REQUEST_ID_LENGTH = 4
 #: Most hops a request's backtrace may hold (nng's limit; directly connected peers use one).

@@ -12,7 +12,8 @@ from pathlib import Path
 import pynng
 import pytest
 
-from loader.wire.sp_ipc import PUSH_GREETING, REQ_GREETING, IpcPullListener, IpcRepListener
+from loader.wire.sp_ipc import IpcPullListener, IpcRepListener
+from sdk.protocol.ipc_wire import PUSH_GREETING, REQ_GREETING
 
 pytestmark = [pytest.mark.e2e]
 
