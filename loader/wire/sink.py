@@ -9,10 +9,18 @@ Two sockets per running sink instance:
 - data: the plugin PULL listens on ``{ruleId}_{opId}_{instanceId}.ipc`` once
   ``start`` succeeded; the host PUSH dials it then.
 
+Both are plain Python sockets speaking nng's wire format, not pynng: the ack
+end is the listener of loader/wire/sp_ipc.py, the data end the dialer of
+sdk/protocol/ipc_wire.py, so a record's send is one system call on the rule
+worker's thread (through pynng it was the largest cost of a record's trip:
+docs/benchmarks.md).  The plugin keeps its nng sockets.
+
 Both survive the plugin process being replaced: the ack listener is ours, and
-nng redials the data address by itself.  While no process listens, a send
+the dialer redials the data address by itself.  While no process listens, a send
 blocks until one does or the send timeout passes; the timeout surfaces as
 ``SinkTimeout`` so the caller can re-send the same record to the new process.
+A message is written whole or not at all: one cut off by the caller giving
+up, or by the connection ending, was not received.
 With ``requireAck`` a record counts as delivered only when its ack arrived,
 which is what makes a hot swap lose nothing: unacknowledged records are sent
 again.
@@ -29,7 +37,8 @@ do the two halves apart, so a caller can have several messages in flight
 
 Sends and ack waits run in short slices under the channel's use lock, so
 ``close`` from another thread ends them without closing a socket under them
-(loader/wire/exclusive.py says why that matters).
+(loader/wire/exclusive.py says why that matters: for nng a crash, for a plain
+socket a descriptor number reused under a wait).
 """
 
 from __future__ import annotations
@@ -39,9 +48,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pynng
-
-from loader.wire.addresses import ack_path, data_path, url
+from loader.wire.addresses import ack_path, data_path
 from loader.wire.codec import (
     DataChannelClosed,
     DataChannelError,
@@ -49,15 +56,14 @@ from loader.wire.codec import (
     ack_counts,
     decode_ack,
 )
-from loader.wire.exclusive import SLICE_MS, UseLock
+from loader.wire.exclusive import SLICE_S, UseLock
+from loader.wire.sp_ipc import IpcPullListener
+from sdk.protocol.ipc_wire import IpcPushDialer
 from sdk.protocol.messages import ACK_OK, encode_sink
 
 #: Without requireAck, acks a plugin sends anyway are discarded every this many sends,
 #: so the plugin's ack socket never fills up and blocks it.
 _DRAIN_EVERY = 64
-#: Slice of a blocked send: how soon a caller with messages in flight learns that their process
-#: was replaced, before a later message could reach the next process ahead of them.
-_SEND_SLICE_MS = 10
 
 
 class SinkAckError(DataChannelError):
@@ -108,8 +114,8 @@ class SinkChannel:
         self.require_ack = require_ack
         self.send_timeout = send_timeout
         self.ack_timeout = ack_timeout
-        self._push: pynng.Push0 | None = None
-        self._acks: pynng.Pull0 | None = None
+        self._push: IpcPushDialer | None = None
+        self._acks: IpcPullListener | None = None
         self._use = UseLock()
         self._maybe_stale_ack = False
         self._sends = 0
@@ -139,11 +145,9 @@ class SinkChannel:
         if self._acks is not None:
             return
         self.ack_path.unlink(missing_ok=True)
-        acks = pynng.Pull0(recv_max_size=0, recv_timeout=SLICE_MS)
         try:
-            acks.listen(url(self.ack_path))
-        except pynng.NNGException as exc:
-            acks.close()
+            acks = IpcPullListener(self.ack_path)
+        except OSError as exc:
             raise DataChannelError(f"{self._who()}: cannot listen on {self.ack_path}: {exc}") from exc
         self._use.reopen()
         self._acks = acks
@@ -151,22 +155,15 @@ class SinkChannel:
     def connect(self) -> None:
         """Dial the plugin's data socket; call after ``start`` succeeded.
 
-        A failed first dial is not an error: nng keeps redialling in the
-        background, and sends wait (up to the send timeout) for it to succeed.
+        A failed first dial is not an error: each send dials again (backing
+        off as nng does) and waits, up to the send timeout, for a listener.
         Calling it again (say, after replaying ``start`` to a new process) is a
         no-op: the existing dialer already reconnects.
         """
         if self._push is not None:
             return
-        push = pynng.Push0(
-            send_timeout=_SEND_SLICE_MS,
-            reconnect_time_min=10,
-            reconnect_time_max=200,
-        )
-        try:
-            push.dial(url(self.data_path), block=True)
-        except pynng.NNGException:
-            push.dial(url(self.data_path), block=False)
+        push = IpcPushDialer(self.data_path)
+        push.dial()
         self._push = push
 
     def send(self, data: Any) -> None:
@@ -218,13 +215,7 @@ class SinkChannel:
             self._maybe_stale_ack = False
             if block:
                 return self._wait_ack(acks, abandon)
-            try:
-                reply: bytes = acks.recv(block=False)  # pynng is untyped: its recv gives bytes
-            except pynng.TryAgain:
-                return None
-            except pynng.Closed:
-                raise DataChannelClosed(f"{self._who()}: sink channel closed") from None
-            return reply
+            return acks.recv_nowait()
 
     def ack_result(self, reply: bytes) -> int | None:
         """What an ack says: None (all done) or, for a batch the plugin stopped in, how many of its
@@ -266,35 +257,35 @@ class SinkChannel:
             self._use.close(close_sockets, f"sink-{self.ack_path.name}")
         self.ack_path.unlink(missing_ok=True)
 
-    def _sockets(self) -> tuple[pynng.Push0, pynng.Pull0]:
+    def _sockets(self) -> tuple[IpcPushDialer, IpcPullListener]:
         push, acks = self._push, self._acks
         if push is None or acks is None:
             raise DataChannelClosed(f"{self._who()}: sink channel is not open and connected")
         return push, acks
 
-    def _send(self, push: pynng.Push0, payload: bytes, abandon: Callable[[], bool] | None) -> None:
-        """Send in slices until the send timeout, so ``close`` (and ``abandon``) is noticed within one."""
-        deadline = time.monotonic() + self.send_timeout
-        while True:
-            if self._use.closing:
-                raise DataChannelClosed(f"{self._who()}: sink channel closed")
-            try:
-                push.send(payload)
-                return
-            except pynng.Timeout:
-                if abandon is not None and abandon():
-                    raise SinkTimeout(
-                        f"{self._who()}: the plugin process was replaced; the record was not sent"
-                    ) from None
-                if time.monotonic() >= deadline:
-                    raise SinkTimeout(
-                        f"{self._who()}: no plugin process took the record within {self.send_timeout:g}s "
-                        "(is it running?); the record was not delivered"
-                    ) from None
-            except pynng.Closed:
-                raise DataChannelClosed(f"{self._who()}: sink channel closed") from None
+    def _send(self, push: IpcPushDialer, payload: bytes, abandon: Callable[[], bool] | None) -> None:
+        """Send until the send timeout; the dialer asks between short waits whether to give up, so ``close``
+        (and ``abandon``) is noticed within one."""
+        use = self._use
+        if use.closing:
+            raise DataChannelClosed(f"{self._who()}: sink channel closed")
 
-    def _wait_ack(self, acks: pynng.Pull0, abandon: Callable[[], bool] | None) -> bytes:
+        def give_up() -> bool:
+            return use.closing or (abandon is not None and abandon())
+
+        if push.send(payload, self.send_timeout, give_up):
+            return
+        if use.closing:
+            raise DataChannelClosed(f"{self._who()}: sink channel closed")
+        if abandon is not None and abandon():
+            raise SinkTimeout(f"{self._who()}: the plugin process was replaced; the record was not sent")
+        cause = f"; last dial: {push.last_error}" if push.last_error and not push.connected else ""
+        raise SinkTimeout(
+            f"{self._who()}: no plugin process took the record within {self.send_timeout:g}s "
+            f"(is it running?){cause}; the record was not delivered"
+        )
+
+    def _wait_ack(self, acks: IpcPullListener, abandon: Callable[[], bool] | None) -> bytes:
         """Wait for the next ack in short slices, so a caller that learns the plugin
         process was replaced (``abandon()`` turns true) can re-send at once
         instead of sitting out the whole ack timeout."""
@@ -302,32 +293,26 @@ class SinkChannel:
         while True:
             if self._use.closing:
                 raise DataChannelClosed(f"{self._who()}: sink channel closed")
-            try:
-                ack: bytes = acks.recv()  # pynng is untyped: its recv gives bytes
+            ack = acks.recv(SLICE_S)
+            if ack is not None:
                 return ack
-            except pynng.Timeout:
-                gave_up = abandon is not None and abandon()
-                if gave_up or time.monotonic() >= deadline:
-                    # Its ack may still come and must not be taken for the next record's.
-                    self._maybe_stale_ack = True
-                    if gave_up:
-                        raise SinkTimeout(
-                            f"{self._who()}: the plugin process was replaced; the record may not have been processed"
-                        ) from None
-                    raise AckTimeout(
-                        f"{self._who()}: no ack within {self.ack_timeout:g}s; the record may not have been processed"
-                    ) from None
-            except pynng.Closed:
-                raise DataChannelClosed(f"{self._who()}: sink channel closed") from None
+            gave_up = abandon is not None and abandon()
+            if gave_up or time.monotonic() >= deadline:
+                # Its ack may still come and must not be taken for the next record's.
+                self._maybe_stale_ack = True
+                if gave_up:
+                    raise SinkTimeout(
+                        f"{self._who()}: the plugin process was replaced; the record may not have been processed"
+                    )
+                raise AckTimeout(
+                    f"{self._who()}: no ack within {self.ack_timeout:g}s; the record may not have been processed"
+                )
 
-    def _drain_acks(self, acks: pynng.Pull0) -> None:
+    def _drain_acks(self, acks: IpcPullListener) -> None:
         """Discard acks already queued: late ones after a timeout, or unrequested ones."""
         self._maybe_stale_ack = False
-        while True:
-            try:
-                acks.recv(block=False)
-            except (pynng.TryAgain, pynng.Closed):
-                return
+        while acks.recv_nowait() is not None:
+            pass
 
     def _who(self) -> str:
         return f"plugin {self.plugin}: sink {self.symbol}"
