@@ -14,7 +14,8 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import pynng
 
@@ -22,6 +23,8 @@ from sdk.protocol.handshake import HANDSHAKE
 
 DIAL_ATTEMPTS = 50
 DIAL_INTERVAL_S = 0.1
+#: How long a dial waits for the host's listener before the start fails.
+DIAL_TIMEOUT_S = DIAL_ATTEMPTS * DIAL_INTERVAL_S
 LISTEN_ATTEMPTS = 20
 LISTEN_INTERVAL_S = 0.05
 RETRY_PAUSE_S = 0.1
@@ -66,12 +69,6 @@ def listen(sock: pynng.Socket, url: str) -> None:
     raise ConnectionError(f"cannot listen on {url}: {last}")
 
 
-def push_dialer(url: str, send_timeout_ms: int) -> pynng.Push0:
-    sock = pynng.Push0(send_timeout=send_timeout_ms)
-    dial(sock, url)
-    return sock
-
-
 def pull_listener(url: str) -> pynng.Pull0:
     """Receives wait at most ``SLICE_MS``, so the receiving thread notices a stop by itself."""
     sock = pynng.Pull0(recv_timeout=SLICE_MS)
@@ -79,7 +76,13 @@ def pull_listener(url: str) -> pynng.Pull0:
     return sock
 
 
-def close_after(thread: threading.Thread | None, sockets: list[pynng.Socket | None], timeout: float) -> None:
+class Closable(Protocol):
+    """A socket: pynng's, or the sdk's own dialer (sdk/protocol/ipc_wire.py)."""
+
+    def close(self) -> None: ...
+
+
+def close_after(thread: threading.Thread | None, sockets: Sequence[Closable | None], timeout: float) -> None:
     """Close ``sockets`` once ``thread``, which uses them, has ended.
 
     nng can abort the whole process (``panic: pthread_mutex_lock: Invalid

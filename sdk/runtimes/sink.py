@@ -11,6 +11,7 @@ A sink that raises never kills the process: the error goes back as the ack.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from sdk import channels
 from sdk.api import Context, Factory
 from sdk.args import RuntimeArgs
 from sdk.protocol.control import Control
+from sdk.protocol.ipc_wire import IpcPushDialer
 from sdk.protocol.messages import (
     ACK_OK,
     ack_error_text,
@@ -104,7 +106,8 @@ class SinkRuntime:
         self._sink = build_symbol(control, factory)
         self._stopping = False
         self._data: pynng.Pull0 | None = None
-        self._ack: pynng.Push0 | None = None
+        self._ack: IpcPushDialer | None = None
+        self._ack_lock = threading.Lock()
         self._gate = AckGate(None)
         self._ack_lost = False
         self._ctx: Context | None = None
@@ -129,9 +132,12 @@ class SinkRuntime:
         try:
             self._data = channels.pull_listener(channels.address(ipc_dir, data_name(*names)))
             if requires_ack(control.config):
-                self._ack = channels.push_dialer(
-                    channels.address(ipc_dir, ack_name(*names)), self._args.send_timeout_ms
-                )
+                path = os.path.join(ipc_dir, ack_name(*names))
+                self._ack = IpcPushDialer(path)
+                if not self._ack.dial(channels.DIAL_TIMEOUT_S):
+                    raise ConnectionError(
+                        f"nobody listens on ipc://{path} ({self._ack.last_error}) after {channels.DIAL_TIMEOUT_S:g}s"
+                    )
                 self._gate = AckGate(self._send_ack)
         except ConnectionError as err:
             if self._data is not None:
@@ -147,9 +153,9 @@ class SinkRuntime:
         again if it still wants it (at least once). Logged once per instance.
         """
         assert self._ack is not None
-        try:
-            self._ack.send(payload)
-        except (pynng.Timeout, pynng.Closed) as err:
+        with self._ack_lock:  # a sink may ack from a thread of its own
+            sent = self._ack.send(payload, self._args.send_timeout_ms / 1000, self._is_stopping)
+        if not sent:
             if not self._ack_lost:
                 self._ack_lost = True
                 _log.warning(
@@ -157,11 +163,14 @@ class SinkRuntime:
                     extra={
                         "sdk": {
                             **self.control.log_context(),
-                            "error": error_text(err),
+                            "error": f"not taken within {self._args.send_timeout_ms} ms",
                             "note": "the host is not taking acks (rule stopping?); it resends what it wants",
                         }
                     },
                 )
+
+    def _is_stopping(self) -> bool:
+        return self._stopping
 
     def _run(self) -> None:
         sock = self._data
@@ -258,7 +267,7 @@ class SinkRuntime:
         """The runtime's ack once collect is over: a no-op if the plugin acked; send failures are counted."""
         try:
             self._gate.send(payload)
-        except pynng.NNGException as err:
+        except Exception as err:
             if not self._stopping:
                 self.errors.record(err)
 

@@ -1,21 +1,26 @@
 """A running source instance: the user's source emits on its own thread, the runtime sends each
 record (or, when the host offered batching, batches of them) on the PUSH socket. An exception from
 the source is reported to the host with ``emit_error``, never raised out of the process.
+
+The PUSH end is sdk/protocol/ipc_wire.py's dialer, not pynng's: a record's send is
+one system call on the emitting thread, where pynng cost more than the rest of
+the record's trip (docs/benchmarks.md).  The host (our loader, or eKuiper's
+nng listener) sees an ordinary nng PUSH.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
-
-import pynng
 
 from sdk import channels
 from sdk.api import Context, Factory
 from sdk.args import RuntimeArgs
 from sdk.batching import SourceBatcher
 from sdk.protocol.control import Control
+from sdk.protocol.ipc_wire import IpcPushDialer
 from sdk.protocol.names import data_name
 from sdk.runtimes.common import ErrorLog, StartError, build_symbol, close_symbol, error_text, instance_logger
 
@@ -30,7 +35,7 @@ class SourceRuntime:
         self._args = args
         self._source = build_symbol(control, factory)
         self._stopping = False
-        self._socket: pynng.Push0 | None = None
+        self._socket: IpcPushDialer | None = None
         self._batcher: SourceBatcher | None = None
         self._ctx: Context | None = None
         self._thread: threading.Thread | None = None
@@ -42,13 +47,16 @@ class SourceRuntime:
             self._source.configure(control.datasource, control.config)
         except Exception as err:
             raise StartError(f"{control.describe()}: configure failed: {error_text(err)}") from err
-        url = channels.address(self._args.ipc_dir, data_name(control.rule_id, control.op_id, control.instance_id))
-        try:
-            self._socket = channels.push_dialer(url, self._args.send_timeout_ms)
-        except ConnectionError as err:
-            raise StartError(f"{control.describe()}: {err}") from err
+        path = os.path.join(self._args.ipc_dir, data_name(control.rule_id, control.op_id, control.instance_id))
+        dialer = IpcPushDialer(path)
+        if not dialer.dial(channels.DIAL_TIMEOUT_S):
+            raise StartError(
+                f"{control.describe()}: nobody listens on ipc://{path} ({dialer.last_error}) "
+                f"after {channels.DIAL_TIMEOUT_S:g}s"
+            )
+        self._socket = dialer
         logger = instance_logger(control)
-        emit = self._socket.send if self._args.protocol < 1 else self._waiting_send(self._socket)
+        emit = self._sender(dialer)
         batch = self._args.batch
         if batch is not None:
             self._batcher = SourceBatcher(
@@ -60,24 +68,28 @@ class SourceRuntime:
         self._thread = threading.Thread(target=self._run, name=f"source-{control.key}", daemon=True)
         self._thread.start()
 
-    def _waiting_send(self, sock: pynng.Push0) -> Callable[[bytes], None]:
-        """Under our loader, a full host means "wait", not "drop the record".
+    def _sender(self, dialer: IpcPushDialer) -> Callable[[bytes], None]:
+        """How a record is sent: whole, by one thread at a time (a source may emit from several).
 
+        Under our loader, a full host means "wait", not "drop the record":
         eKuiper's SDK gives up on a record after ``sendTimeout`` and the source
         dies; our host buffers per rule and applies backpressure while, for
         example, a sink plugin restarts, so a source keeps trying until it is
-        stopped.  Plain eKuiper hosts keep the eKuiper behaviour.
+        stopped.  Plain eKuiper hosts keep the eKuiper behaviour: TimeoutError.
         """
-        send = sock.send
+        lock = threading.Lock()
+        send = dialer.send
+        timeout = self._args.send_timeout_ms / 1000
+        patient = self._args.protocol >= 1
+
+        def stopping() -> bool:
+            return self._stopping
 
         def emit(payload: bytes) -> None:
-            while True:
-                try:
-                    send(payload)
-                    return
-                except pynng.Timeout:
-                    if self._stopping:
-                        raise
+            with lock:
+                while not send(payload, timeout, stopping):
+                    if self._stopping or not patient:
+                        raise TimeoutError(f"the host took no record within {timeout:g}s")
 
         return emit
 
