@@ -52,6 +52,7 @@ from sdk.protocol.ipc_wire import (
     PROTO_REQ,
     frame,
     greeting,
+    wait_ready,
 )
 
 #: Bytes asked of a connection per read: a few thousand small records, or a slice of a big one.
@@ -310,7 +311,7 @@ class IpcRepListener(IpcListener):
                     return False
                 self._forget(peer)
                 return True
-            select.select([], [peer.sock], [], min(remaining, 0.1))
+            wait_ready(peer.sock, select.POLLOUT, min(remaining, 0.1))
         return True
 
     def _take(self, peer: _Peer, message: bytes) -> bytes | None:

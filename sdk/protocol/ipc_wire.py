@@ -72,6 +72,18 @@ def _never() -> bool:
     return False
 
 
+def wait_ready(sock: socket.socket, events: int, timeout: float) -> bool:
+    """Whether ``sock`` became ready for ``events`` (``select.POLLIN``, ``select.POLLOUT``) within ``timeout``.
+
+    ``poll``, not ``select``: a loader running many rules holds more than
+    1024 descriptors, and ``select`` refuses any numbered above that.  A hang-up
+    or error counts as ready: the next call on the socket says which.
+    """
+    poller = select.poll()
+    poller.register(sock, events)
+    return bool(poller.poll(max(0, int(timeout * 1000 + 0.999))))
+
+
 def _read_greeting(sock: socket.socket, deadline: float, give_up: Callable[[], bool]) -> bytes:
     """The peer's 8 bytes, b"" if it hung up first; raises TimeoutError when none came by ``deadline``."""
     got = b""
@@ -79,8 +91,7 @@ def _read_greeting(sock: socket.socket, deadline: float, give_up: Callable[[], b
         remaining = deadline - time.monotonic()
         if remaining <= 0 or give_up():
             raise TimeoutError("no greeting from the listener")
-        readable, _, _ = select.select([sock], [], [], min(remaining, SLICE_S))
-        if readable:
+        if wait_ready(sock, select.POLLIN, min(remaining, SLICE_S)):
             chunk = sock.recv(GREETING_LENGTH - len(got))
             if not chunk:
                 return b""
@@ -152,7 +163,7 @@ class IpcPushDialer:
                 if len(data) < len(whole):
                     self._disconnect()  # the receiver discards the cut frame with the connection
                 return False
-            _, writable, _ = select.select([], [sock], [], min(SLICE_S, max(0.0, deadline - time.monotonic())))
+            writable = wait_ready(sock, select.POLLOUT, min(SLICE_S, max(0.0, deadline - time.monotonic())))
             if not writable and self._peer_left(sock):
                 self._disconnect()
                 return None

@@ -9,6 +9,7 @@ come, go and are replaced.
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import threading
 import time
@@ -107,8 +108,8 @@ def raw_listener(path: Path, greet: bytes = PULL_GREETING) -> tuple[socket.socke
                 conn, _ = listener.accept()
             except OSError:
                 return
+            accepted.append(conn)  # before the greeting: the dialer's send returns only after it
             conn.sendall(greet)
-            accepted.append(conn)
 
     threading.Thread(target=accept, daemon=True).start()
     return listener, accepted
@@ -183,3 +184,36 @@ def test_a_closed_dialer_sends_nothing_and_does_not_dial_again(dialer: IpcPushDi
             pull.recv()
     finally:
         pull.close()
+
+
+@pytest.fixture
+def descriptors_above_1024() -> Iterator[None]:
+    """Hold enough descriptors that the next sockets are numbered above 1024, as in a loader running many rules."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2048:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(2048, hard), hard))
+    held: list[int] = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.dup(0))
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.usefixtures("descriptors_above_1024")
+def test_waits_work_on_descriptors_above_1024(dialer: IpcPushDialer, path: Path) -> None:
+    """``select`` refuses descriptors numbered 1024 and up; a wait for the greeting or for room must not."""
+    listener, accepted = raw_listener(path)
+    try:
+        assert dialer.send(b"first", 2.0)  # waited for the greeting
+        while dialer.send(b"z" * 4096, 0.05):  # fill the buffer, then wait for room until the timeout
+            pass
+        assert dialer.connected
+        assert accepted[0].fileno() > 1024
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
