@@ -11,6 +11,7 @@ processes and must not pull in the loader or its dependencies.
 - ``control``: the start/stop command and the Control it carries;
 - ``messages``: the data channels' payloads (source, sink, ack, function);
 - ``jsonenc``: the reused C JSON encoders the messages are written with;
+- ``ipc_wire``: nng's wire format over IPC, and the dialing PUSH end records go through;
 - ``logline``: the keys of the sdk's stderr log line the host parses.
 
 docs/protocol.md describes every shape.
