@@ -24,10 +24,12 @@ import pynng
 
 from bench.harness import PYTHON, RAWPEER, BenchError, Run
 from bench.report import Row, info_row, interleave, median
+from loader.wire.sp_ipc import IpcPullListener
 
 CEILING_A = "A raw PUSH/PULL"
 CEILING_B = "B raw REQ/REP"
 RELAY = "raw relay"
+WIRE = "raw wire PUSH"
 
 #: What the host sends on a function channel for one call (the shape of an ``Exec``).
 CALL = (
@@ -112,6 +114,33 @@ def push_pull(run: Run, ipc_dir: Path) -> float:
         if peer is not None:
             run.processes.kill(peer)
         sock.close()
+        path.unlink(missing_ok=True)
+
+
+def wire_push(run: Run, ipc_dir: Path) -> float:
+    """Diagnostic for figure 2, messages/s: ceiling A's records sent through the sdk's own dialer instead
+    of pynng's PUSH, received by the loader's listener (loader/wire/sp_ipc.py), not decoded.
+
+    The sdk source sends with that dialer and the loader receives with that
+    listener, so this is the bare transport an sdk source runs on; ceiling A
+    stays pynng on both ends, what a plugin and host built on pynng reach.
+    """
+    path = ipc_dir / "ceil_w.ipc"
+    listener = IpcPullListener(path)
+    peer = None
+    try:
+        peer = _peer(run, "wirepush", path)
+        deadline = time.monotonic() + PEER_START_S
+        while listener.recv(0.2) is None:
+            if peer.poll() is not None or time.monotonic() > deadline:
+                log = (run.root / "rawpeer.log").read_text(errors="replace")[-2000:]
+                raise BenchError(f"no message from the raw wire peer (status {peer.poll()}); rawpeer.log: {log}")
+        recv = listener.recv
+        return count_rate(lambda: recv(5.0), run.warmup_s, run.window_s)
+    finally:
+        if peer is not None:
+            run.processes.kill(peer)
+        listener.close()
         path.unlink(missing_ok=True)
 
 

@@ -26,7 +26,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from bench.ceilings import CEILING_A, count_rate, push_pull
+from bench.ceilings import CEILING_A, WIRE, count_rate, push_pull, wire_push
 from bench.harness import EKBENCH, PYTHON, BenchError, Run, install_benchplug, plugin_argument
 from bench.report import Row, error_row, ratio_row, round_order
 from loader.wire.addresses import control_path
@@ -155,11 +155,14 @@ async def _scenario(run: Run) -> list[Row]:
                 plugin = plugins.pop(key, None)
                 if plugin is not None:
                     await plugin.close()
-        samples: dict[str, list[float]] = {"ceiling": [], **{key: [] for key in plugins}}
+        samples: dict[str, list[float]] = {"ceiling": [], "wire": [], **{key: [] for key in plugins}}
         for index in range(run.rounds):
             for key in round_order(list(samples), index):
                 if key == "ceiling":
                     samples[key].append(await asyncio.to_thread(push_pull, run, ipc))
+                    continue
+                if key == "wire":
+                    samples[key].append(await asyncio.to_thread(wire_push, run, ipc))
                     continue
                 try:
                     samples[key].append(await plugins[key].measure())
@@ -182,6 +185,20 @@ async def _scenario(run: Run) -> list[Row]:
         row = ratio_row(f"source.{key}", "2", label, samples[key], "rec/s", CEILING_A, samples["ceiling"], goal)
         if key == "ekuiper":  # the yardstick, not ours to tune: no goal
             row.goal, row.ok = "", None
+        rows.append(row)
+    if "sdk" not in errors and samples.get("sdk") and len(samples["sdk"]) == len(samples["wire"]):
+        row = ratio_row(
+            "source.sdk_vs_wire",
+            "2",
+            "sdk source vs. its bare transport (diagnostic)",
+            samples["sdk"],
+            "rec/s",
+            WIRE,
+            samples["wire"],
+            0.0,
+            note="what the sdk and the host's decoding cost per record over the bare dialer and listener",
+        )
+        row.goal, row.ok = "", None
         rows.append(row)
     return rows
 

@@ -1,6 +1,9 @@
 """Raw nng peers for the ceilings: no SDK, no encoding per message.
 
     python rawpeer.py push <url> <seconds>   PUSH dialer sending one 75-byte record envelope per send
+    python rawpeer.py wirepush <url> <seconds>
+                                             the same through the sdk's own dialer (sdk/protocol/ipc_wire.py)
+                                             instead of pynng: what an sdk source sends with, bare
     python rawpeer.py req  <url> <seconds>   REQ dialer answering every reply with a constant result,
                                              the plugin end of a function channel (PROTOCOL.md section 5)
     python rawpeer.py relay <in-url> <out-url> <seconds>
@@ -8,7 +11,8 @@
                                              to a PUSH dialing out-url: a host that does nothing per record
 
 Each exits after ``seconds`` (the benchmark kills it earlier by pid).
-Standard library and pynng only; it never forks.
+Standard library and pynng only (``wirepush`` also imports the sdk's
+protocol package); it never forks.
 """
 
 import json
@@ -46,6 +50,22 @@ def push(url: str, seconds: float) -> None:
     sock.close()
 
 
+def wirepush(url: str, seconds: float) -> None:
+    from sdk.protocol.ipc_wire import IpcPushDialer
+
+    dialer = IpcPushDialer(url.removeprefix("ipc://"))
+    if not dialer.dial(2.0):
+        raise SystemExit(f"rawpeer: nobody listens on {url}: {dialer.last_error}")
+    send, payload = dialer.send, RECORD
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for _ in range(256):
+            if not send(payload, 2.0):
+                dialer.close()
+                return
+    dialer.close()
+
+
 def req(url: str, seconds: float) -> None:
     sock = pynng.Req0(resend_time=0, recv_timeout=2000)
     _dial(sock, url)
@@ -81,4 +101,4 @@ def relay(in_url: str, out_url: str, seconds: float) -> None:
 
 if __name__ == "__main__":
     mode, *urls, duration = sys.argv[1:]
-    {"push": push, "req": req, "relay": relay}[mode](*urls, float(duration))
+    {"push": push, "wirepush": wirepush, "req": req, "relay": relay}[mode](*urls, float(duration))
