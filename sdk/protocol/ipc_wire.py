@@ -120,6 +120,10 @@ class IpcPushDialer:
     def connected(self) -> bool:
         return self._sock is not None
 
+    def fileno(self) -> int:
+        """The connection's descriptor, -1 while not connected."""
+        return -1 if self._sock is None else self._sock.fileno()
+
     def dial(self, timeout: float = 0.0) -> bool:
         """Connect now if nobody is connected, waiting up to ``timeout`` for a listener; True once connected."""
         return self._connection(time.monotonic() + timeout, _never) is not None

@@ -13,7 +13,7 @@ import resource
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pynng
@@ -187,32 +187,40 @@ def test_a_closed_dialer_sends_nothing_and_does_not_dial_again(dialer: IpcPushDi
 
 
 @pytest.fixture
-def descriptors_above_1024() -> Iterator[None]:
-    """Hold enough descriptors that the next sockets are numbered above 1024, as in a loader running many rules."""
+def hold_low_descriptors() -> Iterator[Callable[[], None]]:
+    """Takes every free descriptor below 1100 when called, so the next sockets are numbered above 1024,
+    as in a loader running many rules; call it right before (other tests' threads may free some meanwhile)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 2048:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(2048, hard), hard))
     held: list[int] = []
-    try:
-        while not held or held[-1] < 1100:
+
+    def hold() -> None:
+        while True:
             held.append(os.dup(0))
-        yield
+            if held[-1] >= 1100:
+                return
+
+    try:
+        yield hold
     finally:
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-@pytest.mark.usefixtures("descriptors_above_1024")
-def test_waits_work_on_descriptors_above_1024(dialer: IpcPushDialer, path: Path) -> None:
+def test_waits_work_on_descriptors_above_1024(
+    dialer: IpcPushDialer, path: Path, hold_low_descriptors: Callable[[], None]
+) -> None:
     """``select`` refuses descriptors numbered 1024 and up; a wait for the greeting or for room must not."""
     listener, accepted = raw_listener(path)
     try:
+        hold_low_descriptors()
         assert dialer.send(b"first", 2.0)  # waited for the greeting
+        assert dialer.fileno() > 1024
         while dialer.send(b"z" * 4096, 0.05):  # fill the buffer, then wait for room until the timeout
             pass
         assert dialer.connected
-        assert accepted[0].fileno() > 1024
     finally:
         listener.close()
         for conn in accepted:
