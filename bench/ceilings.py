@@ -24,7 +24,7 @@ import pynng
 
 from bench.harness import PYTHON, RAWPEER, BenchError, Run
 from bench.report import Row, info_row, interleave, median
-from loader.wire.sp_ipc import IpcPullListener
+from sdk.protocol.ipc_listen import IpcPullListener
 
 CEILING_A = "A raw PUSH/PULL"
 CEILING_B = "B raw REQ/REP"
@@ -119,7 +119,7 @@ def push_pull(run: Run, ipc_dir: Path) -> float:
 
 def wire_push(run: Run, ipc_dir: Path) -> float:
     """Diagnostic for figure 2, messages/s: ceiling A's records sent through the sdk's own dialer instead
-    of pynng's PUSH, received by the loader's listener (loader/wire/sp_ipc.py), not decoded.
+    of pynng's PUSH, received by the loader's listener (sdk/protocol/ipc_listen.py), not decoded.
 
     The sdk source sends with that dialer and the loader receives with that
     listener, so this is the bare transport an sdk source runs on; ceiling A

@@ -1,4 +1,5 @@
-"""nng sockets of the plugin side, and the inverted request loop.
+"""The plugin side's sockets (pynng for control and functions, the wire ends of sdk/protocol for data),
+and the inverted request loop.
 
 The host creates every listening socket before it asks the plugin to dial,
 but a dial can still race a host that is (re)starting, and a sink's listen
@@ -9,17 +10,21 @@ error that names the address.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Protocol
 
 import pynng
 
 from sdk.protocol.handshake import HANDSHAKE
+from sdk.protocol.ipc_listen import IpcPullListener
 
 DIAL_ATTEMPTS = 50
 DIAL_INTERVAL_S = 0.1
@@ -54,30 +59,45 @@ def dial(sock: pynng.Socket, url: str) -> None:
     raise ConnectionError(f"nobody listens on {url} ({last}) after {DIAL_ATTEMPTS * DIAL_INTERVAL_S:g}s")
 
 
-def listen(sock: pynng.Socket, url: str) -> None:
-    """Listen, retrying while a previous owner of the address lets go of it."""
-    sock.recv_max_size = 0
-    last: Exception | None = None
+def pull_listener(path: str) -> IpcPullListener:
+    """Listen for a sink's messages at ``path``, waiting while a previous owner still listens there.
+
+    During a hot swap the process being replaced may hold the address for a
+    moment; a socket file nobody listens on any more is a leftover (a killed
+    process) and is removed, as nng does.
+    """
+    last = "the address is in use"
     for _ in range(LISTEN_ATTEMPTS):
-        try:
-            sock.listen(url)
-            return
-        except pynng.NNGException as err:
-            last = err
-            time.sleep(LISTEN_INTERVAL_S)
-    sock.close()
-    raise ConnectionError(f"cannot listen on {url}: {last}")
+        if _address_free(path):
+            try:
+                return IpcPullListener(Path(path))
+            except OSError as err:
+                last = str(err)
+        time.sleep(LISTEN_INTERVAL_S)
+    raise ConnectionError(f"cannot listen on ipc://{path}: {last}")
 
 
-def pull_listener(url: str) -> pynng.Pull0:
-    """Receives wait at most ``SLICE_MS``, so the receiving thread notices a stop by itself."""
-    sock = pynng.Pull0(recv_timeout=SLICE_MS)
-    listen(sock, url)
-    return sock
+def _address_free(path: str) -> bool:
+    """Whether nobody listens at ``path``; a leftover socket file is removed."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)
+    try:
+        probe.connect(path)
+    except FileNotFoundError:
+        return True
+    except ConnectionRefusedError:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return True
+    except OSError:
+        return False  # a full backlog: somebody listens
+    finally:
+        probe.close()
+    return False
 
 
 class Closable(Protocol):
-    """A socket: pynng's, or the sdk's own dialer (sdk/protocol/ipc_wire.py)."""
+    """A socket: pynng's, or one of the wire ends of sdk/protocol (ipc_wire, ipc_listen)."""
 
     def close(self) -> None: ...
 

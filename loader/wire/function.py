@@ -36,7 +36,7 @@ Calls are synchronous and serialised by the channel's use lock: one REQ
 socket carries one request at a time anyway.  They wait in short slices, so
 ``close`` from another thread ends a waiting call without closing the socket
 under it (loader/wire/exclusive.py says why that matters).  The REP end is
-the host's own reader of nng's wire format (loader/wire/sp_ipc.py): a call
+the host's own reader of nng's wire format (sdk/protocol/ipc_listen.py): a call
 is one write and one read on the caller's thread, with no nng thread hand-off
 in between and no event loop round trip.
 """
@@ -57,8 +57,8 @@ from loader.wire.codec import (
     decode_reply,
 )
 from loader.wire.exclusive import SLICE_S, UseLock
-from loader.wire.sp_ipc import IpcRepListener
 from sdk.protocol.handshake import declares_batch
+from sdk.protocol.ipc_listen import IpcRepListener
 from sdk.protocol.messages import encode_call, encode_exec, encode_exec_batch
 
 #: A slot older than this may have been replaced by a keepalive: drain before using it.

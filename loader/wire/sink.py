@@ -10,7 +10,7 @@ Two sockets per running sink instance:
   ``start`` succeeded; the host PUSH dials it then.
 
 Both are plain Python sockets speaking nng's wire format, not pynng: the ack
-end is the listener of loader/wire/sp_ipc.py, the data end the dialer of
+end is the listener of sdk/protocol/ipc_listen.py, the data end the dialer of
 sdk/protocol/ipc_wire.py, so a record's send is one system call on the rule
 worker's thread (through pynng it was the largest cost of a record's trip:
 docs/benchmarks.md).  The plugin keeps its nng sockets.
@@ -57,7 +57,7 @@ from loader.wire.codec import (
     decode_ack,
 )
 from loader.wire.exclusive import SLICE_S, UseLock
-from loader.wire.sp_ipc import IpcPullListener
+from sdk.protocol.ipc_listen import IpcPullListener
 from sdk.protocol.ipc_wire import IpcPushDialer
 from sdk.protocol.messages import ACK_OK, encode_sink
 

@@ -8,7 +8,7 @@ reading it never notices more than a gap.  It must be listening before the
 ``start`` command is sent, because eKuiper's SDK dials synchronously while
 handling ``start`` and fails the command if nobody listens.
 
-The host end reads the nng wire format itself (loader/wire/sp_ipc.py says
+The host end reads the nng wire format itself (sdk/protocol/ipc_listen.py says
 why): one read of the socket takes everything the plugin has written so far,
 and ``recv`` hands out one record at a time from it, one ``json.loads`` per
 message.  A batch
@@ -38,7 +38,7 @@ from loader.wire.codec import (
     decode_source_items,
 )
 from loader.wire.exclusive import SLICE_S, UseLock
-from loader.wire.sp_ipc import IpcPullListener
+from sdk.protocol.ipc_listen import IpcPullListener
 
 
 class SourceTimeout(DataChannelTimeout):

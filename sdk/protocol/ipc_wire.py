@@ -6,7 +6,7 @@ Through pynng each such send costs some 25 to 35 µs of CPU, most of it
 handing the message to nng's own threads; the format underneath is simple
 and fixed (nng, mangos and eKuiper's SDKs all speak it), and writing it
 directly is one ``send`` system call per message on the caller's thread.
-The listening ends are the loader's (loader/wire/sp_ipc.py); the peers keep
+The listening ends are the loader's (sdk/protocol/ipc_listen.py); the peers keep
 their nng sockets and see an ordinary PUSH.
 
 The mapping, per connection on a Unix stream socket:

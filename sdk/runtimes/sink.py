@@ -13,15 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
-
-import pynng
 
 from sdk import channels
 from sdk.api import Context, Factory
 from sdk.args import RuntimeArgs
 from sdk.protocol.control import Control
+from sdk.protocol.ipc_listen import IpcPullListener
 from sdk.protocol.ipc_wire import IpcPushDialer
 from sdk.protocol.messages import (
     ACK_OK,
@@ -105,7 +103,7 @@ class SinkRuntime:
         self._args = args
         self._sink = build_symbol(control, factory)
         self._stopping = False
-        self._data: pynng.Pull0 | None = None
+        self._data: IpcPullListener | None = None
         self._ack: IpcPushDialer | None = None
         self._ack_lock = threading.Lock()
         self._gate = AckGate(None)
@@ -130,7 +128,7 @@ class SinkRuntime:
         control = self.control
         ipc_dir, names = self._args.ipc_dir, (control.rule_id, control.op_id, control.instance_id)
         try:
-            self._data = channels.pull_listener(channels.address(ipc_dir, data_name(*names)))
+            self._data = channels.pull_listener(os.path.join(ipc_dir, data_name(*names)))
             if requires_ack(control.config):
                 path = os.path.join(ipc_dir, ack_name(*names))
                 self._ack = IpcPushDialer(path)
@@ -177,16 +175,10 @@ class SinkRuntime:
         assert sock is not None, "start() connects before the thread runs"
         open_error = self._open()
         batching = self._args.batch is not None
+        slice_s = channels.SLICE_MS / 1000
         while not self._stopping:
-            try:
-                data = sock.recv()
-            except pynng.Timeout:
-                continue
-            except pynng.NNGException as err:
-                if self._stopping:
-                    return
-                self.errors.record(err)
-                time.sleep(channels.RETRY_PAUSE_S)
+            data = sock.recv(slice_s)
+            if data is None:
                 continue
             if batching and data[:1] == b"#":
                 self._collect_batch(data, open_error)

@@ -1,4 +1,4 @@
-"""The host's own listening ends of nng's wire format (loader/wire/sp_ipc.py), against real nng dialers
+"""The listening ends of nng's wire format (sdk/protocol/ipc_listen.py), against real nng dialers
 and against raw sockets that break the format."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pynng
 import pytest
 
-from loader.wire.sp_ipc import IpcPullListener, IpcRepListener
+from sdk.protocol.ipc_listen import IpcPullListener, IpcRepListener
 from sdk.protocol.ipc_wire import PUSH_GREETING, REQ_GREETING
 
 pytestmark = [pytest.mark.e2e]
@@ -257,3 +257,25 @@ def test_a_request_without_a_request_id_is_ignored(rep):
         assert sock.recv(64) == frame(b"\x80\x00\x00\x07reply")
     finally:
         sock.close()
+
+
+def test_close_removes_its_own_socket_file_but_not_a_successors(ipc_dir: Path) -> None:
+    """A plugin's next version may listen on the address already; the old listener's close must not remove it."""
+    path = ipc_dir / "taken.ipc"
+    old = IpcPullListener(path)
+    old.close()
+    assert not path.exists()
+    old = IpcPullListener(path)
+    path.unlink()
+    new = IpcPullListener(path)
+    try:
+        old.close()
+        assert path.exists()
+        sock = push(new)
+        try:
+            sock.send(b"to the successor")
+            assert new.recv(5.0) == b"to the successor"
+        finally:
+            sock.close()
+    finally:
+        new.close()

@@ -1,22 +1,21 @@
-"""The host's listening ends of nng's wire format over IPC (PULL and REP), in plain Python sockets.
+"""The listening ends of nng's wire format over IPC (PULL and REP), in plain Python sockets.
 
-Why not pynng here: a source record cost the host about 33 µs of CPU when
-received through pynng, most of it on nng's own threads (each message is an
-aio completed on a task queue that then wakes the receiving thread), more
-than the rest of the record's trip through a rule; a function call paid the
-same twice per round trip.  The wire format underneath is simple and fixed
-(the SP-over-IPC mapping that nng, mangos and eKuiper's SDKs all speak), and
-reading it directly takes whatever the peer has written so far in one
-``recv`` call, on the thread that wants it: under load, many records per
-system call instead of several thread wake-ups per record.  The plugins keep
-using nng (our ``sdk``, eKuiper's Python and Go SDKs) and see an ordinary
-peer.
-
-The format (greetings, frames) is in sdk/protocol/ipc_wire.py, with the
-dialing PUSH end both sides send records with.  Here are the listening ends.
+The loader listens with them for a source's records, a sink's acks and a
+function's calls; the sdk for the messages of a sink.  Why not pynng: a
+record cost its receiver about 33 µs of CPU through pynng, most of it on
+nng's own threads (each message is an aio completed on a task queue that
+then wakes the receiving thread), more than the rest of the record's trip
+through a rule; a function call paid the same twice per round trip.  The
+wire format underneath is simple and fixed (the SP-over-IPC mapping that
+nng, mangos and eKuiper's SDKs all speak; sdk/protocol/ipc_wire.py has it,
+with the dialing PUSH), and reading it directly takes whatever the peer has
+written so far in one ``recv`` call, on the thread that wants it: under
+load, many records per system call instead of several thread wake-ups per
+record.  The peers may be nng sockets (eKuiper's Python and Go SDKs, or its
+host dialing a sink) and see an ordinary one.
 
 A dialer waits for the greeting before its dial returns (eKuiper's SDK dials
-while it handles ``start``), but the host's receiving thread may not be
+while it handles ``start``), but the receiving thread may not be
 receiving then (it starts once ``start`` was answered, or waits on a full
 rule buffer).  So a small thread per listener accepts and greets at once and
 hands the connection to the receiving side, waking a receive in progress.
@@ -27,8 +26,9 @@ disconnected; the others are not affected.  Back-pressure is the socket's:
 nothing is read while the caller does not ask, so the peer's sends block in
 its kernel buffer and then in nng, as with an nng socket.
 
-One thread uses a listener at a time (the channel's use lock sees to that);
-``close`` is called by the holder of that lock.
+One thread uses a listener at a time (the loader's channel use lock, the
+sdk's one receiving thread per sink); ``close`` is called by that thread,
+or once it has ended.
 """
 
 from __future__ import annotations
@@ -98,6 +98,8 @@ class IpcListener:
         try:
             self._listener.bind(os.fspath(path))
             self._listener.listen(BACKLOG)
+            #: Which file is ours: ``close`` removes the socket file only if nobody replaced it meanwhile.
+            self._inode = os.stat(path).st_ino
         except OSError:
             self._listener.close()
             raise
@@ -135,7 +137,13 @@ class IpcListener:
         return message
 
     def close(self) -> None:
-        """Stop accepting and disconnect every peer; the socket file is the caller's to remove."""
+        """Remove the socket file, stop accepting and disconnect every peer.
+
+        The file goes first, while the address is still ours: a process
+        taking the address over (a plugin's next version) waits as long as we
+        listen, and must not lose its own file to our removal afterwards.
+        """
+        self._remove_file()
         with self._handover:
             self._closed = True
             incoming, self._incoming = self._incoming, []
@@ -152,6 +160,13 @@ class IpcListener:
         self._selector.close()
         self._waker.close()
         self._ready.clear()
+
+    def _remove_file(self) -> None:
+        try:
+            if os.stat(self.path).st_ino == self._inode:
+                os.unlink(self.path)
+        except OSError:
+            pass  # gone already
 
     def _accept_forever(self) -> None:
         """On its own thread: accept and greet each dialer at once, hand it to the receiving side."""
