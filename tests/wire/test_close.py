@@ -37,7 +37,7 @@ PROMPT_S = SLICE_S * 5
 
 
 class RecordingSocket:
-    """A real socket (pynng's, or one of the loader's own listeners in sdk/protocol/ipc_listen.py), with a note of
+    """A real socket (pynng's, or one of the wire ends in sdk/protocol/: a listener or the dialer), with a note of
     every close made while a call was inside it."""
 
     def __init__(self, sock: Any) -> None:
