@@ -65,9 +65,10 @@ class Shutdown:
             pass
 
     def wait(self, timeout: float) -> bool:
-        """True once requested."""
-        ready, _, _ = select.select([self._read], [], [], timeout)
-        return bool(ready)
+        """True once requested.  ``poll``, not ``select``: a plugin may hold more than 1024 descriptors."""
+        poller = select.poll()
+        poller.register(self._read, select.POLLIN)
+        return bool(poller.poll(max(0, int(timeout * 1000 + 0.999))))
 
 
 class PluginProcess:
