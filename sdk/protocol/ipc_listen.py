@@ -34,7 +34,6 @@ or once it has ended.
 from __future__ import annotations
 
 import os
-import select
 import selectors
 import socket
 import threading
@@ -50,9 +49,10 @@ from sdk.protocol.ipc_wire import (
     PROTO_PUSH,
     PROTO_REP,
     PROTO_REQ,
+    Written,
     frame,
     greeting,
-    wait_ready,
+    write_frame,
 )
 
 #: Bytes asked of a connection per read: a few thousand small records, or a slice of a big one.
@@ -305,28 +305,12 @@ class IpcRepListener(IpcListener):
         if peer is None:
             raise RuntimeError("no request to reply to")
         self._requester = None
-        whole = frame(self._request_id + payload)
-        data = memoryview(whole)
-        deadline = time.monotonic() + timeout
-        while data:
-            try:
-                written = peer.sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                written = 0
-            except OSError:
-                self._forget(peer)
-                return True  # the peer is gone: the reply is dropped, as nng drops it
-            data = data[written:]
-            if not data:
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                if len(data) == len(whole):
-                    self._requester = peer  # nothing written: the caller may try again
-                    return False
-                self._forget(peer)
-                return True
-            wait_ready(peer.sock, select.POLLOUT, min(remaining, 0.1))
+        written = write_frame(peer.sock, frame(self._request_id + payload), time.monotonic() + timeout)
+        if written is Written.NOTHING:
+            self._requester = peer  # nothing written: the caller may try again
+            return False
+        if written is not Written.WHOLE:
+            self._forget(peer)  # gone, or cut off: the reply is dropped, as nng drops it
         return True
 
     def _take(self, peer: _Peer, message: bytes) -> bytes | None:

@@ -36,6 +36,7 @@ import select
 import socket
 import time
 from collections.abc import Callable
+from enum import Enum
 
 PROTO_REQ = 0x30
 PROTO_REP = 0x31
@@ -82,6 +83,52 @@ def wait_ready(sock: socket.socket, events: int, timeout: float) -> bool:
     poller = select.poll()
     poller.register(sock, events)
     return bool(poller.poll(max(0, int(timeout * 1000 + 0.999))))
+
+
+class Written(Enum):
+    """How writing one frame ended (``write_frame``)."""
+
+    WHOLE = "whole"
+    #: Not a byte of it was written by the deadline (or when given up): the connection is intact.
+    NOTHING = "nothing"
+    #: A part of it was written by the deadline: the connection must go, so the receiver discards it.
+    CUT = "cut"
+    #: The connection broke under the write: the peer did not get it.
+    BROKEN = "broken"
+
+
+def write_frame(sock: socket.socket, whole: bytes, deadline: float, give_up: Callable[[], bool] = _never) -> Written:
+    """Write ``whole`` (a frame) on a non-blocking socket, waiting for room in short slices until ``deadline``.
+
+    The caller decides what each outcome means for its message and its
+    connection; a frame is never left half-written on a connection that
+    stays in use.
+    """
+    data = memoryview(whole)
+    while True:
+        try:
+            data = data[sock.send(data, socket.MSG_NOSIGNAL) :]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            return Written.BROKEN
+        if not data:
+            return Written.WHOLE
+        if give_up() or time.monotonic() >= deadline:
+            return Written.CUT if len(data) < len(whole) else Written.NOTHING
+        writable = wait_ready(sock, select.POLLOUT, min(SLICE_S, max(0.0, deadline - time.monotonic())))
+        if not writable and _peer_left(sock):
+            return Written.BROKEN
+
+
+def _peer_left(sock: socket.socket) -> bool:
+    """Whether the peer hung up; data it sent and nobody read yet does not count as hanging up."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
 
 
 def _read_greeting(sock: socket.socket, deadline: float, give_up: Callable[[], bool]) -> bytes:
@@ -140,37 +187,20 @@ class IpcPushDialer:
             sock = self._connection(deadline, give_up)
             if sock is None:
                 return False
-            outcome = self._write(sock, whole, deadline, give_up)
-            if outcome is not None:
-                return outcome
+            written = write_frame(sock, whole, deadline, give_up)
+            if written is Written.WHOLE:
+                return True
+            if written is Written.NOTHING:
+                return False
+            self._disconnect()  # a cut frame goes with its connection: the receiver discards it
+            if written is Written.CUT:
+                return False
             # The connection broke under the write: the message goes whole on the next one.
 
     def close(self) -> None:
         """Drop the connection for good: a later ``send`` or ``dial`` returns False at once."""
         self._closed = True
         self._disconnect()
-
-    def _write(self, sock: socket.socket, whole: bytes, deadline: float, give_up: Callable[[], bool]) -> bool | None:
-        """True when ``whole`` was written, False when given up, None when the connection broke (not written)."""
-        data = memoryview(whole)
-        while True:
-            try:
-                data = data[sock.send(data, socket.MSG_NOSIGNAL) :]
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError:
-                self._disconnect()
-                return None
-            if not data:
-                return True
-            if give_up() or time.monotonic() >= deadline:
-                if len(data) < len(whole):
-                    self._disconnect()  # the receiver discards the cut frame with the connection
-                return False
-            writable = wait_ready(sock, select.POLLOUT, min(SLICE_S, max(0.0, deadline - time.monotonic())))
-            if not writable and self._peer_left(sock):
-                self._disconnect()
-                return None
 
     def _connection(self, deadline: float, give_up: Callable[[], bool]) -> socket.socket | None:
         """The connection, dialling (and redialling, backing off) until ``deadline``; None if none by then."""
@@ -217,16 +247,6 @@ class IpcPushDialer:
                 self.last_error = "the listener hung up before its greeting"
             return None
         return sock
-
-    @staticmethod
-    def _peer_left(sock: socket.socket) -> bool:
-        """Whether the listener hung up (it never sends anything after its greeting)."""
-        try:
-            return sock.recv(1, socket.MSG_PEEK) == b""
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            return True
 
     def _disconnect(self) -> None:
         sock, self._sock = self._sock, None
