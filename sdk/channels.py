@@ -25,6 +25,7 @@ import pynng
 
 from sdk.protocol.handshake import HANDSHAKE
 from sdk.protocol.ipc_listen import IpcPullListener
+from sdk.protocol.ipc_wire import IpcPushDialer
 
 DIAL_ATTEMPTS = 50
 DIAL_INTERVAL_S = 0.1
@@ -56,7 +57,15 @@ def dial(sock: pynng.Socket, url: str) -> None:
             last = err
             time.sleep(DIAL_INTERVAL_S)
     sock.close()
-    raise ConnectionError(f"nobody listens on {url} ({last}) after {DIAL_ATTEMPTS * DIAL_INTERVAL_S:g}s")
+    raise ConnectionError(f"nobody listens on {url} ({last}) after {DIAL_TIMEOUT_S:g}s")
+
+
+def push_dialer(path: str) -> IpcPushDialer:
+    """A PUSH connected to the host's listener at ``path``; ConnectionError naming it if nobody listens in time."""
+    dialer = IpcPushDialer(path)
+    if not dialer.dial(DIAL_TIMEOUT_S):
+        raise ConnectionError(f"nobody listens on ipc://{path} ({dialer.last_error}) after {DIAL_TIMEOUT_S:g}s")
+    return dialer
 
 
 def pull_listener(path: str) -> IpcPullListener:

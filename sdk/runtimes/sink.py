@@ -130,12 +130,7 @@ class SinkRuntime:
         try:
             self._data = channels.pull_listener(os.path.join(ipc_dir, data_name(*names)))
             if requires_ack(control.config):
-                path = os.path.join(ipc_dir, ack_name(*names))
-                self._ack = IpcPushDialer(path)
-                if not self._ack.dial(channels.DIAL_TIMEOUT_S):
-                    raise ConnectionError(
-                        f"nobody listens on ipc://{path} ({self._ack.last_error}) after {channels.DIAL_TIMEOUT_S:g}s"
-                    )
+                self._ack = channels.push_dialer(os.path.join(ipc_dir, ack_name(*names)))
                 self._gate = AckGate(self._send_ack)
         except ConnectionError as err:
             if self._data is not None:

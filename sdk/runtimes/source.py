@@ -48,13 +48,10 @@ class SourceRuntime:
         except Exception as err:
             raise StartError(f"{control.describe()}: configure failed: {error_text(err)}") from err
         path = os.path.join(self._args.ipc_dir, data_name(control.rule_id, control.op_id, control.instance_id))
-        dialer = IpcPushDialer(path)
-        if not dialer.dial(channels.DIAL_TIMEOUT_S):
-            raise StartError(
-                f"{control.describe()}: nobody listens on ipc://{path} ({dialer.last_error}) "
-                f"after {channels.DIAL_TIMEOUT_S:g}s"
-            )
-        self._socket = dialer
+        try:
+            self._socket = dialer = channels.push_dialer(path)
+        except ConnectionError as err:
+            raise StartError(f"{control.describe()}: {err}") from err
         logger = instance_logger(control)
         emit = self._sender(dialer)
         batch = self._args.batch
