@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import select
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +23,7 @@ from typing import Protocol
 import pynng
 
 from sdk.protocol.handshake import HANDSHAKE
-from sdk.protocol.ipc_listen import IpcPullListener
+from sdk.protocol.ipc_listen import IpcPullListener, is_live_socket
 from sdk.protocol.ipc_wire import IpcPushDialer
 
 DIAL_ATTEMPTS = 50
@@ -88,21 +87,11 @@ def pull_listener(path: str) -> IpcPullListener:
 
 def _address_free(path: str) -> bool:
     """Whether nobody listens at ``path``; a leftover socket file is removed."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.setblocking(False)
-    try:
-        probe.connect(path)
-    except FileNotFoundError:
-        return True
-    except ConnectionRefusedError:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        return True
-    except OSError:
-        return False  # a full backlog: somebody listens
-    finally:
-        probe.close()
-    return False
+    if is_live_socket(path):
+        return False
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    return True
 
 
 class Closable(Protocol):

@@ -7,11 +7,11 @@ names themselves are the protocol's (sdk/protocol/names.py), shared with the sdk
 
 from __future__ import annotations
 
-import socket
 import stat
 from pathlib import Path
 
 from sdk.protocol import names
+from sdk.protocol.ipc_listen import is_live_socket
 
 
 def control_path(ipc_dir: Path, plugin: str) -> Path:
@@ -33,18 +33,6 @@ def ack_path(ipc_dir: Path, rule_id: str, op_id: str, instance: int) -> Path:
 def url(path: Path) -> str:
     """nng address of an IPC socket file."""
     return f"ipc://{path}"
-
-
-def is_live_socket(path: Path) -> bool:
-    """True when some process is listening on the unix socket at ``path``."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
 
 
 def claim(path: Path) -> None:

@@ -70,6 +70,25 @@ REQUEST_ID_LENGTH = 4
 MAX_HOPS = 8
 
 
+def is_live_socket(path: str | os.PathLike[str]) -> bool:
+    """Whether some process listens on the Unix socket at ``path``.
+
+    The probe does not block: a listener whose backlog is full is busy, not
+    gone, and a blocking connect would wait for it.
+    """
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)
+    try:
+        probe.connect(os.fspath(path))
+        return True
+    except (BlockingIOError, InterruptedError):
+        return True  # a full backlog: somebody listens
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
 class _Peer:
     """One connected dialer: what it sent that does not make a whole frame yet."""
 
