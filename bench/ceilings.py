@@ -62,31 +62,41 @@ PEER_START_S = 30.0
 
 
 def _first_message(sock: pynng.Socket, peers: list, run: Run) -> None:
+    """Wait for the peers' first message on a pynng socket (see ``_await_first``)."""
+
+    def received() -> bool:
+        try:
+            sock.recv()
+            return True
+        except pynng.Timeout:
+            return False
+
+    steady = sock.recv_timeout
+    sock.recv_timeout = 200
+    try:
+        _await_first(received, peers, run)
+    finally:
+        sock.recv_timeout = steady
+
+
+def _await_first(received: Callable[[], bool], peers: list, run: Run) -> None:
     """Wait for the peers' first message, separately from the steady-state timeout of the measurement.
 
+    ``received`` tries for a short while and says whether a message came.
     Raises BenchError naming the cause: a peer that exited, or one that
     started but never sent within ``PEER_START_S``.
     """
-    steady = sock.recv_timeout
-    sock.recv_timeout = 200
     deadline = time.monotonic() + PEER_START_S
-    try:
-        while True:
-            try:
-                sock.recv()
-                return
-            except pynng.Timeout:
-                exited = [p for p in peers if p.poll() is not None]
-                if exited or time.monotonic() > deadline:
-                    log = (run.root / "rawpeer.log").read_text(errors="replace")[-2000:]
-                    why = (
-                        f"raw peer {exited[0].args[2]} exited with status {exited[0].returncode}"
-                        if exited
-                        else f"no message from the raw peers within {PEER_START_S:g}s of their start"
-                    )
-                    raise BenchError(f"{why}; rawpeer.log: {log or '(empty)'}") from None
-    finally:
-        sock.recv_timeout = steady
+    while not received():
+        exited = [p for p in peers if p.poll() is not None]
+        if exited or time.monotonic() > deadline:
+            log = (run.root / "rawpeer.log").read_text(errors="replace")[-2000:]
+            why = (
+                f"raw peer {exited[0].args[2]} exited with status {exited[0].returncode}"
+                if exited
+                else f"no message from the raw peers within {PEER_START_S:g}s of their start"
+            )
+            raise BenchError(f"{why}; rawpeer.log: {log or '(empty)'}")
 
 
 def _peer(run: Run, mode: str, *paths: Path):
@@ -130,11 +140,7 @@ def wire_push(run: Run, ipc_dir: Path) -> float:
     peer = None
     try:
         peer = _peer(run, "wirepush", path)
-        deadline = time.monotonic() + PEER_START_S
-        while listener.recv(0.2) is None:
-            if peer.poll() is not None or time.monotonic() > deadline:
-                log = (run.root / "rawpeer.log").read_text(errors="replace")[-2000:]
-                raise BenchError(f"no message from the raw wire peer (status {peer.poll()}); rawpeer.log: {log}")
+        _await_first(lambda: listener.recv(0.2) is not None, [peer], run)
         recv = listener.recv
         return count_rate(lambda: recv(5.0), run.warmup_s, run.window_s)
     finally:
